@@ -1,0 +1,1 @@
+"""klingbot core: commands, pricing, wallets and replies, with no platform imports."""

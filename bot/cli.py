@@ -1,0 +1,195 @@
+"""``klingbot``: run the bot, open the console chat, print prices, manage wallets offline.
+
+Every subcommand loads the settings once, and turns a bad config or an
+unusable database into one clear line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+from bot.bootstrap import open_core
+from bot.commands import Balance, Caller, UserRef
+from bot.errors import StorageUnavailable
+from bot.i18n import Translator, resolve_locale
+from bot.parsing import HISTORY_MAX
+from bot.ports import LedgerEntry
+from bot.replies import Money
+from bot.service import handle, price_table, respond_to_text
+from bot.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("klingbot")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="klingbot", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("run", help="start every adapter whose token is set (else the console)")
+
+    console = commands.add_parser("console", help="chat with the bot in this terminal")
+    console.add_argument("--as", dest="user", help="chat as another (non-moderator) console user")
+    console.add_argument("--lang", help="en or zh-CN (default: from $LANG)")
+
+    price_cmd = commands.add_parser("price", help="print the price table and exit")
+    price_cmd.add_argument("--duration", type=int, choices=(5, 10), default=5)
+    price_cmd.add_argument("--lang", help="en or zh-CN (default: from $LANG)")
+
+    wallet = commands.add_parser("wallet", help="wallet operations for operators, offline")
+    wallet_commands = wallet.add_subparsers(dest="wallet_command", required=True)
+    topup = wallet_commands.add_parser("topup", help="add credits to a wallet")
+    topup.add_argument("user", help="platform:id, e.g. telegram:12345")
+    topup.add_argument("credits")
+    topup.add_argument("reason", nargs="*")
+    balance = wallet_commands.add_parser("balance", help="show a wallet")
+    balance.add_argument("user")
+    history = wallet_commands.add_parser("history", help="show a wallet's last entries")
+    history.add_argument("user")
+    history.add_argument(
+        "-n", type=int, default=10, choices=range(1, HISTORY_MAX + 1), metavar=f"1..{HISTORY_MAX}"
+    )
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    db_commands.add_parser("migrate", help="apply pending migrations and exit")
+    db_commands.add_parser("check", help="verify the ledger invariants")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``klingbot`` script."""
+    args = build_parser().parse_args(argv)
+    # The console chat owns the terminal: only warnings interrupt it.
+    quiet = args.command in ("console", "price", "wallet", "db")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Third-party HTTP clients log full request URLs, which carry bot tokens.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        settings = load_settings()
+        return asyncio.run(_run(args, settings))
+    except (ConfigError, StorageUnavailable) as error:
+        print(f"klingbot: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "price":
+        return await _print_prices(settings, args.duration, args.lang)
+    if args.command == "console":
+        return await _console(settings, args.user, args.lang)
+    if args.command == "run":
+        return await _serve(settings)
+    if args.command == "wallet":
+        return await _wallet(settings, args)
+    return await _db(settings, args.db_command)
+
+
+async def _print_prices(settings: Settings, duration: int, lang: str | None) -> int:
+    """Print the table without touching the database."""
+    catalog = settings.catalog()
+    lines = price_table(catalog, duration, lambda credits: Money(credits, catalog.yuan(credits)))
+    translate = Translator(_operator(lang).locale)
+    print("\n".join(translate(line) for line in lines))
+    return 0
+
+
+async def _console(settings: Settings, user: str | None, lang: str | None) -> int:
+    from adapters.console import ConsoleChat, console_caller
+
+    async with open_core(settings) as deps:
+        chat = ConsoleChat(deps, console_caller(user, lang), lambda line: print(line, flush=True))
+        await chat.run(_stdin_lines(prompt=sys.stdin.isatty()))
+    return 0
+
+
+async def _serve(settings: Settings) -> int:
+    for name, token in (("Telegram", settings.telegram_token), ("Discord", settings.discord_token)):
+        if token is not None:
+            log.warning("%s token is set, but this release has no %s adapter yet", name, name)
+    log.info("no platform adapter to start: opening the console chat")
+    return await _console(settings, None, None)
+
+
+async def _wallet(settings: Settings, args: argparse.Namespace) -> int:
+    """Run a wallet command as the operator; exit 1 when the core refused it."""
+    try:
+        user = UserRef.parse(args.user)
+    except ValueError as error:
+        print(f"klingbot: {error}", file=sys.stderr)
+        return 2
+    caller = _operator(None)
+    async with open_core(settings) as deps:
+        if args.wallet_command == "history":
+            _print_history(await deps.ledger.history(user, args.n))
+            return 0
+        if args.wallet_command == "topup":
+            line = f"/topup {user} {args.credits} {' '.join(args.reason)}"
+            replies = await respond_to_text(line, caller, deps, request_id=None)
+        else:
+            replies = await handle(Balance(str(user)), caller, deps)
+    translate = Translator(caller.locale)
+    for reply in replies:
+        print(translate.reply(reply).text)
+    return 1 if any(reply.private for reply in replies) else 0
+
+
+def _print_history(entries: list[LedgerEntry]) -> None:
+    """Tab-separated, newest first, for grep and spreadsheets."""
+    print("seq\ttime_utc\tkind\tamount\theld_delta\tbalance_after\tactor\treason")
+    for entry in entries:
+        when = datetime.fromtimestamp(entry.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        print(
+            f"{entry.seq}\t{when}\t{entry.kind}\t{entry.amount:+}\t{entry.held_delta:+}\t"
+            f"{entry.balance_after}\t{entry.actor}\t{entry.reason}"
+        )
+
+
+async def _db(settings: Settings, action: str) -> int:
+    from storage.database import Database
+    from storage.ledger import audit
+
+    async with Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms) as database:
+        if action == "migrate":
+            print(f"database {settings.db} is up to date")
+            return 0
+        problems = await audit(database)
+    for problem in problems:
+        print(problem)
+    print("ledger OK" if not problems else f"{len(problems)} problem(s) found")
+    return 0 if not problems else 1
+
+
+def _operator(lang: str | None) -> Caller:
+    """The operator at the command line: a moderator on the ``cli`` platform."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "operator"
+    tag = lang or os.environ.get("LC_ALL") or os.environ.get("LANG")
+    return Caller(UserRef("cli", name), name, None, resolve_locale(tag), is_platform_admin=True)
+
+
+async def _stdin_lines(*, prompt: bool) -> AsyncIterator[str]:
+    """Lines from stdin, read on a thread so the event loop keeps running."""
+    while True:
+        if prompt:
+            print("> ", end="", flush=True)
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if not line:
+            return
+        yield line

@@ -1,0 +1,100 @@
+"""What a user asked for, as frozen dataclasses that know nothing of any chat platform.
+
+Adapters turn platform input into these (most through :mod:`bot.parsing`)
+and hand them to :func:`bot.service.handle`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PLATFORMS: tuple[str, ...] = ("console", "telegram", "discord", "cli")
+"""Where users come from; ``cli`` is an operator working offline."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class UserRef:
+    """A user on one platform, e.g. ``telegram:12345``."""
+
+    platform: str
+    id: str
+
+    @classmethod
+    def parse(cls, text: str) -> UserRef:
+        """Parse ``platform:id``; raise ValueError naming the expected form."""
+        platform, sep, user_id = text.strip().partition(":")
+        if not sep or platform not in PLATFORMS or not user_id or any(c.isspace() for c in user_id):
+            raise ValueError(
+                f"{text.strip()!r} is not a user; expected platform:id with platform one of "
+                + ", ".join(PLATFORMS)
+            )
+        return cls(platform, user_id)
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRef:
+    """A chat (private, group or channel) on one platform."""
+
+    platform: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a command, as the adapter saw them."""
+
+    user: UserRef
+    display_name: str = ""
+    username: str | None = None
+    locale: str = "en"
+    is_platform_admin: bool = False
+    """True when the platform says this user administers the chat (checked by the adapter)."""
+
+
+# --- commands ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """``/price [5|10]``: every tier's price; None means the default 5 s clip."""
+
+    duration_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """``/balance [user]``: a wallet's balance and open holds."""
+
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """``/history [n]``: the caller's last ``limit`` ledger entries."""
+
+    limit: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class TopUp:
+    """``/topup <user> <credits> [reason]``: a moderator adds credits to a wallet."""
+
+    target: str
+    credits: int
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    """``/help``: what the bot does and its commands."""
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """``/start``: a greeting, the help text, and the caller's wallet opened."""
+
+
+Command = Price | Balance | History | TopUp | Help | Start

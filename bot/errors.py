@@ -1,0 +1,45 @@
+"""Errors the core turns into a user message, routed by type in one place (:mod:`bot.service`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class UserError(Exception):
+    """Something the user can fix; ``key`` and ``params`` name the translated message."""
+
+    def __init__(self, key: str, **params: Any) -> None:
+        super().__init__(key)
+        self.key = key
+        self.params = params
+
+
+class NotModerator(UserError):
+    """The command is for moderators only."""
+
+    def __init__(self) -> None:
+        super().__init__("error.not_moderator")
+
+
+class UnknownUser(UserError):
+    """No user by that name or id has talked to the bot yet."""
+
+    def __init__(self, query: str) -> None:
+        super().__init__("error.unknown_user", query=query)
+
+
+class InsufficientCredits(Exception):
+    """A hold was refused: the wallet has ``balance`` credits, the hold needed ``needed``."""
+
+    def __init__(self, balance: int, needed: int) -> None:
+        super().__init__(f"balance {balance} < {needed}")
+        self.balance = balance
+        self.needed = needed
+
+
+class NoWallet(Exception):
+    """The user has no wallet yet (they never used the bot)."""
+
+
+class StorageUnavailable(Exception):
+    """The database cannot be opened or written: read-only, locked, or not a database."""

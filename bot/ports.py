@@ -1,0 +1,140 @@
+"""The storage ports the core depends on, and the values that cross them.
+
+``storage.sqlite`` implements them for SQLite; ``tests/unit/fakes.py``
+implements them in memory. Another database would be one more
+implementation; no handler changes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.commands import UserRef
+
+EntryKind = Literal["topup", "hold", "capture", "release", "adjust"]
+HoldState = Literal["open", "captured", "released"]
+
+
+@dataclass(frozen=True, slots=True)
+class UserProfile:
+    """What the bot knows of a user: their id, how to show them, how to find them."""
+
+    user: UserRef
+    display_name: str = ""
+    username: str | None = None
+    locale: str = "en"
+
+
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    """A user's credits: ``balance`` is spendable, ``held`` is reserved by ``open_holds`` holds."""
+
+    user: UserRef
+    balance: int
+    held: int
+    open_holds: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """One append-only ledger row.
+
+    ``amount`` is the change to the spendable balance, ``held_delta`` the
+    change to the held credits: a hold moves credits from balance to held, a
+    capture spends held credits, a release moves them back.
+    """
+
+    seq: int
+    key: str
+    user: UserRef
+    kind: EntryKind
+    amount: int
+    held_delta: int
+    balance_after: int
+    held_after: int
+    hold_id: str | None
+    actor: str
+    reason: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Credits reserved for one job; ``hold_id`` is the job id."""
+
+    hold_id: str
+    user: UserRef
+    amount: int
+    state: HoldState
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of a ledger write: the entry, and whether this call wrote it.
+
+    ``applied`` is False when the idempotency key was seen before (or the
+    hold had already ended): the caller gets the earlier result back and
+    nothing changed.
+    """
+
+    entry: LedgerEntry
+    applied: bool
+
+
+class Ledger(ABC):
+    """Users, wallets and the append-only credit ledger.
+
+    Every write is one transaction that either changes a balance and appends
+    its entry, or changes nothing. Writes are idempotent by ``key``.
+    """
+
+    @abstractmethod
+    async def open_wallet(self, profile: UserProfile, *, welcome_credits: int, now: int) -> Wallet:
+        """Record the user (refreshing their name) and open their wallet if it is new.
+
+        A new wallet is granted ``welcome_credits`` as a ``topup`` by ``system``.
+        """
+
+    @abstractmethod
+    async def wallet(self, user: UserRef) -> Wallet | None:
+        """The user's wallet, or None if they have none."""
+
+    @abstractmethod
+    async def find_user(self, platform: str, query: str) -> UserProfile | None:
+        """A known user on ``platform`` by id or by username (without ``@``, any case)."""
+
+    @abstractmethod
+    async def top_up(
+        self, user: UserRef, credits: int, *, key: str, actor: str, reason: str, now: int
+    ) -> Outcome:
+        """Add ``credits`` (> 0). Raises NoWallet."""
+
+    @abstractmethod
+    async def adjust(
+        self, user: UserRef, credits: int, *, key: str, actor: str, reason: str, now: int
+    ) -> Outcome:
+        """Add or remove credits (a correction or refund). Raises InsufficientCredits, NoWallet."""
+
+    @abstractmethod
+    async def hold(
+        self, user: UserRef, credits: int, *, hold_id: str, actor: str, reason: str, now: int
+    ) -> Outcome:
+        """Reserve ``credits`` under ``hold_id``. Raises InsufficientCredits, NoWallet."""
+
+    @abstractmethod
+    async def capture(self, hold_id: str, *, actor: str, reason: str, now: int) -> Outcome:
+        """Spend an open hold. A hold that already ended is returned unchanged. Raises KeyError."""
+
+    @abstractmethod
+    async def release(self, hold_id: str, *, actor: str, reason: str, now: int) -> Outcome:
+        """Give an open hold back. An ended hold is returned unchanged. Raises KeyError."""
+
+    @abstractmethod
+    async def get_hold(self, hold_id: str) -> Hold | None:
+        """The hold called ``hold_id``."""
+
+    @abstractmethod
+    async def history(self, user: UserRef, limit: int) -> list[LedgerEntry]:
+        """The user's last ``limit`` entries, newest first."""

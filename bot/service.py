@@ -1,0 +1,277 @@
+"""One handler per command, and the one place that turns errors into user messages.
+
+Handlers are plain async functions ``(command, caller, deps, request_id) ->
+replies``; everything they touch comes in through :class:`Deps`. Adapters
+call :func:`respond_to_text` or :func:`respond_to_action` and render what
+comes back; no exception ever reaches them, so no traceback or token can
+reach a chat.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.catalog import BASE_DURATION, Catalog
+from bot.clock import Clock
+from bot.commands import (
+    PLATFORMS,
+    Balance,
+    Caller,
+    Command,
+    Help,
+    History,
+    Price,
+    Start,
+    TopUp,
+    UserRef,
+)
+from bot.errors import NotModerator, StorageUnavailable, UnknownUser, UserError
+from bot.parsing import clean, parse_action, parse_command
+from bot.ports import Ledger, UserProfile, Wallet
+from bot.replies import Button, Money, Reply, Text, TextList, TierName, Timestamp, Wait, say, text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything the handlers need, built once by :mod:`bot.bootstrap`."""
+
+    catalog: Catalog
+    ledger: Ledger
+    clock: Clock
+    moderators: frozenset[UserRef] = frozenset()
+    max_topup: int = 100_000
+    welcome_credits: int = 0
+    new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+
+    def money(self, credits: int) -> Money:
+        """Credits with their yuan value, ready for a message."""
+        return Money(credits, self.catalog.yuan(credits))
+
+
+Handler = Callable[[Any, Caller, Deps, str | None], Awaitable[list[Reply]]]
+
+
+async def respond_to_text(
+    line: str, caller: Caller, deps: Deps, *, request_id: str | None = None
+) -> list[Reply]:
+    """Answer one chat message."""
+    return await _guarded(lambda: _dispatch(parse_command(line), caller, deps, request_id), caller)
+
+
+async def respond_to_action(
+    action: str, caller: Caller, deps: Deps, *, request_id: str | None = None
+) -> list[Reply]:
+    """Answer a button press; the reply edits the pressed message where that makes sense."""
+    return await _guarded(lambda: _dispatch(parse_action(action), caller, deps, request_id), caller)
+
+
+async def handle(
+    command: Command, caller: Caller, deps: Deps, *, request_id: str | None = None
+) -> list[Reply]:
+    """Answer a command an adapter built itself (slash commands with typed options)."""
+    return await _guarded(lambda: _dispatch(command, caller, deps, request_id), caller)
+
+
+async def _guarded(run: Callable[[], Awaitable[list[Reply]]], caller: Caller) -> list[Reply]:
+    try:
+        return await run()
+    except UserError as error:
+        return [Reply((Text(error.key, error.params),), private=True)]
+    except StorageUnavailable as error:
+        log.error("storage unavailable while answering %s: %s", caller.user, error)
+        return [say("error.storage")]
+    except Exception:
+        log.exception("unexpected error while answering %s", caller.user)
+        return [say("error.internal")]
+
+
+async def _dispatch(
+    command: Command, caller: Caller, deps: Deps, request_id: str | None
+) -> list[Reply]:
+    handler = _HANDLERS[type(command)]
+    if not isinstance(command, Price):
+        # /price stays read-only so it answers at once; everything else opens the wallet.
+        await _open_wallet(caller, deps)
+    return await handler(command, caller, deps, request_id)
+
+
+async def _open_wallet(caller: Caller, deps: Deps) -> Wallet:
+    profile = UserProfile(caller.user, caller.display_name, caller.username, caller.locale)
+    return await deps.ledger.open_wallet(
+        profile, welcome_credits=deps.welcome_credits, now=deps.clock.now()
+    )
+
+
+def is_moderator(caller: Caller, deps: Deps) -> bool:
+    """Listed in the moderators setting, or an admin of the chat by the platform's word."""
+    return caller.user in deps.moderators or caller.is_platform_admin
+
+
+async def _resolve_user(query: str, caller: Caller, deps: Deps) -> UserProfile:
+    """``me``, ``platform:id``, ``@username`` or an id on the caller's platform."""
+    if query.lower() == "me":
+        return UserProfile(caller.user, caller.display_name, caller.username, caller.locale)
+    platform, sep, rest = query.partition(":")
+    if sep and platform in PLATFORMS:
+        found = await deps.ledger.find_user(platform, rest)
+    else:
+        found = await deps.ledger.find_user(caller.user.platform, query)
+    if found is None:
+        raise UnknownUser(query[:64])
+    return found
+
+
+def _who(profile: UserProfile) -> str:
+    name = profile.display_name or (f"@{profile.username}" if profile.username else "")
+    return f"{name} ({profile.user})" if name else str(profile.user)
+
+
+# --- handlers ----------------------------------------------------------------
+
+
+def price_table(catalog: Catalog, duration_s: int, money: Callable[[int], Money]) -> list[Text]:
+    """The price lines for ``duration_s`` clips: a header and one row per tier."""
+    lines = [text("price.header", duration=duration_s, rate=catalog.credits_per_yuan)]
+    for tier in catalog.tiers:
+        lines.append(
+            text(
+                "price.row",
+                tier=TierName(tier),
+                resolution=f"{tier.resolution}p",
+                money=money(tier.price(duration_s)),
+                wait=Wait(tier.expected_wait_s),
+                input=text("price.needs_image" if tier.requires_image else "price.image_or_text"),
+            )
+        )
+    return lines
+
+
+async def price(command: Price, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:
+    """Every tier with credits, yuan, resolution and wait; the caller's buying power."""
+    duration = command.duration_s or BASE_DURATION
+    catalog = deps.catalog
+    lines = price_table(catalog, duration, deps.money)
+    wallet = await deps.ledger.wallet(caller.user)
+    if wallet is not None:
+        affordable = catalog.clips_affordable(wallet.balance, duration)
+        clips = TextList(
+            tuple(
+                text("price.clips", count=affordable[tier.key], tier=TierName(tier))
+                for tier in catalog.tiers
+            )
+        )
+        lines.append(text("price.balance", money=deps.money(wallet.balance), clips=clips))
+    other = 10 if duration == BASE_DURATION else BASE_DURATION
+    button = Button(text("price.button", duration=other), f"price:{other}")
+    return [Reply(tuple(lines), buttons=(button,), edit=True)]
+
+
+async def balance(
+    command: Balance, caller: Caller, deps: Deps, _request_id: str | None
+) -> list[Reply]:
+    """The caller's balance; a moderator may name any user."""
+    own = command.target is None or command.target.lower() == "me"
+    if not own and not is_moderator(caller, deps):
+        raise NotModerator()
+    profile = await _resolve_user(command.target or "me", caller, deps)
+    wallet = await deps.ledger.wallet(profile.user)
+    if wallet is None:
+        raise UnknownUser(command.target or "me")
+    first = (
+        text("balance.own", money=deps.money(wallet.balance))
+        if profile.user == caller.user
+        else text("balance.other", who=_who(profile), money=deps.money(wallet.balance))
+    )
+    lines = [first]
+    if wallet.held:
+        lines.append(text("balance.held", money=deps.money(wallet.held), jobs=wallet.open_holds))
+    return [Reply(tuple(lines))]
+
+
+async def history(
+    command: History, caller: Caller, deps: Deps, _request_id: str | None
+) -> list[Reply]:
+    """The caller's newest ledger entries."""
+    entries = await deps.ledger.history(caller.user, command.limit)
+    if not entries:
+        return [say("history.empty")]
+    lines = [text("history.header", count=len(entries))]
+    for entry in entries:
+        change = -entry.held_delta if entry.kind == "capture" else entry.amount
+        lines.append(
+            text(
+                "history.row",
+                when=Timestamp(entry.created_at),
+                kind=text(f"kind.{entry.kind}"),
+                change=f"{change:+,}" if entry.kind != "capture" else f"{change:,}",
+                balance=entry.balance_after,
+                reason=entry.reason or "—",
+            )
+        )
+    return [Reply(tuple(lines))]
+
+
+async def top_up(command: TopUp, caller: Caller, deps: Deps, request_id: str | None) -> list[Reply]:
+    """A moderator adds credits to a known user's wallet."""
+    if not is_moderator(caller, deps):
+        raise NotModerator()
+    if command.credits > deps.max_topup:
+        raise UserError("error.amount_over_limit", limit=deps.max_topup)
+    reason = clean(command.reason)
+    target = await _resolve_user(command.target, caller, deps)
+    key = f"topup:{request_id}" if request_id else f"topup:{deps.new_id()}"
+    outcome = await deps.ledger.top_up(
+        target.user,
+        command.credits,
+        key=key,
+        actor=str(caller.user),
+        reason=reason,
+        now=deps.clock.now(),
+    )
+    log.info(
+        "top-up %s by %s: %+d (%s)",
+        target.user,
+        caller.user,
+        command.credits,
+        "applied" if outcome.applied else "duplicate",
+    )
+    return [
+        Reply(
+            (
+                text("topup.done", money=deps.money(command.credits), who=_who(target)),
+                text("topup.new_balance", money=deps.money(outcome.entry.balance_after)),
+            )
+        )
+    ]
+
+
+async def help_(command: Help, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:
+    """What the bot does and its commands; moderators also see theirs."""
+    lines = [text("help.intro"), text("help.user_commands")]
+    if is_moderator(caller, deps):
+        lines.append(text("help.moderator_commands", max=deps.max_topup))
+    return [Reply(tuple(lines))]
+
+
+async def start(command: Start, caller: Caller, deps: Deps, request_id: str | None) -> list[Reply]:
+    """A greeting with the caller's balance, then the help text."""
+    wallet = await deps.ledger.wallet(caller.user)
+    balance_credits = wallet.balance if wallet else 0
+    greeting = Reply((text("start.greeting", money=deps.money(balance_credits)),))
+    return [greeting, *await help_(Help(), caller, deps, request_id)]
+
+
+_HANDLERS: dict[type, Handler] = {
+    Price: price,
+    Balance: balance,
+    History: history,
+    TopUp: top_up,
+    Help: help_,
+    Start: start,
+}

@@ -1,0 +1,163 @@
+"""One typed settings object, loaded once at start from the environment and a TOML file.
+
+Precedence: environment variables (``KLINGBOT_*``, ``TELEGRAM_TOKEN``,
+``DISCORD_TOKEN``) over the TOML file named by ``KLINGBOT_CONFIG`` over the
+defaults below. A bad value stops the bot at start with a message that names
+the field; nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.catalog import DEFAULT_TIERS, Catalog, Tier
+from bot.commands import UserRef
+
+MAX_CREDITS = 10**12
+"""No single amount or balance may exceed this (far below SQLite's int64 range)."""
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the bad field."""
+
+
+class TierSettings(BaseModel):
+    """One tier as written in the config file (``[tiers.<key>]``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name_en: str = Field(min_length=1, max_length=40)
+    name_zh: str = Field(min_length=1, max_length=40)
+    model: str = Field(min_length=1)
+    mode: str | None = None
+    resolution: int = Field(ge=360, le=2160)
+    credits_per_5s: int = Field(gt=0, le=MAX_CREDITS)
+    requires_image: bool
+    expected_wait_s: int = Field(gt=0, le=24 * 3600)
+
+
+def _merge_tiers(value: Any) -> Any:
+    """Overlay the operator's partial tier tables on the default tier table."""
+    if not isinstance(value, Mapping):
+        return value
+    merged: dict[str, Any] = {key: dict(fields) for key, fields in DEFAULT_TIERS.items()}
+    for key, fields in value.items():
+        if isinstance(fields, Mapping) and key in merged:
+            merged[key].update(fields)
+        else:
+            merged[key] = fields
+    return merged
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KLINGBOT_", extra="forbid", frozen=True, populate_by_name=True
+    )
+
+    db: Path = Path("klingbot.db")
+    data_dir: Path | None = None
+    config: Path | None = None
+    db_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+
+    moderators: Annotated[tuple[UserRef, ...], NoDecode] = ()
+    max_topup: int = Field(default=100_000, gt=0, le=MAX_CREDITS)
+    welcome_credits: int = Field(default=0, ge=0, le=MAX_CREDITS)
+    credits_per_yuan: int = Field(default=10, gt=0, le=10_000)
+    tiers: dict[str, TierSettings] = Field(default_factory=lambda: _merge_tiers({}))
+
+    telegram_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TELEGRAM_TOKEN", "telegram_token")
+    )
+    discord_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "discord_token")
+    )
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, **_):
+        """Environment first, then the values given to the constructor (the TOML file)."""
+        return (env_settings, init_settings)
+
+    @field_validator("moderators", mode="before")
+    @classmethod
+    def _parse_moderators(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(UserRef.parse(item) if isinstance(item, str) else item for item in value)
+        return value
+
+    @field_validator("tiers", mode="before")
+    @classmethod
+    def _overlay_default_tiers(cls, value: Any) -> Any:
+        return _merge_tiers(value)
+
+    @model_validator(mode="after")
+    def _fill_data_dir(self) -> Settings:
+        if not self.tiers:
+            raise ValueError("at least one tier is needed")
+        if self.data_dir is None:
+            object.__setattr__(self, "data_dir", self.db.parent / "klingbot-data")
+        return self
+
+    def catalog(self) -> Catalog:
+        """The tier catalog these settings describe, cheapest tier first."""
+        tiers = [Tier(key=key, **fields.model_dump()) for key, fields in self.tiers.items()]
+        tiers.sort(key=lambda tier: (tier.credits_per_5s, tier.key))
+        return Catalog(tiers=tuple(tiers), credits_per_yuan=self.credits_per_yuan)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings once; raise ConfigError naming the bad field or file.
+
+    ``environ`` defaults to ``os.environ``; only ``KLINGBOT_CONFIG`` is read
+    from it here, the rest is pydantic-settings' job.
+    """
+    environ = os.environ if environ is None else environ
+    file_values: dict[str, Any] = {}
+    config_path = environ.get("KLINGBOT_CONFIG")
+    if config_path:
+        file_values = _read_toml(Path(config_path))
+    try:
+        return Settings(**file_values)
+    except ValidationError as error:
+        source = f"config file {config_path}" if config_path else "settings"
+        raise ConfigError(f"invalid {source}:\n{_describe(error)}") from None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per bad field: ``tiers.master.credits_per_5s: Input should be greater than 0``."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        lines.append(f"  {field}: {problem['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""SQLite implementation of the core's storage ports (see :mod:`bot.ports`)."""

@@ -1,0 +1,291 @@
+"""The SQLite database: one writer thread with group commit, one aiosqlite reader.
+
+Writes are plain functions ``fn(connection) -> result`` that run on the one
+writable connection, each inside ``BEGIN IMMEDIATE`` (as datasette does).
+A ledger operation is therefore one round trip to the database thread, and
+Python never reads a balance to write it back: the functions use atomic SQL.
+
+Group commit: while the writer is busy, further writes queue up; the next
+batch runs them all in one transaction, each in its own SAVEPOINT, so one
+failing write (say, a hold the wallet cannot afford) rolls back alone while
+the others commit together with a single WAL sync. Callers are answered only
+after COMMIT returns, so nothing is ever reported that could still be undone.
+
+Reads go through a separate aiosqlite connection (``PRAGMA query_only``), so
+``/price`` and ``/balance`` never queue behind writes: WAL lets them read the
+last committed state while a write is in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from bot.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteFn = Callable[[sqlite3.Connection], T]
+
+MAX_BATCH = 256
+"""The most writes committed in one transaction."""
+
+
+def _pragmas(busy_timeout_ms: int) -> tuple[str, ...]:
+    return (
+        f"PRAGMA busy_timeout = {int(busy_timeout_ms)}",
+        "PRAGMA foreign_keys = ON",
+        # FULL: a top-up the bot confirmed in chat survives a power cut.
+        # Group commit is what keeps that affordable.
+        "PRAGMA synchronous = FULL",
+    )
+
+
+def explain(error: sqlite3.Error, path: Path) -> StorageUnavailable:
+    """Turn a low-level SQLite error into a message an operator can act on."""
+    message = str(error).lower()
+    if "locked" in message or "busy" in message:
+        text = f"database {path} is locked by another process"
+    elif "readonly" in message or "read-only" in message:
+        text = f"database {path} is read-only (check the file and folder permissions)"
+    elif "unable to open" in message:
+        text = f"cannot open database {path}: does its folder exist and is it writable?"
+    elif "not a database" in message or "malformed" in message:
+        text = f"{path} is not a usable SQLite database ({error})"
+    else:
+        text = f"database {path}: {error}"
+    return StorageUnavailable(text)
+
+
+class Database:
+    """Owns the writer thread and the reader connection; use ``async with Database(...)``."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self._queue: queue.SimpleQueue[tuple[WriteFn[Any], asyncio.Future[Any]] | None]
+        self._queue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self.batches = 0
+        """How many transactions the writer committed (the benchmark reports it)."""
+
+    async def __aenter__(self) -> Database:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open the writer, apply pending migrations, open the reader.
+
+        Raises StorageUnavailable with an operator-readable reason.
+        """
+        self._loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._writer_main, args=(ready,), name="klingbot-sqlite-writer", daemon=True
+        )
+        self._thread.start()
+        try:
+            await ready
+        except BaseException:
+            self._thread.join()
+            self._thread = None
+            raise
+        try:
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader.row_factory = sqlite3.Row
+            for pragma in _pragmas(self.busy_timeout_ms):
+                await self._reader.execute(pragma)
+            await self._reader.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as error:
+            await self.close()
+            raise explain(error, self.path) from None
+
+    async def close(self) -> None:
+        """Finish queued writes, then close both connections."""
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    async def write(self, fn: WriteFn[T]) -> T:
+        """Run ``fn(connection)`` in a write transaction; return its result after COMMIT."""
+        if self._thread is None or self._loop is None:
+            raise RuntimeError("the database is not open")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put((fn, future))
+        return await future
+
+    async def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Run one SELECT on the reader connection."""
+        if self._reader is None:
+            raise RuntimeError("the database is not open")
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.OperationalError as error:
+            raise explain(error, self.path) from None
+
+    async def read_one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        """Run one SELECT and return its first row, if any."""
+        rows = await self.read(sql, params)
+        return rows[0] if rows else None
+
+    # --- the writer thread ---------------------------------------------------
+
+    def _writer_main(self, ready: asyncio.Future[None]) -> None:
+        try:
+            connection = self._connect()
+        except StorageUnavailable as error:
+            self._resolve(ready, error=error)
+            return
+        self._resolve(ready, result=None)
+        try:
+            while (item := self._queue.get()) is not None:
+                batch = [item]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        following = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if following is None:
+                        self._queue.put(None)  # stop after this batch
+                        break
+                    batch.append(following)
+                self._run_batch(connection, batch)
+        finally:
+            connection.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise explain(error, self.path) from None
+        try:
+            connection.row_factory = sqlite3.Row
+            for pragma in _pragmas(self.busy_timeout_ms):
+                connection.execute(pragma)
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise sqlite3.OperationalError(f"attempt to write a readonly database ({mode})")
+            migrate(connection)
+        except sqlite3.Error as error:
+            connection.close()
+            raise explain(error, self.path) from None
+        return connection
+
+    def _run_batch(
+        self, connection: sqlite3.Connection, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]
+    ) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            failure = explain(error, self.path)
+            for _, future in batch:
+                self._resolve(future, error=failure)
+            return
+        for fn, future in batch:
+            connection.execute("SAVEPOINT write")
+            try:
+                result = fn(connection)
+            except Exception as error:
+                connection.execute("ROLLBACK TO write")
+                connection.execute("RELEASE write")
+                outcomes.append((future, None, error))
+            else:
+                connection.execute("RELEASE write")
+                outcomes.append((future, result, None))
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            connection.rollback()
+            failure = explain(error, self.path)
+            outcomes = [(future, None, failure) for future, _, _ in outcomes]
+        self.batches += 1
+        for future, result, error in outcomes:
+            self._resolve(future, result=result, error=error)
+
+    def _resolve(
+        self, future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        def settle() -> None:
+            if future.cancelled():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(settle)
+
+
+def migration_scripts() -> list[tuple[int, str, str]]:
+    """The bundled migrations as ``(version, name, sql)``, in order."""
+    folder = resources.files("storage").joinpath("migrations")
+    scripts = []
+    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            scripts.append((version, entry.name, entry.read_text("utf-8")))
+    return scripts
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Apply every migration newer than ``PRAGMA user_version``, each in its own transaction.
+
+    Returns the schema version reached.
+    """
+    current = connection.execute("PRAGMA user_version").fetchone()[0]
+    for version, name, sql in migration_scripts():
+        if version <= current:
+            continue
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-check under the write lock: another process may have just migrated.
+            if connection.execute("PRAGMA user_version").fetchone()[0] >= version:
+                connection.execute("ROLLBACK")
+                continue
+            for statement in split_statements(sql):
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {version}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.rollback()
+            raise
+        log.info("database migrated to version %d (%s)", version, name)
+        current = version
+    return current
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a script into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        if not buffer and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement at the end of a migration: {buffer[:80]!r}")
+    return statements

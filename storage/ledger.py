@@ -1,0 +1,438 @@
+"""The wallet ledger on SQLite: every operation is one write function, one transaction.
+
+Balances change only through ``UPDATE wallets SET balance = balance + ?``
+guarded in SQL (``AND balance >= ?``), never by reading a number into Python
+and writing it back. Each operation first looks for its idempotency key, so
+a retried request returns the earlier entry instead of paying twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from bot.commands import UserRef
+from bot.errors import InsufficientCredits, NoWallet
+from bot.ports import Hold, Ledger, LedgerEntry, Outcome, UserProfile, Wallet
+from storage.database import Database
+
+_ENTRY_COLUMNS = (
+    "seq, idem_key, platform, user_id, kind, amount, held_delta, balance_after, held_after,"
+    " hold_id, actor, reason, created_at"
+)
+
+
+def _entry(row: sqlite3.Row) -> LedgerEntry:
+    return LedgerEntry(
+        seq=row["seq"],
+        key=row["idem_key"],
+        user=UserRef(row["platform"], row["user_id"]),
+        kind=row["kind"],
+        amount=row["amount"],
+        held_delta=row["held_delta"],
+        balance_after=row["balance_after"],
+        held_after=row["held_after"],
+        hold_id=row["hold_id"],
+        actor=row["actor"],
+        reason=row["reason"],
+        created_at=row["created_at"],
+    )
+
+
+def _prior(connection: sqlite3.Connection, key: str) -> Outcome | None:
+    row = connection.execute(
+        f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE idem_key = ?", (key,)
+    ).fetchone()
+    return Outcome(_entry(row), applied=False) if row else None
+
+
+def _append(
+    connection: sqlite3.Connection,
+    *,
+    key: str,
+    user: UserRef,
+    kind: str,
+    amount: int,
+    held_delta: int,
+    wallet: sqlite3.Row,
+    hold_id: str | None,
+    actor: str,
+    reason: str,
+    now: int,
+) -> Outcome:
+    row = connection.execute(
+        f"""
+        INSERT INTO ledger (idem_key, platform, user_id, kind, amount, held_delta,
+                            balance_after, held_after, hold_id, actor, reason, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        RETURNING {_ENTRY_COLUMNS}
+        """,
+        (
+            key,
+            user.platform,
+            user.id,
+            kind,
+            amount,
+            held_delta,
+            wallet["balance"],
+            wallet["held"],
+            hold_id,
+            actor,
+            reason,
+            now,
+        ),
+    ).fetchone()
+    return Outcome(_entry(row), applied=True)
+
+
+def _wallet_exists(connection: sqlite3.Connection, user: UserRef) -> bool:
+    row = connection.execute(
+        "SELECT 1 FROM wallets WHERE platform = ? AND user_id = ?", (user.platform, user.id)
+    ).fetchone()
+    return row is not None
+
+
+def _balance(connection: sqlite3.Connection, user: UserRef) -> int:
+    row = connection.execute(
+        "SELECT balance FROM wallets WHERE platform = ? AND user_id = ?", (user.platform, user.id)
+    ).fetchone()
+    if row is None:
+        raise NoWallet(str(user))
+    return row["balance"]
+
+
+def _change_balance(
+    connection: sqlite3.Connection,
+    user: UserRef,
+    credits: int,
+    *,
+    key: str,
+    kind: str,
+    actor: str,
+    reason: str,
+    now: int,
+) -> Outcome:
+    """Add ``credits`` (may be negative for ``adjust``) to the spendable balance."""
+    if prior := _prior(connection, key):
+        return prior
+    wallet = connection.execute(
+        """
+        UPDATE wallets SET balance = balance + :credits
+        WHERE platform = :platform AND user_id = :user_id AND balance + :credits >= 0
+        RETURNING balance, held
+        """,
+        {"credits": credits, "platform": user.platform, "user_id": user.id},
+    ).fetchone()
+    if wallet is None:
+        raise InsufficientCredits(_balance(connection, user), -credits)
+    return _append(
+        connection,
+        key=key,
+        user=user,
+        kind=kind,
+        amount=credits,
+        held_delta=0,
+        wallet=wallet,
+        hold_id=None,
+        actor=actor,
+        reason=reason,
+        now=now,
+    )
+
+
+def _end_hold(
+    connection: sqlite3.Connection, hold_id: str, *, kind: str, actor: str, reason: str, now: int
+) -> Outcome:
+    """Capture or release an open hold; an ended hold returns its ending entry unchanged."""
+    new_state = "captured" if kind == "capture" else "released"
+    hold = connection.execute(
+        """
+        UPDATE holds SET state = ?, ended_at = ?
+        WHERE hold_id = ? AND state = 'open'
+        RETURNING platform, user_id, amount
+        """,
+        (new_state, now, hold_id),
+    ).fetchone()
+    if hold is None:
+        ended = connection.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger"
+            " WHERE hold_id = ? AND kind IN ('capture', 'release')",
+            (hold_id,),
+        ).fetchone()
+        if ended is None:
+            raise KeyError(hold_id)
+        return Outcome(_entry(ended), applied=False)
+    user = UserRef(hold["platform"], hold["user_id"])
+    amount = hold["amount"]
+    back_to_balance = amount if kind == "release" else 0
+    wallet = connection.execute(
+        """
+        UPDATE wallets SET held = held - :amount, balance = balance + :back
+        WHERE platform = :platform AND user_id = :user_id
+        RETURNING balance, held
+        """,
+        {"amount": amount, "back": back_to_balance, "platform": user.platform, "user_id": user.id},
+    ).fetchone()
+    return _append(
+        connection,
+        key=f"{kind}:{hold_id}",
+        user=user,
+        kind=kind,
+        amount=back_to_balance,
+        held_delta=-amount,
+        wallet=wallet,
+        hold_id=hold_id,
+        actor=actor,
+        reason=reason,
+        now=now,
+    )
+
+
+class SqliteLedger(Ledger):
+    """:class:`bot.ports.Ledger` on a :class:`storage.database.Database`."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    async def open_wallet(self, profile: UserProfile, *, welcome_credits: int, now: int) -> Wallet:
+        """Record the user and open their wallet, granting welcome credits once."""
+        user = profile.user
+
+        def write(connection: sqlite3.Connection) -> None:
+            if profile.username:
+                # Usernames move between accounts; only the newest holder keeps one.
+                connection.execute(
+                    "UPDATE users SET username = NULL WHERE platform = ?"
+                    " AND username = ? COLLATE NOCASE AND user_id <> ?",
+                    (user.platform, profile.username, user.id),
+                )
+            connection.execute(
+                """
+                INSERT INTO users (platform, user_id, display_name, username, locale, created_at)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (platform, user_id) DO UPDATE SET
+                    display_name = excluded.display_name,
+                    username = excluded.username,
+                    locale = excluded.locale
+                """,
+                (
+                    user.platform,
+                    user.id,
+                    profile.display_name,
+                    profile.username,
+                    profile.locale,
+                    now,
+                ),
+            )
+            created = connection.execute(
+                "INSERT INTO wallets (platform, user_id, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (user.platform, user.id, now),
+            ).rowcount
+            if created and welcome_credits > 0:
+                _change_balance(
+                    connection,
+                    user,
+                    welcome_credits,
+                    key=f"welcome:{user}",
+                    kind="topup",
+                    actor="system",
+                    reason="welcome",
+                    now=now,
+                )
+
+        await self.db.write(write)
+        wallet = await self.wallet(user)
+        assert wallet is not None
+        return wallet
+
+    async def wallet(self, user: UserRef) -> Wallet | None:
+        """The user's wallet with the number of open holds."""
+        row = await self.db.read_one(
+            """
+            SELECT balance, held,
+                   (SELECT count(*) FROM holds h WHERE h.platform = w.platform
+                      AND h.user_id = w.user_id AND h.state = 'open') AS open_holds
+            FROM wallets w WHERE platform = ? AND user_id = ?
+            """,
+            (user.platform, user.id),
+        )
+        if row is None:
+            return None
+        return Wallet(user, row["balance"], row["held"], row["open_holds"])
+
+    async def find_user(self, platform: str, query: str) -> UserProfile | None:
+        """A user by id first, then by username (any case)."""
+        name = query.removeprefix("@")
+        row = await self.db.read_one(
+            """
+            SELECT platform, user_id, display_name, username, locale FROM users
+            WHERE platform = :platform AND (user_id = :query
+                  OR (username = :name COLLATE NOCASE AND :name <> ''))
+            ORDER BY user_id = :query DESC LIMIT 1
+            """,
+            {"platform": platform, "query": query, "name": name},
+        )
+        if row is None:
+            return None
+        return UserProfile(
+            UserRef(row["platform"], row["user_id"]),
+            row["display_name"],
+            row["username"],
+            row["locale"],
+        )
+
+    async def top_up(
+        self, user: UserRef, credits: int, *, key: str, actor: str, reason: str, now: int
+    ) -> Outcome:
+        """Add credits to a wallet."""
+        if credits <= 0:
+            raise ValueError("a top-up adds a positive number of credits")
+        return await self.db.write(
+            lambda c: _change_balance(
+                c, user, credits, key=key, kind="topup", actor=actor, reason=reason, now=now
+            )
+        )
+
+    async def adjust(
+        self, user: UserRef, credits: int, *, key: str, actor: str, reason: str, now: int
+    ) -> Outcome:
+        """Add or remove credits; the balance never goes below zero."""
+        if credits == 0:
+            raise ValueError("an adjustment changes the balance")
+        return await self.db.write(
+            lambda c: _change_balance(
+                c, user, credits, key=key, kind="adjust", actor=actor, reason=reason, now=now
+            )
+        )
+
+    async def hold(
+        self, user: UserRef, credits: int, *, hold_id: str, actor: str, reason: str, now: int
+    ) -> Outcome:
+        """Reserve credits for a job; the job id is the hold's idempotency key."""
+        if credits <= 0:
+            raise ValueError("a hold reserves a positive number of credits")
+
+        def write(connection: sqlite3.Connection) -> Outcome:
+            key = f"hold:{hold_id}"
+            if prior := _prior(connection, key):
+                return prior
+            wallet = connection.execute(
+                """
+                UPDATE wallets SET balance = balance - :credits, held = held + :credits
+                WHERE platform = :platform AND user_id = :user_id AND balance >= :credits
+                RETURNING balance, held
+                """,
+                {"credits": credits, "platform": user.platform, "user_id": user.id},
+            ).fetchone()
+            if wallet is None:
+                raise InsufficientCredits(_balance(connection, user), credits)
+            connection.execute(
+                "INSERT INTO holds (hold_id, platform, user_id, amount, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (hold_id, user.platform, user.id, credits, now),
+            )
+            return _append(
+                connection,
+                key=key,
+                user=user,
+                kind="hold",
+                amount=-credits,
+                held_delta=credits,
+                wallet=wallet,
+                hold_id=hold_id,
+                actor=actor,
+                reason=reason,
+                now=now,
+            )
+
+        return await self.db.write(write)
+
+    async def capture(self, hold_id: str, *, actor: str, reason: str, now: int) -> Outcome:
+        """Spend a hold: the credits leave the wallet for good."""
+        return await self.db.write(
+            lambda c: _end_hold(c, hold_id, kind="capture", actor=actor, reason=reason, now=now)
+        )
+
+    async def release(self, hold_id: str, *, actor: str, reason: str, now: int) -> Outcome:
+        """Give a hold back to the spendable balance."""
+        return await self.db.write(
+            lambda c: _end_hold(c, hold_id, kind="release", actor=actor, reason=reason, now=now)
+        )
+
+    async def get_hold(self, hold_id: str) -> Hold | None:
+        """The hold and its state."""
+        row = await self.db.read_one(
+            "SELECT hold_id, platform, user_id, amount, state FROM holds WHERE hold_id = ?",
+            (hold_id,),
+        )
+        if row is None:
+            return None
+        return Hold(
+            row["hold_id"], UserRef(row["platform"], row["user_id"]), row["amount"], row["state"]
+        )
+
+    async def history(self, user: UserRef, limit: int) -> list[LedgerEntry]:
+        """The user's newest entries first."""
+        rows = await self.db.read(
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE platform = ? AND user_id = ?"
+            " ORDER BY seq DESC LIMIT ?",
+            (user.platform, user.id, limit),
+        )
+        return [_entry(row) for row in rows]
+
+
+async def audit(database: Database) -> list[str]:
+    """Check the ledger invariants of DESIGN.md; return one line per violation (empty: all good).
+
+    - every wallet's balance and held credits equal the sums of its entries;
+    - every hold that ended has exactly one capture or release, every open hold none;
+    - top-ups + adjustments = balances + open holds + captures.
+    """
+    problems: list[str] = []
+    rows = await database.read(
+        """
+        SELECT w.platform, w.user_id, w.balance, w.held,
+               coalesce(sum(l.amount), 0) AS entry_balance,
+               coalesce(sum(l.held_delta), 0) AS entry_held
+        FROM wallets w LEFT JOIN ledger l ON l.platform = w.platform AND l.user_id = w.user_id
+        GROUP BY w.platform, w.user_id
+        HAVING w.balance <> entry_balance OR w.held <> entry_held OR w.balance < 0
+        """
+    )
+    problems += [
+        f"wallet {r['platform']}:{r['user_id']} holds {r['balance']}/{r['held']}"
+        f" but its entries sum to {r['entry_balance']}/{r['entry_held']}"
+        for r in rows
+    ]
+    rows = await database.read(
+        """
+        SELECT h.hold_id, h.state,
+               (SELECT count(*) FROM ledger l WHERE l.hold_id = h.hold_id
+                  AND l.kind IN ('capture', 'release')) AS endings,
+               (SELECT kind FROM ledger l WHERE l.hold_id = h.hold_id
+                  AND l.kind IN ('capture', 'release')) AS ending
+        FROM holds h
+        """
+    )
+    for r in rows:
+        expected = {"open": (0, None), "captured": (1, "capture"), "released": (1, "release")}
+        if (r["endings"], r["ending"]) != expected[r["state"]]:
+            problems.append(f"hold {r['hold_id']} is {r['state']} with {r['endings']} endings")
+    totals: Any = await database.read_one(
+        """
+        SELECT
+          (SELECT coalesce(sum(amount), 0) FROM ledger
+             WHERE kind IN ('topup', 'adjust')) AS paid_in,
+          (SELECT coalesce(sum(balance), 0) FROM wallets) AS balances,
+          (SELECT coalesce(sum(amount), 0) FROM holds WHERE state = 'open') AS open_holds,
+          (SELECT coalesce(sum(amount), 0) FROM holds WHERE state = 'captured') AS captured
+        """
+    )
+    if totals["paid_in"] != totals["balances"] + totals["open_holds"] + totals["captured"]:
+        problems.append(
+            f"top-ups and adjustments ({totals['paid_in']}) differ from balances"
+            f" ({totals['balances']}) + open holds ({totals['open_holds']})"
+            f" + captures ({totals['captured']})"
+        )
+    return problems
