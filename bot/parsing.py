@@ -98,7 +98,7 @@ def _topup(rest: str) -> Command:
     if not _DIGITS.fullmatch(amount):
         raise UserError("error.amount_not_number", value=amount[:24])
     if len(amount) > MAX_AMOUNT_DIGITS:
-        raise UserError("error.amount_too_large", value=amount[:24] + "…")
+        raise UserError("error.amount_too_large", value=amount[:24])
     reason = parts[2] if len(parts) > 2 else ""
     if len(reason) > MAX_REASON:
         raise UserError("error.reason_too_long", limit=MAX_REASON)

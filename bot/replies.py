@@ -27,7 +27,7 @@ class Text:
 
 
 def text(key: str, **params: Any) -> Text:
-    """Build a :class:`Text`: ``text("balance.line", money=Money(...))``."""
+    """Build a :class:`Text`: ``text("balance.own", money=Money(...))``."""
     return Text(key, MappingProxyType(params))
 
 

@@ -54,6 +54,7 @@ def _pragmas(busy_timeout_ms: int) -> tuple[str, ...]:
 def explain(error: sqlite3.Error, path: Path) -> StorageUnavailable:
     """Turn a low-level SQLite error into a message an operator can act on."""
     message = str(error).lower()
+    path = path.absolute()
     if "locked" in message or "busy" in message:
         text = f"database {path} is locked by another process"
     elif "readonly" in message or "read-only" in message:
@@ -185,6 +186,10 @@ class Database:
             if mode != "wal":
                 raise sqlite3.OperationalError(f"attempt to write a readonly database ({mode})")
             migrate(connection)
+            # Prove we can take the write lock now, so a read-only or locked
+            # database stops the bot at start instead of failing its first top-up.
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("COMMIT")
         except sqlite3.Error as error:
             connection.close()
             raise explain(error, self.path) from None

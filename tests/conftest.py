@@ -1,0 +1,14 @@
+"""Fixtures for every test: a clean environment, so an operator's settings never leak in."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("KLINGBOT_") or name in ("TELEGRAM_TOKEN", "DISCORD_TOKEN"):
+            monkeypatch.delenv(name)

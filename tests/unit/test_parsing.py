@@ -1,0 +1,83 @@
+"""Chat text to commands; every bad input becomes a translated UserError."""
+
+import pytest
+
+from bot.commands import Balance, Help, History, Price, Start, TopUp
+from bot.errors import UserError
+from bot.i18n import Translator
+from bot.parsing import MAX_LINE, parse_action, parse_command
+from bot.replies import Text
+
+
+@pytest.mark.parametrize(
+    ("line", "command"),
+    [
+        ("/price", Price()),
+        ("/price 10", Price(10)),
+        ("/price 5s", Price(5)),
+        ("/PRICE@klingbot 10", Price(10)),
+        ("  /price\t5  ", Price(5)),
+        ("/balance", Balance()),
+        ("/balance @alice", Balance("@alice")),
+        ("/history", History(10)),
+        ("/history 50", History(50)),
+        ("/topup me 100", TopUp("me", 100, "")),
+        ("/topup @bob 5 gift for the 🎉 contest", TopUp("@bob", 5, "gift for the 🎉 contest")),
+        ("/topup me 100 bad\x00\x07char\x1b[31m", TopUp("me", 100, "badchar[31m")),
+        ("/help", Help()),
+        ("/start", Start()),
+    ],
+)
+def test_commands(line, command):
+    assert parse_command(line) == command
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        ("", "error.empty"),
+        ("   \x00 \x07 ", "error.empty"),
+        ("hello", "error.not_a_command"),
+        ("/nope", "error.unknown_command"),
+        ("/price 7", "error.duration"),
+        ("/price ten", "error.duration"),
+        ("/price -5", "error.duration"),
+        ("/history -1", "error.history_count"),
+        ("/history 0", "error.history_count"),
+        ("/history 100000", "error.history_count"),
+        ("/history 9" * 3, "error.history_count"),
+        ("/topup", "error.topup_usage"),
+        ("/topup me", "error.topup_usage"),
+        ("/topup me 0", "error.amount_positive"),
+        ("/topup me 000", "error.amount_positive"),
+        ("/topup me -5", "error.amount_positive"),
+        ("/topup me abc", "error.amount_not_number"),
+        ("/topup me 1e3", "error.amount_not_number"),
+        ("/topup me 10.5", "error.amount_not_number"),
+        ("/topup me ١٠٠", "error.amount_not_number"),
+        ("/topup me 99999999999999999999999", "error.amount_too_large"),
+        ("/topup me " + "9" * 4000, "error.amount_too_large"),
+        ("/topup me 5 " + "x" * 201, "error.reason_too_long"),
+        ("/" + "x" * (MAX_LINE + 1), "error.too_long"),
+    ],
+)
+def test_bad_input_is_a_translated_user_error(line, key):
+    with pytest.raises(UserError) as error:
+        parse_command(line)
+    assert error.value.key == key
+    for locale in ("en", "zh-CN"):
+        message = Translator(locale)(Text(error.value.key, error.value.params))
+        assert message and "Traceback" not in message and len(message) < 300
+
+
+def test_unknown_command_names_are_cut_short():
+    with pytest.raises(UserError) as error:
+        parse_command("/" + "a" * 1000)
+    assert len(error.value.params["command"]) <= 33
+
+
+def test_button_actions():
+    assert parse_action("price:10") == Price(10)
+    for action in ("price:7", "price:", "bogus", ""):
+        with pytest.raises(UserError):
+            parse_action(action)

@@ -1,0 +1,101 @@
+"""Settings from the environment and the TOML file; bad config fails naming the field."""
+
+import pytest
+
+from bot.commands import UserRef
+from bot.settings import ConfigError, load_settings
+
+
+def write(tmp_path, text):
+    path = tmp_path / "klingbot.toml"
+    path.write_text(text, encoding="utf-8")
+    return {"KLINGBOT_CONFIG": str(path)}
+
+
+def test_defaults(tmp_path):
+    settings = load_settings({})
+    assert settings.max_topup == 100_000
+    assert settings.welcome_credits == 0
+    assert settings.credits_per_yuan == 10
+    assert settings.data_dir == settings.db.parent / "klingbot-data"
+
+
+def test_operator_overrides_prices_models_waits_and_rate(tmp_path, monkeypatch):
+    env = write(
+        tmp_path,
+        """
+credits_per_yuan = 20
+max_topup = 500
+
+[tiers.master]
+credits_per_5s = 120
+model = "kling-v2-1-master-2"
+expected_wait_s = 240
+""",
+    )
+    monkeypatch.setenv("KLINGBOT_CONFIG", env["KLINGBOT_CONFIG"])
+    catalog = load_settings().catalog()
+    master = catalog.tier("master")
+    assert (master.price(5), master.price(10), master.model, master.expected_wait_s) == (
+        120,
+        240,
+        "kling-v2-1-master-2",
+        240,
+    )
+    assert master.name_zh == "大师"  # untouched fields keep their defaults
+    assert catalog.tier("standard").price(5) == 20
+    assert catalog.yuan(35) == "¥1.75"
+
+
+def test_environment_beats_the_file(tmp_path, monkeypatch):
+    env = write(tmp_path, "max_topup = 500\n")
+    monkeypatch.setenv("KLINGBOT_CONFIG", env["KLINGBOT_CONFIG"])
+    monkeypatch.setenv("KLINGBOT_MAX_TOPUP", "700")
+    assert load_settings().max_topup == 700
+
+
+@pytest.mark.parametrize(
+    ("toml", "field"),
+    [
+        ("[tiers.master]\ncredits_per_5s = 0\n", "tiers.master.credits_per_5s"),
+        ("[tiers.master]\ncredits_per_5s = 12.5\n", "tiers.master.credits_per_5s"),
+        ("[tiers.standard]\nresolution = 'big'\n", "tiers.standard.resolution"),
+        ("[tiers.standard]\ncolour = 'red'\n", "tiers.standard.colour"),
+        ("credits_per_yuan = -1\n", "credits_per_yuan"),
+        ("max_topup = 0\n", "max_topup"),
+        ("welcome_credits = -5\n", "welcome_credits"),
+        ("moderators = ['bob']\n", "moderators"),
+        ("no_such_setting = 1\n", "no_such_setting"),
+        ("[tiers.turbo]\nname_en = 'Turbo'\n", "tiers.turbo"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path, monkeypatch, toml, field):
+    env = write(tmp_path, toml)
+    monkeypatch.setenv("KLINGBOT_CONFIG", env["KLINGBOT_CONFIG"])
+    with pytest.raises(ConfigError) as error:
+        load_settings()
+    assert field in str(error.value)
+    assert "klingbot.toml" in str(error.value)
+
+
+def test_unreadable_or_broken_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings({"KLINGBOT_CONFIG": str(tmp_path / "missing.toml")})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "max_topup = = 3"))
+
+
+def test_moderators_from_the_environment(monkeypatch):
+    monkeypatch.setenv("KLINGBOT_MODERATORS", "telegram:123, discord:456,,")
+    assert load_settings().moderators == (UserRef("telegram", "123"), UserRef("discord", "456"))
+    monkeypatch.setenv("KLINGBOT_MODERATORS", "telegram:123,myspace:9")
+    with pytest.raises(ConfigError, match="moderators"):
+        load_settings()
+
+
+def test_tokens_never_show_in_the_settings_repr(monkeypatch):
+    monkeypatch.setenv("TELEGRAM_TOKEN", "123456:SECRET-telegram")
+    monkeypatch.setenv("DISCORD_TOKEN", "SECRET-discord")
+    settings = load_settings()
+    assert settings.telegram_token.get_secret_value() == "123456:SECRET-telegram"
+    assert "SECRET" not in repr(settings) and "SECRET" not in str(settings)
