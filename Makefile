@@ -10,13 +10,14 @@ run: $(STAMP)
 	$(BIN)/klingbot run
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	$(BIN)/python bench/ledger_throughput.py
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
