@@ -55,7 +55,9 @@ def explain(error: sqlite3.Error, path: Path) -> StorageUnavailable:
     """Turn a low-level SQLite error into a message an operator can act on."""
     message = str(error).lower()
     path = path.absolute()
-    if "locked" in message or "busy" in message:
+    if "disk is full" in message or "database or disk is full" in message:
+        text = f"database {path}: the disk is full"
+    elif "locked" in message or "busy" in message:
         text = f"database {path} is locked by another process"
     elif "readonly" in message or "read-only" in message:
         text = f"database {path} is read-only (check the file and folder permissions)"
@@ -172,6 +174,17 @@ class Database:
                 self._run_batch(connection, batch)
         finally:
             connection.close()
+            self._refuse_leftovers()
+
+    def _refuse_leftovers(self) -> None:
+        """Answer writes that arrived after close() began: they were not written."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                self._resolve(item[1], error=StorageUnavailable("the database is closing"))
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -198,34 +211,44 @@ class Database:
     def _run_batch(
         self, connection: sqlite3.Connection, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]
     ) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        """Run a batch in one transaction; every caller is answered, whatever happens."""
         try:
-            connection.execute("BEGIN IMMEDIATE")
+            outcomes = self._commit_batch(connection, batch)
         except sqlite3.Error as error:
+            # The transaction as a whole is gone (disk full, I/O error): nothing
+            # in this batch was written, so every caller hears so.
+            if connection.in_transaction:
+                connection.rollback()
             failure = explain(error, self.path)
-            for _, future in batch:
-                self._resolve(future, error=failure)
-            return
+            outcomes = [(future, None, failure) for _, future in batch]
+        else:
+            self.batches += 1
+        for future, result, error in outcomes:
+            self._resolve(future, result=result, error=error)
+
+    def _commit_batch(
+        self, connection: sqlite3.Connection, batch: list[tuple[WriteFn[Any], asyncio.Future[Any]]]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        connection.execute("BEGIN IMMEDIATE")
         for fn, future in batch:
             connection.execute("SAVEPOINT write")
             try:
                 result = fn(connection)
-            except Exception as error:
+            except Exception as error:  # handed to the awaiting caller
+                if not connection.in_transaction:
+                    # SQLite rolled back the whole transaction, earlier writes included.
+                    raise sqlite3.OperationalError(str(error)) from error
                 connection.execute("ROLLBACK TO write")
                 connection.execute("RELEASE write")
+                if isinstance(error, sqlite3.OperationalError):
+                    error = explain(error, self.path)
                 outcomes.append((future, None, error))
             else:
                 connection.execute("RELEASE write")
                 outcomes.append((future, result, None))
-        try:
-            connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            connection.rollback()
-            failure = explain(error, self.path)
-            outcomes = [(future, None, failure) for future, _, _ in outcomes]
-        self.batches += 1
-        for future, result, error in outcomes:
-            self._resolve(future, result=result, error=error)
+        connection.execute("COMMIT")
+        return outcomes
 
     def _resolve(
         self, future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None

@@ -85,13 +85,6 @@ def _append(
     return Outcome(_entry(row), applied=True)
 
 
-def _wallet_exists(connection: sqlite3.Connection, user: UserRef) -> bool:
-    row = connection.execute(
-        "SELECT 1 FROM wallets WHERE platform = ? AND user_id = ?", (user.platform, user.id)
-    ).fetchone()
-    return row is not None
-
-
 def _balance(connection: sqlite3.Connection, user: UserRef) -> int:
     row = connection.execute(
         "SELECT balance FROM wallets WHERE platform = ? AND user_id = ?", (user.platform, user.id)
@@ -101,7 +94,7 @@ def _balance(connection: sqlite3.Connection, user: UserRef) -> int:
     return row["balance"]
 
 
-def _change_balance(
+def change_balance(
     connection: sqlite3.Connection,
     user: UserRef,
     credits: int,
@@ -140,10 +133,13 @@ def _change_balance(
     )
 
 
-def _end_hold(
+def end_hold(
     connection: sqlite3.Connection, hold_id: str, *, kind: str, actor: str, reason: str, now: int
 ) -> Outcome:
-    """Capture or release an open hold; an ended hold returns its ending entry unchanged."""
+    """Capture or release an open hold; an ended hold returns its ending entry unchanged.
+
+    ``kind`` is ``capture`` or ``release``.
+    """
     new_state = "captured" if kind == "capture" else "released"
     hold = connection.execute(
         """
@@ -180,6 +176,49 @@ def _end_hold(
         kind=kind,
         amount=back_to_balance,
         held_delta=-amount,
+        wallet=wallet,
+        hold_id=hold_id,
+        actor=actor,
+        reason=reason,
+        now=now,
+    )
+
+
+def hold_credits(
+    connection: sqlite3.Connection,
+    user: UserRef,
+    credits: int,
+    *,
+    hold_id: str,
+    actor: str,
+    reason: str,
+    now: int,
+) -> Outcome:
+    """Move ``credits`` from the balance to held under ``hold_id``, if the balance allows."""
+    key = f"hold:{hold_id}"
+    if prior := _prior(connection, key):
+        return prior
+    wallet = connection.execute(
+        """
+        UPDATE wallets SET balance = balance - :credits, held = held + :credits
+        WHERE platform = :platform AND user_id = :user_id AND balance >= :credits
+        RETURNING balance, held
+        """,
+        {"credits": credits, "platform": user.platform, "user_id": user.id},
+    ).fetchone()
+    if wallet is None:
+        raise InsufficientCredits(_balance(connection, user), credits)
+    connection.execute(
+        "INSERT INTO holds (hold_id, platform, user_id, amount, created_at) VALUES (?, ?, ?, ?, ?)",
+        (hold_id, user.platform, user.id, credits, now),
+    )
+    return _append(
+        connection,
+        key=key,
+        user=user,
+        kind="hold",
+        amount=-credits,
+        held_delta=credits,
         wallet=wallet,
         hold_id=hold_id,
         actor=actor,
@@ -230,7 +269,7 @@ class SqliteLedger(Ledger):
                 (user.platform, user.id, now),
             ).rowcount
             if created and welcome_credits > 0:
-                _change_balance(
+                change_balance(
                     connection,
                     user,
                     welcome_credits,
@@ -289,7 +328,7 @@ class SqliteLedger(Ledger):
         if credits <= 0:
             raise ValueError("a top-up adds a positive number of credits")
         return await self.db.write(
-            lambda c: _change_balance(
+            lambda c: change_balance(
                 c, user, credits, key=key, kind="topup", actor=actor, reason=reason, now=now
             )
         )
@@ -301,7 +340,7 @@ class SqliteLedger(Ledger):
         if credits == 0:
             raise ValueError("an adjustment changes the balance")
         return await self.db.write(
-            lambda c: _change_balance(
+            lambda c: change_balance(
                 c, user, credits, key=key, kind="adjust", actor=actor, reason=reason, now=now
             )
         )
@@ -313,51 +352,22 @@ class SqliteLedger(Ledger):
         if credits <= 0:
             raise ValueError("a hold reserves a positive number of credits")
 
-        def write(connection: sqlite3.Connection) -> Outcome:
-            key = f"hold:{hold_id}"
-            if prior := _prior(connection, key):
-                return prior
-            wallet = connection.execute(
-                """
-                UPDATE wallets SET balance = balance - :credits, held = held + :credits
-                WHERE platform = :platform AND user_id = :user_id AND balance >= :credits
-                RETURNING balance, held
-                """,
-                {"credits": credits, "platform": user.platform, "user_id": user.id},
-            ).fetchone()
-            if wallet is None:
-                raise InsufficientCredits(_balance(connection, user), credits)
-            connection.execute(
-                "INSERT INTO holds (hold_id, platform, user_id, amount, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (hold_id, user.platform, user.id, credits, now),
+        return await self.db.write(
+            lambda c: hold_credits(
+                c, user, credits, hold_id=hold_id, actor=actor, reason=reason, now=now
             )
-            return _append(
-                connection,
-                key=key,
-                user=user,
-                kind="hold",
-                amount=-credits,
-                held_delta=credits,
-                wallet=wallet,
-                hold_id=hold_id,
-                actor=actor,
-                reason=reason,
-                now=now,
-            )
-
-        return await self.db.write(write)
+        )
 
     async def capture(self, hold_id: str, *, actor: str, reason: str, now: int) -> Outcome:
         """Spend a hold: the credits leave the wallet for good."""
         return await self.db.write(
-            lambda c: _end_hold(c, hold_id, kind="capture", actor=actor, reason=reason, now=now)
+            lambda c: end_hold(c, hold_id, kind="capture", actor=actor, reason=reason, now=now)
         )
 
     async def release(self, hold_id: str, *, actor: str, reason: str, now: int) -> Outcome:
         """Give a hold back to the spendable balance."""
         return await self.db.write(
-            lambda c: _end_hold(c, hold_id, kind="release", actor=actor, reason=reason, now=now)
+            lambda c: end_hold(c, hold_id, kind="release", actor=actor, reason=reason, now=now)
         )
 
     async def get_hold(self, hold_id: str) -> Hold | None:
@@ -386,6 +396,7 @@ async def audit(database: Database) -> list[str]:
     """Check the ledger invariants of DESIGN.md; return one line per violation (empty: all good).
 
     - every wallet's balance and held credits equal the sums of its entries;
+    - every wallet's held credits equal its open holds, and every hold its hold entry;
     - every hold that ended has exactly one capture or release, every open hold none;
     - top-ups + adjustments = balances + open holds + captures.
     """
@@ -403,6 +414,31 @@ async def audit(database: Database) -> list[str]:
     problems += [
         f"wallet {r['platform']}:{r['user_id']} holds {r['balance']}/{r['held']}"
         f" but its entries sum to {r['entry_balance']}/{r['entry_held']}"
+        for r in rows
+    ]
+    rows = await database.read(
+        """
+        SELECT w.platform, w.user_id, w.held,
+               (SELECT coalesce(sum(h.amount), 0) FROM holds h WHERE h.platform = w.platform
+                  AND h.user_id = w.user_id AND h.state = 'open') AS open_amount
+        FROM wallets w
+        WHERE w.held <> open_amount
+        """
+    )
+    problems += [
+        f"wallet {r['platform']}:{r['user_id']} holds {r['held']} but its open holds"
+        f" add up to {r['open_amount']}"
+        for r in rows
+    ]
+    rows = await database.read(
+        """
+        SELECT h.hold_id, h.amount, l.held_delta FROM holds h
+        LEFT JOIN ledger l ON l.hold_id = h.hold_id AND l.kind = 'hold'
+        WHERE l.held_delta IS NULL OR l.held_delta <> h.amount
+        """
+    )
+    problems += [
+        f"hold {r['hold_id']} is for {r['amount']} but its hold entry says {r['held_delta']}"
         for r in rows
     ]
     rows = await database.read(
