@@ -1,0 +1,1 @@
+"""Static assets shipped with the bot, such as the ``sample.jpg`` demo image."""
