@@ -1,4 +1,4 @@
-"""The one place that wires settings, storage and the clock into the core's dependencies."""
+"""The one place that wires settings, storage, the provider and the runner into the core."""
 
 from __future__ import annotations
 
@@ -6,24 +6,84 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from bot.clock import Clock, SystemClock
-from bot.service import Deps
+from bot.deps import Deps, Generation
+from bot.jobs.outbox import OutboxRouter
+from bot.jobs.runner import JobRunner, RunnerSettings
+from bot.jobs.waits import ExpectedWaits
+from bot.providers.base import Provider
+from bot.providers.local.provider import LocalProvider
 from bot.settings import Settings
 from storage.database import Database
+from storage.jobs import SqliteJobStore
 from storage.ledger import SqliteLedger
+
+CONSOLE_TIME_SCALE = 0.1
+"""The console demo's speed-up: Master's ~200 s wait becomes ~20 s."""
 
 
 @asynccontextmanager
-async def open_core(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Deps]:
-    """Open the database (migrating it) and yield the core's dependencies; close on exit.
+async def open_core(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    default_time_scale: float = 1.0,
+    provider: Provider | None = None,
+) -> AsyncIterator[Deps]:
+    """Open the database (migrating it), build the core, and close everything on exit.
 
-    Raises StorageUnavailable when the database cannot be opened or written.
+    The runner is built but not started: adapters register their outbox on
+    ``deps.generation.outboxes`` first, then call ``deps.generation.runner.start()``
+    so that resumed jobs can reach their chats. Raises StorageUnavailable when
+    the database cannot be opened or written.
     """
+    clock = clock or SystemClock()
+    time_scale = settings.time_scale if settings.time_scale is not None else default_time_scale
+    catalog = settings.catalog()
     async with Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms) as database:
-        yield Deps(
-            catalog=settings.catalog(),
-            ledger=SqliteLedger(database),
-            clock=clock or SystemClock(),
-            moderators=frozenset(settings.moderators),
-            max_topup=settings.max_topup,
-            welcome_credits=settings.welcome_credits,
+        store = SqliteJobStore(database)
+        waits = ExpectedWaits(catalog, time_scale)
+        await waits.load(store)
+        provider = provider or LocalProvider(
+            settings.data_dir / "renders",  # type: ignore[operator]
+            time_scale=time_scale,
+            max_renders=settings.max_local_renders,
         )
+        outboxes = OutboxRouter()
+        runner = JobRunner(
+            store=store,
+            provider=provider,
+            outbox=outboxes,
+            catalog=catalog,
+            clock=clock,
+            waits=waits,
+            clips_dir=settings.clips_dir,
+            settings=RunnerSettings(
+                per_user=settings.max_jobs_per_user,
+                queue_per_user=settings.max_queue_per_user,
+                per_provider=settings.max_jobs_per_provider,
+                status_interval_s=settings.status_interval_s,
+                poll_interval_s=settings.poll_interval_s,
+                time_scale=time_scale,
+            ),
+        )
+        try:
+            yield Deps(
+                catalog=catalog,
+                ledger=SqliteLedger(database),
+                clock=clock,
+                moderators=frozenset(settings.moderators),
+                max_topup=settings.max_topup,
+                welcome_credits=settings.welcome_credits,
+                generation=Generation(
+                    store=store,
+                    runner=runner,
+                    waits=waits,
+                    outboxes=outboxes,
+                    inputs_dir=settings.inputs_dir,
+                    quote_ttl_s=settings.quote_ttl_s,
+                    blocked_words=settings.blocked_words,
+                ),
+            )
+        finally:
+            await runner.stop()
+            await provider.close()

@@ -15,7 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
-from bot.bootstrap import open_core
+from bot.bootstrap import CONSOLE_TIME_SCALE, open_core
 from bot.commands import Balance, Caller, UserRef
 from bot.errors import StorageUnavailable
 from bot.i18n import Translator, resolve_locale
@@ -111,8 +111,11 @@ async def _print_prices(settings: Settings, duration: int, lang: str | None) -> 
 async def _console(settings: Settings, user: str | None, lang: str | None) -> int:
     from adapters.console import ConsoleChat, console_caller
 
-    async with open_core(settings) as deps:
+    async with open_core(settings, default_time_scale=CONSOLE_TIME_SCALE) as deps:
         chat = ConsoleChat(deps, console_caller(user, lang), lambda line: print(line, flush=True))
+        assert deps.generation is not None
+        deps.generation.outboxes.register("console", chat)
+        await deps.generation.runner.start()
         await chat.run(_stdin_lines(prompt=sys.stdin.isatty()))
     return 0
 

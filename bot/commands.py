@@ -6,7 +6,7 @@ and hand them to :func:`bot.service.handle`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 PLATFORMS: tuple[str, ...] = ("console", "telegram", "discord", "cli")
 """Where users come from; ``cli`` is an operator working offline."""
@@ -44,7 +44,7 @@ class ChatRef:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who sent a command, as the adapter saw them."""
+    """Who sent a command, and from which chat, as the adapter saw them."""
 
     user: UserRef
     display_name: str = ""
@@ -52,6 +52,21 @@ class Caller:
     locale: str = "en"
     is_platform_admin: bool = False
     """True when the platform says this user administers the chat (checked by the adapter)."""
+    chat: ChatRef | None = None
+    """Where replies, status messages and clips go; None means the user's private chat."""
+
+    @property
+    def reply_chat(self) -> ChatRef:
+        """The chat to answer in."""
+        return self.chat or ChatRef(self.user.platform, self.user.id)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    """An image a member sent, as bytes; its name is only a hint (the content decides)."""
+
+    data: bytes = field(repr=False)
+    filename: str = ""
 
 
 # --- commands ---------------------------------------------------------------
@@ -97,4 +112,80 @@ class Start:
     """``/start``: a greeting, the help text, and the caller's wallet opened."""
 
 
-Command = Price | Balance | History | TopUp | Help | Start
+@dataclass(frozen=True, slots=True)
+class Gen:
+    """``/gen``: quote every tier for an image (optional) and a prompt."""
+
+    prompt: str
+    image: ImageInput | None = None
+    negative: str = ""
+    duration_s: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Choose:
+    """A tier button under a quote was pressed."""
+
+    quote_id: str
+    tier: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelQuote:
+    """The Cancel button under a quote."""
+
+    quote_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJob:
+    """The Cancel button under a status message."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reroll:
+    """After delivery: the same inputs and tier again, as a fresh quote."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OtherTier:
+    """After delivery: the same inputs, quoted for every tier."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Jobs:
+    """``/jobs [user]``: recent jobs with state and cost (others' for moderators)."""
+
+    target: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """``/refund <job> [reason]``: a moderator gives a delivered job's credits back."""
+
+    job_id: str
+    reason: str = ""
+
+
+Command = (
+    Price
+    | Balance
+    | History
+    | TopUp
+    | Help
+    | Start
+    | Gen
+    | Choose
+    | CancelQuote
+    | CancelJob
+    | Reroll
+    | OtherTier
+    | Jobs
+    | Refund
+)

@@ -12,7 +12,24 @@ import unicodedata
 from collections.abc import Callable
 
 from bot.catalog import DURATIONS
-from bot.commands import Balance, Command, Help, History, Price, Start, TopUp
+from bot.commands import (
+    Balance,
+    CancelJob,
+    CancelQuote,
+    Choose,
+    Command,
+    Gen,
+    Help,
+    History,
+    ImageInput,
+    Jobs,
+    OtherTier,
+    Price,
+    Refund,
+    Reroll,
+    Start,
+    TopUp,
+)
 from bot.errors import UserError
 
 MAX_LINE = 4096
@@ -54,11 +71,41 @@ def parse_command(line: str) -> Command:
 
 
 def parse_action(action: str) -> Command:
-    """Parse a button's action string (``price:10``)."""
+    """Parse a button's action string (``price:10``, ``tier:<quote>:<tier>``, ``cancel:<job>``)."""
     name, _, argument = action.partition(":")
     if name == "price":
         return Price(_duration(argument))
+    if name == "tier" and argument.count(":") == 1:
+        quote_id, tier = argument.split(":")
+        return Choose(quote_id, tier)
+    by_id = {"qcancel": CancelQuote, "cancel": CancelJob, "reroll": Reroll, "again": OtherTier}
+    if name in by_id and _ID.fullmatch(argument):
+        return by_id[name](argument)
     raise UserError("error.stale_button")
+
+
+_ID = re.compile(r"[0-9a-f]{4,32}")
+_DURATION_FLAG = re.compile(r"(?:^|\s)(?:--duration|-d)(?:\s*=\s*|\s+)(\S+)")
+_NEGATIVE_FLAG = re.compile(
+    r"""(?:^|\s)(?:--negative|--neg|-n)(?:\s*=\s*|\s+)(?:"([^"]*)"|'([^']*)'|“([^”]*)”|(\S+))"""
+)
+
+
+def parse_gen(rest: str, image: ImageInput | None = None) -> Gen:
+    """The text after ``/gen``: ``[--duration 5|10] [--negative "..."] prompt``.
+
+    The image, if any, came separately (a photo's caption, or a console path
+    the adapter already read). Prompt checks happen in the handler.
+    """
+    duration = 5
+    if match := _DURATION_FLAG.search(rest):
+        duration = _duration(match.group(1))
+        rest = rest[: match.start()] + " " + rest[match.end() :]
+    negative = ""
+    if match := _NEGATIVE_FLAG.search(rest):
+        negative = next(group for group in match.groups() if group is not None)
+        rest = rest[: match.start()] + " " + rest[match.end() :]
+    return Gen(prompt=" ".join(rest.split()), image=image, negative=negative, duration_s=duration)
 
 
 def _duration(text: str) -> int:
@@ -88,6 +135,20 @@ def _history(rest: str) -> Command:
     return History(_count(rest.split()[0], low=1, high=HISTORY_MAX, error="error.history_count"))
 
 
+def _jobs(rest: str) -> Command:
+    return Jobs(rest.split()[0] if rest else None)
+
+
+def _refund(rest: str) -> Command:
+    parts = rest.split(maxsplit=1)
+    if not parts or not _ID.fullmatch(parts[0].lower()):
+        raise UserError("error.refund_usage")
+    reason = parts[1] if len(parts) > 1 else ""
+    if len(reason) > MAX_REASON:
+        raise UserError("error.reason_too_long", limit=MAX_REASON)
+    return Refund(parts[0].lower(), reason)
+
+
 def _topup(rest: str) -> Command:
     parts = rest.split(maxsplit=2)
     if len(parts) < 2:
@@ -111,6 +172,9 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "balance": _balance,
     "history": _history,
     "topup": _topup,
+    "gen": parse_gen,
+    "jobs": _jobs,
+    "refund": _refund,
     "help": lambda _: Help(),
     "start": lambda _: Start(),
 }

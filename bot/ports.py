@@ -11,7 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.commands import UserRef
+from bot.commands import ChatRef, UserRef
+from bot.replies import Reply
 
 EntryKind = Literal["topup", "hold", "capture", "release", "adjust"]
 HoldState = Literal["open", "captured", "released"]
@@ -138,3 +139,19 @@ class Ledger(ABC):
     @abstractmethod
     async def history(self, user: UserRef, limit: int) -> list[LedgerEntry]:
         """The user's last ``limit`` entries, newest first."""
+
+
+class Outbox(ABC):
+    """Messages the core sends on its own, outside a command's reply: job status and clips.
+
+    Each adapter implements it for its platform; ``bot.jobs.outbox.OutboxRouter``
+    picks the right one by the chat's platform.
+    """
+
+    @abstractmethod
+    async def send(self, chat: ChatRef, reply: Reply, locale: str) -> str:
+        """Send a new message (with its video, if any); return its id for later edits."""
+
+    @abstractmethod
+    async def edit(self, chat: ChatRef, message_id: str, reply: Reply, locale: str) -> None:
+        """Replace the text and buttons of a message sent earlier."""

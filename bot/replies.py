@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -82,13 +83,14 @@ class Reply:
     ``lines`` are joined with newlines. ``edit`` asks the adapter to replace
     the message whose button was pressed instead of sending a new one;
     ``private`` asks it to show the reply to the caller only, where the
-    platform can.
+    platform can; ``video`` is a clip to send with the lines as its caption.
     """
 
     lines: tuple[Text, ...]
     buttons: tuple[Button, ...] = ()
     edit: bool = False
     private: bool = False
+    video: Path | None = None
 
 
 def say(key: str, **params: Any) -> Reply:

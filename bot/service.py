@@ -10,51 +10,47 @@ reach a chat.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from bot import generation
+from bot.access import describe, is_moderator, resolve_user
 from bot.catalog import BASE_DURATION, Catalog
-from bot.clock import Clock
 from bot.commands import (
-    PLATFORMS,
     Balance,
     Caller,
+    CancelJob,
+    CancelQuote,
+    Choose,
     Command,
+    Gen,
     Help,
     History,
+    Jobs,
+    OtherTier,
     Price,
+    Refund,
+    Reroll,
     Start,
     TopUp,
-    UserRef,
 )
+from bot.deps import Deps
 from bot.errors import NotModerator, StorageUnavailable, UnknownUser, UserError
 from bot.parsing import clean, parse_action, parse_command
-from bot.ports import Ledger, UserProfile, Wallet
+from bot.ports import UserProfile, Wallet
 from bot.replies import Button, Money, Reply, Text, TextList, TierName, Timestamp, Wait, say, text
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Deps:
-    """Everything the handlers need, built once by :mod:`bot.bootstrap`."""
-
-    catalog: Catalog
-    ledger: Ledger
-    clock: Clock
-    moderators: frozenset[UserRef] = frozenset()
-    max_topup: int = 100_000
-    welcome_credits: int = 0
-    new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
-
-    def money(self, credits: int) -> Money:
-        """Credits with their yuan value, ready for a message."""
-        return Money(credits, self.catalog.yuan(credits))
-
-
 Handler = Callable[[Any, Caller, Deps, str | None], Awaitable[list[Reply]]]
+
+
+async def respond(
+    build: Callable[[], Command], caller: Caller, deps: Deps, *, request_id: str | None = None
+) -> list[Reply]:
+    """Answer the command ``build()`` returns; errors while building are answered too."""
+    return await _guarded(lambda: _dispatch(build(), caller, deps, request_id), caller)
 
 
 async def respond_to_text(
@@ -108,30 +104,6 @@ async def _open_wallet(caller: Caller, deps: Deps) -> Wallet:
     )
 
 
-def is_moderator(caller: Caller, deps: Deps) -> bool:
-    """Listed in the moderators setting, or an admin of the chat by the platform's word."""
-    return caller.user in deps.moderators or caller.is_platform_admin
-
-
-async def _resolve_user(query: str, caller: Caller, deps: Deps) -> UserProfile:
-    """``me``, ``platform:id``, ``@username`` or an id on the caller's platform."""
-    if query.lower() == "me":
-        return UserProfile(caller.user, caller.display_name, caller.username, caller.locale)
-    platform, sep, rest = query.partition(":")
-    if sep and platform in PLATFORMS:
-        found = await deps.ledger.find_user(platform, rest)
-    else:
-        found = await deps.ledger.find_user(caller.user.platform, query)
-    if found is None:
-        raise UnknownUser(query[:64])
-    return found
-
-
-def _who(profile: UserProfile) -> str:
-    name = profile.display_name or (f"@{profile.username}" if profile.username else "")
-    return f"{name} ({profile.user})" if name else str(profile.user)
-
-
 # --- handlers ----------------------------------------------------------------
 
 
@@ -179,14 +151,14 @@ async def balance(
     own = command.target is None or command.target.lower() == "me"
     if not own and not is_moderator(caller, deps):
         raise NotModerator()
-    profile = await _resolve_user(command.target or "me", caller, deps)
+    profile = await resolve_user(command.target or "me", caller, deps)
     wallet = await deps.ledger.wallet(profile.user)
     if wallet is None:
         raise UnknownUser(command.target or "me")
     first = (
         text("balance.own", money=deps.money(wallet.balance))
         if profile.user == caller.user
-        else text("balance.other", who=_who(profile), money=deps.money(wallet.balance))
+        else text("balance.other", who=describe(profile), money=deps.money(wallet.balance))
     )
     lines = [first]
     if wallet.held:
@@ -224,7 +196,7 @@ async def top_up(command: TopUp, caller: Caller, deps: Deps, request_id: str | N
     if command.credits > deps.max_topup:
         raise UserError("error.amount_over_limit", limit=deps.max_topup)
     reason = clean(command.reason)
-    target = await _resolve_user(command.target, caller, deps)
+    target = await resolve_user(command.target, caller, deps)
     key = f"topup:{request_id}" if request_id else f"topup:{deps.new_id()}"
     outcome = await deps.ledger.top_up(
         target.user,
@@ -244,7 +216,7 @@ async def top_up(command: TopUp, caller: Caller, deps: Deps, request_id: str | N
     return [
         Reply(
             (
-                text("topup.done", money=deps.money(command.credits), who=_who(target)),
+                text("topup.done", money=deps.money(command.credits), who=describe(target)),
                 text("topup.new_balance", money=deps.money(outcome.entry.balance_after)),
             )
         )
@@ -268,6 +240,14 @@ async def start(command: Start, caller: Caller, deps: Deps, request_id: str | No
 
 
 _HANDLERS: dict[type, Handler] = {
+    Gen: generation.gen,
+    Choose: generation.choose,
+    CancelQuote: generation.cancel_quote,
+    CancelJob: generation.cancel_job,
+    Reroll: generation.reroll,
+    OtherTier: generation.reroll,
+    Jobs: generation.jobs,
+    Refund: generation.refund,
     Price: price,
     Balance: balance,
     History: history,

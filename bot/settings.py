@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     credits_per_yuan: int = Field(default=10, gt=0, le=10_000)
     tiers: dict[str, TierSettings] = Field(default_factory=lambda: _merge_tiers({}))
 
+    time_scale: float | None = Field(default=None, gt=0, le=100)
+    """Multiplies the local renderer's waits; None: 1.0 with platforms, 0.1 in the console demo."""
+    quote_ttl_s: int = Field(default=600, ge=10, le=7 * 24 * 3600)
+    blocked_words: Annotated[tuple[str, ...], NoDecode] = ()
+    max_jobs_per_user: int = Field(default=2, ge=1, le=100)
+    max_queue_per_user: int = Field(default=5, ge=0, le=1000)
+    max_jobs_per_provider: int = Field(default=4, ge=1, le=100_000)
+    status_interval_s: float = Field(default=3.0, ge=0, le=600)
+    poll_interval_s: float = Field(default=2.0, gt=0, le=600)
+    max_local_renders: int = Field(default=1, ge=1, le=64)
+
     telegram_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TELEGRAM_TOKEN", "telegram_token")
     )
@@ -104,6 +115,15 @@ class Settings(BaseSettings):
             return tuple(UserRef.parse(item) if isinstance(item, str) else item for item in value)
         return value
 
+    @field_validator("blocked_words", mode="before")
+    @classmethod
+    def _parse_blocked_words(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return tuple(word.strip() for word in value if isinstance(word, str) and word.strip())
+        return value
+
     @field_validator("tiers", mode="before")
     @classmethod
     def _overlay_default_tiers(cls, value: Any) -> Any:
@@ -116,6 +136,18 @@ class Settings(BaseSettings):
         if self.data_dir is None:
             object.__setattr__(self, "data_dir", self.db.parent / "klingbot-data")
         return self
+
+    @property
+    def clips_dir(self) -> Path:
+        """Where finished clips are kept."""
+        assert self.data_dir is not None
+        return self.data_dir / "clips"
+
+    @property
+    def inputs_dir(self) -> Path:
+        """Where members' input images are kept while their quotes and jobs need them."""
+        assert self.data_dir is not None
+        return self.data_dir / "inputs"
 
     def catalog(self) -> Catalog:
         """The tier catalog these settings describe, cheapest tier first."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from bot.replies import Money, Reply, Text, TextList, TierName, Timestamp, Wait
@@ -60,6 +61,7 @@ class RenderedReply:
     buttons: tuple[tuple[str, str], ...]
     edit: bool
     private: bool
+    video: Path | None = None
 
 
 class Translator:
@@ -85,6 +87,7 @@ class Translator:
             buttons=tuple((self(button.label), button.action) for button in reply.buttons),
             edit=reply.edit,
             private=reply.private,
+            video=reply.video,
         )
 
     def _format(self, value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -12,6 +13,9 @@ import pytest
 
 from adapters.console import ConsoleChat, console_caller
 from bot.bootstrap import open_core
+from bot.commands import ChatRef
+from bot.ports import Outbox
+from bot.replies import Reply
 from bot.settings import Settings
 
 
@@ -27,7 +31,7 @@ class ConsoleTester:
 
     async def push(self, chat: ConsoleChat, line: str) -> str:
         start = len(self.output)
-        await chat.send(line)
+        await chat.send_line(line)
         return "\n".join(self.output[start:])
 
 
@@ -63,3 +67,84 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+class ChatsById(Outbox):
+    """Routes the runner's console messages to the chat of each console user."""
+
+    def __init__(self) -> None:
+        self.chats: dict[str, ConsoleChat] = {}
+
+    async def send(self, chat: ChatRef, reply: Reply, locale: str) -> str:
+        return await self.chats[chat.id].send(chat, reply, locale)
+
+    async def edit(self, chat: ChatRef, message_id: str, reply: Reply, locale: str) -> None:
+        await self.chats[chat.id].edit(chat, message_id, reply, locale)
+
+
+class GenConsole(ConsoleTester):
+    """A console tester with the job runner started and clips on disk."""
+
+    def __init__(self, settings: Settings, deps) -> None:
+        super().__init__(settings)
+        self.deps = deps
+        self.router = ChatsById()
+        deps.generation.outboxes.register("console", self.router)
+
+    def chat(self, deps=None, user: str | None = None, lang: str | None = "en") -> ConsoleChat:
+        chat = super().chat(deps or self.deps, user, lang)
+        self.router.chats[chat.caller.user.id] = chat
+        return chat
+
+    def button(self, label: str, chat: ConsoleChat | None = None, action: str = "") -> str:
+        """The number of the newest live button whose label contains ``label``."""
+        chats = [chat] if chat else list(self.router.chats.values())
+        found = [
+            (number, shown)
+            for console in chats
+            for number, shown in console.live_buttons().items()
+            if label in shown[2] and shown[1].startswith(action)
+        ]
+        if not found:
+            raise AssertionError(f"no live button {label!r} in:\n{self.transcript()}")
+        return str(max(found)[0])
+
+    async def press_as(self, presser: ConsoleChat, owner: ConsoleChat, number: str) -> str:
+        """``presser`` presses button ``number`` of ``owner``'s message, as in a group chat."""
+        message, action, _ = owner.live_buttons()[int(number)]
+        return await self.press_action(presser, message, action)
+
+    async def press_action(self, presser: ConsoleChat, message: str, action: str) -> str:
+        """Press a button action directly, even after its message changed (a double click)."""
+        start = len(self.output)
+        await presser.press_action(message, action)
+        return "\n".join(self.output[start:])
+
+    def clips(self) -> list[Path]:
+        return [
+            Path(line.strip().removeprefix("🎞️ ")) for line in self.output if line.startswith("  🎞️ ")
+        ]
+
+    async def settle(self) -> None:
+        await asyncio.wait_for(self.deps.generation.runner.idle(), 120)
+
+    def transcript(self) -> str:
+        return "\n".join(self.output)
+
+
+def fast_settings(tmp_path: Path, **overrides) -> Settings:
+    """Waits scaled down a thousandfold; status edits at most every 0.2 s."""
+    values = dict(
+        db=tmp_path / "klingbot.db", time_scale=0.001, status_interval_s=0.2, poll_interval_s=20.0
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def gen(tmp_path: Path) -> AsyncIterator[GenConsole]:
+    settings = fast_settings(tmp_path)
+    async with open_core(settings) as deps:
+        tester = GenConsole(settings, deps)
+        await deps.generation.runner.start()
+        yield tester

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.commands import Caller, UserRef
-from bot.service import Deps
+from bot.deps import Deps
 from bot.settings import Settings
 from tests.unit.fakes import FakeClock, InMemoryLedger
 

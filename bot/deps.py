@@ -1,0 +1,49 @@
+"""What the handlers depend on, built once by :mod:`bot.bootstrap` and passed to every call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.catalog import Catalog
+from bot.clock import Clock
+from bot.commands import UserRef
+from bot.jobs.outbox import OutboxRouter
+from bot.jobs.runner import JobRunner
+from bot.jobs.store import JobStore
+from bot.jobs.waits import ExpectedWaits
+from bot.ports import Ledger
+from bot.replies import Money
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The /gen side: quotes and jobs, the runner, and where input images are kept."""
+
+    store: JobStore
+    runner: JobRunner
+    waits: ExpectedWaits
+    outboxes: OutboxRouter
+    inputs_dir: Path
+    quote_ttl_s: int = 600
+    blocked_words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything the handlers need."""
+
+    catalog: Catalog
+    ledger: Ledger
+    clock: Clock
+    moderators: frozenset[UserRef] = frozenset()
+    max_topup: int = 100_000
+    welcome_credits: int = 0
+    generation: Generation | None = None
+    new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+
+    def money(self, credits: int) -> Money:
+        """Credits with their yuan value, ready for a message."""
+        return Money(credits, self.catalog.yuan(credits))

@@ -1,0 +1,339 @@
+"""Handlers of the /gen feature: quotes, tier presses, cancels, rerolls, /jobs and /refund.
+
+A quote is free; pressing a tier creates the job and holds its price in one
+transaction (the quote can become a job only once, so a double click or two
+tiers pressed together hold credits once); the runner does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from bot.access import is_moderator, resolve_user
+from bot.catalog import Tier
+from bot.commands import (
+    Caller,
+    CancelJob,
+    CancelQuote,
+    Choose,
+    Gen,
+    Jobs,
+    OtherTier,
+    Refund,
+    Reroll,
+)
+from bot.deps import Deps, Generation
+from bot.errors import InsufficientCredits, NotModerator, UserError
+from bot.jobs.model import Job, Quote
+from bot.jobs.store import QueueFull, QuoteTaken
+from bot.media import check_prompt, inspect_image
+from bot.replies import Button, Reply, Text, TierName, Timestamp, Wait, text
+
+log = logging.getLogger(__name__)
+
+PROMPT_PREVIEW = 60
+"""Characters of the prompt repeated in a quote."""
+
+JOBS_SHOWN = 10
+
+
+def _generation(deps: Deps) -> Generation:
+    if deps.generation is None:
+        raise UserError("error.gen_unavailable")
+    return deps.generation
+
+
+def _private(key: str, **params: object) -> list[Reply]:
+    return [Reply((text(key, **params),), private=True)]
+
+
+async def gen(command: Gen, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:
+    """Check the inputs, keep the image, and quote every tier that can take them."""
+    generation = _generation(deps)
+    info = await asyncio.to_thread(inspect_image, command.image.data) if command.image else None
+    prompt = check_prompt(
+        command.prompt, required=info is None, blocked_words=generation.blocked_words
+    )
+    negative = check_prompt(
+        command.negative, required=False, blocked_words=generation.blocked_words, field="negative"
+    )
+    quote_id = deps.new_id()[:12]
+    image_path = None
+    if command.image is not None and info is not None:
+        path = generation.inputs_dir / f"{quote_id}{info.extension}"
+        await asyncio.to_thread(_write, path, command.image.data)
+        image_path = str(path)
+    tiers = tuple(t.key for t in deps.catalog.tiers if image_path or not t.requires_image)
+    now = deps.clock.now()
+    quote = Quote(
+        quote_id=quote_id,
+        user=caller.user,
+        chat=caller.reply_chat,
+        locale=caller.locale,
+        image_path=image_path,
+        prompt=prompt,
+        negative_prompt=negative,
+        duration_s=command.duration_s,
+        tiers=tiers,
+        state="open",
+        created_at=now,
+        expires_at=now + generation.quote_ttl_s,
+    )
+    await generation.store.save_quote(quote)
+    return [await _quote_reply(quote, caller, deps)]
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+async def _quote_reply(quote: Quote, caller: Caller, deps: Deps) -> Reply:
+    generation = _generation(deps)
+    preview = (
+        quote.prompt
+        if len(quote.prompt) <= PROMPT_PREVIEW
+        else (quote.prompt[:PROMPT_PREVIEW] + "…")
+    )
+    lines: list[Text] = [
+        text("quote.header", duration=quote.duration_s, prompt=preview)
+        if preview
+        else text("quote.header_image_only", duration=quote.duration_s)
+    ]
+    offered = [deps.catalog.tier(key) for key in quote.tiers]
+    if any(t.requires_image for t in deps.catalog.tiers) and quote.image_path is None:
+        lines.append(text("quote.needs_image_omitted"))
+    wallet = await deps.ledger.wallet(caller.user)
+    balance = wallet.balance if wallet else 0
+    buttons = []
+    for tier in offered:
+        price = tier.price(quote.duration_s)
+        label = "quote.button" if price <= balance else "quote.button_short"
+        buttons.append(
+            Button(
+                text(
+                    label,
+                    tier=TierName(tier),
+                    resolution=f"{tier.resolution}p",
+                    money=deps.money(price),
+                    wait=Wait(generation.waits.seconds(tier.key)),
+                ),
+                f"tier:{quote.quote_id}:{tier.key}",
+            )
+        )
+    cheapest = min(t.price(quote.duration_s) for t in offered)
+    lines.append(
+        text(
+            "quote.balance" if balance >= cheapest else "quote.balance_short",
+            money=deps.money(balance),
+        )
+    )
+    lines.append(text("quote.expires", minutes=max(1, round(generation.quote_ttl_s / 60))))
+    buttons.append(Button(text("quote.cancel_button"), f"qcancel:{quote.quote_id}"))
+    return Reply(tuple(lines), buttons=tuple(buttons))
+
+
+async def choose(
+    command: Choose, caller: Caller, deps: Deps, _request_id: str | None
+) -> list[Reply]:
+    """A tier was pressed: create the job with its hold, then hand it to the runner."""
+    generation = _generation(deps)
+    quote = await generation.store.get_quote(command.quote_id)
+    if quote is None or command.tier not in quote.tiers:
+        raise UserError("error.stale_button")
+    if quote.user != caller.user:
+        return _private("quote.not_yours")
+    if quote.state == "used":
+        return _private("quote.already_chosen")
+    if quote.state == "cancelled":
+        return _private("quote.was_cancelled")
+    if deps.clock.now() > quote.expires_at:
+        return [Reply((text("quote.expired"),), edit=True)]
+    tier = deps.catalog.tier(command.tier)
+    job = _new_job(quote, tier, deps)
+    try:
+        job = await generation.store.create_job(
+            job, max_active=generation.runner.settings.max_active, now=deps.clock.now()
+        )
+    except QuoteTaken:
+        return _private("quote.already_chosen")
+    except InsufficientCredits as error:
+        return _private(
+            "quote.insufficient",
+            tier=TierName(tier),
+            price=deps.money(job.price),
+            money=deps.money(error.balance),
+        )
+    except QueueFull as error:
+        return _private("quote.queue_full", active=error.active)
+    await generation.runner.admit(job)
+    return [
+        Reply(
+            (
+                text(
+                    "quote.chosen",
+                    tier=TierName(tier),
+                    money=deps.money(job.price),
+                    job=job.short_id,
+                ),
+            ),
+            edit=True,
+        )
+    ]
+
+
+def _new_job(quote: Quote, tier: Tier, deps: Deps) -> Job:
+    generation = _generation(deps)
+    return Job(
+        job_id=deps.new_id(),
+        quote_id=quote.quote_id,
+        user=quote.user,
+        chat=quote.chat,
+        locale=quote.locale,
+        tier=tier.key,
+        model=tier.model,
+        mode=tier.mode,
+        resolution=tier.resolution,
+        duration_s=quote.duration_s,
+        price=tier.price(quote.duration_s),
+        expected_wait_s=tier.expected_wait_s,
+        prompt=quote.prompt,
+        negative_prompt=quote.negative_prompt,
+        image_path=quote.image_path,
+        state="held",
+        provider=generation.runner.provider.name,
+    )
+
+
+async def cancel_quote(
+    command: CancelQuote, caller: Caller, deps: Deps, _request_id: str | None
+) -> list[Reply]:
+    """Close an open quote; nothing was charged."""
+    store = _generation(deps).store
+    quote = await store.get_quote(command.quote_id)
+    if quote is None:
+        raise UserError("error.stale_button")
+    if quote.user != caller.user:
+        return _private("quote.not_yours")
+    if not await store.cancel_quote(quote.quote_id):
+        return _private("quote.already_chosen")
+    return [Reply((text("quote.cancelled"),), edit=True)]
+
+
+async def cancel_job(
+    command: CancelJob, caller: Caller, deps: Deps, _request_id: str | None
+) -> list[Reply]:
+    """Cancel a queued or running job with a refund, if the provider still allows it."""
+    generation = _generation(deps)
+    job = await generation.store.get_job(command.job_id)
+    if job is None:
+        raise UserError("error.stale_button")
+    if job.user != caller.user and not is_moderator(caller, deps):
+        return _private("job.not_yours")
+    result = await generation.runner.cancel(job)
+    if result == "cancelled":
+        return []  # the runner already turned the status message into "cancelled, refunded"
+    if result == "too_late":
+        return _private("job.too_late_to_cancel")
+    return _private("job.already_finished")
+
+
+async def reroll(
+    command: Reroll | OtherTier, caller: Caller, deps: Deps, _request_id: str | None
+) -> list[Reply]:
+    """A fresh quote for a finished job's inputs: the same tier (Reroll) or all (Other tier)."""
+    generation = _generation(deps)
+    job = await generation.store.get_job(command.job_id)
+    if job is None:
+        raise UserError("error.stale_button")
+    if job.user != caller.user:
+        return _private("quote.not_yours")
+    if job.image_path is None or not await asyncio.to_thread(_exists, job.image_path):
+        image_path = None
+    else:
+        image_path = job.image_path
+    all_tiers = tuple(t.key for t in deps.catalog.tiers if image_path or not t.requires_image)
+    tiers = (job.tier,) if isinstance(command, Reroll) and job.tier in all_tiers else all_tiers
+    if not tiers:
+        raise UserError("error.stale_button")
+    now = deps.clock.now()
+    quote = Quote(
+        quote_id=deps.new_id()[:12],
+        user=caller.user,
+        chat=caller.reply_chat,
+        locale=caller.locale,
+        image_path=image_path,
+        prompt=job.prompt,
+        negative_prompt=job.negative_prompt,
+        duration_s=job.duration_s,
+        tiers=tiers,
+        state="open",
+        created_at=now,
+        expires_at=now + generation.quote_ttl_s,
+    )
+    await generation.store.save_quote(quote)
+    return [await _quote_reply(quote, caller, deps)]
+
+
+def _exists(path: str) -> bool:
+    return Path(path).exists()
+
+
+async def jobs(command: Jobs, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:
+    """Recent jobs with their state and cost; moderators may name a user or ``all``."""
+    store = _generation(deps).store
+    user = caller.user
+    if command.target and command.target.lower() != "me":
+        if not is_moderator(caller, deps):
+            raise NotModerator()
+        if command.target.lower() == "all":
+            user = None
+        else:
+            user = (await resolve_user(command.target, caller, deps)).user
+    found = await store.jobs_of(user, JOBS_SHOWN)
+    if not found:
+        return [Reply((text("jobs.empty"),))]
+    lines = [text("jobs.header", count=len(found))]
+    for job in found:
+        lines.append(
+            text(
+                "jobs.row",
+                job=job.short_id,
+                when=Timestamp(job.created_at),
+                tier=TierName(deps.catalog.tier(job.tier)) if job.tier in _keys(deps) else job.tier,
+                duration=job.duration_s,
+                state=text(f"state.{job.state}"),
+                money=deps.money(job.price),
+                who=str(job.user),
+                refunded=text("jobs.refunded") if job.refunded else "",
+            )
+        )
+    return [Reply(tuple(lines))]
+
+
+def _keys(deps: Deps) -> set[str]:
+    return {t.key for t in deps.catalog.tiers}
+
+
+async def refund(
+    command: Refund, caller: Caller, deps: Deps, _request_id: str | None
+) -> list[Reply]:
+    """A moderator gives a delivered job's price back (an ``adjust`` entry, once)."""
+    if not is_moderator(caller, deps):
+        raise NotModerator()
+    store = _generation(deps).store
+    job = await store.get_job(command.job_id)
+    if job is None:
+        raise UserError("job.unknown", job=command.job_id[:32])
+    if job.state not in ("delivered", "succeeded"):
+        raise UserError("job.not_refundable", job=job.short_id, state=text(f"state.{job.state}"))
+    outcome = await store.refund(
+        job.job_id,
+        actor=str(caller.user),
+        reason=command.reason or f"refund of job {job.short_id}",
+        now=deps.clock.now(),
+    )
+    key = "refund.done" if outcome.applied else "refund.already"
+    return [Reply((text(key, job=job.short_id, money=deps.money(job.price), who=str(job.user)),))]

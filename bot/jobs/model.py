@@ -1,0 +1,92 @@
+"""Quotes and jobs, and the states a job moves through.
+
+```
+quote --choose--> held --submit--> submitted --> running --> succeeded --> delivered
+                    |                  |            |
+                    +--cancel----------+------------+--> cancelled / failed (hold released)
+```
+
+Every move is a compare-and-set in the store, in the same transaction as the
+ledger change it implies: ``succeeded`` captures the hold, ``failed`` and
+``cancelled`` release it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.commands import ChatRef, UserRef
+
+JobState = Literal["held", "submitted", "running", "succeeded", "delivered", "failed", "cancelled"]
+
+ACTIVE: tuple[JobState, ...] = ("held", "submitted", "running")
+"""States that count against a user's concurrency and queue limits."""
+
+UNFINISHED: tuple[JobState, ...] = ("held", "submitted", "running", "succeeded")
+"""States the runner resumes after a restart."""
+
+TERMINAL: tuple[JobState, ...] = ("delivered", "failed", "cancelled")
+
+QuoteState = Literal["open", "used", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The prices offered for one set of inputs; pressing a tier turns it into a job."""
+
+    quote_id: str
+    user: UserRef
+    chat: ChatRef
+    locale: str
+    image_path: str | None
+    prompt: str
+    negative_prompt: str
+    duration_s: int
+    tiers: tuple[str, ...]
+    state: QuoteState
+    created_at: int
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One paid generation, from held credits to the delivered clip."""
+
+    job_id: str
+    quote_id: str
+    user: UserRef
+    chat: ChatRef
+    locale: str
+    tier: str
+    model: str
+    mode: str | None
+    resolution: int
+    duration_s: int
+    price: int
+    expected_wait_s: int
+    """The tier's configured wait (the provider scales it; status messages use ExpectedWaits)."""
+    prompt: str
+    negative_prompt: str
+    image_path: str | None
+    state: JobState
+    provider: str
+    task_id: str | None = None
+    progress: int = 0
+    attempts: int = 0
+    error_kind: str | None = None
+    error_detail: str | None = None
+    result_path: str | None = None
+    status_message: str | None = None
+    delivery: str | None = None
+    refunded: bool = False
+    created_at: int = 0
+    submitted_at: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    delivered_at: int | None = None
+
+    @property
+    def short_id(self) -> str:
+        """The first eight characters, enough to name a job in chat."""
+        return self.job_id[:8]

@@ -1,0 +1,90 @@
+"""The job store port: quotes, jobs and their compare-and-set transitions.
+
+``storage.jobs.SqliteJobStore`` implements it on the same SQLite writer as
+the ledger, so a job's state change and its ledger entry commit together.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from bot.commands import UserRef
+from bot.jobs.model import Job, JobState, Quote
+from bot.ports import Outcome
+
+
+class QuoteTaken(Exception):
+    """The quote already became a job (a second press) or was cancelled."""
+
+
+class QueueFull(Exception):
+    """The user already has as many active jobs as the queue allows."""
+
+    def __init__(self, active: int) -> None:
+        super().__init__(f"{active} active jobs")
+        self.active = active
+
+
+class JobStore(ABC):
+    """Quotes and jobs, with every job transition atomic with its ledger entry."""
+
+    @abstractmethod
+    async def save_quote(self, quote: Quote) -> None:
+        """Record a new quote."""
+
+    @abstractmethod
+    async def get_quote(self, quote_id: str) -> Quote | None:
+        """The quote called ``quote_id``."""
+
+    @abstractmethod
+    async def cancel_quote(self, quote_id: str) -> bool:
+        """Close an open quote; False if it was no longer open."""
+
+    @abstractmethod
+    async def create_job(self, job: Job, *, max_active: int, now: int) -> Job:
+        """In one transaction: use the quote, hold the price, insert the job in state ``held``.
+
+        Raises QuoteTaken, QueueFull (the user has ``max_active`` active jobs),
+        InsufficientCredits or NoWallet; then nothing changed.
+        """
+
+    @abstractmethod
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job called ``job_id`` (or whose id starts with it, if unique)."""
+
+    @abstractmethod
+    async def transition(
+        self,
+        job_id: str,
+        from_states: tuple[JobState, ...],
+        to_state: JobState,
+        *,
+        now: int,
+        **fields: Any,
+    ) -> Job | None:
+        """Move a job if it is in one of ``from_states``; None if it had moved on.
+
+        Entering ``succeeded`` captures the job's hold; entering ``failed`` or
+        ``cancelled`` releases it, in the same transaction.
+        """
+
+    @abstractmethod
+    async def update(self, job_id: str, state: JobState, **fields: Any) -> bool:
+        """Set bookkeeping fields (progress, status message) while the job is in ``state``."""
+
+    @abstractmethod
+    async def unfinished_jobs(self) -> list[Job]:
+        """Jobs a restarted runner must resume, oldest first."""
+
+    @abstractmethod
+    async def jobs_of(self, user: UserRef | None, limit: int) -> list[Job]:
+        """A user's newest jobs (everyone's if ``user`` is None)."""
+
+    @abstractmethod
+    async def recent_durations(self, tier: str, limit: int) -> list[int]:
+        """Seconds from start to finish of the tier's last successful jobs."""
+
+    @abstractmethod
+    async def refund(self, job_id: str, *, actor: str, reason: str, now: int) -> Outcome:
+        """Give a delivered job's price back as an ``adjust`` entry, once."""

@@ -1,0 +1,101 @@
+"""The provider port: where clips are made (the embedded local renderer, or the Kling API).
+
+A provider is asked to submit, is polled, and hands over the finished file.
+Its errors say who can fix them, which decides what the runner does:
+
+- :class:`RetryableError` (rate limit, timeout, server error): retried with backoff;
+- :class:`ContentRefused` (the member's input was refused): the member is told, credits released;
+- :class:`OperatorError` (provider out of balance, bad credentials): credits released, a
+  neutral message to the member, an error-level log line for the operator.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+TaskState = Literal["queued", "running", "succeeded", "failed", "lost"]
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """Everything a provider needs for one clip; ``external_id`` is our job id."""
+
+    external_id: str
+    tier: str
+    model: str
+    mode: str | None
+    resolution: int
+    duration_s: int
+    prompt: str
+    negative_prompt: str
+    image_path: Path | None
+    expected_wait_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """What the provider says about a task.
+
+    ``lost`` means the provider has no such task (a local renderer restarted);
+    ``error`` is set when ``state`` is ``failed``.
+    """
+
+    state: TaskState
+    progress: int | None = None
+    error: ProviderError | None = None
+
+
+class ProviderError(Exception):
+    """A provider problem; subclasses say who can fix it."""
+
+    kind = "provider"
+
+
+class RetryableError(ProviderError):
+    """Try again later: rate limit, timeout, server error."""
+
+    kind = "retryable"
+
+
+class ContentRefused(ProviderError):
+    """The provider refused the member's image or prompt; ``reason`` is safe to show."""
+
+    kind = "content"
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason or "content refused")
+        self.reason = reason
+
+
+class OperatorError(ProviderError):
+    """Only the operator can fix this: credentials, provider balance, configuration."""
+
+    kind = "operator"
+
+
+class Provider(ABC):
+    """A place that turns a :class:`GenerationRequest` into an MP4 file."""
+
+    name: str = "provider"
+
+    @abstractmethod
+    async def submit(self, request: GenerationRequest) -> str:
+        """Start a task; return the provider's task id. Idempotent by ``external_id``."""
+
+    @abstractmethod
+    async def poll(self, task_id: str) -> TaskStatus:
+        """The task's state and progress (0-100 where known)."""
+
+    @abstractmethod
+    async def fetch(self, task_id: str, destination: Path) -> Path:
+        """Copy the finished clip to ``destination`` and return it."""
+
+    @abstractmethod
+    async def cancel(self, task_id: str) -> bool:
+        """Stop the task if the provider allows it; True if it is stopped."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (HTTP clients, worker tasks)."""

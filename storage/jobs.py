@@ -1,0 +1,275 @@
+"""Quotes and jobs on SQLite, sharing the ledger's writer so transitions and money move together."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from bot.commands import ChatRef, UserRef
+from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
+from bot.jobs.store import JobStore, QueueFull, QuoteTaken
+from bot.ports import Outcome
+from storage.database import Database
+from storage.ledger import change_balance, end_hold, hold_credits
+
+_JOB_FIELDS = tuple(Job.__dataclass_fields__)
+_SETTABLE = set(_JOB_FIELDS) - {"job_id", "quote_id", "user", "chat", "state"}
+
+
+def _quote(row: sqlite3.Row) -> Quote:
+    return Quote(
+        quote_id=row["quote_id"],
+        user=UserRef(row["platform"], row["user_id"]),
+        chat=ChatRef(row["platform"], row["chat_id"]),
+        locale=row["locale"],
+        image_path=row["image_path"],
+        prompt=row["prompt"],
+        negative_prompt=row["negative_prompt"],
+        duration_s=row["duration_s"],
+        tiers=tuple(row["tiers"].split(",")),
+        state=row["state"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+    )
+
+
+def _job(row: sqlite3.Row) -> Job:
+    values = {name: row[name] for name in _JOB_FIELDS if name not in ("user", "chat", "refunded")}
+    return Job(
+        **values,
+        user=UserRef(row["platform"], row["user_id"]),
+        chat=ChatRef(row["platform"], row["chat_id"]),
+        refunded=bool(row["refunded"]),
+    )
+
+
+def _select_job(connection: sqlite3.Connection, job_id: str) -> Job | None:
+    row = connection.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+    return _job(row) if row else None
+
+
+def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:
+    unknown = set(fields) - _SETTABLE
+    if unknown:
+        raise ValueError(f"not settable on a job: {sorted(unknown)}")
+    return ", ".join(f"{name} = ?" for name in fields), list(fields.values())
+
+
+class SqliteJobStore(JobStore):
+    """:class:`bot.jobs.store.JobStore` on the shared :class:`storage.database.Database`."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    async def save_quote(self, quote: Quote) -> None:
+        """Insert a quote."""
+        await self.db.write(
+            lambda c: c.execute(
+                """
+                INSERT INTO quotes (quote_id, platform, user_id, chat_id, locale, image_path,
+                    prompt, negative_prompt, duration_s, tiers, state, created_at, expires_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+                (
+                    quote.quote_id,
+                    quote.user.platform,
+                    quote.user.id,
+                    quote.chat.id,
+                    quote.locale,
+                    quote.image_path,
+                    quote.prompt,
+                    quote.negative_prompt,
+                    quote.duration_s,
+                    ",".join(quote.tiers),
+                    quote.state,
+                    quote.created_at,
+                    quote.expires_at,
+                ),
+            )
+        )
+
+    async def get_quote(self, quote_id: str) -> Quote | None:
+        """A quote by id."""
+        row = await self.db.read_one("SELECT * FROM quotes WHERE quote_id = ?", (quote_id,))
+        return _quote(row) if row else None
+
+    async def cancel_quote(self, quote_id: str) -> bool:
+        """Compare-and-set open -> cancelled."""
+        return await self.db.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE quotes SET state = 'cancelled' WHERE quote_id = ? AND state = 'open'",
+                    (quote_id,),
+                ).rowcount
+                == 1
+            )
+        )
+
+    async def create_job(self, job: Job, *, max_active: int, now: int) -> Job:
+        """Use the quote, hold the price and insert the job, all or nothing."""
+
+        def write(connection: sqlite3.Connection) -> Job:
+            used = connection.execute(
+                "UPDATE quotes SET state = 'used' WHERE quote_id = ? AND state = 'open'",
+                (job.quote_id,),
+            ).rowcount
+            if not used:
+                raise QuoteTaken(job.quote_id)
+            active = connection.execute(
+                f"SELECT count(*) FROM jobs WHERE platform = ? AND user_id = ?"
+                f" AND state IN ({', '.join('?' * len(ACTIVE))})",
+                (job.user.platform, job.user.id, *ACTIVE),
+            ).fetchone()[0]
+            if active >= max_active:
+                raise QueueFull(active)
+            hold_credits(
+                connection,
+                job.user,
+                job.price,
+                hold_id=job.job_id,
+                actor=str(job.user),
+                reason=f"job {job.short_id} ({job.tier}, {job.duration_s} s)",
+                now=now,
+            )
+            columns = [name for name in _JOB_FIELDS if name not in ("user", "chat")]
+            values: dict[str, Any] = {name: getattr(job, name) for name in columns}
+            values.update(
+                platform=job.user.platform,
+                user_id=job.user.id,
+                chat_id=job.chat.id,
+                state="held",
+                created_at=now,
+                refunded=int(job.refunded),
+            )
+            connection.execute(
+                f"INSERT INTO jobs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+            created = _select_job(connection, job.job_id)
+            assert created is not None
+            return created
+
+        return await self.db.write(write)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """A job by its full id, or by a prefix that names exactly one job."""
+        rows = await self.db.read(
+            "SELECT * FROM jobs WHERE job_id = ? OR (length(?) >= 4 AND job_id LIKE ? || '%')"
+            " LIMIT 2",
+            (job_id, job_id, job_id.replace("%", "").replace("_", "")),
+        )
+        exact = [row for row in rows if row["job_id"] == job_id]
+        if exact:
+            return _job(exact[0])
+        return _job(rows[0]) if len(rows) == 1 else None
+
+    async def transition(
+        self,
+        job_id: str,
+        from_states: tuple[JobState, ...],
+        to_state: JobState,
+        *,
+        now: int,
+        **fields: Any,
+    ) -> Job | None:
+        """Compare-and-set the state, with the ledger entry the new state implies."""
+        assignments, values = _assignments(fields)
+        placeholders = ", ".join("?" * len(from_states))
+
+        def write(connection: sqlite3.Connection) -> Job | None:
+            moved = connection.execute(
+                f"UPDATE jobs SET state = ?{', ' + assignments if assignments else ''}"
+                f" WHERE job_id = ? AND state IN ({placeholders})",
+                (to_state, *values, job_id, *from_states),
+            ).rowcount
+            if not moved:
+                return None
+            if to_state == "succeeded":
+                end_hold(
+                    connection,
+                    job_id,
+                    kind="capture",
+                    actor="runner",
+                    reason="clip produced",
+                    now=now,
+                )
+            elif to_state in ("failed", "cancelled"):
+                end_hold(
+                    connection,
+                    job_id,
+                    kind="release",
+                    actor="runner",
+                    reason=f"job {to_state}",
+                    now=now,
+                )
+            return _select_job(connection, job_id)
+
+        return await self.db.write(write)
+
+    async def update(self, job_id: str, state: JobState, **fields: Any) -> bool:
+        """Set fields while the job is still in ``state``."""
+        assignments, values = _assignments(fields)
+        return await self.db.write(
+            lambda c: (
+                c.execute(
+                    f"UPDATE jobs SET {assignments} WHERE job_id = ? AND state = ?",
+                    (*values, job_id, state),
+                ).rowcount
+                == 1
+            )
+        )
+
+    async def unfinished_jobs(self) -> list[Job]:
+        """Jobs in held, submitted, running or succeeded."""
+        rows = await self.db.read(
+            f"SELECT * FROM jobs WHERE state IN ({', '.join('?' * len(UNFINISHED))})"
+            " ORDER BY created_at, rowid",
+            UNFINISHED,
+        )
+        return [_job(row) for row in rows]
+
+    async def jobs_of(self, user: UserRef | None, limit: int) -> list[Job]:
+        """Newest first."""
+        if user is None:
+            rows = await self.db.read(
+                "SELECT * FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = await self.db.read(
+                "SELECT * FROM jobs WHERE platform = ? AND user_id = ?"
+                " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                (user.platform, user.id, limit),
+            )
+        return [_job(row) for row in rows]
+
+    async def recent_durations(self, tier: str, limit: int) -> list[int]:
+        """Start-to-finish seconds of the tier's newest successful jobs."""
+        rows = await self.db.read(
+            "SELECT finished_at - started_at AS seconds FROM jobs"
+            " WHERE tier = ? AND state IN ('succeeded', 'delivered') AND started_at IS NOT NULL"
+            " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+            (tier, limit),
+        )
+        return [row["seconds"] for row in rows]
+
+    async def refund(self, job_id: str, *, actor: str, reason: str, now: int) -> Outcome:
+        """An ``adjust`` entry of the job's price, keyed by the job so it happens once."""
+
+        def write(connection: sqlite3.Connection) -> Outcome:
+            job = _select_job(connection, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            outcome = change_balance(
+                connection,
+                job.user,
+                job.price,
+                key=f"refund:{job_id}",
+                kind="adjust",
+                actor=actor,
+                reason=reason or f"refund of job {job.short_id}",
+                now=now,
+            )
+            connection.execute("UPDATE jobs SET refunded = 1 WHERE job_id = ?", (job_id,))
+            return outcome
+
+        return await self.db.write(write)
