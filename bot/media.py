@@ -25,6 +25,7 @@ from typing import Final, NoReturn
 from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 from bot.errors import UserError
+from bot.text import clean_text
 
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 """Largest image file accepted (10 MB)."""
@@ -199,19 +200,6 @@ def check_prompt(
     if _contains_blocked(cleaned, blocked_words):
         raise UserError(blocked_key)
     return cleaned
-
-
-def clean_text(text: str) -> str:
-    """Drop control characters (whitespace ones become a space) and lone surrogates; trim."""
-    out = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if category == "Cc":
-            if ch.isspace():
-                out.append(" ")
-        elif category != "Cs":
-            out.append(ch)
-    return "".join(out).strip()
 
 
 # -- images ---------------------------------------------------------------------------

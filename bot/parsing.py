@@ -8,7 +8,6 @@ groups) parses like ``/price``.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 
 from bot.catalog import DURATIONS
@@ -31,6 +30,7 @@ from bot.commands import (
     TopUp,
 )
 from bot.errors import UserError
+from bot.text import clean_text
 
 MAX_LINE = 4096
 """Longest message accepted (Telegram's own limit)."""
@@ -47,17 +47,11 @@ MAX_AMOUNT_DIGITS = 18
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def clean(text: str) -> str:
-    """Drop control characters (keeping emoji joiners and other format marks) and trim."""
-    kept = (" " if ch in "\t\r\n" else ch for ch in text)
-    return "".join(ch for ch in kept if unicodedata.category(ch) != "Cc").strip()
-
-
 def parse_command(line: str) -> Command:
     """Parse one chat message; raise UserError with a translatable reason."""
     if len(line) > MAX_LINE:
         raise UserError("error.too_long", limit=MAX_LINE)
-    line = clean(line)
+    line = clean_text(line)
     if not line:
         raise UserError("error.empty")
     if not line.startswith("/"):

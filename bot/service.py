@@ -36,9 +36,10 @@ from bot.commands import (
 )
 from bot.deps import Deps
 from bot.errors import NotModerator, StorageUnavailable, UnknownUser, UserError
-from bot.parsing import clean, parse_action, parse_command
+from bot.parsing import parse_action, parse_command
 from bot.ports import UserProfile, Wallet
 from bot.replies import Button, Money, Reply, Text, TextList, TierName, Timestamp, Wait, say, text
+from bot.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +195,8 @@ async def top_up(command: TopUp, caller: Caller, deps: Deps, request_id: str | N
     if not is_moderator(caller, deps):
         raise NotModerator()
     if command.credits > deps.max_topup:
-        raise UserError("error.amount_over_limit", limit=deps.max_topup)
-    reason = clean(command.reason)
+        raise UserError("error.amount_over_limit", limit=f"{deps.max_topup:,}")
+    reason = clean_text(command.reason)
     target = await resolve_user(command.target, caller, deps)
     key = f"topup:{request_id}" if request_id else f"topup:{deps.new_id()}"
     outcome = await deps.ledger.top_up(
@@ -227,7 +228,7 @@ async def help_(command: Help, caller: Caller, deps: Deps, _request_id: str | No
     """What the bot does and its commands; moderators also see theirs."""
     lines = [text("help.intro"), text("help.user_commands")]
     if is_moderator(caller, deps):
-        lines.append(text("help.moderator_commands", max=deps.max_topup))
+        lines.append(text("help.moderator_commands", max=f"{deps.max_topup:,}"))
     return [Reply(tuple(lines))]
 
 

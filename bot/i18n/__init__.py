@@ -109,7 +109,5 @@ class Translator:
                 return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M UTC")
             case bool():
                 return self._messages["word.yes" if value else "word.no"]
-            case int():
-                return f"{value:,}"
             case _:
                 return value

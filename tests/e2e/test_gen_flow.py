@@ -122,8 +122,8 @@ async def test_cannot_afford_then_balance_drops(gen):
     await gen.push(member, "/start")
     await gen.push(local, "/topup alice 30")
     quote = await gen.push(member, "/gen sample hello")
-    assert "High Quality · 35 credits (¥3.50) · not enough credits" in quote
-    assert "Master · 100 credits (¥10.00) · not enough credits" in quote
+    assert "High Quality · 1080p · 35 credits (¥3.50) · not enough credits" in quote
+    assert "Master · 1080p · 100 credits (¥10.00) · not enough credits" in quote
     refused = await gen.push(member, gen.button("High Quality ·"))
     assert refused == (
         "High Quality costs 35 credits (¥3.50), but your balance is 30 credits"

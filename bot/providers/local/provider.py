@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.providers.base import (
-    ContentRefused,
     GenerationRequest,
     Provider,
     ProviderError,
@@ -151,8 +150,9 @@ class LocalProvider(Provider):
             task.phase = "failed"
             task.error = ProviderError("cancelled")
         except ValueError as error:
+            # The inputs were checked before the quote; this is a render-side refusal.
             task.phase = "failed"
-            task.error = ContentRefused("the image could not be read")
+            task.error = ProviderError(f"render refused the input: {error}")
             log.warning("local render of %s refused: %s", task.request.external_id, error)
         except Exception as error:
             task.phase = "failed"
@@ -164,7 +164,8 @@ class LocalProvider(Provider):
         image = request.image_path.read_bytes() if request.image_path else None
 
         def progress(fraction: float) -> None:
-            if task.cancelled:
+            # At 1.0 the clip is already in place: too late to cancel.
+            if task.cancelled and fraction < 1.0:
                 raise _Cancelled
             task.render_fraction = fraction
 
