@@ -25,8 +25,9 @@ from pathlib import Path
 
 from bot.commands import UserRef
 from bot.ports import UserProfile
+from storage.audit import audit
 from storage.database import Database, migrate
-from storage.ledger import SqliteLedger, audit
+from storage.ledger import SqliteLedger
 
 HOLD_CREDITS = 35  # one High Quality clip
 

@@ -163,8 +163,8 @@ def _print_history(entries: list[LedgerEntry]) -> None:
 
 
 async def _db(settings: Settings, action: str) -> int:
+    from storage.audit import audit
     from storage.database import Database
-    from storage.ledger import audit
 
     async with Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms) as database:
         if action == "migrate":

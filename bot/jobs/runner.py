@@ -104,6 +104,8 @@ class JobRunner:
         self._settled: dict[str, asyncio.Event] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self._positions: dict[str, int] = {}  # job id -> queue position last shown
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- public -----------------------------------------------------------------
 
@@ -124,6 +126,7 @@ class JobRunner:
         self._settled.setdefault(job.job_id, asyncio.Event())
         self._waiting.append(job)
         position = len(self._waiting)
+        self._positions[job.job_id] = position
         try:
             message_id = await self.outbox.send(
                 job.chat, status.queued(job, self.catalog, position), job.locale
@@ -145,6 +148,7 @@ class JobRunner:
             )
             if moved is not None:
                 self._waiting = [w for w in self._waiting if w.job_id != job.job_id]
+                self._positions.pop(job.job_id, None)
                 await self._stop_task(job.job_id)
                 await self._show(moved, status.cancelled(moved, self.catalog), force=True)
                 self._settle(job.job_id)
@@ -186,7 +190,7 @@ class JobRunner:
 
     async def stop(self) -> None:
         """Stop driving jobs; their state stays in the store for the next start."""
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -203,11 +207,24 @@ class JobRunner:
             if self._running_users[str(job.user)] >= limit.per_user:
                 continue
             self._waiting.remove(job)
+            self._positions.pop(job.job_id, None)
             self._launch(job)
+        self._show_positions()
         if not self._waiting and not self._tasks:
             self._idle.set()
         else:
             self._idle.clear()
+
+    def _show_positions(self) -> None:
+        """Tell waiting members their new place in the queue when it moved."""
+        for position, job in enumerate(self._waiting, start=1):
+            shown = self._positions.get(job.job_id)
+            if shown is not None and shown != position and job.status_message:
+                self._positions[job.job_id] = position
+                reply = status.queued(job, self.catalog, position)
+                task = asyncio.create_task(self._show(job, reply, force=True))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     def _launch(self, job: Job) -> None:
         self._idle.clear()

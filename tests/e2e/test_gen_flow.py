@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from storage.ledger import audit
+from storage.audit import audit
 from tests.e2e.video import probe
 
 PROMPT = "一个金属机器人专注地弹奏黑色钢琴，围绕主体运镜"

@@ -24,8 +24,9 @@ import pytest
 from bot.commands import UserRef
 from bot.errors import StorageUnavailable
 from bot.ports import UserProfile
+from storage.audit import audit
 from storage.database import Database
-from storage.ledger import SqliteLedger, audit
+from storage.ledger import SqliteLedger
 
 ALICE = UserRef("telegram", "1001")
 NOBODY = 65534

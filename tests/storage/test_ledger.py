@@ -19,8 +19,9 @@ import pytest
 from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NoWallet
 from bot.ports import LedgerEntry
+from storage.audit import audit
 from storage.database import Database, migration_scripts
-from storage.ledger import SqliteLedger, audit
+from storage.ledger import SqliteLedger
 from tests.storage.conftest import NOW, OpenWallet, open_wallet_for
 
 ALICE = UserRef("telegram", "1001")

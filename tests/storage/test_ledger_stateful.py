@@ -24,8 +24,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from bot.commands import UserRef
 from bot.errors import InsufficientCredits
 from bot.ports import LedgerEntry, Outcome, UserProfile
+from storage.audit import audit
 from storage.database import Database
-from storage.ledger import SqliteLedger, audit
+from storage.ledger import SqliteLedger
 
 NOW = 1_700_000_000
 USERS = [UserRef("telegram", "1"), UserRef("telegram", "2"), UserRef("discord", "1")]
