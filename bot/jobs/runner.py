@@ -123,7 +123,6 @@ class JobRunner:
     async def admit(self, job: Job) -> None:
         """A member pressed a tier and the hold is made: queue the job and show its status."""
         self._idle.clear()
-        self._settled.setdefault(job.job_id, asyncio.Event())
         self._waiting.append(job)
         position = len(self._waiting)
         self._positions[job.job_id] = position
@@ -171,7 +170,13 @@ class JobRunner:
 
     async def settled(self, job_id: str) -> None:
         """Wait until the job is delivered, failed or cancelled (for tests and shutdown)."""
-        await self._settled.setdefault(job_id, asyncio.Event()).wait()
+        event = self._settled.setdefault(job_id, asyncio.Event())
+        job = await self.store.get_job(job_id)
+        if job is None or job.state in TERMINAL:
+            if self._settled.get(job_id) is event and not event.is_set():
+                del self._settled[job_id]
+            return
+        await event.wait()
 
     async def idle(self) -> None:
         """Wait until no job is queued or running."""
@@ -216,19 +221,28 @@ class JobRunner:
             self._idle.clear()
 
     def _show_positions(self) -> None:
-        """Tell waiting members their new place in the queue when it moved."""
+        """Tell waiting members their new place in the queue when it moved.
+
+        Throttled like any status edit, and checked here before a task is made,
+        so a long queue moving by one costs a dictionary look-up per job.
+        """
+        now = self._monotonic()
+        interval = self.settings.status_interval_s
         for position, job in enumerate(self._waiting, start=1):
             shown = self._positions.get(job.job_id)
-            if shown is not None and shown != position and job.status_message:
-                self._positions[job.job_id] = position
-                reply = status.queued(job, self.catalog, position)
-                task = asyncio.create_task(self._show(job, reply, force=True))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+            if shown is None or shown == position or not job.status_message:
+                continue
+            last = self._last_status.get(job.job_id)
+            if last is not None and now - last < interval:
+                continue
+            self._positions[job.job_id] = position
+            reply = status.queued(job, self.catalog, position)
+            task = asyncio.create_task(self._show(job, reply))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _launch(self, job: Job) -> None:
         self._idle.clear()
-        self._settled.setdefault(job.job_id, asyncio.Event())
         self._running_users[str(job.user)] += 1
         task = asyncio.create_task(self._drive(job), name=f"job-{job.job_id}")
         self._tasks[job.job_id] = task
@@ -248,7 +262,9 @@ class JobRunner:
             task.cancel()
 
     def _settle(self, job_id: str) -> None:
-        self._settled.setdefault(job_id, asyncio.Event()).set()
+        event = self._settled.pop(job_id, None)
+        if event is not None:
+            event.set()
 
     # --- one job ------------------------------------------------------------------
 
