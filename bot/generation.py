@@ -65,7 +65,36 @@ async def gen(command: Gen, caller: Caller, deps: Deps, _request_id: str | None)
         path = generation.inputs_dir / f"{quote_id}{info.extension}"
         await asyncio.to_thread(_write, path, command.image.data)
         image_path = str(path)
-    tiers = tuple(t.key for t in deps.catalog.tiers if image_path or not t.requires_image)
+    return await _offer(
+        caller,
+        deps,
+        quote_id=quote_id,
+        image_path=image_path,
+        prompt=prompt,
+        negative=negative,
+        duration_s=command.duration_s,
+        tiers=_tiers_for(deps, image_path),
+    )
+
+
+def _tiers_for(deps: Deps, image_path: str | None) -> tuple[str, ...]:
+    """Every tier, less those that need an image when there is none."""
+    return tuple(t.key for t in deps.catalog.tiers if image_path or not t.requires_image)
+
+
+async def _offer(
+    caller: Caller,
+    deps: Deps,
+    *,
+    quote_id: str,
+    image_path: str | None,
+    prompt: str,
+    negative: str,
+    duration_s: int,
+    tiers: tuple[str, ...],
+) -> list[Reply]:
+    """Save a quote for these inputs and show it with a button per tier."""
+    generation = _generation(deps)
     now = deps.clock.now()
     quote = Quote(
         quote_id=quote_id,
@@ -75,7 +104,7 @@ async def gen(command: Gen, caller: Caller, deps: Deps, _request_id: str | None)
         image_path=image_path,
         prompt=prompt,
         negative_prompt=negative,
-        duration_s=command.duration_s,
+        duration_s=duration_s,
         tiers=tiers,
         state="open",
         created_at=now,
@@ -254,27 +283,20 @@ async def reroll(
         image_path = None
     else:
         image_path = job.image_path
-    all_tiers = tuple(t.key for t in deps.catalog.tiers if image_path or not t.requires_image)
+    all_tiers = _tiers_for(deps, image_path)
     tiers = (job.tier,) if isinstance(command, Reroll) and job.tier in all_tiers else all_tiers
     if not tiers:
         raise UserError("error.stale_button")
-    now = deps.clock.now()
-    quote = Quote(
+    return await _offer(
+        caller,
+        deps,
         quote_id=deps.new_id()[:12],
-        user=caller.user,
-        chat=caller.reply_chat,
-        locale=caller.locale,
         image_path=image_path,
         prompt=job.prompt,
-        negative_prompt=job.negative_prompt,
+        negative=job.negative_prompt,
         duration_s=job.duration_s,
         tiers=tiers,
-        state="open",
-        created_at=now,
-        expires_at=now + generation.quote_ttl_s,
     )
-    await generation.store.save_quote(quote)
-    return [await _quote_reply(quote, caller, deps)]
 
 
 def _exists(path: str) -> bool:
