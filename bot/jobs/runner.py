@@ -121,11 +121,13 @@ class JobRunner:
                 self._launch(job)
 
     async def admit(self, job: Job) -> None:
-        """A member pressed a tier and the hold is made: queue the job and show its status."""
+        """A member pressed a tier and the hold is made: show its status, then queue it.
+
+        The status message is sent and stored before the job can start, so a
+        job never ends up with two status messages.
+        """
         self._idle.clear()
-        self._waiting.append(job)
-        position = len(self._waiting)
-        self._positions[job.job_id] = position
+        position = len(self._waiting) + 1
         try:
             message_id = await self.outbox.send(
                 job.chat, status.queued(job, self.catalog, position), job.locale
@@ -133,9 +135,13 @@ class JobRunner:
         except Exception:
             log.exception("could not send the status message of job %s", job.job_id)
         else:
-            await self.store.update(job.job_id, "held", status_message=message_id)
-            job = await self._reload(job)
-            self._waiting = [job if w.job_id == job.job_id else w for w in self._waiting]
+            if await self.store.update(job.job_id, "held", status_message=message_id):
+                job = await self._reload(job)
+        if job.state != "held":  # cancelled while its status message was on its way
+            self._schedule()
+            return
+        self._waiting.append(job)
+        self._positions[job.job_id] = position
         self._schedule()
 
     async def cancel(self, job: Job) -> CancelResult:
@@ -146,9 +152,11 @@ class JobRunner:
                 job.job_id, ("held",), "cancelled", now=now, finished_at=now
             )
             if moved is not None:
+                # A job already launched is inside provider.submit: its own
+                # compare-and-set fails next and it cancels the task at the
+                # provider, so it is left to finish that step.
                 self._waiting = [w for w in self._waiting if w.job_id != job.job_id]
                 self._positions.pop(job.job_id, None)
-                await self._stop_task(job.job_id)
                 await self._show(moved, status.cancelled(moved, self.catalog), force=True)
                 self._settle(job.job_id)
                 self._schedule()
@@ -243,6 +251,7 @@ class JobRunner:
 
     def _launch(self, job: Job) -> None:
         self._idle.clear()
+        self._last_status.pop(job.job_id, None)  # "generating" must show at once
         self._running_users[str(job.user)] += 1
         task = asyncio.create_task(self._drive(job), name=f"job-{job.job_id}")
         self._tasks[job.job_id] = task
@@ -355,6 +364,7 @@ class JobRunner:
             except RetryableError:
                 failures += 1
                 if failures >= self.settings.poll_failures:
+                    await self._provider_cancel(job.task_id)
                     return await self._finish_failed(
                         job, job.state, "failure.busy", kind="retryable"
                     )
@@ -390,8 +400,6 @@ class JobRunner:
                 percent = task.progress
             else:
                 percent = min(95, int(100 * elapsed / expected)) if expected > 0 else 50
-            if percent != job.progress:
-                await self.store.update(job.job_id, job.state, progress=percent)
             await self._show(job, status.generating(job, self.catalog, elapsed, expected, percent))
         return job
 
