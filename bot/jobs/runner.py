@@ -105,6 +105,7 @@ class JobRunner:
         self._idle = asyncio.Event()
         self._idle.set()
         self._positions: dict[str, int] = {}  # job id -> queue position last shown
+        self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
 
     # --- public -----------------------------------------------------------------
@@ -113,8 +114,8 @@ class JobRunner:
         """Resume every unfinished job found in the store (after a restart)."""
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         for job in await self.store.unfinished_jobs():
-            if job.state == "held":
-                # Never reached the provider: give the credits back rather than guess.
+            if job.state == "held" and job.attempts == 0:
+                # Never sent to the provider: give the credits back rather than guess.
                 await self._finish_failed(job, "held", "failure.interrupted", kind="restart")
             else:
                 log.info("resuming job %s in state %s", job.job_id, job.state)
@@ -203,6 +204,8 @@ class JobRunner:
 
     async def stop(self) -> None:
         """Stop driving jobs; their state stays in the store for the next start."""
+        self._stopping = True
+        self._waiting.clear()  # nothing new may start while the running ones stop
         tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
             task.cancel()
@@ -213,6 +216,8 @@ class JobRunner:
     # --- scheduling -------------------------------------------------------------
 
     def _schedule(self) -> None:
+        if self._stopping:
+            return
         limit = self.settings
         for job in list(self._waiting):
             if len(self._tasks) >= limit.per_provider:
@@ -316,6 +321,11 @@ class JobRunner:
         )
 
     async def _submit(self, job: Job) -> Job:
+        # Recorded before the call: after a crash, a held job with an attempt
+        # may exist at the provider, so it is submitted again (idempotent by
+        # job id) rather than refunded while the provider renders it anyway.
+        attempts = job.attempts + 1
+        await self.store.update(job.job_id, "held", attempts=attempts)
         attempt = 0
         while True:
             attempt += 1
@@ -338,7 +348,6 @@ class JobRunner:
             now=now,
             task_id=task_id,
             submitted_at=now,
-            attempts=job.attempts + 1,
         )
         if moved is None:  # cancelled while submitting
             await self._provider_cancel(task_id)
@@ -406,7 +415,7 @@ class JobRunner:
     async def _resubmit(self, job: Job) -> Job:
         """The provider forgot the task (a local renderer restarted): start it again once."""
         if job.attempts >= 2:
-            return await self._finish_failed(job, job.state, "failure.interrupted", kind="lost")
+            return await self._finish_failed(job, job.state, "failure.lost", kind="lost")
         log.warning("provider lost job %s; submitting it again", job.job_id)
         task_id = await self.provider.submit(self._request(job))
         moved = await self.store.transition(
