@@ -1,6 +1,6 @@
 """Stand-ins for the outside world in the restart-recovery tests.
 
-- :class:`ScriptedProvider` plays a remote video service (Kling): its tasks
+- :class:`RemoteService` plays a remote video service (Kling): its tasks
   live outside the bot, so they survive a restart when the same object is
   handed to the next ``open_core``; the test decides when a task finishes,
   and parks polls on asyncio events instead of sleeping.
@@ -59,7 +59,7 @@ class RemoteTask:
     cancel_requested: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class ScriptedProvider(Provider):
+class RemoteService(Provider):
     """A remote service the test drives.
 
     ``running_polls`` polls of a task answer "running"; later polls wait until

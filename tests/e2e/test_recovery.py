@@ -26,7 +26,7 @@ from tests.e2e.conftest import fast_settings, run_cli
 from tests.e2e.recovery_support import (
     PROMPT,
     RefusingUploads,
-    ScriptedProvider,
+    RemoteService,
     cli_env,
     hold_entries,
     let_others_run,
@@ -129,7 +129,7 @@ async def test_a_job_queued_at_the_stop_is_refunded_and_the_running_one_delivere
 ):
     # One provider slot: the Standard job runs, the High Quality job waits its turn, held.
     settings = fast_settings(tmp_path, max_jobs_per_provider=1)
-    remote = ScriptedProvider(remote_clip, running_polls=1)
+    remote = RemoteService(remote_clip, running_polls=1)
     async with session(settings, provider=remote) as gen:
         chat = gen.chat()
         await gen.deps.generation.runner.start()
@@ -166,7 +166,7 @@ async def test_a_job_queued_at_the_stop_is_refunded_and_the_running_one_delivere
 
 async def test_a_submit_in_flight_at_the_stop_is_found_after_the_restart(tmp_path, remote_clip):
     settings = fast_settings(tmp_path)
-    remote = ScriptedProvider(remote_clip, hold_submits=True)
+    remote = RemoteService(remote_clip, hold_submits=True)
     async with session(settings, provider=remote) as gen:
         chat = gen.chat()
         await gen.deps.generation.runner.start()
@@ -194,7 +194,7 @@ async def test_a_submit_in_flight_at_the_stop_is_found_after_the_restart(tmp_pat
 # --- 2, 3. submitted / running ----------------------------------------------------------
 
 
-async def _stop_in(settings, remote: ScriptedProvider, stopped_in: str):
+async def _stop_in(settings, remote: RemoteService, stopped_in: str):
     """First run: order a Standard clip and stop the bot while the job is ``stopped_in``."""
     async with session(settings, provider=remote) as gen:
         chat = gen.chat()
@@ -232,7 +232,7 @@ async def test_a_task_lost_by_the_restart_is_submitted_again_and_delivered(
     tmp_path, remote_clip, stopped_in
 ):
     settings = fast_settings(tmp_path)
-    remote = ScriptedProvider(remote_clip, running_polls=0 if stopped_in == "submitted" else 1)
+    remote = RemoteService(remote_clip, running_polls=0 if stopped_in == "submitted" else 1)
     job = await _stop_in(settings, remote, stopped_in)
 
     # The real local renderer keeps its tasks in memory: after the restart it has none.
@@ -260,7 +260,7 @@ async def test_a_task_the_service_still_has_is_polled_not_submitted_again(
     tmp_path, remote_clip, stopped_in, finished_while_down
 ):
     settings = fast_settings(tmp_path)
-    remote = ScriptedProvider(remote_clip, running_polls=0 if stopped_in == "submitted" else 1)
+    remote = RemoteService(remote_clip, running_polls=0 if stopped_in == "submitted" else 1)
     job = await _stop_in(settings, remote, stopped_in)
     polls_before = remote.polls
     remote.poll_parked.clear()
@@ -296,7 +296,7 @@ async def test_a_clip_made_but_not_delivered_is_delivered_after_a_restart_withou
 ):
     settings = fast_settings(tmp_path)
     hang = upload == "hung until the stop"
-    remote = ScriptedProvider(remote_clip, running_polls=0)
+    remote = RemoteService(remote_clip, running_polls=0)
     async with session(settings, provider=remote) as gen:
         chat = gen.chat()
         runner = gen.deps.generation.runner
@@ -335,7 +335,7 @@ async def test_a_clip_made_but_not_delivered_is_delivered_after_a_restart_withou
 # --- 5. cancel racing completion ---------------------------------------------------------------
 
 
-async def _complete(remote: ScriptedProvider, job_id: str, *, on_cancel: bool, yields: int):
+async def _complete(remote: RemoteService, job_id: str, *, on_cancel: bool, yields: int):
     """The service finishes the clip: right when the cancel reaches it, or on its own."""
     if on_cancel:
         await remote.tasks[job_id].cancel_requested.wait()
@@ -345,7 +345,7 @@ async def _complete(remote: ScriptedProvider, job_id: str, *, on_cancel: bool, y
 
 async def test_cancel_racing_completion_ends_every_hold_exactly_once(tmp_path, remote_clip):
     settings = fast_settings(tmp_path)
-    remote = ScriptedProvider(remote_clip, running_polls=1)
+    remote = RemoteService(remote_clip, running_polls=1)
     outcomes: Counter[str] = Counter()
     async with session(settings, provider=remote) as gen:
         chat = gen.chat()
@@ -410,7 +410,7 @@ async def test_cancel_while_the_submit_is_on_the_wire_cancels_the_task_at_the_se
     tmp_path, remote_clip
 ):
     settings = fast_settings(tmp_path)
-    remote = ScriptedProvider(remote_clip, hold_submits=True)
+    remote = RemoteService(remote_clip, hold_submits=True)
     async with session(settings, provider=remote) as gen:
         chat = gen.chat()
         runner = gen.deps.generation.runner
