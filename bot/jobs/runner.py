@@ -11,6 +11,7 @@ down. Nothing here sleeps for real in tests: waits are multiplied by
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter
@@ -51,6 +52,7 @@ class RunnerSettings:
     per_provider: int = 4
     status_interval_s: float = 3.0
     poll_interval_s: float = 2.0
+    max_polls_per_s: float = 500.0
     time_scale: float = 1.0
     submit_attempts: int = 5
     poll_failures: int = 10
@@ -260,14 +262,15 @@ class JobRunner:
         self._running_users[str(job.user)] += 1
         task = asyncio.create_task(self._drive(job), name=f"job-{job.job_id}")
         self._tasks[job.job_id] = task
-        task.add_done_callback(lambda _: self._done(job))
+        # Ids, not the Job: a finished Job copy must not stay alive with the task.
+        task.add_done_callback(functools.partial(self._done, job.job_id, str(job.user)))
 
-    def _done(self, job: Job) -> None:
-        self._tasks.pop(job.job_id, None)
-        self._running_users[str(job.user)] -= 1
-        if self._running_users[str(job.user)] <= 0:
-            del self._running_users[str(job.user)]
-        self._last_status.pop(job.job_id, None)
+    def _done(self, job_id: str, user: str, _task: object) -> None:
+        self._tasks.pop(job_id, None)
+        self._running_users[user] -= 1
+        if self._running_users[user] <= 0:
+            del self._running_users[user]
+        self._last_status.pop(job_id, None)
         self._schedule()
 
     async def _stop_task(self, job_id: str) -> None:
@@ -283,6 +286,7 @@ class JobRunner:
     # --- one job ------------------------------------------------------------------
 
     async def _drive(self, job: Job) -> None:
+        job_id = job.job_id
         try:
             if job.state == "held":
                 job = await self._submit(job)
@@ -293,18 +297,18 @@ class JobRunner:
         except _Stop:
             pass
         except asyncio.CancelledError:
+            # Stopped (shutdown) or cancelled by a member: whoever cancelled settles it.
             raise
         except Exception:
-            log.exception("job %s failed inside the runner", job.job_id)
-            current = await self._reload(job)
-            if current.state in ("held", "submitted", "running"):
+            log.exception("job %s failed inside the runner", job_id)
+            current = await self.store.get_job(job_id)
+            if current is not None and current.state in ("held", "submitted", "running"):
                 await self._finish_failed(
                     current, current.state, "failure.internal", kind="internal"
                 )
-        finally:
-            current = await self._reload_quietly(job)
-            if current is None or current.state in TERMINAL:
-                self._settle(job.job_id)
+        current = await self._reload_quietly(job_id)
+        if current is None or current.state in TERMINAL:
+            self._settle(job_id)
 
     def _request(self, job: Job) -> GenerationRequest:
         return GenerationRequest(
@@ -393,7 +397,16 @@ class JobRunner:
             if self._monotonic() > deadline:
                 await self._provider_cancel(job.task_id)
                 return await self._finish_failed(job, job.state, "failure.timeout", kind="timeout")
-            await self._sleep(self._scaled(self.settings.poll_interval_s))
+            await self._sleep(self._poll_interval())
+
+    def _poll_interval(self) -> float:
+        """The scaled poll interval, stretched to keep all polls under ``max_polls_per_s``.
+
+        Below a thousand running jobs nothing changes; with 10,000 each job is
+        polled every 20 s instead of every 2 s, and the event loop stays free.
+        """
+        interval = self._scaled(self.settings.poll_interval_s)
+        return max(interval, len(self._tasks) / self.settings.max_polls_per_s)
 
     async def _track(self, job: Job, task: TaskStatus, elapsed: float, expected: int) -> Job:
         if task.state == "running" and job.state == "submitted":
@@ -581,9 +594,9 @@ class JobRunner:
         current = await self.store.get_job(job.job_id)
         return current if current is not None else job
 
-    async def _reload_quietly(self, job: Job) -> Job | None:
+    async def _reload_quietly(self, job_id: str) -> Job | None:
         try:
-            return await self.store.get_job(job.job_id)
+            return await self.store.get_job(job_id)
         except Exception:
             return None
 

@@ -1,6 +1,7 @@
 """The local renderer as a provider: it waits like the tier would, then renders a real clip.
 
-The wait is the tier's expected wait times ``time_scale``, so Master takes
+The wait is the tier's expected wait times ``time_scale`` (a timer, not a
+task, so thousands of waiting jobs stay cheap), so Master takes
 longer than Standard here too (the console demo uses a small scale; tests a
 tiny one). Rendering runs on worker threads, at most ``max_renders`` at a
 time, because it is CPU-bound. Tasks live in memory: after a restart a
@@ -13,7 +14,7 @@ import asyncio
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class _Task:
     cancelled: bool = False
     error: ProviderError | None = None
     runner: asyncio.Task[None] | None = field(default=None, repr=False)
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
 class LocalProvider(Provider):
@@ -59,13 +61,11 @@ class LocalProvider(Provider):
         *,
         time_scale: float = 1.0,
         max_renders: int = 1,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.time_scale = time_scale
         self._renders = asyncio.Semaphore(max_renders)
-        self._sleep = sleep
         self._monotonic = monotonic
         self._tasks: dict[str, _Task] = {}
 
@@ -82,8 +82,16 @@ class LocalProvider(Provider):
             started=self._monotonic(),
         )
         self._tasks[task_id] = task
-        task.runner = asyncio.create_task(self._run(task), name=f"local-render-{task_id}")
+        # No asyncio task while waiting (thousands may wait): one timer starts the render.
+        task.timer = asyncio.get_running_loop().call_later(task.wait_s, self._start_render, task)
         return task_id
+
+    def _start_render(self, task: _Task) -> None:
+        task.timer = None
+        if task.cancelled:
+            return
+        name = f"local-render-{task.request.external_id}"
+        task.runner = asyncio.create_task(self._run(task), name=name)
 
     async def poll(self, task_id: str) -> TaskStatus:
         """Progress of the waiting phase from the clock, then of the encoder."""
@@ -120,7 +128,12 @@ class LocalProvider(Provider):
         if task.phase in ("done", "failed"):
             return False
         task.cancelled = True
-        if task.runner is not None and task.phase == "waiting":
+        if task.timer is not None:
+            task.timer.cancel()
+            task.timer = None
+            task.phase = "failed"
+            task.error = ProviderError("cancelled")
+        if task.runner is not None and task.phase == "waiting":  # queued for a render slot
             task.runner.cancel()
         return True
 
@@ -128,6 +141,9 @@ class LocalProvider(Provider):
         """Stop every task (renders in threads stop at their next frame)."""
         for task in self._tasks.values():
             task.cancelled = True
+            if task.timer is not None:
+                task.timer.cancel()
+                task.timer = None
             if task.runner is not None:
                 task.runner.cancel()
         runners = [t.runner for t in self._tasks.values() if t.runner is not None]
@@ -135,7 +151,6 @@ class LocalProvider(Provider):
 
     async def _run(self, task: _Task) -> None:
         try:
-            await self._sleep(task.wait_s)
             async with self._renders:
                 if task.cancelled:
                     return
