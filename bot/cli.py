@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import os
@@ -79,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = load_settings()
+        # Everything imported so far lives as long as the process: keep the
+        # garbage collector from walking it again and again (loop lag).
+        gc.collect()
+        gc.freeze()
         return asyncio.run(_run(args, settings))
     except (ConfigError, StorageUnavailable) as error:
         print(f"klingbot: {error}", file=sys.stderr)
