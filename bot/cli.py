@@ -12,8 +12,10 @@ import gc
 import getpass
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 from bot.bootstrap import CONSOLE_TIME_SCALE, open_core
@@ -126,11 +128,46 @@ async def _console(settings: Settings, user: str | None, lang: str | None) -> in
 
 
 async def _serve(settings: Settings) -> int:
-    for name, token in (("Telegram", settings.telegram_token), ("Discord", settings.discord_token)):
-        if token is not None:
-            log.warning("%s token is set, but this release has no %s adapter yet", name, name)
-    log.info("no platform adapter to start: opening the console chat")
-    return await _console(settings, None, None)
+    """Serve every platform whose token is set until SIGINT or SIGTERM; else the console."""
+    if settings.discord_token is not None:
+        log.warning("Discord token is set, but this release has no Discord adapter yet")
+    if settings.telegram_token is None:
+        log.info("no platform adapter to start: opening the console chat")
+        return await _console(settings, None, None)
+    from telegram.error import InvalidToken, NetworkError
+
+    from adapters.telegram import build_application, running
+    from adapters.telegram.errors import redact, secrets_of
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for number in signals:
+        loop.add_signal_handler(number, stop.set)
+    try:
+        async with open_core(settings) as deps, AsyncExitStack() as adapters:
+            assert deps.generation is not None
+            try:
+                await adapters.enter_async_context(running(build_application(settings, deps)))
+            except InvalidToken:
+                print(
+                    "klingbot: Telegram refused TELEGRAM_TOKEN (check it with @BotFather)",
+                    file=sys.stderr,
+                )
+                return 2
+            except NetworkError as error:
+                reason = redact(str(error), secrets_of(settings.telegram_token.get_secret_value()))
+                print(f"klingbot: cannot reach the Telegram Bot API: {reason}", file=sys.stderr)
+                return 2
+            # Every adapter's outbox is registered: resumed jobs can reach their chats.
+            await deps.generation.runner.start()
+            adapters.push_async_callback(deps.generation.runner.stop)  # before adapters close
+            await stop.wait()
+            log.info("stopping: unfinished jobs resume on the next start")
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)
+    return 0
 
 
 async def _wallet(settings: Settings, args: argparse.Namespace) -> int:

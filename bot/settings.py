@@ -1,6 +1,6 @@
 """One typed settings object, loaded once at start from the environment and a TOML file.
 
-Precedence: environment variables (``KLINGBOT_*``, ``TELEGRAM_TOKEN``,
+Precedence: environment variables (``KLINGBOT_*``, ``TELEGRAM_*``,
 ``DISCORD_TOKEN``) over the TOML file named by ``KLINGBOT_CONFIG`` over the
 defaults below. A bad value stops the bot at start with a message that names
 the field; nothing is read at import time.
@@ -9,6 +9,7 @@ the field; nothing is read at import time.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -101,6 +102,41 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "discord_token")
     )
 
+    telegram_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("TELEGRAM_BASE_URL", "telegram_base_url")
+    )
+    """A self-hosted Bot API server, e.g. ``http://127.0.0.1:8081/bot`` (the token is appended)."""
+    telegram_base_file_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_BASE_FILE_URL", "telegram_base_file_url"),
+    )
+    """Where that server serves files, e.g. ``http://127.0.0.1:8081/file/bot``."""
+    telegram_local_mode: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("TELEGRAM_LOCAL_MODE", "telegram_local_mode"),
+    )
+    """The self-hosted server runs with ``--local`` on this machine: files move by path."""
+    telegram_webhook_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_WEBHOOK_URL", "telegram_webhook_url"),
+    )
+    """Public HTTPS URL Telegram posts updates to; unset means long polling."""
+    telegram_webhook_listen: str = Field(
+        default="0.0.0.0:8080",
+        validation_alias=AliasChoices("TELEGRAM_WEBHOOK_LISTEN", "telegram_webhook_listen"),
+    )
+    """``host:port`` the webhook server listens on (behind the load balancer)."""
+    telegram_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET", "telegram_webhook_secret"),
+    )
+    """Checked on every webhook post; derived from the token when unset."""
+    telegram_admin_chats: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(),
+        validation_alias=AliasChoices("TELEGRAM_ADMIN_CHATS", "telegram_admin_chats"),
+    )
+    """Group chats whose administrators are moderators (comma-separated chat ids)."""
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, **_):
         """Environment first, then the values given to the constructor (the TOML file)."""
@@ -122,6 +158,37 @@ class Settings(BaseSettings):
             value = value.split(",")
         if isinstance(value, list | tuple):
             return tuple(word.strip() for word in value if isinstance(word, str) and word.strip())
+        return value
+
+    @field_validator("telegram_admin_chats", mode="before")
+    @classmethod
+    def _parse_chat_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("telegram_base_url", "telegram_base_file_url", "telegram_webhook_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("telegram_webhook_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 0.0.0.0:8080 (port 0: any free port)")
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram accepts 1 to 256 characters A-Z, a-z, 0-9, _ and -.
+        secret = value.get_secret_value() if value is not None else None
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("must be 1 to 256 characters from A-Z, a-z, 0-9, _ and -")
         return value
 
     @field_validator("tiers", mode="before")

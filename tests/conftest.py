@@ -10,5 +10,5 @@ import pytest
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
-        if name.startswith("KLINGBOT_") or name in ("TELEGRAM_TOKEN", "DISCORD_TOKEN"):
+        if name.startswith(("KLINGBOT_", "TELEGRAM_")) or name == "DISCORD_TOKEN":
             monkeypatch.delenv(name)

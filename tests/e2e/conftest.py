@@ -51,8 +51,9 @@ def run_cli(
     *args: str, cwd: Path, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """Run ``klingbot ARGS`` as a real process (``python -m bot``) in ``cwd``."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("KLINGBOT_")}
-    environment.pop("TELEGRAM_TOKEN", None)
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("KLINGBOT_", "TELEGRAM_"))
+    }
     environment.pop("DISCORD_TOKEN", None)
     environment.update({"LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"})
     environment.update(env or {})

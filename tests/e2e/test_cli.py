@@ -44,12 +44,18 @@ def test_run_without_tokens_opens_the_console(tmp_path):
 
 def test_tokens_are_never_logged(tmp_path):
     result = run_cli(
+        "-v",
         "run",
         cwd=tmp_path,
         stdin="/help\n",
-        env={"TELEGRAM_TOKEN": "123456:SECRET-AAA", "DISCORD_TOKEN": "SECRET-BBB"},
+        env={
+            "TELEGRAM_TOKEN": "123456:SECRET-AAA",
+            "TELEGRAM_BASE_URL": "http://127.0.0.1:9/bot",
+            "DISCORD_TOKEN": "SECRET-BBB",
+        },
     )
-    assert result.returncode == 0
+    assert result.returncode == 2
+    assert "cannot reach the Telegram Bot API" in result.stderr
     assert "SECRET" not in result.stdout + result.stderr
 
 

@@ -1,0 +1,107 @@
+"""The one error handler, and the log filter that keeps the bot token out of every log line.
+
+The core already answers every error it knows of (:func:`bot.service.respond`
+never raises); what reaches this handler went wrong in the adapter or
+between the bot and Telegram. It is logged once with its traceback, the
+token blanked out (request URLs carry it), and the member gets a short
+apology in their language. Network trouble while polling is retried by
+PTB itself and only logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Iterable
+
+from telegram import Update
+from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
+from telegram.ext import ContextTypes
+
+from adapters.telegram.render import translator
+from bot.i18n import resolve_locale
+from bot.replies import text
+
+log = logging.getLogger(__name__)
+
+HIDDEN = "<token>"
+
+
+def secrets_of(token: str) -> tuple[str, ...]:
+    """The strings to hide: the token, and its secret half on its own."""
+    _, _, secret = token.partition(":")
+    return tuple(s for s in (token, secret) if len(s) >= 8)
+
+
+def redact(message: str, secrets: Iterable[str]) -> str:
+    """``message`` with every secret replaced by ``<token>``."""
+    for secret in secrets:
+        message = message.replace(secret, HIDDEN)
+    return message
+
+
+class RedactSecrets(logging.Filter):
+    """A handler filter: rewrites each record's message and traceback without the secrets."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = tuple(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Blank the secrets out of the message and the traceback text; keep the record."""
+        message = record.getMessage()
+        cleaned = redact(message, self.secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        return True
+
+
+def install_redaction(token: str) -> None:
+    """Put a redacting filter on every handler of the root logger (once per token)."""
+    secrets = secrets_of(token)
+    for handler in logging.getLogger().handlers:
+        if not any(
+            isinstance(existing, RedactSecrets) and existing.secrets == secrets
+            for existing in handler.filters
+        ):
+            handler.addFilter(RedactSecrets(secrets))
+
+
+def _unreachable(error: Exception) -> bool:
+    """A connection problem (PTB's NetworkError, but not its subclass BadRequest)."""
+    return isinstance(error, NetworkError) and not isinstance(error, BadRequest)
+
+
+def make_error_handler(token: str):
+    """The application's error handler: log with the traceback, apologise to the member."""
+    secrets = secrets_of(token)
+
+    async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        error = context.error
+        if error is None:
+            return
+        trace = "".join(traceback.format_exception(error)).rstrip()
+        if _unreachable(error) and update is None:
+            log.warning(
+                "network trouble talking to Telegram (retrying): %s", redact(str(error), secrets)
+            )
+            return
+        log.error("error while handling an update:\n%s", redact(trace, secrets))
+        if not isinstance(update, Update) or update.effective_chat is None:
+            return
+        if isinstance(error, Forbidden) or _unreachable(error):
+            return  # blocked by the member, or Telegram unreachable: an apology would fail too
+        user = update.effective_user
+        locale = resolve_locale(user.language_code if user else None)
+        try:
+            await context.bot.send_message(
+                update.effective_chat.id, translator(locale)(text("telegram.error"))
+            )
+        except TelegramError as failure:
+            log.warning("could not apologise in chat %s: %s", update.effective_chat.id, failure)
+
+    return on_error

@@ -1,0 +1,124 @@
+"""Fixtures: the Bot API stand-in, and the production Telegram application polling it.
+
+The application is the one ``klingbot run`` builds (``build_application``),
+on a real database with the fast generation settings of the e2e tests. Its
+flood control runs on a virtual clock: every wait it decides on is recorded
+and passes at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from adapters.telegram import TelegramAdapter, Timing, build_application, running
+from bot.bootstrap import open_core
+from bot.commands import UserRef
+from bot.deps import Deps
+from tests.adapters.standin import BotApiStandIn, Member
+from tests.e2e.conftest import fast_settings
+
+TOKEN = "123456789:AAH-test-token-for-the-stand-in-only"
+GROUP = -1001234567890
+MODERATOR_ID = 4242
+
+
+@pytest.fixture(autouse=True)
+def no_operator_telegram_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("TELEGRAM_"):
+            monkeypatch.delenv(name)
+
+
+@dataclass
+class VirtualTime:
+    """A monotonic clock that only moves when something sleeps on it."""
+
+    now: float = 1_000.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+    def timing(self) -> Timing:
+        return Timing(monotonic=self.monotonic, sleep=self.sleep)
+
+
+@dataclass
+class GatedTime(VirtualTime):
+    """Virtual time whose sleepers stay asleep until the test opens the gate."""
+
+    gate: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await self.gate.wait()
+        self.now += seconds
+
+
+@dataclass
+class TelegramBot:
+    """The running bot, the stand-in it talks to, and the core behind it."""
+
+    api: BotApiStandIn
+    deps: Deps
+    adapter: TelegramAdapter
+    time: VirtualTime
+
+    def member(self, user_id: int, name: str, username: str | None = None, lang: str = "en"):
+        return Member(self.api, user_id, name, username, lang)
+
+    async def balance(self, user_id: int) -> int:
+        wallet = await self.deps.ledger.wallet(UserRef("telegram", str(user_id)))
+        return wallet.balance if wallet else 0
+
+    async def settle(self) -> None:
+        await asyncio.wait_for(self.deps.generation.runner.idle(), 60)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[BotApiStandIn]:
+    async with BotApiStandIn(TOKEN) as standin:
+        yield standin
+
+
+@asynccontextmanager
+async def telegram_bot(
+    tmp_path: Path, api: BotApiStandIn, *, clock: VirtualTime | None = None, **overrides
+) -> AsyncIterator[TelegramBot]:
+    """The production application, polling the stand-in, with the job runner started."""
+    values = dict(
+        telegram_token=TOKEN,
+        telegram_base_url=api.base_url,
+        telegram_base_file_url=api.base_file_url,
+        telegram_admin_chats=(GROUP,),
+        moderators=(UserRef("telegram", str(MODERATOR_ID)),),
+    )
+    values.update(overrides)
+    settings = fast_settings(tmp_path, **values)
+    clock = clock or VirtualTime()
+    async with open_core(settings) as deps:
+        application = build_application(settings, deps, timing=clock.timing())
+        async with running(application, poll_timeout_s=5) as adapter:
+            await deps.generation.runner.start()
+            try:
+                yield TelegramBot(api, deps, adapter, clock)
+            finally:
+                await deps.generation.runner.stop()
+
+
+@pytest.fixture
+async def telegram(tmp_path: Path, api: BotApiStandIn) -> AsyncIterator[TelegramBot]:
+    async with telegram_bot(tmp_path, api) as bot:
+        yield bot

@@ -1,0 +1,557 @@
+"""A small Telegram Bot API stand-in on loopback, for driving the real PTB code path.
+
+It speaks the Bot API's HTTP protocol (form or multipart posts to
+``/bot<token>/<method>``, ``{"ok": true, "result": ...}`` answers) for the
+methods the adapter uses, keeps the messages the bot sent so that members
+can press their buttons, serves files for ``getFile`` downloads, and records
+every request. Tests push updates (``Member.send``, ``Member.press``) and
+wait on the recorded requests; nothing sleeps.
+
+It binds to 127.0.0.1 on a free port and never listens anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+BOT_ID = 7_000_000_001
+BOT_USERNAME = "klingbot_test_bot"
+
+_STRING_PARAMS = frozenset(
+    {"text", "caption", "callback_query_id", "url", "secret_token", "file_id", "language_code"}
+)
+"""Parameters PTB sends as plain strings; everything else is JSON."""
+
+
+@dataclass
+class ApiCall:
+    """One request the bot made."""
+
+    index: int
+    method: str
+    params: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+    status: int = 200
+    result: Any = None
+
+
+@dataclass
+class Failure:
+    """An error to answer instead of the real result, once, to the first call that matches."""
+
+    method: str
+    error_code: int
+    description: str
+    retry_after: int | None = None
+    where: Callable[[dict[str, Any]], bool] | None = None
+
+
+class BotApiStandIn:
+    """The stand-in server; ``async with BotApiStandIn(token) as api: ...``."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.calls: list[ApiCall] = []
+        self.downloads: list[str] = []
+        self.members: dict[tuple[int, int], str] = {}
+        self.messages: dict[tuple[int, int], dict[str, Any]] = {}
+        self.updates: list[dict[str, Any]] = []
+        self._failures: list[Failure] = []
+        self._files: dict[str, tuple[bytes, int]] = {}  # file_id -> (data, size reported)
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(1)
+        self._file_ids = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # --- server -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> BotApiStandIn:
+        app = web.Application(client_max_size=200 * 1024 * 1024)
+        app.router.add_post("/bot{token}/{method}", self._api)
+        app.router.add_get("/bot{token}/{method}", self._api)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        self.add_routes(app)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        await self._runner.setup()
+        sock = socket.create_server(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._closing = True
+        async with self._changed:
+            self._changed.notify_all()
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    def add_routes(self, app: web.Application) -> None:
+        """More routes on the same server (the benchmark adds its control routes here)."""
+
+    @property
+    def base_url(self) -> str:
+        """What TELEGRAM_BASE_URL should be."""
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        """What TELEGRAM_BASE_FILE_URL should be."""
+        return f"http://127.0.0.1:{self.port}/file/bot"
+
+    # --- what tests set up --------------------------------------------------------------
+
+    def push(self, update: dict[str, Any]) -> None:
+        """Queue an update for the bot's next getUpdates."""
+        update["update_id"] = next(self._update_ids)
+        self.updates.append(update)
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def add_file(self, data: bytes, *, reported_size: int | None = None) -> tuple[str, str]:
+        """Store a file; returns (file_id, file_unique_id)."""
+        number = next(self._file_ids)
+        file_id = f"file-{number}"
+        self._files[file_id] = (data, len(data) if reported_size is None else reported_size)
+        return file_id, f"unique-{number}"
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        retry_after: int | None = None,
+        error_code: int | None = None,
+        description: str = "",
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        """Answer the next matching ``method`` call with a 429 (``retry_after``) or an error."""
+        if retry_after is not None:
+            failure = Failure(
+                method, 429, f"Too Many Requests: retry after {retry_after}", retry_after, where
+            )
+        else:
+            failure = Failure(method, error_code or 400, description, None, where)
+        self._failures.append(failure)
+
+    # --- what tests read --------------------------------------------------------------
+
+    def of(self, method: str, *, since: int = 0, **params: Any) -> list[ApiCall]:
+        """Calls of ``method`` from index ``since`` whose params include ``params``."""
+        return [
+            call
+            for call in self.calls[since:]
+            if call.method == method and all(call.params.get(k) == v for k, v in params.items())
+        ]
+
+    async def wait_for(
+        self,
+        method: str,
+        *,
+        since: int = 0,
+        where: Callable[[ApiCall], bool] | None = None,
+        count: int = 1,
+        timeout: float = 30.0,
+        **params: Any,
+    ) -> ApiCall:
+        """The ``count``-th call of ``method`` (from ``since``) matching; fail after ``timeout``."""
+        found: list[ApiCall] = []
+        scanned = since
+
+        def enough() -> bool:
+            nonlocal scanned
+            for call in self.calls[scanned:]:  # only the calls that came since the last look
+                if (
+                    call.method == method
+                    and all(call.params.get(k) == v for k, v in params.items())
+                    and (where is None or where(call))
+                ):
+                    found.append(call)
+            scanned = len(self.calls)
+            return len(found) >= count
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(enough), timeout)
+            except TimeoutError:
+                seen = "\n".join(f"  {c.method} {c.params}" for c in self.calls[since:])
+                raise AssertionError(
+                    f"no {method} {params} within {timeout}s; saw:\n{seen}"
+                ) from None
+            return found[count - 1]
+
+    # --- the Bot API ----------------------------------------------------------------------
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.json_response(
+                {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
+            )
+        method = request.match_info["method"]
+        params, files = await _read_params(request)
+        call = ApiCall(len(self.calls), method, params, files)
+        if method == "getUpdates":
+            result = await self._get_updates(params)
+            return web.json_response({"ok": True, "result": result})
+        failure = self._take_failure(method, params)
+        if failure is not None:
+            body: dict[str, Any] = {
+                "ok": False,
+                "error_code": failure.error_code,
+                "description": failure.description,
+            }
+            if failure.retry_after is not None:
+                body["parameters"] = {"retry_after": failure.retry_after}
+            call.status = failure.error_code
+            await self._record(call)
+            return web.json_response(body, status=failure.error_code)
+        handler = getattr(self, f"_{method}", None)
+        if handler is None:
+            call.status = 404
+            await self._record(call)
+            return web.json_response(
+                {"ok": False, "error_code": 404, "description": "Not Found: method not found"},
+                status=404,
+            )
+        try:
+            call.result = handler(params, files)
+        except _ApiError as error:
+            call.status = error.code
+            await self._record(call)
+            return web.json_response(
+                {"ok": False, "error_code": error.code, "description": error.description},
+                status=error.code,
+            )
+        await self._record(call)
+        return web.json_response({"ok": True, "result": call.result})
+
+    async def _record(self, call: ApiCall) -> None:
+        self.calls.append(call)
+        await self._notify()
+
+    def _take_failure(self, method: str, params: dict[str, Any]) -> Failure | None:
+        for failure in self._failures:
+            if failure.method == method and (failure.where is None or failure.where(params)):
+                self._failures.remove(failure)
+                return failure
+        return None
+
+    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(params.get("offset") or 0)
+        self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        timeout = float(params.get("timeout") or 0)
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: bool(self.updates) or self._closing), timeout
+                )
+        return list(self.updates[:100])
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        self.downloads.append(path)
+        file_id = path.rsplit("/", 1)[-1].split(".", 1)[0]
+        if file_id not in self._files:
+            return web.Response(status=404)
+        return web.Response(body=self._files[file_id][0])
+
+    # --- methods ----------------------------------------------------------------------------
+
+    def _getMe(self, params, files):
+        return bot_user()
+
+    def _deleteWebhook(self, params, files):
+        return True
+
+    def _setWebhook(self, params, files):
+        return True
+
+    def _setMyCommands(self, params, files):
+        return True
+
+    def _answerCallbackQuery(self, params, files):
+        return True
+
+    def _getChatMember(self, params, files):
+        chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
+        status = self.members.get((chat_id, user_id), "left")
+        user = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
+        if status == "administrator":
+            rights = [
+                "can_be_edited", "is_anonymous", "can_manage_chat", "can_delete_messages",
+                "can_manage_video_chats", "can_restrict_members", "can_promote_members",
+                "can_change_info", "can_invite_users", "can_post_stories", "can_edit_stories",
+                "can_delete_stories",
+            ]  # fmt: skip
+            return {"status": status, "user": user, **dict.fromkeys(rights, False)}
+        if status == "creator":
+            return {"status": status, "user": user, "is_anonymous": False}
+        return {"status": status, "user": user}
+
+    def _getFile(self, params, files):
+        file_id = params["file_id"]
+        if file_id not in self._files:
+            raise _ApiError(400, "Bad Request: invalid file_id")
+        size = self._files[file_id][1]
+        if size > 20_000_000:
+            raise _ApiError(400, "Bad Request: file is too big")
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": size,
+            "file_path": f"documents/{file_id}.bin",
+        }
+
+    def _new_message(self, params: dict[str, Any], **content: Any) -> dict[str, Any]:
+        chat_id = int(params["chat_id"])
+        message = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": chat(chat_id),
+            "from": bot_user(),
+            **content,
+        }
+        if params.get("reply_markup"):
+            message["reply_markup"] = params["reply_markup"]
+        if params.get("message_thread_id"):
+            message["message_thread_id"] = params["message_thread_id"]
+        self.messages[(chat_id, message["message_id"])] = message
+        return message
+
+    def _sendMessage(self, params, files):
+        return self._new_message(params, text=params["text"])
+
+    def _editMessageText(self, params, files):
+        message = self._message(params)
+        markup = params.get("reply_markup")
+        if message.get("text") == params["text"] and message.get("reply_markup") == markup:
+            raise _ApiError(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply "
+                "markup are exactly the same as a current content and reply markup of the message",
+            )
+        message["text"] = params["text"]
+        message["edit_date"] = int(time.time())
+        if markup:
+            message["reply_markup"] = markup
+        else:
+            message.pop("reply_markup", None)
+        return message
+
+    def _editMessageReplyMarkup(self, params, files):
+        message = self._message(params)
+        if params.get("reply_markup"):
+            message["reply_markup"] = params["reply_markup"]
+        else:
+            message.pop("reply_markup", None)
+        return message
+
+    def _sendVideo(self, params, files):
+        data = files.get("video", b"")
+        file_id, unique = self.add_file(data)
+        video = {
+            "file_id": file_id,
+            "file_unique_id": unique,
+            "width": int(params.get("width") or 0),
+            "height": int(params.get("height") or 0),
+            "duration": int(params.get("duration") or 0),
+            "file_size": len(data),
+            "mime_type": "video/mp4",
+        }
+        return self._new_message(params, video=video, caption=params.get("caption", ""))
+
+    def _sendDocument(self, params, files):
+        data = files.get("document", b"")
+        file_id, unique = self.add_file(data)
+        document = {"file_id": file_id, "file_unique_id": unique, "file_size": len(data)}
+        return self._new_message(params, document=document, caption=params.get("caption", ""))
+
+    def _message(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = (int(params["chat_id"]), int(params["message_id"]))
+        if key not in self.messages:
+            raise _ApiError(400, "Bad Request: message to edit not found")
+        return self.messages[key]
+
+
+class _ApiError(Exception):
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+
+
+async def _read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """PTB posts form fields whose values are JSON, except plain strings; files are parts."""
+    if request.content_type == "application/json":
+        return await request.json(), {}
+    form = await request.post()
+    params: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
+    for name, value in form.items():
+        if isinstance(value, web.FileField):
+            files[name] = value.file.read()
+        elif name in _STRING_PARAMS:
+            params[name] = value
+        else:
+            try:
+                params[name] = json.loads(value)
+            except ValueError:
+                params[name] = value
+    return params, files
+
+
+def bot_user() -> dict[str, Any]:
+    """The bot, as getMe describes it."""
+    return {
+        "id": BOT_ID,
+        "is_bot": True,
+        "first_name": "Klingbot",
+        "username": BOT_USERNAME,
+        "can_join_groups": True,
+        "can_read_all_group_messages": False,
+        "supports_inline_queries": False,
+    }
+
+
+def chat(chat_id: int) -> dict[str, Any]:
+    """A private chat for positive ids, a supergroup for negative ones."""
+    if chat_id > 0:
+        return {"id": chat_id, "type": "private", "first_name": f"user{chat_id}"}
+    return {"id": chat_id, "type": "supergroup", "title": "Creators"}
+
+
+# --- members: how tests talk to the bot ---------------------------------------------------
+
+
+@dataclass
+class Member:
+    """A Telegram user who sends messages and presses buttons through the stand-in."""
+
+    api: BotApiStandIn
+    id: int
+    first_name: str
+    username: str | None = None
+    language_code: str | None = "en"
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(100_000))
+
+    def user(self) -> dict[str, Any]:
+        """The member as Telegram describes them in updates."""
+        user: dict[str, Any] = {"id": self.id, "is_bot": False, "first_name": self.first_name}
+        if self.username:
+            user["username"] = self.username
+        if self.language_code:
+            user["language_code"] = self.language_code
+        return user
+
+    def send(self, text: str | None = None, **options: Any) -> dict[str, Any]:
+        """Send a message (see :meth:`message`) through the stand-in's update queue."""
+        message = self.message(text, **options)
+        self.api.push({"message": message})
+        return message
+
+    def message(
+        self,
+        text: str | None = None,
+        *,
+        chat_id: int | None = None,
+        photo: bytes | None = None,
+        document: bytes | None = None,
+        filename: str = "image.png",
+        reported_size: int | None = None,
+        size: tuple[int, int] = (400, 300),
+        reply_to: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A message from this member (a photo or file with ``text`` as caption)."""
+        chat_id = self.id if chat_id is None else chat_id
+        message: dict[str, Any] = {
+            "message_id": next(self._ids),
+            "date": int(time.time()),
+            "chat": chat(chat_id),
+            "from": self.user(),
+        }
+        body_key, entities_key = "text", "entities"
+        if photo is not None:
+            file_id, unique = self.api.add_file(photo, reported_size=reported_size)
+            width, height = size
+            message["photo"] = [
+                {
+                    "file_id": file_id,
+                    "file_unique_id": unique,
+                    "width": width,
+                    "height": height,
+                    "file_size": reported_size if reported_size is not None else len(photo),
+                }
+            ]
+            body_key, entities_key = "caption", "caption_entities"
+        if document is not None:
+            file_id, unique = self.api.add_file(document, reported_size=reported_size)
+            message["document"] = {
+                "file_id": file_id,
+                "file_unique_id": unique,
+                "file_name": filename,
+                "mime_type": "image/png" if filename.endswith(".png") else "image/jpeg",
+                "file_size": reported_size if reported_size is not None else len(document),
+            }
+            body_key, entities_key = "caption", "caption_entities"
+        if text is not None:
+            message[body_key] = text
+            if text.startswith("/"):
+                length = len(text.split(maxsplit=1)[0])
+                message[entities_key] = [{"type": "bot_command", "offset": 0, "length": length}]
+        if reply_to is not None:
+            message["reply_to_message"] = reply_to
+        return message
+
+    def press(self, message: dict[str, Any], label: str) -> str:
+        """Press the button of ``message`` whose label starts with ``label``; returns its action."""
+        action = button(message, label)
+        self.api.push(
+            {
+                "callback_query": {
+                    "id": f"cb-{next(self._ids)}",
+                    "from": self.user(),
+                    "chat_instance": f"ci-{message['chat']['id']}",
+                    "message": message,
+                    "data": action,
+                }
+            }
+        )
+        return action
+
+
+def buttons(message: dict[str, Any] | ApiCall) -> list[tuple[str, str]]:
+    """(label, callback_data) of every inline button, row by row."""
+    params = message.params if isinstance(message, ApiCall) else message
+    markup = params.get("reply_markup") or {}
+    return [
+        (key["text"], key["callback_data"])
+        for row in markup.get("inline_keyboard", [])
+        for key in row
+    ]
+
+
+def button(message: dict[str, Any] | ApiCall, label: str) -> str:
+    """The action of the button whose label starts with ``label``."""
+    found = [action for text, action in buttons(message) if text.startswith(label)]
+    if len(found) != 1:
+        raise AssertionError(f"{len(found)} buttons start with {label!r}: {buttons(message)}")
+    return found[0]
