@@ -181,7 +181,7 @@ async def choose(
     if deps.clock.now() > quote.expires_at:
         return [Reply((text("quote.expired"),), edit=True)]
     tier = deps.catalog.tier(command.tier)
-    job = _new_job(quote, tier, deps)
+    job = new_job(quote, tier, deps)
     try:
         job = await generation.store.create_job(
             job, max_active=generation.runner.settings.max_active, now=deps.clock.now()
@@ -213,7 +213,8 @@ async def choose(
     ]
 
 
-def _new_job(quote: Quote, tier: Tier, deps: Deps) -> Job:
+def new_job(quote: Quote, tier: Tier, deps: Deps) -> Job:
+    """The job a press of ``tier`` on ``quote`` creates (not yet stored)."""
     generation = _generation(deps)
     return Job(
         job_id=deps.new_id(),

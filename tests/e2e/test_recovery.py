@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.generation import new_job
 from bot.jobs.model import Job
 from bot.providers.local.render import RenderRequest, render_clip
 from storage.audit import audit
@@ -66,25 +67,7 @@ async def _hold_without_admit(gen, chat, tier_key: str) -> Job:
     deps, generation = gen.deps, gen.deps.generation
     quote = await generation.store.get_quote(quote_id)
     tier = deps.catalog.tier(tier_key)
-    job = Job(
-        job_id=deps.new_id(),
-        quote_id=quote.quote_id,
-        user=quote.user,
-        chat=quote.chat,
-        locale=quote.locale,
-        tier=tier.key,
-        model=tier.model,
-        mode=tier.mode,
-        resolution=tier.resolution,
-        duration_s=quote.duration_s,
-        price=tier.price(quote.duration_s),
-        expected_wait_s=tier.expected_wait_s,
-        prompt=quote.prompt,
-        negative_prompt=quote.negative_prompt,
-        image_path=quote.image_path,
-        state="held",
-        provider=generation.runner.provider.name,
-    )
+    job = new_job(quote, tier, deps)
     return await generation.store.create_job(
         job, max_active=generation.runner.settings.max_active, now=deps.clock.now()
     )
