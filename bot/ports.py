@@ -155,3 +155,12 @@ class Outbox(ABC):
     @abstractmethod
     async def edit(self, chat: ChatRef, message_id: str, reply: Reply, locale: str) -> None:
         """Replace the text and buttons of a message sent earlier."""
+
+    def fits(self, chat: ChatRef, size_bytes: int) -> bool:
+        """Whether a clip this size can be uploaded to ``chat``.
+
+        When it cannot, ``send`` still answers the chat (with a notice in
+        place of the clip) and the runner records the delivery as
+        ``too_large`` rather than ``uploaded``.
+        """
+        return True

@@ -99,6 +99,10 @@ class TelegramOutbox(Outbox):
             task = asyncio.create_task(self._edit_until_current(chat, message_id, key))
             self._editors[key] = task
 
+    def fits(self, chat: ChatRef, size_bytes: int) -> bool:
+        """Clips over the Bot API's upload limit get a notice instead (see ``_send_clip``)."""
+        return size_bytes <= self.upload_limit
+
     async def drain(self, timeout: float = 10.0) -> None:
         """Let edits on their way finish (within ``timeout``), then stop the rest."""
         tasks = list(self._editors.values())

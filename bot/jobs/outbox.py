@@ -30,3 +30,7 @@ class OutboxRouter(Outbox):
     async def edit(self, chat: ChatRef, message_id: str, reply: Reply, locale: str) -> None:
         """Edit through the chat's platform."""
         await self._for(chat).edit(chat, message_id, reply, locale)
+
+    def fits(self, chat: ChatRef, size_bytes: int) -> bool:
+        """Ask the chat's platform."""
+        return self._for(chat).fits(chat, size_bytes)

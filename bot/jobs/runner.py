@@ -489,6 +489,8 @@ class JobRunner:
         assert job.result_path is not None
         path = Path(job.result_path)
         reply = status.video(job, self.catalog, path)
+        size = (await asyncio.to_thread(path.stat)).st_size
+        how = "uploaded" if self.outbox.fits(job.chat, size) else "too_large"
         for attempt in range(1, self.settings.delivery_attempts + 1):
             try:
                 await self.outbox.send(job.chat, reply, job.locale)
@@ -499,7 +501,7 @@ class JobRunner:
                 if attempt < self.settings.delivery_attempts:
                     await self._backoff(attempt)
                 continue
-            await self._mark_delivered(job, "uploaded")
+            await self._mark_delivered(job, how)
             return
         try:
             await self.outbox.send(job.chat, status.link(job, path), job.locale)

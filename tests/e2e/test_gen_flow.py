@@ -198,3 +198,29 @@ async def test_cancel_while_queued_gives_the_credits_back(tmp_path):
         await asyncio.wait_for(deps.generation.runner.idle(), 30)
         assert await balance(gen, chat) == "Your balance: 100 credits (¥10.00)."
         assert await audit(deps.ledger.db) == []
+
+
+async def test_a_clip_too_large_for_the_chat_is_recorded_as_such_and_still_paid(tmp_path):
+    from bot.bootstrap import open_core
+    from tests.e2e.conftest import ChatsById, GenConsole, fast_settings
+
+    class TinyUploads(ChatsById):
+        """A platform that takes no clip over 1,000 bytes (its adapter sends a notice)."""
+
+        def fits(self, chat, size_bytes):
+            return size_bytes <= 1_000
+
+    settings = fast_settings(tmp_path)
+    async with open_core(settings) as deps:
+        gen = GenConsole(settings, deps)
+        gen.router = TinyUploads()
+        deps.generation.outboxes.register("console", gen.router)
+        await deps.generation.runner.start()
+        chat = gen.chat()
+        await gen.push(chat, "/topup me 100")
+        await gen.push(chat, "/gen sample hello")
+        await gen.push(chat, gen.button("Standard ·"))
+        await gen.settle()
+        [job] = await deps.generation.store.jobs_of(None, 1)
+        assert (job.state, job.delivery) == ("delivered", "too_large")
+        assert await gen.push(chat, "/balance") == "Your balance: 80 credits (¥8.00)."
