@@ -1,0 +1,388 @@
+"""One job's life after it starts: the provider conversation, status edits, delivery.
+
+:class:`JobLifecycle` drives a job through ``held -> submitted -> running ->
+succeeded -> delivered`` (or to ``failed``), each step a compare-and-set in
+the store with its ledger entry; ``bot.jobs.board.StatusBoard`` keeps each job's
+status message edited at most once per interval. The runner (``bot.jobs.runner``)
+decides when a job starts and owns cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bot.catalog import Catalog
+from bot.clock import Clock
+from bot.jobs import status
+from bot.jobs.board import StatusBoard
+from bot.jobs.model import TERMINAL, Job
+from bot.jobs.store import JobStore
+from bot.jobs.waits import ExpectedWaits
+from bot.ports import Outbox
+from bot.providers.base import (
+    ContentRefused,
+    GenerationRequest,
+    OperatorError,
+    Provider,
+    ProviderError,
+    RetryableError,
+    TaskStatus,
+)
+
+if TYPE_CHECKING:
+    from bot.jobs.runner import RunnerSettings
+
+log = logging.getLogger("bot.jobs.runner")
+
+
+class _Stop(Exception):
+    """The job moved on elsewhere (cancelled, finished by another runner): stop driving it."""
+
+
+class JobLifecycle:
+    """Drives one started job at a time per call of :meth:`drive`; holds no per-job state."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        provider: Provider,
+        outbox: Outbox,
+        catalog: Catalog,
+        clock: Clock,
+        waits: ExpectedWaits,
+        clips_dir: Path,
+        settings: RunnerSettings,
+        board: StatusBoard,
+        sleep: Callable[[float], Awaitable[None]],
+        monotonic: Callable[[], float],
+        running_count: Callable[[], int],
+        on_settled: Callable[[str], None],
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.outbox = outbox
+        self.catalog = catalog
+        self.clock = clock
+        self.waits = waits
+        self.clips_dir = clips_dir
+        self.settings = settings
+        self.board = board
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._running_count = running_count
+        self._on_settled = on_settled
+
+    async def drive(self, job: Job) -> None:
+        """Take a started job as far as it goes: submit, wait for the clip, deliver."""
+        job_id = job.job_id
+        try:
+            if job.state == "held":
+                job = await self._submit(job)
+            if job.state in ("submitted", "running"):
+                job = await self._await_clip(job)
+            if job.state == "succeeded":
+                await self._deliver(job)
+        except _Stop:
+            pass
+        except asyncio.CancelledError:
+            # Stopped (shutdown) or cancelled by a member: whoever cancelled settles it.
+            raise
+        except Exception:
+            log.exception("job %s failed inside the runner", job_id)
+            current = await self.store.get_job(job_id)
+            if current is not None and current.state in ("held", "submitted", "running"):
+                await self.finish_failed(
+                    current, current.state, "failure.internal", kind="internal"
+                )
+        current = await self.reload_quietly(job_id)
+        if current is None or current.state in TERMINAL:
+            self._on_settled(job_id)
+
+    def _request(self, job: Job) -> GenerationRequest:
+        return GenerationRequest(
+            external_id=job.job_id,
+            tier=job.tier,
+            model=job.model,
+            mode=job.mode,
+            resolution=job.resolution,
+            duration_s=job.duration_s,
+            prompt=job.prompt,
+            negative_prompt=job.negative_prompt,
+            image_path=Path(job.image_path) if job.image_path else None,
+            expected_wait_s=job.expected_wait_s,
+        )
+
+    async def _submit(self, job: Job) -> Job:
+        # Recorded before the call: after a crash, a held job with an attempt
+        # may exist at the provider, so it is submitted again (idempotent by
+        # job id) rather than refunded while the provider renders it anyway.
+        attempts = job.attempts + 1
+        await self.store.update(job.job_id, "held", attempts=attempts)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                task_id = await self.provider.submit(self._request(job))
+                break
+            except RetryableError as error:
+                if attempt >= self.settings.submit_attempts:
+                    return await self.finish_failed(
+                        job, "held", "failure.busy", kind="retryable", detail=str(error)
+                    )
+                await self._backoff(attempt)
+            except ProviderError as error:
+                return await self._provider_failed(job, "held", error)
+        now = self.clock.now()
+        moved = await self.store.transition(
+            job.job_id,
+            ("held",),
+            "submitted",
+            now=now,
+            task_id=task_id,
+            submitted_at=now,
+        )
+        if moved is None:  # cancelled while submitting
+            await self.provider_cancel(task_id)
+            raise _Stop
+        return moved
+
+    async def _await_clip(self, job: Job) -> Job:
+        assert job.task_id is not None
+        started = self._monotonic()
+        elapsed_before = max(0, self.clock.now() - (job.started_at or job.submitted_at or 0))
+        expected = self.waits.seconds(job.tier)
+        deadline = (
+            started
+            + expected * self.settings.timeout_factor
+            + self.settings.timeout_grace_s
+            - elapsed_before
+        )
+        failures = 0
+        while True:
+            try:
+                task = await self.provider.poll(job.task_id)
+                failures = 0
+            except RetryableError:
+                failures += 1
+                if failures >= self.settings.poll_failures:
+                    await self.provider_cancel(job.task_id)
+                    return await self.finish_failed(
+                        job, job.state, "failure.busy", kind="retryable"
+                    )
+                await self._backoff(failures)
+                continue
+            except ProviderError as error:
+                return await self._provider_failed(job, job.state, error)
+            elapsed = elapsed_before + self._monotonic() - started
+            job = await self._track(job, task, elapsed, expected)
+            if task.state == "succeeded":
+                return await self._collect(job)
+            if task.state == "failed":
+                error = task.error or ProviderError("failed")
+                return await self._provider_failed(job, job.state, error)
+            if task.state == "lost":
+                return await self._resubmit(job)
+            if self._monotonic() > deadline:
+                await self.provider_cancel(job.task_id)
+                return await self.finish_failed(job, job.state, "failure.timeout", kind="timeout")
+            await self._sleep(self._poll_interval())
+
+    def _poll_interval(self) -> float:
+        """The scaled poll interval, stretched to keep all polls under ``max_polls_per_s``.
+
+        Below a thousand running jobs nothing changes; with 10,000 each job is
+        polled every 20 s instead of every 2 s, and the event loop stays free.
+        """
+        interval = self._scaled(self.settings.poll_interval_s)
+        return max(interval, self._running_count() / self.settings.max_polls_per_s)
+
+    async def _track(self, job: Job, task: TaskStatus, elapsed: float, expected: int) -> Job:
+        if task.state == "running" and job.state == "submitted":
+            now = self.clock.now()
+            moved = await self.store.transition(
+                job.job_id, ("submitted",), "running", now=now, started_at=now
+            )
+            if moved is None:
+                raise _Stop
+            job = moved
+        if task.state in ("queued", "running"):
+            if task.progress is not None:
+                percent = task.progress
+            else:
+                percent = min(95, int(100 * elapsed / expected)) if expected > 0 else 50
+            await self.board.show(
+                job, status.generating(job, self.catalog, elapsed, expected, percent)
+            )
+        return job
+
+    async def _resubmit(self, job: Job) -> Job:
+        """The provider forgot the task (a local renderer restarted): start it again once."""
+        if job.attempts >= 2:
+            return await self.finish_failed(job, job.state, "failure.lost", kind="lost")
+        log.warning("provider lost job %s; submitting it again", job.job_id)
+        task_id = await self.provider.submit(self._request(job))
+        moved = await self.store.transition(
+            job.job_id,
+            (job.state,),
+            job.state,
+            now=self.clock.now(),
+            task_id=task_id,
+            attempts=job.attempts + 1,
+        )
+        if moved is None:
+            raise _Stop
+        return await self._await_clip(moved)
+
+    async def _collect(self, job: Job) -> Job:
+        assert job.task_id is not None
+        destination = self.clips_dir / f"{job.job_id}.mp4"
+        try:
+            path = await self.provider.fetch(job.task_id, destination)
+        except RetryableError:
+            path = await self._retry_fetch(job, destination)
+        now = self.clock.now()
+        if job.state == "submitted":
+            job = (
+                await self.store.transition(
+                    job.job_id, ("submitted",), "running", now=now, started_at=job.submitted_at
+                )
+                or job
+            )
+        moved = await self.store.transition(
+            job.job_id,
+            ("running",),
+            "succeeded",
+            now=now,
+            result_path=str(path),
+            finished_at=now,
+            progress=100,
+        )
+        if moved is None:
+            raise _Stop
+        if moved.started_at is not None:
+            self.waits.record(moved.tier, now - moved.started_at)
+        elapsed = now - (moved.started_at or moved.submitted_at or now)
+        await self.board.show(moved, status.done(moved, self.catalog, elapsed), force=True)
+        return moved
+
+    async def _retry_fetch(self, job: Job, destination: Path) -> Path:
+        assert job.task_id is not None
+        for attempt in range(1, self.settings.submit_attempts + 1):
+            await self._backoff(attempt)
+            try:
+                return await self.provider.fetch(job.task_id, destination)
+            except RetryableError:
+                continue
+        raise RetryableError("the clip could not be downloaded")
+
+    async def _deliver(self, job: Job) -> None:
+        assert job.result_path is not None
+        path = Path(job.result_path)
+        reply = status.video(job, self.catalog, path)
+        size = (await asyncio.to_thread(path.stat)).st_size
+        how = "uploaded" if self.outbox.fits(job.chat, size) else "too_large"
+        for attempt in range(1, self.settings.delivery_attempts + 1):
+            try:
+                await self.outbox.send(job.chat, reply, job.locale)
+            except Exception as error:
+                log.warning(
+                    "delivery of job %s failed (attempt %d): %s", job.job_id, attempt, error
+                )
+                if attempt < self.settings.delivery_attempts:
+                    await self._backoff(attempt)
+                continue
+            await self._mark_delivered(job, how)
+            return
+        try:
+            await self.outbox.send(job.chat, status.link(job, path), job.locale)
+        except Exception:
+            log.exception(
+                "could not even send the link of job %s; will retry on restart", job.job_id
+            )
+            return
+        await self._mark_delivered(job, "link")
+
+    async def _mark_delivered(self, job: Job, how: str) -> None:
+        now = self.clock.now()
+        await self.store.transition(
+            job.job_id, ("succeeded",), "delivered", now=now, delivered_at=now, delivery=how
+        )
+
+    async def _provider_failed(self, job: Job, state: str, error: ProviderError) -> Job:
+        if isinstance(error, ContentRefused):
+            return await self.finish_failed(
+                job,
+                state,
+                "failure.content",
+                kind="content",
+                detail=error.reason,
+                reason=error.reason or "—",
+            )
+        if isinstance(error, OperatorError):
+            log.error("provider needs the operator's attention (job %s): %s", job.job_id, error)
+            return await self.finish_failed(
+                job, state, "failure.unavailable", kind="operator", detail=str(error)
+            )
+        return await self.finish_failed(
+            job, state, "failure.provider", kind=error.kind, detail=str(error)
+        )
+
+    async def finish_failed(
+        self,
+        job: Job,
+        state: str,
+        reason_key: str,
+        *,
+        kind: str,
+        detail: str | None = None,
+        **params: object,
+    ) -> Job:
+        """Move the job to ``failed`` (releasing its hold) and tell the member why."""
+        now = self.clock.now()
+        moved = await self.store.transition(
+            job.job_id,
+            (state,),
+            "failed",
+            now=now,
+            error_kind=kind,  # type: ignore[arg-type]
+            error_detail=(detail or "")[:500],
+            finished_at=now,
+        )
+        if moved is None:
+            raise _Stop
+        await self.board.show(
+            moved, status.failed(moved, self.catalog, reason_key, **params), force=True
+        )
+        self._on_settled(job.job_id)
+        return moved
+
+    async def provider_cancel(self, task_id: str) -> bool:
+        """Ask the provider to stop a task; False if it refused or failed."""
+        try:
+            return await self.provider.cancel(task_id)
+        except ProviderError as error:
+            log.warning("provider did not cancel task %s: %s", task_id, error)
+            return False
+
+    async def reload(self, job: Job) -> Job:
+        """The job as the store has it now (the given copy if it vanished)."""
+        current = await self.store.get_job(job.job_id)
+        return current if current is not None else job
+
+    async def reload_quietly(self, job_id: str) -> Job | None:
+        """The job as the store has it now, or None on any error."""
+        try:
+            return await self.store.get_job(job_id)
+        except Exception:
+            return None
+
+    async def _backoff(self, attempt: int) -> None:
+        await self._sleep(self._scaled(self.settings.backoff_s * 2 ** min(attempt - 1, 5)))
+
+    def _scaled(self, seconds: float) -> float:
+        return seconds * self.settings.time_scale
