@@ -58,6 +58,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -355,16 +356,23 @@ class Result:
     edits: int
 
 
+@asynccontextmanager
+async def started_core(folder: Path, jobs: int, per_member: int):
+    """The real core on a fresh database, its runner started, messages kept by a bench outbox."""
+    outbox = LatestTextOutbox()
+    async with open_core(settings_for(folder, jobs, per_member)) as deps:
+        assert deps.generation is not None
+        deps.generation.outboxes.register(PLATFORM, outbox)
+        await deps.generation.runner.start()
+        yield deps, outbox
+
+
 async def run_measured(folder: Path, jobs: int, per_member: int, calls: int, seconds: float):
     """The main pass: RSS per job, the ticker and /price, without tracemalloc."""
     members = -(-jobs // per_member)
     image = sample_image()
-    outbox = LatestTextOutbox()
-    async with open_core(settings_for(folder, jobs, per_member)) as deps:
-        assert deps.generation is not None
+    async with started_core(folder, jobs, per_member) as (deps, outbox):
         runner = deps.generation.runner
-        deps.generation.outboxes.register(PLATFORM, outbox)
-        await runner.start()
         try:
             await make_members(deps, members)
             baseline = await price_window(deps, calls, seconds, members)
@@ -394,12 +402,8 @@ async def run_traced(folder: Path, jobs: int, per_member: int) -> tuple[int, lis
     """A second pass under tracemalloc: Python bytes held by the jobs in flight, by file."""
     members = -(-jobs // per_member)
     image = sample_image()
-    outbox = LatestTextOutbox()
-    async with open_core(settings_for(folder, jobs, per_member)) as deps:
-        assert deps.generation is not None
+    async with started_core(folder, jobs, per_member) as (deps, outbox):
         runner = deps.generation.runner
-        deps.generation.outboxes.register(PLATFORM, outbox)
-        await runner.start()
         try:
             await make_members(deps, members)
             gc.collect()
