@@ -4,6 +4,7 @@ FROM python:3.11-slim
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY app ./app
 COPY bot ./bot
 COPY adapters ./adapters
 COPY storage ./storage

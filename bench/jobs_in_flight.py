@@ -3,7 +3,7 @@
 Run ``.venv/bin/python bench/jobs_in_flight.py`` (10,000 jobs, about two
 minutes on 2 cores) or ``--quick`` (1,000 jobs, a smoke run); ``--jobs N`` picks
 the number. Everything goes through the real core, opened with
-:func:`bot.bootstrap.open_core` on a fresh SQLite file in a temporary folder:
+:func:`app.bootstrap.open_core` on a fresh SQLite file in a temporary folder:
 
 - members (``telegram:<n>``) say ``/start`` (their wallet opens) and a
   moderator tops each one up with ``/topup telegram:<n> 1000``;
@@ -68,7 +68,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
 from adapters.console.chat import sample_image  # noqa: E402
-from bot.bootstrap import open_core  # noqa: E402
+from app.bootstrap import open_core  # noqa: E402
 from bot.commands import Caller, ChatRef, ImageInput, UserRef  # noqa: E402
 from bot.deps import Deps  # noqa: E402
 from bot.i18n import Translator  # noqa: E402
@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     folder = Path(tempfile.mkdtemp(prefix="klingbot-inflight-"))
     began = time.perf_counter()
-    # As `klingbot` does at start (bot/cli.py): what is loaded now lives for good.
+    # As `klingbot` does at start (app/cli.py): what is loaded now lives for good.
     gc.collect()
     gc.freeze()
     try:

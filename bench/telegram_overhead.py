@@ -158,7 +158,7 @@ async def measure(port: int, updates: int, rounds: int, modes: tuple[int, ...]) 
     import aiohttp
 
     from adapters.telegram import build_application, running
-    from bot.bootstrap import open_core
+    from app.bootstrap import open_core
     from bot.commands import UserRef
     from bot.ports import UserProfile
     from bot.settings import Settings

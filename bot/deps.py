@@ -1,4 +1,4 @@
-"""What the handlers depend on, built once by :mod:`bot.bootstrap` and passed to every call."""
+"""What the handlers depend on, built once by :mod:`app.bootstrap` and passed to every call."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ publishes the command menu in English and Chinese, and registers the
 Telegram outbox with the job runner; on exit it stops taking updates, lets
 status edits on their way finish, and shuts the application down. The
 caller starts the job runner once every adapter is up, and stops it before
-leaving ``running`` (see ``bot.cli``).
+leaving ``running`` (see ``app.cli``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from adapters.telegram import TelegramAdapter, Timing, build_application, running
-from bot.bootstrap import open_core
+from app.bootstrap import open_core
 from bot.commands import UserRef
 from bot.deps import Deps
 from tests.adapters.standin import BotApiStandIn, Member

@@ -23,7 +23,7 @@ def environment(tmp_path, **extra: str) -> dict[str, str]:
 
 async def test_run_serves_telegram_until_sigterm(tmp_path, api):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "-v", "run",
+        sys.executable, "-m", "app", "-v", "run",
         cwd=tmp_path,
         env=environment(tmp_path, TELEGRAM_TOKEN=TOKEN, TELEGRAM_BASE_URL=api.base_url),
         stdin=asyncio.subprocess.DEVNULL,
@@ -61,7 +61,7 @@ async def test_run_serves_telegram_until_sigterm(tmp_path, api):
 
 async def test_run_says_when_telegram_is_unreachable(tmp_path):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run",
+        sys.executable, "-m", "app", "run",
         cwd=tmp_path,
         env=environment(tmp_path, TELEGRAM_TOKEN=TOKEN, TELEGRAM_BASE_URL="http://127.0.0.1:9/bot"),
         stdin=asyncio.subprocess.DEVNULL,
@@ -76,7 +76,7 @@ async def test_run_says_when_telegram_is_unreachable(tmp_path):
 
 async def test_run_with_a_refused_token(tmp_path, api):
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "run",
+        sys.executable, "-m", "app", "run",
         cwd=tmp_path,
         env=environment(tmp_path, TELEGRAM_TOKEN="1:wrong-token", TELEGRAM_BASE_URL=api.base_url),
         stdin=asyncio.subprocess.DEVNULL,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from adapters.console import ConsoleChat, console_caller
-from bot.bootstrap import open_core
+from app.bootstrap import open_core
 from bot.commands import ChatRef
 from bot.ports import Outbox
 from bot.replies import Reply
@@ -50,7 +50,7 @@ async def console(settings: Settings) -> AsyncIterator[tuple[ConsoleTester, obje
 def run_cli(
     *args: str, cwd: Path, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``klingbot ARGS`` as a real process (``python -m bot``) in ``cwd``."""
+    """Run ``klingbot ARGS`` as a real process (``python -m app``) in ``cwd``."""
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("KLINGBOT_", "TELEGRAM_"))
     }
@@ -58,7 +58,7 @@ def run_cli(
     environment.update({"LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"})
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
+        [sys.executable, "-m", "app", *args],
         cwd=cwd,
         input=stdin,
         capture_output=True,

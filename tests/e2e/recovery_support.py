@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.bootstrap import open_core
+from app.bootstrap import open_core
 from bot.commands import ChatRef
 from bot.jobs.model import Job
 from bot.ports import Outbox
@@ -218,12 +218,12 @@ def cli_env(overrides: dict[str, str]) -> dict[str, str]:
 
 
 async def start_console(cwd: Path, env: dict[str, str], stderr: Path):
-    """``python -m bot console`` with piped stdin and stdout; stderr goes to a file."""
+    """``python -m app console`` with piped stdin and stdout; stderr goes to a file."""
     with stderr.open("ab") as log:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bot",
+            "app",
             "console",
             cwd=cwd,
             env=env,

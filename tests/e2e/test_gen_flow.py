@@ -136,7 +136,7 @@ async def test_cannot_afford_then_balance_drops(gen):
 
 
 async def test_an_expired_quote(tmp_path):
-    from bot.bootstrap import open_core
+    from app.bootstrap import open_core
     from tests.e2e.conftest import GenConsole, fast_settings
     from tests.unit.fakes import FakeClock
 
@@ -176,7 +176,7 @@ async def test_jobs_and_refund(gen):
 
 
 async def test_cancel_while_queued_gives_the_credits_back(tmp_path):
-    from bot.bootstrap import open_core
+    from app.bootstrap import open_core
     from tests.e2e.conftest import GenConsole, fast_settings
 
     settings = fast_settings(tmp_path, max_jobs_per_provider=1, time_scale=100.0)
@@ -201,7 +201,7 @@ async def test_cancel_while_queued_gives_the_credits_back(tmp_path):
 
 
 async def test_a_clip_too_large_for_the_chat_is_recorded_as_such_and_still_paid(tmp_path):
-    from bot.bootstrap import open_core
+    from app.bootstrap import open_core
     from tests.e2e.conftest import ChatsById, GenConsole, fast_settings
 
     class TinyUploads(ChatsById):

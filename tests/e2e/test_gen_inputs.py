@@ -93,7 +93,7 @@ async def test_chinese_messages(gen, tmp_path):
 
 
 async def test_blocked_words_refuse_before_any_quote(tmp_path):
-    from bot.bootstrap import open_core
+    from app.bootstrap import open_core
     from tests.e2e.conftest import GenConsole, fast_settings
 
     settings = fast_settings(tmp_path, blocked_words=("forbidden",))
@@ -106,7 +106,7 @@ async def test_blocked_words_refuse_before_any_quote(tmp_path):
 
 
 async def test_a_tenth_concurrent_job_is_refused(tmp_path):
-    from bot.bootstrap import open_core
+    from app.bootstrap import open_core
     from tests.e2e.conftest import GenConsole, fast_settings
 
     # Waits scaled up so nothing finishes while the queue fills.

@@ -4,7 +4,7 @@ Each scenario runs the real core (``open_core``) twice on one SQLite file in
 ``tmp_path``: the first run is stopped with the job held, submitted, running,
 or made but not delivered; the second run must finish the job the way a
 member expects (refund, or the clip) and leave the ledger invariants intact.
-The last test does the same to a real ``python -m bot console`` process
+The last test does the same to a real ``python -m app console`` process
 with SIGKILL.
 """
 

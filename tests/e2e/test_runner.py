@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.bootstrap import open_core
+from app.bootstrap import open_core
 from bot.commands import ChatRef
 from bot.jobs.runner import JobRunner
 from bot.providers.base import ContentRefused, OperatorError, ProviderError

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
-from bot.bootstrap import CONSOLE_TIME_SCALE, open_core
+from app.bootstrap import CONSOLE_TIME_SCALE, open_core
 from bot.commands import Balance, Caller, UserRef
 from bot.errors import StorageUnavailable
 from bot.i18n import Translator, resolve_locale
