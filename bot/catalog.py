@@ -60,17 +60,25 @@ class Catalog:
         """``credits`` shown as yuan with two decimals, e.g. 35 -> ``¥3.50``."""
         return format_yuan(credits, self.credits_per_yuan)
 
+    def yuan_amount(self, credits: int) -> Decimal:
+        """``credits`` in yuan, to the fen: 35 -> ``Decimal("3.50")``."""
+        return yuan_amount(credits, self.credits_per_yuan)
+
     def clips_affordable(self, balance: int, duration_s: int) -> dict[str, int]:
         """How many clips of each tier ``balance`` credits buys."""
         return {tier.key: balance // tier.price(duration_s) for tier in self.tiers}
 
 
-def format_yuan(credits: int, credits_per_yuan: int) -> str:
-    """Convert integer credits to a yuan string, rounding half up to the fen."""
-    amount = (Decimal(credits) / Decimal(credits_per_yuan)).quantize(
+def yuan_amount(credits: int, credits_per_yuan: int) -> Decimal:
+    """Convert integer credits to yuan, rounding half up to the fen."""
+    return (Decimal(credits) / Decimal(credits_per_yuan)).quantize(
         Decimal("0.01"), rounding=ROUND_HALF_UP
     )
-    return f"¥{amount}"
+
+
+def format_yuan(credits: int, credits_per_yuan: int) -> str:
+    """Integer credits as a plain yuan string, e.g. ``¥3.50`` (chat messages use Babel)."""
+    return f"¥{yuan_amount(credits, credits_per_yuan)}"
 
 
 DEFAULT_TIERS: dict[str, dict[str, object]] = {

@@ -29,6 +29,7 @@ from bot.errors import InsufficientCredits, NotModerator, UserError
 from bot.jobs.model import Job, Quote
 from bot.jobs.store import QueueFull, QuoteTaken
 from bot.media import check_prompt, inspect_image
+from bot.reasons import reason
 from bot.replies import Button, Reply, Text, TierName, Timestamp, Wait, text
 
 log = logging.getLogger(__name__)
@@ -189,14 +190,15 @@ async def choose(
     except QuoteTaken:
         return _private("quote.already_chosen")
     except InsufficientCredits as error:
+        cheapest = min(deps.catalog.tier(key).price(quote.duration_s) for key in quote.tiers)
         return _private(
-            "quote.insufficient",
+            "quote.insufficient" if error.balance >= cheapest else "quote.insufficient_any",
             tier=TierName(tier),
             price=deps.money(job.price),
             money=deps.money(error.balance),
         )
     except QueueFull as error:
-        return _private("quote.queue_full", active=error.active)
+        return _private("quote.queue_full", count=error.active)
     await generation.runner.admit(job)
     return [
         Reply(
@@ -355,7 +357,7 @@ async def refund(
     outcome = await store.refund(
         job.job_id,
         actor=str(caller.user),
-        reason=command.reason or f"refund of job {job.short_id}",
+        reason=command.reason or reason("reason.refund", job=job.short_id),
         now=deps.clock.now(),
     )
     key = "refund.done" if outcome.applied else "refund.already"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -37,7 +38,7 @@ class Money:
     """An amount of credits with its yuan value, e.g. ``35 credits (¥3.50)``."""
 
     credits: int
-    yuan: str
+    yuan: Decimal
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from bot.deps import Deps
 from bot.errors import NotModerator, StorageUnavailable, UnknownUser, UserError
 from bot.parsing import parse_action, parse_command
 from bot.ports import UserProfile, Wallet
+from bot.reasons import reason_text
 from bot.replies import Button, Money, Reply, Text, TextList, TierName, Timestamp, Wait, say, text
 from bot.text import clean_text
 
@@ -163,7 +164,7 @@ async def balance(
     )
     lines = [first]
     if wallet.held:
-        lines.append(text("balance.held", money=deps.money(wallet.held), jobs=wallet.open_holds))
+        lines.append(text("balance.held", money=deps.money(wallet.held), count=wallet.open_holds))
     return [Reply(tuple(lines))]
 
 
@@ -184,7 +185,7 @@ async def history(
                 kind=text(f"kind.{entry.kind}"),
                 change=f"{change:+,}" if entry.kind != "capture" else f"{change:,}",
                 balance=entry.balance_after,
-                reason=entry.reason or "—",
+                reason=reason_text(entry.reason, deps.catalog) if entry.reason else "—",
             )
         )
     return [Reply(tuple(lines))]

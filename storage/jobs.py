@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from bot import reasons
 from bot.commands import ChatRef, UserRef
 from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
 from bot.jobs.store import JobStore, QueueFull, QuoteTaken
@@ -128,7 +129,9 @@ class SqliteJobStore(JobStore):
                 job.price,
                 hold_id=job.job_id,
                 actor=str(job.user),
-                reason=f"job {job.short_id} ({job.tier}, {job.duration_s} s)",
+                reason=reasons.reason(
+                    "reason.hold", job=job.short_id, tier=job.tier, duration=job.duration_s
+                ),
                 now=now,
             )
             columns = [name for name in _JOB_FIELDS if name not in ("user", "chat")]
@@ -190,7 +193,7 @@ class SqliteJobStore(JobStore):
                     job_id,
                     kind="capture",
                     actor="runner",
-                    reason="clip produced",
+                    reason=reasons.reason("reason.capture", job=job_id[:8]),
                     now=now,
                 )
             elif to_state in ("failed", "cancelled"):
@@ -199,7 +202,7 @@ class SqliteJobStore(JobStore):
                     job_id,
                     kind="release",
                     actor="runner",
-                    reason=f"job {to_state}",
+                    reason=reasons.reason(f"reason.{to_state}", job=job_id[:8]),
                     now=now,
                 )
             return _select_job(connection, job_id)
@@ -266,7 +269,7 @@ class SqliteJobStore(JobStore):
                 key=f"refund:{job_id}",
                 kind="adjust",
                 actor=actor,
-                reason=reason or f"refund of job {job.short_id}",
+                reason=reason or reasons.reason("reason.refund", job=job.short_id),
                 now=now,
             )
             connection.execute("UPDATE jobs SET refunded = 1 WHERE job_id = ?", (job_id,))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from bot import reasons
 from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NoWallet
 from bot.ports import Hold, Ledger, LedgerEntry, Outcome, UserProfile, Wallet
@@ -275,7 +276,7 @@ class SqliteLedger(Ledger):
                     key=f"welcome:{user}",
                     kind="topup",
                     actor="system",
-                    reason="welcome",
+                    reason=reasons.reason("reason.welcome"),
                     now=now,
                 )
 

@@ -1,8 +1,12 @@
 """Message catalogs (en, zh-CN) and the translator that renders replies for a reader.
 
-Each catalog is a TOML file of ``str.format`` templates. Tests check that both
-catalogs hold the same keys with the same placeholders, so a message can
-never exist in one language only.
+Each catalog is a TOML file of ``str.format`` templates. A message that
+counts something is a table of CLDR plural forms (``one``, ``other``, ...)
+and picks its form from its ``count`` parameter by Babel's plural rules for
+the reader's language (English has ``one`` and ``other``, Chinese only
+``other``). Numbers are formatted by Babel too. Tests check that both
+catalogs hold the same keys with the same placeholders, and every plural
+form each language needs, so a message can never exist in one language only.
 """
 
 from __future__ import annotations
@@ -12,15 +16,25 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
+from babel.numbers import format_decimal
+
 from bot.replies import Money, Reply, Text, TextList, TierName, Timestamp, Wait
 
 LOCALES: tuple[str, ...] = ("en", "zh-CN")
 DEFAULT_LOCALE = "en"
+
+PLURAL_FORMS = frozenset({"zero", "one", "two", "few", "many", "other"})
+"""CLDR plural categories: a catalog table with only these keys is one plural message."""
+
+Template = str | Mapping[str, str]
+"""A message: one template, or plural form -> template."""
 
 
 def resolve_locale(tag: str | None) -> str:
@@ -30,11 +44,13 @@ def resolve_locale(tag: str | None) -> str:
     return DEFAULT_LOCALE
 
 
-def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    flat: dict[str, str] = {}
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Template]:
+    flat: dict[str, Template] = {}
     for key, value in table.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and value and set(value) <= PLURAL_FORMS:
+            flat[name] = {form: str(template) for form, template in value.items()}
+        elif isinstance(value, Mapping):
             flat.update(_flatten(value, f"{name}."))
         else:
             flat[name] = str(value)
@@ -42,14 +58,30 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 @cache
-def catalog(locale: str) -> Mapping[str, str]:
+def catalog(locale: str) -> Mapping[str, Template]:
     """The flattened message catalog of ``locale`` (``price.header`` -> template)."""
     raw = resources.files(__package__).joinpath(f"{locale}.toml").read_text("utf-8")
     return _flatten(tomllib.loads(raw))
 
 
-def placeholders(template: str) -> set[str]:
-    """The names a template expects, e.g. ``{money}`` -> ``{"money"}``."""
+@cache
+def babel_locale(locale: str) -> Locale:
+    """The Babel locale behind one of our catalogs (``zh-CN`` -> ``zh_Hans_CN``)."""
+    return Locale.parse(locale, sep="-")
+
+
+def plural_forms(locale: str) -> frozenset[str]:
+    """The plural forms a message in ``locale`` must have: ``other`` and each CLDR rule's."""
+    return frozenset({"other", *babel_locale(locale).plural_form.tags})
+
+
+def placeholders(template: Template) -> set[str]:
+    """The names a template expects, e.g. ``{money}`` -> ``{"money"}``.
+
+    For a plural message, the names of all its forms and ``count``, which picks the form.
+    """
+    if not isinstance(template, str):
+        return {"count"}.union(*(placeholders(form) for form in template.values()))
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
@@ -71,14 +103,27 @@ class Translator:
         self.locale = locale if locale in LOCALES else DEFAULT_LOCALE
         self._messages = catalog(self.locale)
         self._fallback = catalog(DEFAULT_LOCALE)
+        self._babel = babel_locale(self.locale)
 
     def __call__(self, item: Text) -> str:
         """Render one message with its parameters formatted for this locale."""
-        template = self._messages.get(item.key) or self._fallback.get(item.key)
+        return self._render(item.key, item.params)
+
+    def number(self, value: int | Decimal, pattern: str | None = None) -> str:
+        """A number as this locale writes it (``1,234``); ``pattern`` as in Babel/CLDR."""
+        return format_decimal(value, format=pattern, locale=self._babel)
+
+    def _render(self, key: str, params: Mapping[str, Any]) -> str:
+        template = self._messages.get(key) or self._fallback.get(key)
         if template is None:
-            raise KeyError(f"no message {item.key!r} in any catalog")
-        params = {name: self._format(value) for name, value in item.params.items()}
-        return template.format(**params)
+            raise KeyError(f"no message {key!r} in any catalog")
+        if not isinstance(template, str):
+            count = params.get("count")
+            if not isinstance(count, int | Decimal):
+                raise KeyError(f"plural message {key!r} needs a numeric count")
+            form = self._babel.plural_form(count)
+            template = template.get(form) or template["other"]
+        return template.format(**{name: self._format(value) for name, value in params.items()})
 
     def reply(self, reply: Reply) -> RenderedReply:
         """Render a whole reply."""
@@ -95,19 +140,22 @@ class Translator:
             case Text():
                 return self(value)
             case TextList(items=items):
-                return self._messages["list.separator"].join(self(item) for item in items)
+                return self._render("list.separator", {}).join(self(item) for item in items)
             case Money(credits=credits, yuan=yuan):
-                unit = "money.one" if credits == 1 else "money.other"
-                return self._messages[unit].format(credits=f"{credits:,}", yuan=yuan)
+                return self._render(
+                    "money", {"count": credits, "yuan": "¥" + self.number(yuan, "#,##0.00")}
+                )
             case Wait(seconds=seconds) if seconds < 60:
-                return self._messages["wait.seconds"].format(n=seconds)
+                return self._render("wait.seconds", {"count": seconds})
             case Wait(seconds=seconds):
-                return self._messages["wait.minutes"].format(n=max(1, round(seconds / 60)))
+                return self._render("wait.minutes", {"count": max(1, round(seconds / 60))})
             case TierName(tier=tier):
                 return tier.name(self.locale)
             case Timestamp(epoch_s=epoch_s):
                 return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%d %H:%M UTC")
             case bool():
-                return self._messages["word.yes" if value else "word.no"]
+                return self._render("word.yes" if value else "word.no", {})
+            case int() | Decimal():
+                return self.number(value)
             case _:
                 return value

@@ -33,7 +33,7 @@ def _cancel(job: Job) -> Button:
 
 
 def _money(catalog: Catalog, credits: int) -> Money:
-    return Money(credits, catalog.yuan(credits))
+    return Money(credits, catalog.yuan_amount(credits))
 
 
 def queued(job: Job, catalog: Catalog, position: int) -> Reply:

@@ -39,7 +39,7 @@ def files(tmp_path):
         ("photo.jpg", "That looks like a WebP image."),
         ("iphone.jpg", "That looks like a HEIC photo"),
         ("small.png", "That image is 299 × 400 px; each side must be at least 300 px."),
-        ("huge.png", "That image is 30000 × 1000 px; each side can be at most 8000 px."),
+        ("huge.png", "That image is 30,000 × 1,000 px; each side can be at most 8,000 px."),
         ("tall.png", "That image is 300 × 900 px, a 1:3 shape."),
         ("big.jpg", "over the 10 MB limit"),
         ("missing.jpg", "There is no file missing.jpg."),
@@ -60,13 +60,13 @@ async def test_bad_images_cost_nothing(gen, tmp_path, name, message):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("/gen sample " + "x" * 2501, "Your prompt is 2501 characters long; the limit is 2500."),
+        ("/gen sample " + "x" * 2501, "Your prompt is 2,501 characters long; the limit is 2,500."),
         ("/gen", "Please describe the video you want: the prompt can't be empty."),
         ("/gen    \x07\x1b  ", "Please describe the video you want"),
         ("/gen sample a cat --duration 7", "A clip is 5 or 10 seconds long, not 7."),
         (
             "/gen sample a cat --negative " + "n" * 2501,
-            "Your negative prompt (what to avoid) is 2501",
+            "Your negative prompt (what to avoid) is 2,501",
         ),
     ],
 )
@@ -124,6 +124,6 @@ async def test_a_tenth_concurrent_job_is_refused(tmp_path):
         assert len(refused) == 3  # 2 running + 5 queued; the 8th, 9th and 10th are refused
         assert await gen.push(chat, "/balance") == (
             "Your balance: 860 credits (¥86.00).\n"
-            "On hold for 7 running job(s): 140 credits (¥14.00)."
+            "On hold for 7 running jobs: 140 credits (¥14.00)."
         )
         await deps.generation.runner.stop()

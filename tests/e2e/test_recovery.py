@@ -81,7 +81,7 @@ async def test_a_held_job_is_refunded_after_a_restart(tmp_path):
         await gen.push(chat, "/topup me 100")
         job = await _hold_without_admit(gen, chat, "high_quality")
         assert await balance(gen, chat) == (
-            "Your balance: 65 credits (¥6.50).\nOn hold for 1 running job(s): 35 credits (¥3.50)."
+            "Your balance: 65 credits (¥6.50).\nOn hold for 1 running job: 35 credits (¥3.50)."
         )
     # The bot stopped after the hold, before the runner ever saw the job.
 
@@ -188,7 +188,7 @@ async def _stop_in(settings, remote: RemoteService, stopped_in: str):
         if stopped_in == "running":
             assert f"🎬 Standard · 5 s · job {job.short_id} · generating" in gen.transcript()
         assert await balance(gen, chat) == (
-            "Your balance: 80 credits (¥8.00).\nOn hold for 1 running job(s): 20 credits (¥2.00)."
+            "Your balance: 80 credits (¥8.00).\nOn hold for 1 running job: 20 credits (¥2.00)."
         )
         assert (await gen.deps.ledger.get_hold(job.job_id)).state == "open"
     return job

@@ -518,7 +518,7 @@ async def test_per_user_limit_queue_positions_and_a_full_queue(tmp_path, tiny_cl
             " then try again. Nothing was charged."
         )
         assert await gen.balance(chat) == (
-            "Your balance: 60 credits (¥6.00).\nOn hold for 7 running job(s): 140 credits (¥14.00)."
+            "Your balance: 60 credits (¥6.00).\nOn hold for 7 running jobs: 140 credits (¥14.00)."
         )
         await provider.until(lambda: len(provider.blocked) == 2)
         assert sorted(t.request.prompt for t in provider.tasks.values()) == ["clip 1", "clip 2"]
@@ -754,7 +754,7 @@ async def test_only_the_owner_or_a_moderator_cancels_a_job(tmp_path, tiny_clip):
         job = await gen.job("alice's portrait")
         assert job.state == "running" and provider.cancel_calls == []
         assert await gen.balance(alice) == (
-            "Your balance: 80 credits (¥8.00).\nOn hold for 1 running job(s): 20 credits (¥2.00)."
+            "Your balance: 80 credits (¥8.00).\nOn hold for 1 running job: 20 credits (¥2.00)."
         )
 
         # `local` owns the console and is a moderator: it may cancel anyone's job.

@@ -471,7 +471,7 @@ async def test_welcome_credits_are_granted_once_even_to_concurrent_first_message
     assert later.balance == 50
     history = await ledger.history(ALICE, 10)
     assert [(e.kind, e.amount, e.actor, e.reason) for e in history] == [
-        ("topup", 50, "system", "welcome")
+        ("topup", 50, "system", '{"key":"reason.welcome","params":{}}')
     ]
     assert await audit(database) == []
 

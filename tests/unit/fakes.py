@@ -12,6 +12,7 @@ from dataclasses import replace
 from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NoWallet
 from bot.ports import Hold, Ledger, LedgerEntry, Outcome, UserProfile, Wallet
+from bot.reasons import reason
 
 
 class FakeClock:
@@ -94,7 +95,7 @@ class InMemoryLedger(Ledger):
                     f"welcome:{profile.user}",
                     None,
                     "system",
-                    "welcome",
+                    reason("reason.welcome"),
                     now,
                 )
         wallet = await self.wallet(profile.user)

@@ -1,11 +1,12 @@
 """Every message exists in both languages, with the same placeholders."""
 
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from bot.i18n import LOCALES, Translator, catalog, placeholders, resolve_locale
+from bot.i18n import LOCALES, Translator, catalog, placeholders, plural_forms, resolve_locale
 from bot.replies import Money, Timestamp, Wait, text
 
 
@@ -16,6 +17,47 @@ def test_catalogs_have_the_same_keys_and_placeholders():
         assert set(other) == set(english), locale
         for key, template in english.items():
             assert placeholders(other[key]) == placeholders(template), (locale, key)
+
+
+def test_plural_messages_have_every_form_each_language_needs():
+    plural = {key for key, template in catalog("en").items() if not isinstance(template, str)}
+    assert {"money", "history.header", "jobs.header", "balance.held"} <= plural
+    for locale in LOCALES:
+        for key in plural:
+            template = catalog(locale)[key]
+            assert not isinstance(template, str), (locale, key)
+            assert set(template) >= plural_forms(locale), (locale, key)
+    assert plural_forms("en") == {"one", "other"}
+    assert plural_forms("zh-CN") == {"other"}
+
+
+@pytest.mark.parametrize(
+    ("key", "count", "english", "chinese"),
+    [
+        ("history.header", 1, "Your last wallet entry:", "你最近的 1 条钱包记录（最新在前）："),
+        ("history.header", 2, "Your last 2 wallet entries (newest first):", "你最近的 2 条钱包记录（最新在前）："),
+        ("jobs.header", 1, "The last job:", "最近 1 个任务（最新在前）："),
+        ("jobs.header", 12, "The last 12 jobs (newest first):", "最近 12 个任务（最新在前）："),
+        ("quote.queue_full", 1, "You already have a video queued", "你已有 1 个视频在排队"),
+        ("quote.queue_full", 3, "You already have 3 videos queued", "你已有 3 个视频在排队"),
+    ],
+)
+def test_counted_messages_read_right_in_both_languages(key, count, english, chinese):
+    assert Translator("en")(text(key, count=count)).startswith(english)
+    assert Translator("zh-CN")(text(key, count=count)).startswith(chinese)
+
+
+def test_numbers_and_money_are_grouped_by_babel():
+    en, zh = Translator("en"), Translator("zh-CN")
+    big = Money(1_234_567, Decimal("123456.70"))
+    assert en(text("balance.own", money=big)) == "Your balance: 1,234,567 credits (¥123,456.70)."
+    assert zh(text("balance.own", money=big)) == "你的余额：1,234,567 灵感值（¥123,456.70）。"
+    assert en(text("balance.held", count=1, money=Money(20, Decimal("2.00")))) == (
+        "On hold for 1 running job: 20 credits (¥2.00)."
+    )
+    assert en(text("balance.held", count=2, money=Money(40, Decimal("4.00")))) == (
+        "On hold for 2 running jobs: 40 credits (¥4.00)."
+    )
 
 
 def test_every_key_the_code_uses_exists():
@@ -57,14 +99,14 @@ def test_values_render_per_language():
         "price.row",
         tier="X",
         resolution="720p",
-        money=Money(35, "¥3.50"),
+        money=Money(35, Decimal("3.50")),
         wait=Wait(200),
         input="-",
     )
     assert en(line) == "• X · 720p · 35 credits (¥3.50) · ~3 min · -"
     assert zh(line) == "• X · 720p · 35 灵感值（¥3.50） · 约 3 分钟 · -"
-    assert en(text("balance.own", money=Money(1, "¥0.10"))) == "Your balance: 1 credit (¥0.10)."
-    assert en(text("wait.seconds", n=1)) == "~1 s"
+    assert en(text("balance.own", money=Money(1, Decimal("0.10")))) == "Your balance: 1 credit (¥0.10)."
+    assert en(text("wait.seconds", count=1)) == "~1 s"
     assert "2025-11-24 16:00 UTC" in en(
         text(
             "history.row",
