@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from bot.catalog import DURATIONS
 from bot.commands import (
@@ -79,27 +80,152 @@ def parse_action(action: str) -> Command:
 
 
 _ID = re.compile(r"[0-9a-f]{4,32}")
-_DURATION_FLAG = re.compile(r"(?:^|\s)(?:--duration|-d)(?:\s*=\s*|\s+)(\S+)")
-_NEGATIVE_FLAG = re.compile(
-    r"""(?:^|\s)(?:--negative|--neg|-n)(?:\s*=\s*|\s+)(?:"([^"]*)"|'([^']*)'|“([^”]*)”|(\S+))"""
-)
+
+_QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」", "『": "』"}
+"""Opening quote -> closing quote, for arguments with spaces (``"my sun.jpg"``)."""
+
+_GEN_OPTIONS = {
+    "--duration": "duration",
+    "-d": "duration",
+    "--negative": "negative",
+    "--neg": "negative",
+    "-n": "negative",
+}
+_OPTION_LIKE = re.compile(r"--[A-Za-z][A-Za-z0-9_-]*")
+GEN_OPTION_NAMES = "--duration, --negative"
+"""How the options of ``/gen`` are named in messages."""
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One argument as typed (``raw``, quotes kept) and as meant (``value``, quotes removed)."""
+
+    raw: str
+    value: str
+
+
+def split_words(text: str) -> list[Word]:
+    """Split on whitespace, keeping a quoted stretch (``"a b"``, ``“a b”``) as one word.
+
+    A quote with no closing partner is an ordinary character, so apostrophes
+    (``the dog's tail``) never swallow the rest of a prompt. ``--option="a b"``
+    keeps its quoted value together too.
+    """
+    words: list[Word] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        start = i
+        close = _QUOTES.get(text[i])
+        if close is not None and (end := text.find(close, i + 1)) != -1:
+            words.append(Word(text[start : end + 1], text[i + 1 : end]))
+            i = end + 1
+            continue
+        while i < n and not text[i].isspace():
+            i += 1
+        raw = text[start:i]
+        name, eq, value = raw.partition("=")
+        close = _QUOTES.get(value[:1]) if eq and name.startswith("-") else None
+        if close is not None and (end := text.find(close, start + len(name) + 2)) != -1:
+            i = end + 1
+            raw = text[start:i]
+            value = text[start + len(name) + 2 : end]
+            words.append(Word(raw, f"{name}={value}"))
+            continue
+        words.append(Word(raw, raw))
+    return words
+
+
+@dataclass(frozen=True, slots=True)
+class GenArguments:
+    """``/gen`` arguments with the options taken out: what is left is image and prompt words."""
+
+    duration_s: int
+    negative: str
+    words: tuple[Word, ...]
+
+    def gen(self, image: ImageInput | None, *, skip: int = 0) -> Gen:
+        """The command, with the first ``skip`` words (an image argument) left out."""
+        return Gen(
+            prompt=prompt_of(self.words[skip:]),
+            image=image,
+            negative=self.negative,
+            duration_s=self.duration_s,
+        )
+
+
+def prompt_of(words: tuple[Word, ...]) -> str:
+    """The prompt as typed, one space between words.
+
+    A prompt given as one quoted word loses its quotes.
+    """
+    if len(words) == 1:
+        return words[0].value
+    return " ".join(word.raw for word in words)
+
+
+def split_gen(rest: str) -> GenArguments:
+    """Take ``--duration``/``-d`` and ``--negative``/``-n`` out of ``/gen``'s text, anywhere.
+
+    ``--name value`` and ``--name=value`` both work; ``--`` ends the options
+    (everything after it is prompt). An unknown ``--option``, an option
+    without its value, or one given twice is refused with a message naming it.
+    """
+    found: dict[str, str] = {}
+    words = split_words(rest)
+    kept: list[Word] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word.raw == "--":
+            kept.extend(words[i:])
+            break
+        name, eq, inline = word.value.partition("=")
+        lowered = name.lower()
+        if lowered not in _GEN_OPTIONS:
+            if _OPTION_LIKE.fullmatch(name) and word.raw == word.value:
+                raise UserError("error.unknown_option", option=name[:32], known=GEN_OPTION_NAMES)
+            kept.append(word)
+            continue
+        option = _GEN_OPTIONS[lowered]
+        if eq:
+            value = inline
+        elif i < len(words) and not _is_option(words[i]):
+            value = words[i].value
+            i += 1
+        else:
+            raise UserError("error.option_value", option=name)
+        if option in found:
+            raise UserError("error.option_twice", option=name)
+        found[option] = value
+    duration = 5
+    if "duration" in found:
+        duration = _gen_duration(found["duration"])
+    return GenArguments(duration, found.get("negative", ""), tuple(kept))
+
+
+def _is_option(word: Word) -> bool:
+    return word.raw == word.value and word.value.partition("=")[0].lower() in _GEN_OPTIONS
 
 
 def parse_gen(rest: str, image: ImageInput | None = None) -> Gen:
-    """The text after ``/gen``: ``[--duration 5|10] [--negative "..."] prompt``.
+    """The text after ``/gen``: options anywhere, the rest is the prompt.
 
-    The image, if any, came separately (a photo's caption, or a console path
-    the adapter already read). Prompt checks happen in the handler.
+    Options are ``--duration 5|10`` and ``--negative "..."``. The image, if
+    any, came separately (a photo's caption, or a console path the adapter
+    already read). Prompt checks happen in the handler.
     """
-    duration = 5
-    if match := _DURATION_FLAG.search(rest):
-        duration = _duration(match.group(1))
-        rest = rest[: match.start()] + " " + rest[match.end() :]
-    negative = ""
-    if match := _NEGATIVE_FLAG.search(rest):
-        negative = next(group for group in match.groups() if group is not None)
-        rest = rest[: match.start()] + " " + rest[match.end() :]
-    return Gen(prompt=" ".join(rest.split()), image=image, negative=negative, duration_s=duration)
+    return split_gen(rest).gen(image)
+
+
+def _gen_duration(text: str) -> int:
+    value = text.lower().removesuffix("s").strip()
+    if not _DIGITS.fullmatch(value) or int(value) not in DURATIONS:
+        raise UserError("error.gen_duration", value=text[:16])
+    return int(value)
 
 
 def _duration(text: str) -> int:
@@ -126,7 +252,10 @@ def _balance(rest: str) -> Command:
 def _history(rest: str) -> Command:
     if not rest:
         return History()
-    return History(_count(rest.split()[0], low=1, high=HISTORY_MAX, error="error.history_count"))
+    value = rest.split()[0]
+    if not _DIGITS.fullmatch(value.lstrip("+-")):
+        raise UserError("error.history_not_number", value=value[:24], low=1, high=HISTORY_MAX)
+    return History(_count(value, low=1, high=HISTORY_MAX, error="error.history_count"))
 
 
 def _jobs(rest: str) -> Command:

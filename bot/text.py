@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import unicodedata
 
+INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+"""Characters outside the format category that draw nothing all the same.
+
+The Hangul fillers and the blank Braille pattern: favourites for "empty"
+names and prompts.
+"""
+
 
 def clean_text(text: str) -> str:
     """Drop control characters (whitespace ones become a space) and lone surrogates; trim.
 
-    Emoji joiners and other format characters (category Cf) are kept, so
-    family emoji and Arabic or Hebrew marks survive.
+    Emoji joiners and other format characters (category Cf) are kept inside
+    text, so family emoji and Arabic or Hebrew marks survive; but text made
+    only of invisible characters (see :func:`is_blank`) cleans to ``""``.
     """
     out = []
     for ch in text:
@@ -19,4 +27,16 @@ def clean_text(text: str) -> str:
                 out.append(" ")
         elif category != "Cs":
             out.append(ch)
-    return "".join(out).strip()
+    cleaned = "".join(out).strip()
+    return "" if is_blank(cleaned) else cleaned
+
+
+def is_blank(text: str) -> bool:
+    """True when nothing in ``text`` would be visible.
+
+    Whitespace, format characters (zero-width space and joiners, the byte
+    order mark, bidi marks) and the fillers above draw nothing.
+    """
+    return all(
+        ch.isspace() or ch in INVISIBLE_LETTERS or unicodedata.category(ch) == "Cf" for ch in text
+    )

@@ -1,9 +1,16 @@
 """The console chat: one line in, the bot's messages out.
 
-Buttons print as ``[1] label``; typing the number presses it. Numbers keep
-counting up for the whole session, so a button of an earlier message can
-still be pressed, as in a real chat. Lines come from any async iterator, so
-the same class serves a terminal, a pipe and the end-to-end tests.
+Buttons print as ``[1] label``; typing the number presses it. A button keeps
+its number for as long as it works: a status message edited every few
+seconds shows its Cancel under the same number each time. Each new number
+is the smallest one free, so after a command its buttons are numbered from
+1 and a piped script (``/price``, ``/gen sample a robot waves``, ``1``)
+presses what it says. Buttons that only switch a view (``/price``'s 5 s / 10 s)
+are retired by the next command typed; buttons that act on a quote or a job
+live until their message changes. A number whose message changed is still
+answered by the bot (``already chosen``, ``expired``, ``finished``) until the
+next command frees it. Lines come from any async iterator, so the same class
+serves a terminal, a pipe and the end-to-end tests.
 
 The chat is also the console's :class:`~bot.ports.Outbox`: job status
 messages and finished clips arrive through it while you type, and a clip
@@ -16,15 +23,16 @@ import getpass
 import itertools
 import os
 from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from bot.commands import Caller, ChatRef, Command, ImageInput, UserRef
+from bot.commands import Caller, ChatRef, Command, ImageInput, Price, UserRef
 from bot.deps import Deps
 from bot.errors import UserError
 from bot.i18n import Translator, resolve_locale
 from bot.media import MAX_IMAGE_BYTES
-from bot.parsing import parse_gen
+from bot.parsing import parse_action, split_gen
 from bot.ports import Outbox
 from bot.replies import Reply, say
 from bot.service import respond, respond_to_action, respond_to_text
@@ -61,29 +69,73 @@ def sample_image() -> bytes:
     return resources.files("bot.assets").joinpath("sample.jpg").read_bytes()
 
 
-def read_image_argument(token: str) -> ImageInput | None:
-    """The image a ``/gen`` line names first: ``sample``, a file path, or none (text only)."""
-    if token == SAMPLE:
+MAX_PATH_BYTES = 4096
+"""No file system takes a longer path: a longer word is prompt text, never a file name."""
+
+
+def is_image_argument(word: str) -> bool:
+    """Whether ``/gen``'s first argument names an image rather than starting the prompt.
+
+    It does when it is ``sample``, names an existing file, or looks like a
+    path (a path separator, a leading ``~``, an image extension). Nothing
+    about a word can raise: a 255-byte Chinese prompt word is just a word.
+    """
+    if word == SAMPLE:
+        return True
+    if "/" in word or os.sep in word or word.startswith("~"):
+        return True
+    if word.lower().endswith(_IMAGE_SUFFIXES):
+        return True
+    if len(word.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES or "\0" in word:
+        return False
+    return os.path.isfile(word)  # False on any OSError, such as a name too long
+
+
+def read_image_argument(word: str) -> ImageInput:
+    """The image ``word`` names: ``sample`` (the bundled picture) or a file, ``~`` expanded."""
+    if word == SAMPLE:
         return ImageInput(sample_image(), "sample.jpg")
-    path = Path(token).expanduser()
-    looks_like_path = "/" in token or token.lower().endswith(_IMAGE_SUFFIXES)
-    if not looks_like_path and not path.is_file():
-        return None
+    shown = word[:200]
     try:
+        path = Path(word).expanduser()
         with path.open("rb") as file:
             data = file.read(MAX_IMAGE_BYTES + 1)  # enough to know it is too big
-    except FileNotFoundError:
-        raise UserError("console.no_such_file", path=token[:200]) from None
-    except OSError:
-        raise UserError("console.unreadable_file", path=token[:200]) from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise UserError("console.no_such_file", path=shown) from None
+    except IsADirectoryError:
+        raise UserError("console.is_a_folder", path=shown) from None
+    except (OSError, ValueError, RuntimeError):  # too long, permissions, no home for ~user
+        raise UserError("console.unreadable_file", path=shown) from None
     return ImageInput(data, path.name)
 
 
 def parse_console_gen(rest: str) -> Command:
-    """``/gen <sample|path> [--duration 10] [--negative "..."] prompt`` (the image is optional)."""
-    first, _, after = rest.strip().partition(" ")
-    image = read_image_argument(first) if first else None
-    return parse_gen(after if image is not None else rest, image)
+    """``/gen [sample|path] prompt`` with ``--duration 5|10`` and ``--negative "..."`` anywhere.
+
+    Arguments may be quoted (``"my sun.jpg"``); the image is optional (text
+    only offers the tiers that need none).
+    """
+    arguments = split_gen(rest)
+    words = arguments.words
+    if words and is_image_argument(words[0].value):
+        return arguments.gen(read_image_argument(words[0].value), skip=1)
+    return arguments.gen(None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Button:
+    message: str
+    action: str
+    label: str
+    lasting: bool
+
+
+def _lasting(action: str) -> bool:
+    """Whether a button acts on something (a quote, a job) rather than switching a view."""
+    try:
+        return not isinstance(parse_action(action), Price)
+    except UserError:
+        return True
 
 
 class ConsoleChat(Outbox):
@@ -94,8 +146,9 @@ class ConsoleChat(Outbox):
         self.caller = caller
         self.write = write
         self.translate = Translator(caller.locale)
-        self._buttons: dict[int, tuple[str, str, str]] = {}  # number -> (message, action, label)
-        self._button_numbers = itertools.count(1)
+        self._live: dict[int, _Button] = {}
+        self._retired: dict[int, _Button] = {}  # message changed; still answered until freed
+        self._highest_shown = 0
         self._message_numbers = itertools.count(1)
         self._request_numbers = itertools.count(1)
         self._session = os.urandom(4).hex()
@@ -116,6 +169,7 @@ class ConsoleChat(Outbox):
         if stripped.isascii() and stripped.isdigit():
             await self._press(int(stripped), request_id)
             return
+        self._new_command()
         command, _, rest = stripped.partition(" ")
         if command.lower() == "/gen":
             replies = await respond(
@@ -128,7 +182,7 @@ class ConsoleChat(Outbox):
 
     def live_buttons(self) -> dict[int, tuple[str, str, str]]:
         """Buttons that can still be pressed: number -> (message id, action, label)."""
-        return dict(self._buttons)
+        return {n: (b.message, b.action, b.label) for n, b in sorted(self._live.items())}
 
     async def press_action(self, message: str, action: str) -> None:
         """Press a button this user sees in a shared chat (tests: someone else's message)."""
@@ -138,13 +192,32 @@ class ConsoleChat(Outbox):
             self._show(reply, replace=message if reply.edit else None)
 
     async def _press(self, number: int, request_id: str) -> None:
-        if number not in self._buttons:
-            self._show(say("error.stale_button"))
+        button = self._live.get(number) or self._retired.get(number)
+        if button is None:
+            key = "console.old_button" if number <= self._highest_shown else "console.no_button"
+            self._show(say(key, number=number))
             return
-        message, action, _ = self._buttons[number]
-        replies = await respond_to_action(action, self.caller, self.deps, request_id=request_id)
+        replies = await respond_to_action(
+            button.action, self.caller, self.deps, request_id=request_id
+        )
         for reply in replies:
-            self._show(reply, replace=message if reply.edit else None)
+            self._show(reply, replace=button.message if reply.edit else None)
+
+    def _new_command(self) -> None:
+        """A typed command frees the numbers of changed messages and retires view buttons."""
+        self._retired.clear()
+        self._live = {n: b for n, b in self._live.items() if b.lasting}
+
+    def _number_for(self, message: str, action: str) -> int:
+        """The number an edited message's button had before, else the smallest free one."""
+        for number, old in self._retired.items():
+            if old.message == message and old.action == action:
+                del self._retired[number]
+                return number
+        number = 1
+        while number in self._live or number in self._retired:
+            number += 1
+        return number
 
     # --- Outbox: messages the runner sends on its own ---------------------------
 
@@ -164,14 +237,17 @@ class ConsoleChat(Outbox):
         if replace is not None:
             message = replace
             self.write(f"~ message {message} edited:")
-            self._buttons = {k: v for k, v in self._buttons.items() if v[0] != message}
+            for number, button in list(self._live.items()):
+                if button.message == message:
+                    self._retired[number] = self._live.pop(number)
         else:
             message = str(next(self._message_numbers))
         self.write(rendered.text)
         if rendered.video is not None:
             self.write(f"  🎞️ {rendered.video}")
         for label, action in rendered.buttons:
-            button = next(self._button_numbers)
-            self._buttons[button] = (message, action, label)
-            self.write(f"  [{button}] {label}")
+            number = self._number_for(message, action)
+            self._live[number] = _Button(message, action, label, _lasting(action))
+            self._highest_shown = max(self._highest_shown, number)
+            self.write(f"  [{number}] {label}")
         return message
