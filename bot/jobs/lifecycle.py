@@ -185,8 +185,11 @@ class JobLifecycle:
             if task.state == "failed":
                 error = task.error or ProviderError("failed")
                 return await self._provider_failed(job, job.state, error)
-            if task.state == "lost":
-                return await self._resubmit(job)
+            if task.state == "lost" and self._monotonic() <= deadline:
+                job = await self._resubmit(job)
+                if job.state not in ("submitted", "running"):
+                    return job
+                continue
             if self._monotonic() > deadline:
                 await self.provider_cancel(job.task_id)
                 return await self.finish_failed(job, job.state, "failure.timeout", kind="timeout")
@@ -221,11 +224,23 @@ class JobLifecycle:
         return job
 
     async def _resubmit(self, job: Job) -> Job:
-        """The provider forgot the task (a local renderer restarted): start it again once."""
-        if job.attempts >= 2:
-            return await self.finish_failed(job, job.state, "failure.lost", kind="lost")
+        """The provider forgot the task (a local renderer restarted): start it again.
+
+        A restart alone never fails a job: a lost task is submitted again (by
+        the same job id, so a remote service that still has it answers with
+        it) for as long as the job's total deadline allows; only that
+        deadline ends a job whose tasks keep getting lost.
+        """
         log.warning("provider lost job %s; submitting it again", job.job_id)
-        task_id = await self.provider.submit(self._request(job))
+        if job.attempts > 1:  # lost more than once: give the provider a breath first
+            await self._sleep(self._poll_interval())
+        try:
+            task_id = await self.provider.submit(self._request(job))
+        except RetryableError:
+            await self._backoff(job.attempts)
+            return job  # polled again: still lost, submitted again
+        except ProviderError as error:
+            return await self._provider_failed(job, job.state, error)
         moved = await self.store.transition(
             job.job_id,
             (job.state,),
@@ -236,7 +251,7 @@ class JobLifecycle:
         )
         if moved is None:
             raise _Stop
-        return await self._await_clip(moved)
+        return moved
 
     async def _collect(self, job: Job) -> Job:
         assert job.task_id is not None

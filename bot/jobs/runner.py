@@ -119,15 +119,27 @@ class JobRunner:
     # --- public -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume every unfinished job found in the store (after a restart)."""
+        """Resume every unfinished job found in the store (after a restart), under the limits.
+
+        Jobs the provider already has (submitted, running, made but not
+        delivered) go first, then the queued ones in the order they were
+        paid for; all of them wait for a slot like new jobs, so a restart
+        never starts more than ``per_provider`` at once nor more than
+        ``per_user`` for one member. A queued job was paid for and never
+        sent anywhere: it is queued again, not refunded, and its member sees
+        their queue position again.
+        """
         self.clips_dir.mkdir(parents=True, exist_ok=True)
-        for job in await self.store.unfinished_jobs():
-            if job.state == "held" and job.attempts == 0:
-                # Never sent to the provider: give the credits back rather than guess.
-                await self._life.finish_failed(job, "held", "failure.interrupted", kind="restart")
-            else:
-                log.info("resuming job %s in state %s", job.job_id, job.state)
-                self._launch(job)
+        unfinished = await self.store.unfinished_jobs()  # in the order they were created
+        in_flight = [job for job in unfinished if job.state != "held" or job.attempts > 0]
+        queued = [job for job in unfinished if job.state == "held" and job.attempts == 0]
+        for job in (*in_flight, *queued):
+            log.info("resuming job %s in state %s", job.job_id, job.state)
+            self._idle.clear()
+            self._waiting.append(job)
+            if job.state == "held" and job.status_message:
+                self._positions[job.job_id] = 0  # not shown since the restart: show it
+        self._schedule()
 
     async def admit(self, job: Job) -> None:
         """A member pressed a tier and the hold is made: show its status, then queue it.

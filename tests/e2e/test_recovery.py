@@ -59,11 +59,10 @@ async def balance(gen, chat) -> str:
 async def _hold_without_admit(gen, chat, tier_key: str) -> Job:
     """Press a tier the way ``choose`` does, but stop between the hold and the runner's ``admit``."""
     await gen.push(chat, f"/gen sample {PROMPT}")
-    [quote_id] = {
-        action.split(":")[1]
-        for _, action, _ in chat.live_buttons().values()
-        if action.startswith("tier:")
-    }
+    newest = max(
+        n for n, (_, action, _) in chat.live_buttons().items() if action.startswith("tier:")
+    )
+    quote_id = chat.live_buttons()[newest][1].split(":")[1]
     deps, generation = gen.deps, gen.deps.generation
     quote = await generation.store.get_quote(quote_id)
     tier = deps.catalog.tier(tier_key)
@@ -73,9 +72,10 @@ async def _hold_without_admit(gen, chat, tier_key: str) -> Job:
     )
 
 
-async def test_a_held_job_is_refunded_after_a_restart(tmp_path):
+async def test_a_held_job_is_queued_again_after_a_restart_not_refunded(tmp_path, remote_clip):
     settings = fast_settings(tmp_path)
-    async with session(settings) as gen:
+    remote = RemoteService(remote_clip, running_polls=0)
+    async with session(settings, provider=remote) as gen:
         chat = gen.chat()
         await gen.deps.generation.runner.start()
         await gen.push(chat, "/topup me 100")
@@ -84,30 +84,29 @@ async def test_a_held_job_is_refunded_after_a_restart(tmp_path):
             "Your balance: 65 credits (¥6.50).\nOn hold for 1 running job: 35 credits (¥3.50)."
         )
     # The bot stopped after the hold, before the runner ever saw the job.
+    assert remote.submits == []
 
-    async with session(settings) as gen:
+    async with session(settings, provider=remote) as gen:
         chat = gen.chat()
         runner = gen.deps.generation.runner
         assert await state_of(gen, job.job_id) == "held"
         await runner.start()
+        await wait(remote.poll_parked.wait())
+        remote.finish(job.job_id)
         await wait(runner.settled(job.job_id))
         await wait(runner.idle())
 
-        assert gen.transcript() == (
-            f"❌ High Quality · job {job.short_id} did not work.\n"
-            "The bot restarted before your clip was started.\n"
-            "35 credits (¥3.50) went back to your wallet."
-        )
-        assert await balance(gen, chat) == "Your balance: 100 credits (¥10.00)."
-        final = await gen.deps.generation.store.get_job(job.job_id)
-        assert (final.state, final.error_kind) == ("failed", "restart")
-        assert (await gen.deps.ledger.get_hold(job.job_id)).state == "released"
-        assert await hold_entries(gen, job.job_id) == ["hold", "release"]
-        assert (await gen.deps.ledger.wallet(job.user)).held == 0
+        text = gen.transcript()
+        assert "did not work" not in text and "went back to your wallet" not in text
+        assert f"✅ High Quality · job {job.short_id} · done in" in text
+        assert gen.clips() == [settings.clips_dir / f"{job.job_id}.mp4"]
+        assert await balance(gen, chat) == "Your balance: 65 credits (¥6.50)."
+        assert await hold_entries(gen, job.job_id) == ["hold", "capture"]
         assert await audit(gen.deps.ledger.db) == []
+    assert remote.submits == [job.job_id]  # sent once, after the restart
 
 
-async def test_a_job_queued_at_the_stop_is_refunded_and_the_running_one_delivered(
+async def test_a_job_queued_at_the_stop_resumes_its_place_after_the_running_one(
     tmp_path, remote_clip
 ):
     # One provider slot: the Standard job runs, the High Quality job waits its turn, held.
@@ -124,27 +123,83 @@ async def test_a_job_queued_at_the_stop_is_refunded_and_the_running_one_delivere
         )
     # The bot stopped; the queued job must not have been sent anywhere.
     assert remote.submits == [running.job_id]
-    remote.finish(running.job_id)
 
     async with session(settings, provider=remote) as gen:
         chat = gen.chat()
         runner = gen.deps.generation.runner
         assert await state_of(gen, held.job_id) == "held"
+        remote.poll_parked.clear()
         await runner.start()
-        await wait(runner.settled(held.job_id))
+        await wait(remote.poll_parked.wait())  # the running job's poll: one slot, taken
+        assert remote.submits == [running.job_id]  # the queued one still waits its turn
+        text = gen.transcript()
+        assert (
+            f"~ message {held.status_message} edited:\n⏳ High Quality · 5 s · job {held.short_id} · queued, position 1"
+            in text
+        )
+        remote.finish(running.job_id)
         await wait(runner.settled(running.job_id))
+        await wait(_parked(remote, held.job_id))
+        remote.finish(held.job_id)
+        await wait(runner.settled(held.job_id))
         await wait(runner.idle())
 
         text = gen.transcript()
-        assert f"~ message {held.status_message} edited:" in text
-        assert f"❌ High Quality · job {held.short_id} did not work." in text
-        assert "35 credits (¥3.50) went back to your wallet." in text
-        assert gen.clips() == [settings.clips_dir / f"{running.job_id}.mp4"]
-        assert await balance(gen, chat) == "Your balance: 80 credits (¥8.00)."
-        assert await hold_entries(gen, held.job_id) == ["hold", "release"]
+        assert "did not work" not in text
+        assert sorted(gen.clips()) == sorted(
+            settings.clips_dir / f"{job.job_id}.mp4" for job in (running, held)
+        )
+        assert await balance(gen, chat) == "Your balance: 45 credits (¥4.50)."
+        assert await hold_entries(gen, held.job_id) == ["hold", "capture"]
         assert await hold_entries(gen, running.job_id) == ["hold", "capture"]
         assert await audit(gen.deps.ledger.db) == []
-    assert remote.submits == [running.job_id]
+    assert remote.submits == [running.job_id, held.job_id]
+
+
+async def test_a_restart_starts_only_what_the_limits_allow_in_the_original_order(
+    tmp_path, remote_clip
+):
+    """Six paid jobs of three members queued at the stop; two slots, one job per member."""
+    settings = fast_settings(tmp_path, max_jobs_per_provider=2, max_jobs_per_user=1)
+    remote = RemoteService(remote_clip, running_polls=0)
+    async with session(settings, provider=remote) as gen:
+        members = [gen.chat(user=name) for name in ("ann", "bob", "cy")]
+        for member in members:
+            await gen.push(member, "/balance")
+            await gen.push(gen.chat(), f"/topup {member.caller.username} 100")
+        jobs = []
+        for _ in range(2):
+            for member in members:
+                jobs.append(await _hold_without_admit(gen, member, "standard"))
+    assert remote.submits == []
+
+    async with session(settings, provider=remote) as gen:
+        for name in ("ann", "bob", "cy"):
+            gen.chat(user=name)
+        runner = gen.deps.generation.runner
+        await runner.start()
+        for expected in ([jobs[0], jobs[1]], [jobs[2], jobs[3]], [jobs[4], jobs[5]]):
+            started = [job.job_id for job in expected]
+            await wait(asyncio.gather(*(_parked(remote, job_id) for job_id in started)))
+            await let_others_run(50)
+            assert remote.submits[-2:] == started and len(remote.submits) == len(
+                [j for j in jobs[: jobs.index(expected[-1]) + 1]]
+            )
+            assert runner.active_count() <= len(jobs)
+            for job_id in started:
+                remote.finish(job_id)
+            await wait(asyncio.gather(*(runner.settled(job_id) for job_id in started)))
+        await wait(runner.idle())
+        assert remote.submits == [job.job_id for job in jobs]
+        for job in jobs:
+            assert await hold_entries(gen, job.job_id) == ["hold", "capture"]
+        assert await audit(gen.deps.ledger.db) == []
+
+
+async def _parked(remote: RemoteService, job_id: str) -> None:
+    while job_id not in remote.tasks:
+        await let_others_run(1)
+    await remote.tasks[job_id].parked.wait()
 
 
 async def test_a_submit_in_flight_at_the_stop_is_found_after_the_restart(tmp_path, remote_clip):
