@@ -519,3 +519,63 @@ async def test_a_console_killed_mid_generation_delivers_the_clip_when_started_ag
     )
     assert wallet.returncode == 0, wallet.stderr
     assert "(console:local): 65 credits (¥6.50)." in wallet.stdout, wallet.stdout
+
+
+async def test_a_console_killed_again_and_again_delivers_every_paid_job(tmp_path):
+    """Three paid jobs, one provider slot; SIGKILL while one renders and two wait, three times."""
+    overrides = {
+        "KLINGBOT_DB": str(tmp_path / "klingbot.db"),
+        "KLINGBOT_TIME_SCALE": "0.02",  # Standard's ~45 s becomes ~1 s
+        "KLINGBOT_STATUS_INTERVAL_S": "0.2",
+        "KLINGBOT_MAX_JOBS_PER_PROVIDER": "1",
+    }
+    env = cli_env(overrides)
+    seen: list[str] = []
+    console = await start_console(tmp_path, env, tmp_path / "stderr")
+    try:
+        console.stdin.write(b"/topup me 200\n")
+        for prompt in ("a robot waves", "a cat sleeps", "a sun rises"):
+            console.stdin.write(f"/gen sample {prompt}\n".encode())
+            await console.stdin.drain()
+            button = await read_until(console, lambda line: "] Standard · 720p" in line, seen)
+            number = re.fullmatch(r"  \[(\d+)\] Standard · .*", button).group(1)
+            console.stdin.write(f"{number}\n".encode())
+            await console.stdin.drain()
+            await read_until(console, lambda line: "queued, position" in line, seen)
+        await read_until(console, lambda line: "· generating" in line, seen)
+    finally:
+        await _kill(console)
+    paid = set(re.findall(r"held for job ([0-9a-f]{8})\.", "\n".join(seen)))
+    assert len(paid) == 3, seen
+
+    for _ in range(3):  # started again with the input open: it resumes, and is killed again
+        console = await start_console(tmp_path, env, tmp_path / "stderr")
+        try:
+            await read_until(console, lambda line: "· generating" in line, seen)
+        finally:
+            await _kill(console)
+
+    final = await asyncio.to_thread(run_cli, "console", cwd=tmp_path, env=overrides, timeout=120)
+    assert final.returncode == 0, final.stderr
+    output = "\n".join(seen) + "\n" + final.stdout
+    assert "did not work" not in output and "went back to your wallet" not in output
+    for short_id in paid:
+        assert len(re.findall(rf"✅ Standard · job {short_id} · done in", output)) >= 1, output
+    check = await asyncio.to_thread(run_cli, "db", "check", cwd=tmp_path, env=overrides)
+    assert (check.returncode, check.stdout.strip()) == (0, "ledger OK"), check.stdout
+    wallet = await asyncio.to_thread(
+        run_cli, "wallet", "balance", "console:local", cwd=tmp_path, env=overrides
+    )
+    assert "(console:local): 140 credits (¥14.00)." in wallet.stdout, wallet.stdout
+    clips = sorted((tmp_path / "klingbot-data" / "clips").glob("*.mp4"))
+    assert sorted(path.name[:8] for path in clips) == sorted(paid)
+    for path in clips:
+        assert probe(path).height == 720
+
+
+async def _kill(process) -> None:
+    if process.returncode is None:
+        os.kill(process.pid, signal.SIGKILL)
+        await wait(process.wait(), 10)
+    process.stdin.close()
+    await wait(process.stdout.read(), 10)
