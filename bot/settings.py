@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     discord_api_base: str | None = Field(
         default=None, validation_alias=AliasChoices("DISCORD_API_BASE", "discord_api_base")
     )
-    """REST base through an operator's proxy, e.g. ``http://proxy:8080/api/v10``."""
+    """Discord's REST API through a proxy, e.g. ``http://proxy:8080/api`` (``/v10`` is appended)."""
     discord_gateway_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DISCORD_GATEWAY_URL", "discord_gateway_url")
     )

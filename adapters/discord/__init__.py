@@ -9,8 +9,8 @@ from adapters.discord.client import (
     DiscordAdapter,
     KlingClient,
     build_client,
-    point_at,
+    pointed_at,
     running,
 )
 
-__all__ = ["DiscordAdapter", "KlingClient", "build_client", "point_at", "running"]
+__all__ = ["DiscordAdapter", "KlingClient", "build_client", "pointed_at", "running"]

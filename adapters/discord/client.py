@@ -17,16 +17,17 @@ or member lists.
 
 ``DISCORD_API_BASE`` and ``DISCORD_GATEWAY_URL`` route REST and gateway
 traffic through an operator's proxy. discord.py keeps both addresses on
-classes (``Route.BASE``, ``DiscordWebSocket.DEFAULT_GATEWAY``), so they hold
-for the whole process: one Discord bot per process.
+classes (``Route.BASE``, ``DiscordWebSocket.DEFAULT_GATEWAY``), so
+``running`` sets them for as long as the bot runs (one Discord bot per
+process) and puts them back after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 
 import discord
@@ -46,8 +47,6 @@ from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DISCORD_API_BASE = "https://discord.com/api/v10"
-DISCORD_GATEWAY = "wss://gateway.discord.gg/"
 READY_TIMEOUT_S = 60.0
 """How long the gateway may take to say READY (and send the servers) at start."""
 
@@ -90,10 +89,25 @@ class KlingClient(discord.Client):
         self.add_dynamic_items(ActionButton)
 
 
-def point_at(api_base: str | None, gateway_url: str | None) -> None:
-    """Send REST and gateway traffic to these addresses (Discord's own when None)."""
-    Route.BASE = (api_base or DISCORD_API_BASE).rstrip("/")
-    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url or DISCORD_GATEWAY)
+API_VERSION = 10
+
+
+@contextmanager
+def pointed_at(api_base: str | None, gateway_url: str | None) -> Iterator[None]:
+    """Within the block, REST goes to ``api_base`` (plus ``/v10``), the gateway to ``gateway_url``.
+
+    Each is changed only when set (Discord's own otherwise); both are put
+    back on the way out.
+    """
+    saved = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    if api_base is not None:
+        Route.BASE = f"{api_base.rstrip('/')}/v{API_VERSION}"
+    if gateway_url is not None:
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    try:
+        yield
+    finally:
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
 
 
 def build_client(
@@ -112,7 +126,6 @@ def build_client(
         raise ValueError("DISCORD_TOKEN is not set")
     token = settings.discord_token.get_secret_value()
     install_redaction(token)
-    point_at(settings.discord_api_base, settings.discord_gateway_url)
     client = KlingClient(guild_ready_timeout=guild_ready_timeout)
     facts = ChannelFacts()
     secrets = secrets_of(token)
@@ -149,7 +162,18 @@ async def running(
     error (or TimeoutError) when the gateway does not become ready.
     """
     adapter = client.adapter
-    assert adapter is not None and adapter.settings.discord_token is not None
+    assert adapter is not None
+    settings = adapter.settings
+    with pointed_at(settings.discord_api_base, settings.discord_gateway_url):
+        async with _connected(client, adapter, ready_timeout_s):
+            yield adapter
+
+
+@asynccontextmanager
+async def _connected(
+    client: KlingClient, adapter: DiscordAdapter, ready_timeout_s: float
+) -> AsyncIterator[None]:
+    assert adapter.settings.discord_token is not None
     connection: asyncio.Task[None] | None = None
     try:
         await client.login(adapter.settings.discord_token.get_secret_value())
@@ -169,7 +193,7 @@ async def running(
         if adapter.deps.generation is not None:
             adapter.deps.generation.outboxes.register(PLATFORM, adapter.outbox)
         log.info("Discord bot %s is up (%d servers)", client.user, len(client.guilds))
-        yield adapter
+        yield
     finally:
         await adapter.outbox.drain()
         await client.close()
