@@ -449,6 +449,13 @@ class Channel:
     def is_thread(self) -> bool:
         return self.type in (PUBLIC_THREAD, PRIVATE_THREAD)
 
+    def set_bot_access(self, *, post: bool = True, view: bool = True) -> None:
+        """Change what the bot may do here, and tell a connected bot (CHANNEL_UPDATE)."""
+        self.postable, self.visible = post, view
+        event = "THREAD_UPDATE" if self.is_thread else "CHANNEL_UPDATE"
+        if self.guild is not None:
+            self.api._dispatch_event(event, self.payload())
+
     @property
     def upload_limit(self) -> int:
         """Bytes of files one channel post may carry."""
@@ -521,6 +528,7 @@ class Guild:
     locale: str = "en-US"
     bot_permissions: int = MEMBER_PERMISSIONS
     owner_id: str = ""
+    bot_role_id: str = ""
     roles: dict[str, Role] = field(default_factory=dict)
     channels: dict[str, Channel] = field(default_factory=dict)
     members: dict[str, Member] = field(default_factory=dict)
@@ -588,7 +596,7 @@ class Guild:
     def bot_member_payload(self) -> dict[str, Any]:
         return {
             "user": self.api.bot_user(),
-            "roles": [],
+            "roles": [self.api.bot_role_id(self)],
             "joined_at": _iso(),
             "deaf": False,
             "mute": False,
@@ -609,7 +617,7 @@ class Guild:
             "icon": None,
             "splash": None,
             "discovery_splash": None,
-            "owner_id": self.owner_id or self.api.bot_id,
+            "owner_id": self.owner_id,
             "afk_channel_id": None,
             "afk_timeout": 300,
             "verification_level": 0,
@@ -968,6 +976,10 @@ class DiscordStandIn:
     ) -> Guild:
         """A guild with @everyone (the usual member permissions) and text ``channels``."""
         guild = Guild(self, self.snowflake(), name, premium_tier, locale, bot_permissions)
+        guild.owner_id = (
+            self.snowflake()
+        )  # someone the tests never see, unless add_member(owner=True)
+        guild.bot_role_id = self.snowflake()
         guild.roles[guild.id] = Role(guild.id, "@everyone", MEMBER_PERMISSIONS, position=0)
         for channel in channels:
             guild.add_channel(channel)
@@ -1123,8 +1135,8 @@ class DiscordStandIn:
         }
 
     def bot_role_id(self, guild: Guild) -> str:
-        # stable per guild, derived from the guild's id so GUILD_CREATE can be rebuilt
-        return str(int(guild.id) + 1)
+        """The bot's own (managed) role in ``guild``."""
+        return guild.bot_role_id
 
     def _notify_soon(self) -> None:
         task = asyncio.get_running_loop().create_task(self._notify())
@@ -1828,11 +1840,12 @@ class DiscordStandIn:
 
     async def _post_message(self, request: _Request) -> Any:
         channel = self._channel(request)
-        if not channel.postable:
+        allowed = self._bot_permissions_in(channel)
+        if not allowed & (SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES):
             raise DiscordError(50013)
         data = request.call.json or {}
         _check_content(data, request.files, channel.upload_limit, [], creating=True)
-        if request.files and not self._bot_permissions_in(channel) & ATTACH_FILES:
+        if request.files and not allowed & ATTACH_FILES:
             raise DiscordError(50013)
         data = {**data, "flags": int(data.get("flags") or 0) & ~(EPHEMERAL | LOADING)}
         return self._new_message(channel, data, request.files, "channel", None).payload(self)

@@ -24,6 +24,7 @@ from tests.adapters.discord_standin import (
     ACK_DEADLINE_S,
     DEFAULT_UPLOAD_LIMIT,
     EPHEMERAL,
+    INTENT_GUILD_MEMBERS,
     MANAGE_GUILD,
     PRIVILEGED_INTENTS,
     TOKEN_LIFETIME_S,
@@ -65,6 +66,12 @@ class BareBot(discord.Client):
             data = await image.read()
             await interaction.response.send_message(
                 f"{image.filename} {image.content_type} {image.size} {len(data)}", ephemeral=True
+            )
+
+        @self.tree.command(name="hello", description="A global command, for DMs too")
+        async def hello(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message(
+                f"hello {interaction.user.name} ({interaction.locale.value})"
             )
 
     async def on_ready(self) -> None:
@@ -404,3 +411,147 @@ async def test_an_attachment_is_declared_then_downloaded(
     assert interaction.original.content == "robot.png image/png 123456 9"
     assert interaction.original.flags & EPHEMERAL
     assert api.downloads == [picture.id]
+
+
+# --- enforcement of the channel routes --------------------------------------------------------
+
+
+async def test_a_rate_limited_call_is_retried_by_discord_py(
+    api: DiscordStandIn, guild: Guild, bot: BareBot
+) -> None:
+    route = "POST /channels/{channel_id}/messages"
+    api.fail_next(route, retry_after=0.01)
+    channel = bot.get_channel(int(guild.text_channels[0].id))
+    sent = await channel.send("after the rate limit")
+    limited, passed = api.of(route)
+    assert (limited.status, passed.status) == (429, 200)
+    assert api.messages[str(sent.id)].content == "after the rate limit"
+    assert await api.wait_for(route, where=lambda call: call.status == 200) is passed
+
+
+async def test_injected_errors_and_missing_permissions(
+    api: DiscordStandIn, guild: Guild, bot: BareBot
+) -> None:
+    general = guild.text_channels[0]
+    thread = next(c for c in guild.channels.values() if c.is_thread)
+    updated = asyncio.ensure_future(bot.wait_for("guild_channel_update", timeout=10))
+    general.set_bot_access(post=False)
+    _, after = await updated
+    assert not after.permissions_for(after.guild.me).send_messages
+    for place in (general, thread):
+        with pytest.raises(discord.Forbidden) as refused:
+            await bot.get_channel(int(place.id)).send("hello")
+        assert refused.value.code == 50013
+    other = bot.get_channel(int(guild.text_channels[1].id))
+    api.fail_next("POST /channels/{channel_id}/messages", code=50013)
+    with pytest.raises(discord.Forbidden) as injected:
+        await other.send("hello")
+    assert (injected.value.status, injected.value.code) == (403, 50013)
+    await other.send("hello")  # only once
+
+
+async def test_deleted_and_ephemeral_messages_are_unknown_to_the_channel_routes(
+    api: DiscordStandIn, guild: Guild, bot: BareBot
+) -> None:
+    channel = bot.get_channel(int(guild.text_channels[0].id))
+    first = await channel.send("status")
+    api.delete_message(api.messages[str(first.id)])  # a moderator deletes it
+    with pytest.raises(discord.NotFound) as gone:
+        await first.edit(content="edited")
+    assert gone.value.code == 10008
+    second = await channel.send("another")
+    await second.delete()
+    with pytest.raises(discord.NotFound):
+        await second.delete()
+    interaction = guild.add_member("alice").slash("hold")
+    held = await bot.next_held()
+    await held.response.send_message("only for alice", ephemeral=True)
+    assert interaction.original is not None and interaction.original.ephemeral
+    with pytest.raises(discord.NotFound):
+        await channel.fetch_message(int(interaction.original.id))
+    fetched = await held.original_response()
+    assert fetched.content == "only for alice" and fetched.flags.ephemeral
+
+
+async def test_components_over_discords_limits_are_an_invalid_form_body(
+    api: DiscordStandIn, guild: Guild, bot: BareBot
+) -> None:
+    channel_id = int(guild.text_channels[0].id)
+
+    def buttons(*labels: tuple[str, str]) -> dict:
+        return {
+            "type": 1,
+            "components": [
+                {"type": 2, "style": 1, "label": label, "custom_id": custom_id}
+                for label, custom_id in labels
+            ],
+        }
+
+    async def post(components: list[dict]) -> discord.HTTPException:
+        params = discord.http.MultipartParameters(
+            {"content": "x", "components": components}, [], []
+        )
+        with pytest.raises(discord.HTTPException) as refused:
+            await bot.http.send_message(channel_id, params=params)
+        return refused.value
+
+    long_id = await post([buttons(("ok", "x" * 101))])
+    assert long_id.code == 50035 and "components.0.components.0.custom_id" in str(long_id)
+    rows = await post([buttons(("ok", f"id{n}")) for n in range(6)])
+    assert rows.code == 50035 and "components" in str(rows)
+    wide = await post([buttons(*[("ok", f"id{n}") for n in range(6)])])
+    assert wide.code == 50035
+    label = await post([buttons(("x" * 81, "id"))])
+    assert label.code == 50035 and "label" in str(label)
+    fits = [buttons(*[("x" * 80, f"{r}-{n}-" + "y" * 90) for n in range(5)]) for r in range(5)]
+    params = discord.http.MultipartParameters({"content": "x", "components": fits}, [], [])
+    await bot.http.send_message(channel_id, params=params)
+
+
+async def test_webhook_calls_before_the_acknowledgement_are_unknown(
+    api: DiscordStandIn, guild: Guild, bot: BareBot
+) -> None:
+    guild.add_member("alice").slash("hold")
+    held = await bot.next_held()
+    with pytest.raises(discord.NotFound) as early:
+        await held.followup.send("too early")
+    assert early.value.code == 10015
+    await held.response.send_message("now")
+
+
+async def test_a_slash_command_in_a_dm(api: DiscordStandIn, guild: Guild, bot: BareBot) -> None:
+    await bot.tree.sync()  # the global /hello
+    bob = api.add_user("bob", locale="zh-CN")
+    interaction = bob.slash("hello")
+    await api.wait_acknowledged(interaction)
+    assert "guild_id" not in interaction.payload and interaction.payload["user"]["id"] == bob.id
+    assert interaction.original is not None and interaction.original.channel is bob.dm_channel
+    assert interaction.original.content == "hello bob (zh-CN)"
+    dm = await bot.create_dm(discord.Object(int(bob.id)))
+    await dm.send("a direct message")
+    assert [m.content for m in api.messages_in(bob.dm_channel)][-1] == "a direct message"
+
+
+async def test_the_members_intent_works_once_enabled() -> None:
+    async with DiscordStandIn(TOKEN, privileged_intents=INTENT_GUILD_MEMBERS) as api:
+        guild = api.add_guild()
+        alice = guild.add_member("alice")
+        intents = discord.Intents.default()
+        intents.members = True
+        client = discord.Client(intents=intents, guild_ready_timeout=0.05)
+        ready = asyncio.Event()
+
+        async def on_ready() -> None:
+            ready.set()
+
+        client.event(on_ready)
+        with discord_py_pointed_at(api.api_base, api.gateway_url):
+            await client.login(TOKEN)
+            task = asyncio.get_running_loop().create_task(client.connect())
+            await asyncio.wait_for(ready.wait(), 10)
+            cached = client.get_guild(int(guild.id))
+            assert cached is not None and cached.chunked
+            assert cached.get_member(int(alice.id)).name == "alice"
+            await client.close()
+            await asyncio.wait_for(task, 10)
+        assert api.intents & INTENT_GUILD_MEMBERS
