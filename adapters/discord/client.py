@@ -69,6 +69,9 @@ class KlingClient(discord.Client):
     """A discord.py client with its command tree and the adapter's parts."""
 
     def __init__(self, *, guild_ready_timeout: float) -> None:
+        # The bot never joins voice: spare the log discord.py's warnings about voice libraries.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(

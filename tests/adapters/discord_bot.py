@@ -42,8 +42,10 @@ class DiscordBot:
     async def answered(self, interaction: Interaction) -> Message:
         """The message the interaction's answer ended in, once it is no longer "thinking"."""
         await self.api.wait_until(
-            lambda: interaction.original is not None
-            and (not interaction.original.loading or interaction.original.deleted)
+            lambda: (
+                interaction.original is not None
+                and (not interaction.original.loading or interaction.original.deleted)
+            )
         )
         assert interaction.original is not None
         return interaction.original

@@ -9,16 +9,20 @@ the tests wait on the stand-in's records and on the job runner going idle.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot.commands import UserRef
 from tests.adapters.discord_bot import TOKEN, discord_bot
 from tests.adapters.discord_standin import (
     CHANNEL_MESSAGE,
+    DEFERRED_CHANNEL_MESSAGE,
     MANAGE_GUILD,
     UPDATE_MESSAGE,
     DiscordStandIn,
 )
+from tests.e2e.video import probe
 
 PRICE_EN = """Kling 2.1 prices for a 5 s clip (10 credits = ¥1):
 • Standard · 720p · 20 credits (¥2.00) · ~45 s · needs an image
@@ -111,3 +115,148 @@ async def test_topup_needs_a_moderator(tmp_path, api, guild):
             assert done.ephemeral
             assert done.content.startswith("Added 10 credits (¥1.00) to Target"), done.content
             assert await bot.balance(target) == 10 * n
+
+
+PROMPT = "一个金属机器人专注地弹奏黑色钢琴，围绕主体运镜"
+NEEDS_IMAGE = (
+    "Standard and High Quality start from an image: send /gen with a photo to use them."
+    " Master also works from text alone."
+)
+NOT_YOURS = "This is not your quote. Send /gen to get your own."
+
+
+def jpeg_attachment(api):
+    from adapters.console.chat import sample_image
+
+    return api.attachment(sample_image(), "robot.jpg", content_type="image/jpeg")
+
+
+async def test_gen_with_a_picture_to_a_clip_in_the_channel(bot, api, guild, tmp_path):
+    alice = guild.add_member("alice")
+    bob = guild.add_member("bob")
+    await bot.fund(alice, 100)
+    channel = guild.text_channels[0]
+
+    asked = alice.slash("gen", {"prompt": PROMPT}, attachments={"image": jpeg_attachment(api)})
+    quote = await bot.answered(asked)
+    assert asked.ack_type == DEFERRED_CHANNEL_MESSAGE  # deferred at once
+    assert not quote.ephemeral and quote.channel is channel
+    assert quote.content == (
+        f"🎬 Quote for a 5 s clip of “{PROMPT}”. Pick a tier:\n"
+        "Your balance: 100 credits (¥10.00). Credits are held when you press a tier and only"
+        " spent when the clip is made.\n"
+        "This quote is valid for 10 min."
+    )
+    assert quote.labels() == [
+        "Standard · 720p · 20 credits (¥2.00) · ~1 s",
+        "High Quality · 1080p · 35 credits (¥3.50) · ~1 s",
+        "Master · 1080p · 100 credits (¥10.00) · ~1 s",
+        "Cancel",
+    ]
+    quote_id = quote.button("Standard")["custom_id"].split(":")[2]
+    assert quote.button("High Quality")["custom_id"] == f"kb:tier:{quote_id}:high_quality"
+    assert len(api.downloads) == 1
+
+    # Bob may see Alice's quote, but not use it.
+    refused = bob.press(quote, "High Quality")
+    answer = await bot.answered(refused)
+    assert answer.content == NOT_YOURS and answer.ephemeral
+    assert quote.labels()[-1] == "Cancel"  # unchanged
+
+    pressed = alice.press(quote, "High Quality")
+    await api.wait_acknowledged(pressed)
+    assert pressed.ack_type == UPDATE_MESSAGE
+    match = re.fullmatch(
+        r"✅ High Quality chosen: 35 credits \(¥3\.50\) held for job ([0-9a-f]{8})\.",
+        quote.content,
+    )
+    assert match and quote.labels() == []
+    job = match.group(1)
+
+    def posted(predicate):
+        return [m for m in api.messages_in(channel) if m.via == "channel" and predicate(m)]
+
+    await api.wait_until(lambda: posted(lambda m: m.attachments), timeout=60)
+    [status] = posted(lambda m: m.content.startswith(("⏳", "🎬", "✅")) and not m.attachments)
+    assert status.edited_by and set(status.edited_by) == {"channel"}
+    assert status.edits[0].content.startswith(f"🎬 High Quality · 5 s · job {job} · generating\n")
+    [delivered] = posted(lambda m: m.attachments)
+    assert delivered.content == (
+        f"{alice.mention} 🎞️ High Quality · 1080p · 5 s · 35 credits (¥3.50) · job {job}"
+    )
+    mentions = delivered.allowed_mentions
+    assert mentions["parse"] == [] and [str(u) for u in mentions["users"]] == [alice.id]
+    assert delivered.labels() == ["🎲 Reroll", "🔁 Other tier"]
+    [upload] = delivered.attachments
+    clip_file = tmp_path / "delivered.mp4"
+    clip_file.write_bytes(upload.data)
+    clip = probe(clip_file)
+    assert (clip.codec, clip.width, clip.height) == ("h264", 1440, 1080)
+
+    await bot.settle()
+    await api.wait_until(lambda: status.content.startswith("✅"))
+    assert re.fullmatch(
+        rf"✅ High Quality · job {job} · done in \d+:\d\d · 35 credits \(¥3\.50\) paid",
+        status.content,
+    )
+    assert await bot.balance(alice) == 65
+    [record] = await bot.deps.generation.store.jobs_of(UserRef("discord", alice.id), 5)
+    assert (record.state, record.delivery) == ("delivered", "uploaded")
+
+    # Reroll: the same image and tier, quoted afresh for Alice only to use.
+    again = alice.press(delivered, "🎲 Reroll")
+    requote = await bot.answered(again)
+    assert not requote.ephemeral
+    assert requote.labels() == ["High Quality · 1080p · 35 credits (¥3.50) · ~1 s", "Cancel"]
+
+
+async def test_text_only_gen_offers_only_master(bot, api, guild):
+    alice = guild.add_member("alice")
+    quote = await bot.answered(alice.slash("gen", {"prompt": "a paper boat on a pond"}))
+    assert quote.labels() == [
+        "Master · 1080p · 100 credits (¥10.00) · not enough credits",
+        "Cancel",
+    ]
+    assert NEEDS_IMAGE in quote.content.splitlines()
+    assert api.downloads == []
+
+
+async def test_an_attachment_over_the_limit_is_refused_before_download(bot, api, guild):
+    alice = guild.add_member("alice")
+    big = api.attachment(
+        b"\xff\xd8\xff" + bytes(64), "huge.jpg", content_type="image/jpeg", size=12 * 1024 * 1024
+    )
+    asked = alice.slash("gen", {"prompt": "a cat"}, attachments={"image": big})
+    answer = await bot.answered(asked)
+    assert asked.ack_type == CHANNEL_MESSAGE and answer.ephemeral
+    assert answer.content == (
+        "That image is 12.0 MB, over the 10 MB limit. Send a smaller JPG or PNG"
+        " (saving it at a lower quality or size usually does it)."
+    )
+    gif = api.attachment(b"GIF89a" + bytes(64), "cat.gif", content_type="image/gif")
+    answer = await bot.answered(alice.slash("gen", {"prompt": "a cat"}, attachments={"image": gif}))
+    assert answer.ephemeral and answer.content.startswith("That looks like a GIF.")
+    assert api.downloads == []
+
+
+async def test_a_restart_between_quote_and_press_still_honours_the_button(tmp_path, api, guild):
+    alice = guild.add_member("alice")
+    async with discord_bot(tmp_path, api, guild) as first:
+        await first.fund(alice, 100)
+        quote = await first.answered(
+            alice.slash("gen", {"prompt": PROMPT}, attachments={"image": jpeg_attachment(api)})
+        )
+    syncs = len(api.command_syncs)
+    async with discord_bot(tmp_path, api, guild) as second:
+        assert len(api.command_syncs) == syncs  # same definitions: no sync on restart
+        pressed = alice.press(quote, "Standard")
+        await api.wait_acknowledged(pressed)
+        assert pressed.ack_type == UPDATE_MESSAGE
+        assert quote.content.startswith("✅ Standard chosen: 20 credits (¥2.00) held for job ")
+        channel = guild.text_channels[0]
+        await api.wait_until(
+            lambda: any(m.attachments for m in api.messages_in(channel) if m.via == "channel"),
+            timeout=60,
+        )
+        await second.settle()
+        assert await second.balance(alice) == 80
