@@ -109,6 +109,8 @@ MAX_ROW_ITEMS = 5
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 COMPONENTS_V2 = 1 << 15
+SUPPRESS_EMBEDS = 1 << 2
+EDITABLE_FLAGS = SUPPRESS_EMBEDS | COMPONENTS_V2
 
 # permission bits (a subset)
 ADMINISTRATOR = 1 << 3
@@ -127,7 +129,11 @@ MEMBER_PERMISSIONS = (
 )  # fmt: skip
 """What @everyone may do in a new guild (the part that matters here); the bot's role too."""
 
-# gateway intents that need a switch in the developer portal
+# gateway intents
+INTENT_GUILDS = 1 << 0
+INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_DIRECT_MESSAGES = 1 << 12
+# ...and those that need a switch in the developer portal
 INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_MESSAGE_CONTENT = 1 << 15
@@ -454,7 +460,7 @@ class Channel:
         self.postable, self.visible = post, view
         event = "THREAD_UPDATE" if self.is_thread else "CHANNEL_UPDATE"
         if self.guild is not None:
-            self.api._dispatch_event(event, self.payload())
+            self.api._dispatch_event(event, self.payload(), INTENT_GUILDS)
 
     @property
     def upload_limit(self) -> int:
@@ -550,14 +556,15 @@ class Guild:
     def add_role(self, name: str, permissions: int = 0) -> Role:
         role = Role(self.api.snowflake(), name, permissions, position=len(self.roles))
         self.roles[role.id] = role
-        self.api._dispatch_event("GUILD_ROLE_CREATE", {"guild_id": self.id, "role": role.payload()})
+        payload = {"guild_id": self.id, "role": role.payload()}
+        self.api._dispatch_event("GUILD_ROLE_CREATE", payload, INTENT_GUILDS)
         return role
 
     def add_channel(self, name: str, *, postable: bool = True) -> Channel:
         channel = Channel(self.api, self.api.snowflake(), name, GUILD_TEXT, self, postable=postable)
         self.channels[channel.id] = channel
         self.api.channels[channel.id] = channel
-        self.api._dispatch_event("CHANNEL_CREATE", channel.payload())
+        self.api._dispatch_event("CHANNEL_CREATE", channel.payload(), INTENT_GUILDS)
         return channel
 
     def add_thread(self, parent: Channel, name: str, *, private: bool = False) -> Channel:
@@ -565,7 +572,8 @@ class Guild:
         thread = Channel(self.api, self.api.snowflake(), name, kind, self, parent=parent)
         self.channels[thread.id] = thread
         self.api.channels[thread.id] = thread
-        self.api._dispatch_event("THREAD_CREATE", thread.payload() | {"newly_created": True})
+        payload = thread.payload() | {"newly_created": True}
+        self.api._dispatch_event("THREAD_CREATE", payload, INTENT_GUILDS)
         return thread
 
     def add_member(
@@ -901,8 +909,9 @@ class DiscordStandIn:
         self.sessions: list[GatewaySession] = []
         self.heartbeats = 0
         self.ready = False
-        """Whether the current session got READY and every GUILD_CREATE."""
+        """Whether READY and every GUILD_CREATE were sent to the current session."""
         self._files: dict[str, StoredFile] = {}
+        self._by_token: dict[str, Interaction] = {}
         self._failures: list[Failure] = []
         self.connections: list[dict[str, Any]] = []
         """Each websocket opened: its ``path`` (``/`` or ``/resume``) and ``compress`` mode."""
@@ -1035,7 +1044,8 @@ class DiscordStandIn:
     def delete_message(self, message: Message) -> None:
         """A moderator deletes ``message``: later edits of it answer 404 10008."""
         message.deleted = True
-        self._dispatch_event("MESSAGE_DELETE", self._delete_event(message))
+        intent = INTENT_DIRECT_MESSAGES if message.channel.guild is None else INTENT_GUILD_MESSAGES
+        self._dispatch_event("MESSAGE_DELETE", self._delete_event(message), intent)
         self._notify_soon()
 
     # --- what tests read --------------------------------------------------------------------
@@ -1079,8 +1089,14 @@ class DiscordStandIn:
                 return False
             return where is None or where(call)
 
+        found: list[ApiCall] = []
+        scanned = since
+
         def enough() -> bool:
-            return sum(1 for call in self.calls[since:] if matches(call)) >= count
+            nonlocal scanned
+            found.extend(call for call in self.calls[scanned:] if matches(call))  # new calls only
+            scanned = len(self.calls)
+            return len(found) >= count
 
         try:
             await self.wait_until(enough, timeout=timeout)
@@ -1089,7 +1105,7 @@ class DiscordStandIn:
                 f"  {c.route} -> {c.status} {c.code or ''}" for c in self.calls[since:]
             )
             raise AssertionError(f"no call {route!r} within {timeout}s; saw:\n{seen}") from None
-        return [call for call in self.calls[since:] if matches(call)][count - 1]
+        return found[count - 1]
 
     async def wait_until(self, condition: Callable[[], bool], *, timeout: float = 10.0) -> None:
         """Wait until ``condition()`` holds; it is checked after every change the stand-in sees."""
@@ -1297,6 +1313,7 @@ class DiscordStandIn:
 
     def _push_interaction(self, interaction: Interaction) -> Interaction:
         self.interactions[interaction.id] = interaction
+        self._by_token[interaction.token] = interaction
         self._dispatch_event("INTERACTION_CREATE", interaction.payload)
         self._notify_soon()
         return interaction
@@ -1311,9 +1328,10 @@ class DiscordStandIn:
 
     # --- the gateway ------------------------------------------------------------------------
 
-    def _dispatch_event(self, name: str, data: dict[str, Any]) -> None:
+    def _dispatch_event(self, name: str, data: dict[str, Any], intent: int = 0) -> None:
+        """Send an event to the current session, if it asked for ``intent`` (0: always sent)."""
         session = self.session
-        if session is None:
+        if session is None or (intent and not session.intents & intent):
             return
         session.seq += 1
         event = {"op": 0, "t": name, "s": session.seq, "d": data}
@@ -1390,7 +1408,8 @@ class DiscordStandIn:
         self._dispatch_event("READY", ready)
         with_members = bool(intents & INTENT_GUILD_MEMBERS)
         for guild in self.guilds.values():
-            self._dispatch_event("GUILD_CREATE", guild.payload(with_members=with_members))
+            payload = guild.payload(with_members=with_members)
+            self._dispatch_event("GUILD_CREATE", payload, INTENT_GUILDS)
         self.ready = True
         return session
 
@@ -1745,9 +1764,7 @@ class DiscordStandIn:
         params = request.call.params
         if params["application_id"] != self.application_id:
             raise DiscordError(10015)
-        interaction = next(
-            (i for i in self.interactions.values() if i.token == params["token"]), None
-        )
+        interaction = self._by_token.get(params["token"])
         if interaction is None or self.now() - interaction.created_at > self.token_lifetime_s:
             raise DiscordError(50027)
         if not interaction.acknowledged:
@@ -1768,19 +1785,14 @@ class DiscordStandIn:
     async def _followup(self, request: _Request) -> Any:
         interaction = self._webhook_interaction(request)
         data = request.call.json or {}
+        _check_content(data, request.files, interaction.attachment_size_limit, [], creating=True)
         original = interaction.original
         if original is not None and original.loading and not original.deleted:
-            # The first follow-up after a deferred reply resolves its "thinking" message.
-            _check_content(
-                data, request.files, interaction.attachment_size_limit, [], creating=True
-            )
-            data = {**data, "flags": original.flags & ~LOADING}
+            # The first follow-up after a deferred reply resolves its "thinking" message, which
+            # stays as private or public as the defer made it (Discord keeps this for old bots).
             self._apply_edit(original, data, request.files, "interaction", interaction)
             message = original
         else:
-            _check_content(
-                data, request.files, interaction.attachment_size_limit, [], creating=True
-            )
             message = self._new_message(
                 interaction.channel, data, request.files, "interaction", interaction
             )
@@ -1798,7 +1810,6 @@ class DiscordStandIn:
         message = self._webhook_message(request, interaction)
         data = request.call.json or {}
         _check_content(data, request.files, interaction.attachment_size_limit, [], creating=False)
-        data = {key: value for key, value in data.items() if key != "flags"}
         self._apply_edit(message, data, request.files, "interaction", interaction)
         return message.payload(self)
 
@@ -1859,7 +1870,6 @@ class DiscordStandIn:
         message = self._channel_message(request, channel)
         data = request.call.json or {}
         _check_content(data, request.files, channel.upload_limit, [], creating=False)
-        data = {key: value for key, value in data.items() if key != "flags"}
         self._apply_edit(message, data, request.files, "channel", None)
         return message.payload(self)
 
@@ -1946,8 +1956,9 @@ class DiscordStandIn:
             message.embeds = data["embeds"] or []
         if "allowed_mentions" in data:
             message.allowed_mentions = data["allowed_mentions"]
-        if "flags" in data:
-            message.flags = int(data["flags"] or 0)
+        if "flags" in data:  # an edit may change only these; ephemeral stays as it was made
+            new = int(data["flags"] or 0)
+            message.flags = (message.flags & ~EDITABLE_FLAGS) | (new & EDITABLE_FLAGS)
         message.flags &= ~LOADING  # any edit resolves a deferred reply
         if "attachments" in data:
             kept = {str(a.get("id")) for a in data["attachments"] or []}

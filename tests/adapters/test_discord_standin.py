@@ -22,6 +22,7 @@ from discord.webhook.async_ import async_context, interaction_response_params
 
 from tests.adapters.discord_standin import (
     ACK_DEADLINE_S,
+    ADMINISTRATOR,
     DEFAULT_UPLOAD_LIMIT,
     EPHEMERAL,
     INTENT_GUILD_MEMBERS,
@@ -555,3 +556,58 @@ async def test_the_members_intent_works_once_enabled() -> None:
             await client.close()
             await asyncio.wait_for(task, 10)
         assert api.intents & INTENT_GUILD_MEMBERS
+
+
+async def test_follow_ups_are_edited_and_deleted_by_id_and_keep_the_defers_privacy(
+    api: DiscordStandIn, guild: Guild, bot: BareBot
+) -> None:
+    interaction = guild.add_member("alice").slash("hold")
+    held = await bot.next_held()
+    await held.response.defer(ephemeral=True, thinking=True)
+    assert interaction.original is not None and interaction.original.loading
+    resolved = await held.followup.send("public?", ephemeral=False, wait=True)
+    assert resolved.flags.ephemeral and not interaction.original.loading  # the defer decided
+    extra = await held.followup.send("a second one", wait=True)
+    await held.followup.edit_message(extra.id, content="second, edited")
+    [followup] = interaction.followups
+    assert followup.content == "second, edited" and followup.edited_by == ["interaction"]
+    await held.followup.delete_message(extra.id)
+    assert followup.deleted
+    with pytest.raises(discord.NotFound) as gone:
+        await held.followup.edit_message(extra.id, content="again")
+    assert gone.value.code == 10008
+    await held.delete_original_response()
+    assert interaction.original.deleted
+
+
+async def test_upload_limits_follow_the_guild_boost_level(api: DiscordStandIn) -> None:
+    boosted = api.add_guild("Boosted", premium_tier=2)
+    plain = api.add_guild("Plain")
+    member = boosted.add_member("alice")
+    assert member.slash("hold").payload["attachment_size_limit"] == 50 * 1024 * 1024
+    assert plain.add_member("bob").slash("hold").payload["attachment_size_limit"] == (
+        DEFAULT_UPLOAD_LIMIT
+    )
+    assert boosted.text_channels[0].upload_limit == 50 * 1024 * 1024
+
+
+async def test_command_options_carry_resolved_members_and_attachments(api: DiscordStandIn) -> None:
+    guild = api.add_guild()
+    admins = guild.add_role("Admins", permissions=ADMINISTRATOR)
+    moderator = guild.add_member("mod", roles=[admins])
+    target = guild.add_member("alice")
+    picture = api.attachment(b"png", "a.png", content_type="image/png", size=42)
+    interaction = moderator.slash("topup", {"user": target, "credits": 100, "image": picture})
+    data = interaction.payload["data"]
+    assert [(o["name"], o["type"]) for o in data["options"]] == [
+        ("user", 6),
+        ("credits", 4),
+        ("image", 11),
+    ]
+    assert interaction.options == {"user": target.id, "credits": 100, "image": picture.id}
+    assert data["resolved"]["users"][target.id]["username"] == "alice"
+    assert "user" not in data["resolved"]["members"][target.id]
+    assert data["resolved"]["attachments"][picture.id]["size"] == 42
+    permissions = int(interaction.payload["member"]["permissions"])
+    assert permissions & ADMINISTRATOR and permissions & MANAGE_GUILD
+    assert interaction.payload["member"]["roles"] == [admins.id]
