@@ -450,6 +450,8 @@ class Channel:
     """Whether the bot may post here; False answers 403 50013 Missing Permissions."""
     visible: bool = True
     """Whether the bot may see the channel at all; False answers 403 50001 Missing Access."""
+    upload_limit_override: int | None = None
+    """A lower (or higher) upload limit for this channel and its threads, for tests."""
 
     @property
     def is_thread(self) -> bool:
@@ -464,7 +466,11 @@ class Channel:
 
     @property
     def upload_limit(self) -> int:
-        """Bytes of files one channel post may carry."""
+        """Bytes of files one post may carry; interactions here announce it too."""
+        if self.upload_limit_override is not None:
+            return self.upload_limit_override
+        if self.parent is not None:
+            return self.parent.upload_limit
         if self.guild is None:
             return DEFAULT_UPLOAD_LIMIT
         return PREMIUM_UPLOAD_LIMITS.get(self.guild.premium_tier, DEFAULT_UPLOAD_LIMIT)
@@ -560,8 +566,11 @@ class Guild:
         self.api._dispatch_event("GUILD_ROLE_CREATE", payload, INTENT_GUILDS)
         return role
 
-    def add_channel(self, name: str, *, postable: bool = True) -> Channel:
+    def add_channel(
+        self, name: str, *, postable: bool = True, upload_limit: int | None = None
+    ) -> Channel:
         channel = Channel(self.api, self.api.snowflake(), name, GUILD_TEXT, self, postable=postable)
+        channel.upload_limit_override = upload_limit
         self.channels[channel.id] = channel
         self.api.channels[channel.id] = channel
         self.api._dispatch_event("CHANNEL_CREATE", channel.payload(), INTENT_GUILDS)
@@ -749,10 +758,17 @@ class Member:
         return self.api._push_command(self, channel, name, values, locale, attachment_size_limit)
 
     def press(
-        self, message: Message, label_or_custom_id: str, *, locale: str | None = None
+        self,
+        message: Message,
+        label_or_custom_id: str,
+        *,
+        locale: str | None = None,
+        attachment_size_limit: int | None = None,
     ) -> Interaction:
         """Press a button of ``message`` (by custom_id, or the label it starts with)."""
-        return self.api._push_press(self, message, label_or_custom_id, locale)
+        return self.api._push_press(
+            self, message, label_or_custom_id, locale, attachment_size_limit
+        )
 
     def _default_channel(self) -> Channel:
         if self.guild is not None and self.guild.text_channels:
@@ -1279,7 +1295,12 @@ class DiscordStandIn:
         return self._push_interaction(interaction)
 
     def _push_press(
-        self, member: Member, message: Message, label: str, locale: str | None
+        self,
+        member: Member,
+        message: Message,
+        label: str,
+        locale: str | None,
+        size_limit: int | None,
     ) -> Interaction:
         if message.deleted:
             raise AssertionError(f"message {message.id} was deleted; nobody can press it")
@@ -1292,7 +1313,7 @@ class DiscordStandIn:
             raise AssertionError(f"button {button.get('label')!r} is a link")
         data = {"custom_id": button["custom_id"], "component_type": 2}
         channel = message.channel
-        limit = channel.upload_limit
+        limit = size_limit or channel.upload_limit
         iid, token, payload = self._interaction_payload(
             member, channel, MESSAGE_COMPONENT, data, locale, limit
         )

@@ -400,6 +400,10 @@ async def test_a_deferred_press_then_an_edit_of_the_pressed_message(
     assert await asyncio.wait_for(bot.pressed.get(), 10) == "two"
     assert press.ack_type == 6
     assert press.original is command.original
+    assert press.payload["attachment_size_limit"] == DEFAULT_UPLOAD_LIMIT
+    smaller = alice.press(command.original, "choice:two", attachment_size_limit=1000)
+    assert await asyncio.wait_for(bot.pressed.get(), 10) == "two"
+    assert smaller.payload["attachment_size_limit"] == 1000
 
 
 async def test_an_attachment_is_declared_then_downloaded(
@@ -589,6 +593,10 @@ async def test_upload_limits_follow_the_guild_boost_level(api: DiscordStandIn) -
         DEFAULT_UPLOAD_LIMIT
     )
     assert boosted.text_channels[0].upload_limit == 50 * 1024 * 1024
+    small = boosted.add_channel("small", upload_limit=1000)
+    thread = boosted.add_thread(small, "in small")
+    assert member.slash("hold", channel=thread).payload["attachment_size_limit"] == 1000
+    assert member.slash("hold", channel=small, attachment_size_limit=5).attachment_size_limit == 5
 
 
 async def test_command_options_carry_resolved_members_and_attachments(api: DiscordStandIn) -> None:
