@@ -13,7 +13,9 @@ status, posted by the outbox), everything else only to the caller
 Discord's 3 seconds: ``/gen`` defers at once (after checking the
 attachment's declared size and type, which needs no request). Other
 commands and button presses answer directly, and defer only if the core has
-not answered within :data:`ACK_BUDGET_S`.
+not answered within :data:`ACK_BUDGET_S`; a press in a channel where the bot
+may not post defers first, because the job's messages will then go through
+the press's interaction token, which Discord honours only once acknowledged.
 """
 
 from __future__ import annotations
@@ -139,6 +141,16 @@ class Responder:
             await self.interaction.response.defer()
 
 
+def bot_can_post(interaction: discord.Interaction) -> bool:
+    """Discord says the bot may post in the interaction's channel (always true in DMs)."""
+    if interaction.guild_id is None:
+        return True
+    permissions = interaction.app_permissions
+    if isinstance(interaction.channel, discord.Thread):
+        return permissions.send_messages_in_threads
+    return permissions.send_messages
+
+
 class Handlers:
     """The adapter's interaction handlers, with what they need passed in."""
 
@@ -219,6 +231,10 @@ class Handlers:
             caller = self.caller(interaction)
             self.facts.saw(interaction)
             responder = Responder(interaction, public=True, component=True)
+            if not bot_can_post(interaction):
+                # Job messages will go through this interaction's token, which works
+                # only once the interaction is acknowledged: acknowledge first.
+                await responder.defer()
             replies = await responder.in_time(
                 respond_to_action(
                     action, caller, self.deps, request_id=f"discord:button:{interaction.id}"

@@ -18,6 +18,7 @@ from adapters.discord import DiscordAdapter, build_client, running
 from app.bootstrap import open_core
 from bot.commands import UserRef
 from bot.deps import Deps
+from bot.providers.base import Provider
 from tests.adapters.discord_standin import DiscordStandIn, Guild, Interaction, Member, Message
 from tests.e2e.conftest import fast_settings
 
@@ -65,7 +66,12 @@ class DiscordBot:
 
 @asynccontextmanager
 async def discord_bot(
-    tmp_path: Path, api: DiscordStandIn, guild: Guild | None = None, **overrides
+    tmp_path: Path,
+    api: DiscordStandIn,
+    guild: Guild | None = None,
+    *,
+    provider: Provider | None = None,
+    **overrides,
 ) -> AsyncIterator[DiscordBot]:
     """The production client connected to the stand-in, with the job runner started."""
     values = dict(
@@ -76,7 +82,7 @@ async def discord_bot(
     )
     values.update(overrides)
     settings = fast_settings(tmp_path, **values)
-    async with open_core(settings) as deps:
+    async with open_core(settings, provider=provider) as deps:
         client = build_client(settings, deps, guild_ready_timeout=0.05)
         async with running(client) as adapter:
             await deps.generation.runner.start()

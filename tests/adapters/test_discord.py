@@ -9,6 +9,7 @@ the tests wait on the stand-in's records and on the job runner going idle.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -22,6 +23,7 @@ from tests.adapters.discord_standin import (
     UPDATE_MESSAGE,
     DiscordStandIn,
 )
+from tests.e2e.scripted_provider import Script, ScriptedProvider, render_tiny_clip
 from tests.e2e.video import probe
 
 PRICE_EN = """Kling 2.1 prices for a 5 s clip (10 credits = ¥1):
@@ -260,3 +262,78 @@ async def test_a_restart_between_quote_and_press_still_honours_the_button(tmp_pa
         )
         await second.settle()
         assert await second.balance(alice) == 80
+
+
+@pytest.fixture
+def gate():
+    return asyncio.Event()
+
+
+@pytest.fixture
+def provider(tmp_path, gate):
+    """A video service whose jobs wait, mid-render, until the test opens the gate."""
+    clip = render_tiny_clip(tmp_path / "tiny.mp4")
+    return ScriptedProvider(clip, Script(progress=(40,), gate=gate))
+
+
+async def test_a_job_that_outlives_its_interaction_token_still_delivers(
+    tmp_path, api, guild, gate, provider
+):
+    api.token_lifetime_s = 60  # Discord's 15 minutes, shortened
+    alice = guild.add_member("alice")
+    channel = guild.text_channels[0]
+    async with discord_bot(tmp_path, api, guild, provider=provider) as bot:
+        await bot.fund(alice, 100)
+        quote = await bot.answered(alice.slash("gen", {"prompt": "a paper boat"}))
+        pressed = alice.press(quote, "Master")
+        await api.wait_acknowledged(pressed)
+        await provider.until(lambda: provider.is_blocked("a paper boat"))
+        api.advance(61)  # every interaction token so far is dead
+        gate.set()
+        await bot.settle()
+        [record] = await bot.deps.generation.store.jobs_of(UserRef("discord", alice.id), 5)
+        assert (record.state, record.delivery) == ("delivered", "uploaded")
+        status, delivered = [m for m in api.messages_in(channel) if m.via == "channel"]
+        assert status.content.startswith("✅ Master · job ")
+        assert status.edited_by and set(status.edited_by) == {"channel"}
+        assert delivered.attachments and delivered.content.startswith(alice.mention)
+        assert not [call for call in api.calls if call.code == 50027]
+        assert await bot.balance(alice) == 0
+
+
+async def test_a_channel_closed_to_the_bot_gets_the_clip_by_another_route(
+    tmp_path, api, guild, gate, provider
+):
+    closed = guild.add_channel("announcements", postable=False)
+    alice = guild.add_member("alice")
+    async with discord_bot(tmp_path, api, guild, provider=provider) as bot:
+        await bot.fund(alice, 200)
+        # While the press's token lives, job messages go through it (no channel permission needed).
+        quote = await bot.answered(alice.slash("gen", {"prompt": "first"}, channel=closed))
+        pressed = alice.press(quote, "Master")
+        await api.wait_acknowledged(pressed)
+        await provider.until(lambda: provider.is_blocked("first"))
+        gate.set()
+        await bot.settle()
+        [status, delivered] = pressed.followups
+        assert status.content.startswith("✅ Master · job ")
+        assert delivered.attachments and delivered.content.startswith(alice.mention)
+        assert not [m for m in api.messages_in(closed) if m.via == "channel"]
+
+        # With every token dead too, the clip goes to the member's DMs.
+        gate.clear()
+        quote = await bot.answered(alice.slash("gen", {"prompt": "second"}, channel=closed))
+        pressed = alice.press(quote, "Master")
+        await api.wait_acknowledged(pressed)
+        await provider.until(lambda: provider.is_blocked("second"))
+        api.advance(16 * 60)
+        gate.set()
+        await bot.settle()
+        [dm] = api.messages_in(alice.dm_channel)
+        assert dm.attachments
+        assert dm.content.startswith(
+            "I can no longer post in the channel where you asked, so your video comes here.\n"
+            f"{alice.mention} 🎞️ Master"
+        )
+        jobs = await bot.deps.generation.store.jobs_of(UserRef("discord", alice.id), 5)
+        assert [(job.state, job.delivery) for job in jobs] == [("delivered", "uploaded")] * 2
