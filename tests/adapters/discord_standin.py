@@ -62,6 +62,52 @@ Other facts worth knowing when testing against it:
   authenticates them by the interaction token); every other REST route
   checks ``Authorization: Bot <token>``.
 
+Test-facing API, in brief
+-------------------------
+* ``DiscordStandIn(token, *, now=None, ack_deadline_s=3, token_lifetime_s=900,
+  privileged_intents=0)``: ``async with``; ``api_base``, ``gateway_url``;
+  ``now()``, ``advance(seconds)``.
+* World: ``add_guild(name, *, premium_tier, locale, bot_permissions, channels)``
+  → ``Guild``; ``guild.add_channel(name, *, postable, upload_limit)``,
+  ``guild.add_thread(parent, name)``, ``guild.add_role(name, permissions)``,
+  ``guild.add_member(name, *, roles, owner, locale)`` → ``Member``;
+  ``add_user(name)`` for DMs only (``member.dm_channel``);
+  ``channel.set_bot_access(post=, view=)``; ``attachment(data, filename, *,
+  content_type, size)`` → ``StoredFile`` on the CDN. Added while the bot is
+  connected, roles, channels and threads are announced over the gateway.
+* Members act: ``member.slash(name, options, *, channel, locale, attachments,
+  attachment_size_limit)`` and ``member.press(message, label_or_custom_id)``
+  push INTERACTION_CREATE and return the ``Interaction`` record
+  (``ack_type``, ``original``, ``followups``, ``edits``, ``payload``).
+  Interactions pushed while no bot is connected are never delivered (the
+  member would see "the application did not respond"); those pushed while it
+  is reconnecting are replayed on RESUME.
+* Reading: ``calls`` (``ApiCall``: ``route`` such as
+  ``"POST /channels/{channel_id}/messages"``, ``json``, ``files``,
+  ``status``, ``code``), ``of(route)``, ``messages`` / ``messages_in(channel)``
+  (``Message``: ``content``, ``components``, ``labels()``, ``attachments``
+  with bytes, ``flags``, ``ephemeral``, ``via``, ``edited_by``, ``deleted``),
+  ``interactions``, ``downloads``, ``command_syncs``, ``commands``,
+  ``command_creations``, ``sessions`` / ``intents`` / ``connections``.
+* Waiting: ``await wait_for(route or predicate, *, since, where, count)``,
+  ``await wait_until(condition)``, ``await wait_acknowledged(interaction)``.
+* Faults: ``fail_next(route, *, code=, status=, retry_after=, where=)``,
+  ``delete_message(message)``, ``await drop_connection()``,
+  ``request_reconnect()``.
+
+What it enforces, as Discord answers it (``{"code": N, "message": ...}``):
+a callback later than the deadline or for an unknown interaction 404 10062;
+a second acknowledgement 400 40060; a webhook call before the
+acknowledgement 404 10015, after the token's lifetime 401 50027; files over
+the limit (the interaction's ``attachment_size_limit``, or the channel's by
+boost level) 413 40005; content over 2000 characters, more than 5 rows or 5
+items a row, a custom_id over 100 or duplicated, a label over 80: 400 50035
+with the ``errors`` tree; an empty message 400 50006; a missing or wrong bot
+token 401 code 0; a deleted (or, on the channel routes, ephemeral) message
+404 10008; a channel the bot may not post in 403 50013, may not see 403
+50001; over 200 command creations a day in one scope 400 30034; privileged
+intents not enabled: gateway close 4014; a bad token on IDENTIFY: close 4004.
+
 It binds to 127.0.0.1 only.
 """
 
@@ -599,6 +645,8 @@ class Guild:
             self.owner_id = member.id
         self.members[member.id] = member
         self.api.users[member.id] = member
+        payload = member.member_payload() | {"guild_id": self.id}
+        self.api._dispatch_event("GUILD_MEMBER_ADD", payload, INTENT_GUILD_MEMBERS)
         return member
 
     def permissions_of(self, member: Member) -> int:
@@ -928,6 +976,8 @@ class DiscordStandIn:
         """Whether READY and every GUILD_CREATE were sent to the current session."""
         self._files: dict[str, StoredFile] = {}
         self._by_token: dict[str, Interaction] = {}
+        self.internal_errors: list[Exception] = []
+        """Bugs of the stand-in itself: answered 400 (not 500, which discord.py retries), raised at exit."""
         self._failures: list[Failure] = []
         self.connections: list[dict[str, Any]] = []
         """Each websocket opened: its ``path`` (``/`` or ``/resume``) and ``compress`` mode."""
@@ -953,11 +1003,13 @@ class DiscordStandIn:
         await web.SockSite(self._runner, sock).start()
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         for connection in list(self._open):
             await connection.close(1001)
         assert self._runner is not None
         await self._runner.cleanup()
+        if self.internal_errors and exc_type is None:
+            raise AssertionError("the stand-in failed") from self.internal_errors[0]
 
     @property
     def api_base(self) -> str:
@@ -1560,6 +1612,11 @@ class DiscordStandIn:
             call.status, call.code = error.status, error.code
             await self._record(call)
             return _json(error.body(), status=error.status)
+        except Exception as error:  # a bug of the stand-in: fail the test, not just the call
+            self.internal_errors.append(error)
+            call.status = 500
+            await self._record(call)
+            return _json({"message": f"stand-in error: {error!r}", "code": 0}, status=400)
         if call.result is None:
             call.status = 204
             await self._record(call)
