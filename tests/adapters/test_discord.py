@@ -241,15 +241,18 @@ async def test_an_attachment_over_the_limit_is_refused_before_download(bot, api,
     assert api.downloads == []
 
 
-async def test_a_restart_between_quote_and_press_still_honours_the_button(tmp_path, api, guild):
+async def test_a_restart_between_quote_and_press_still_honours_the_button(
+    tmp_path, api, guild, gate, provider
+):
     alice = guild.add_member("alice")
-    async with discord_bot(tmp_path, api, guild) as first:
+    gate.set()
+    async with discord_bot(tmp_path, api, guild, provider=provider) as first:
         await first.fund(alice, 100)
         quote = await first.answered(
             alice.slash("gen", {"prompt": PROMPT}, attachments={"image": jpeg_attachment(api)})
         )
     syncs = len(api.command_syncs)
-    async with discord_bot(tmp_path, api, guild) as second:
+    async with discord_bot(tmp_path, api, guild, provider=provider) as second:
         assert len(api.command_syncs) == syncs  # same definitions: no sync on restart
         pressed = alice.press(quote, "Standard")
         await api.wait_acknowledged(pressed)
@@ -337,3 +340,63 @@ async def test_a_channel_closed_to_the_bot_gets_the_clip_by_another_route(
         )
         jobs = await bot.deps.generation.store.jobs_of(UserRef("discord", alice.id), 5)
         assert [(job.state, job.delivery) for job in jobs] == [("delivered", "uploaded")] * 2
+
+
+async def test_a_clip_over_the_upload_limit_becomes_a_notice(tmp_path, api, guild, gate, provider):
+    small = guild.add_channel("small-uploads", upload_limit=1_000)
+    alice = guild.add_member("alice")
+    gate.set()
+    async with discord_bot(tmp_path, api, guild, provider=provider) as bot:
+        await bot.fund(alice, 100)
+        await _deliver_too_large(bot, api, small, alice)
+
+
+async def _deliver_too_large(bot, api, small, alice):
+    quote = await bot.answered(
+        alice.slash(
+            "gen", {"prompt": PROMPT}, channel=small, attachments={"image": jpeg_attachment(api)}
+        )
+    )
+    pressed = alice.press(quote, "Standard")
+    await api.wait_acknowledged(pressed)
+    await bot.settle()
+    posts = [m for m in api.messages_in(small) if m.via == "channel"]
+    notice = posts[-1]
+    assert not notice.attachments
+    assert notice.content.startswith(f"{alice.mention} 🎞️ Standard · 720p · 5 s")
+    assert (
+        re.search(
+            r"This clip is \d+\.\d MB, over the 0\.0190735 MB a bot may upload here", notice.content
+        )
+        or "a bot may upload here" in notice.content
+    )
+    assert notice.labels() == ["🎲 Reroll", "🔁 Other tier"]
+    assert not [call for call in api.calls if call.code == 40005]
+    [record] = await bot.deps.generation.store.jobs_of(UserRef("discord", alice.id), 5)
+    assert (record.state, record.delivery) == ("delivered", "too_large")
+    assert await bot.balance(alice) == 80  # paid for: the clip exists and is kept
+
+
+async def test_threads_and_dms_work_like_channels(tmp_path, api, guild, gate, provider):
+    gate.set()
+    async with discord_bot(tmp_path, api, guild, provider=provider) as bot:
+        await _thread_and_dm(bot, api, guild)
+
+
+async def _thread_and_dm(bot, api, guild):
+    thread = guild.add_thread(guild.text_channels[0], "robots")
+    alice = guild.add_member("alice")
+    await bot.fund(alice, 100)
+    asked = alice.slash("gen", {"prompt": "a robot waves"}, channel=thread)
+    quote = await bot.answered(asked)
+    assert quote.channel is thread
+    await api.wait_acknowledged(alice.press(quote, "Master"))
+    await bot.settle()
+    delivered = [m for m in api.messages_in(thread) if m.attachments]
+    assert len(delivered) == 1 and delivered[0].via == "channel"
+
+    carol = api.add_user("carol")
+    answer = await bot.answered(carol.slash("price"))
+    assert answer.channel is carol.dm_channel and answer.content == PRICE_EN
+    refused = await bot.answered(carol.slash("topup", {"user": carol, "credits": 5}))
+    assert refused.content == NOT_MODERATOR
