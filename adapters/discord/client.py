@@ -198,6 +198,7 @@ async def _connected(
         log.info("Discord bot %s is up (%d servers)", client.user, len(client.guilds))
         yield
     finally:
+        await adapter.handlers.drain()
         await adapter.outbox.drain()
         await client.close()
         if connection is not None:

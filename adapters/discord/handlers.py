@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TypeVar
 
@@ -168,6 +169,26 @@ class Handlers:
         self.moderator_role = moderator_role
         self.secrets = secrets
         self.ack_budget_s = ack_budget_s
+        self._active: set[asyncio.Task] = set()
+
+    @contextmanager
+    def _tracked(self) -> Iterator[None]:
+        """Count the running handler as in flight until it returns (see :meth:`drain`)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._active.add(task)
+        try:
+            yield
+        finally:
+            self._active.discard(task)  # type: ignore[arg-type]
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """At shutdown: let handlers in flight finish their answers (within ``timeout``)."""
+        tasks = [task for task in self._active if task is not asyncio.current_task()]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            if late:
+                log.warning("%d interactions still unanswered at shutdown", len(late))
 
     def caller(self, interaction: discord.Interaction) -> Caller:
         """The core's caller for this interaction (moderator rights included)."""
@@ -180,17 +201,19 @@ class Handlers:
 
     async def command(self, interaction: discord.Interaction, line: str) -> None:
         """Any slash command but ``/gen``: its options as a command line, answered privately."""
+        with self._tracked():
+            await self._command(interaction, line)
+
+    async def _command(self, interaction: discord.Interaction, line: str) -> None:
         caller = self.caller(interaction)
         responder = Responder(interaction, public=False)
-        replies = await responder.in_time(
-            respond(
-                lambda: parse_command(line),
-                caller,
-                self.deps,
-                request_id=f"discord:{interaction.id}",
-            ),
-            self.ack_budget_s,
+        answer = respond(
+            lambda: parse_command(line), caller, self.deps, request_id=f"discord:{interaction.id}"
         )
+        if line.startswith("/price"):
+            replies = await answer  # read-only and instant: no deadline guard needed
+        else:
+            replies = await responder.in_time(answer, self.ack_budget_s)
         await responder.show(self.rendered(replies, caller))
 
     async def gen(
@@ -202,6 +225,17 @@ class Handlers:
         negative: str | None,
     ) -> None:
         """``/gen``: check the attachment, defer, download, quote publicly."""
+        with self._tracked():
+            await self._gen(interaction, prompt, image, duration, negative)
+
+    async def _gen(
+        self,
+        interaction: discord.Interaction,
+        prompt: str,
+        image: discord.Attachment | None,
+        duration: int | None,
+        negative: str | None,
+    ) -> None:
         caller = self.caller(interaction)
         self.facts.saw(interaction)
         responder = Responder(interaction, public=True)
@@ -227,6 +261,10 @@ class Handlers:
 
     async def on_button(self, interaction: discord.Interaction, action: str) -> None:
         """A button press: run its action; edit the message, or answer privately."""
+        with self._tracked():
+            await self._button(interaction, action)
+
+    async def _button(self, interaction: discord.Interaction, action: str) -> None:
         try:
             caller = self.caller(interaction)
             self.facts.saw(interaction)
