@@ -13,6 +13,7 @@ from bot.jobs.waits import ExpectedWaits
 from bot.providers.base import Provider
 from bot.providers.local.provider import LocalProvider
 from bot.settings import Settings
+from storage.app_state import SqliteAppState
 from storage.database import Database
 from storage.jobs import SqliteJobStore
 from storage.ledger import SqliteLedger
@@ -83,6 +84,7 @@ async def open_core(
                     quote_ttl_s=settings.quote_ttl_s,
                     blocked_words=settings.blocked_words,
                 ),
+                state=SqliteAppState(database),
             )
         finally:
             await runner.stop()

@@ -130,17 +130,14 @@ async def _console(settings: Settings, user: str | None, lang: str | None) -> in
 
 
 async def _serve(settings: Settings) -> int:
-    """Serve every platform whose token is set until SIGINT or SIGTERM; else the console."""
-    if settings.discord_token is not None:
-        log.warning("Discord token is set, but this release has no Discord adapter yet")
-    if settings.telegram_token is None:
+    """Serve every platform whose token is set until SIGINT or SIGTERM; else the console.
+
+    With both tokens, Telegram and Discord share one core, one database
+    writer and one job runner; each job reports on the platform it came from.
+    """
+    if settings.telegram_token is None and settings.discord_token is None:
         log.info("no platform adapter to start: opening the console chat")
         return await _console(settings, None, None)
-    from telegram.error import InvalidToken, NetworkError
-
-    from adapters.telegram import build_application, running
-    from adapters.telegram.errors import redact, secrets_of
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -149,27 +146,88 @@ async def _serve(settings: Settings) -> int:
     try:
         async with open_core(settings) as deps, AsyncExitStack() as adapters:
             assert deps.generation is not None
-            try:
-                await adapters.enter_async_context(running(build_application(settings, deps)))
-            except InvalidToken:
-                print(
-                    "klingbot: Telegram refused TELEGRAM_TOKEN (check it with @BotFather)",
-                    file=sys.stderr,
-                )
-                return 2
-            except NetworkError as error:
-                reason = redact(str(error), secrets_of(settings.telegram_token.get_secret_value()))
-                print(f"klingbot: cannot reach the Telegram Bot API: {reason}", file=sys.stderr)
-                return 2
+            watched: set[asyncio.Future] = set()
+            if settings.telegram_token is not None:
+                failure = await _start_telegram(settings, deps, adapters)
+                if failure:
+                    return failure
+            if settings.discord_token is not None:
+                started = await _start_discord(settings, deps, adapters)
+                if isinstance(started, int):
+                    return started
+                watched.add(started)
             # Every adapter's outbox is registered: resumed jobs can reach their chats.
             await deps.generation.runner.start()
             adapters.push_async_callback(deps.generation.runner.stop)  # before adapters close
-            await stop.wait()
+            stopping = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({stopping, *watched}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if stopping not in done:
+                log.error("the Discord connection ended; stopping (jobs resume on the next start)")
+                return 1
             log.info("stopping: unfinished jobs resume on the next start")
     finally:
         for number in signals:
             loop.remove_signal_handler(number)
     return 0
+
+
+async def _start_telegram(settings: Settings, deps, adapters: AsyncExitStack) -> int:
+    """Start the Telegram adapter; 0, or the exit status when Telegram cannot be served."""
+    from telegram.error import InvalidToken, NetworkError
+
+    from adapters.telegram import build_application, running
+    from adapters.telegram.errors import redact, secrets_of
+
+    assert settings.telegram_token is not None
+    try:
+        await adapters.enter_async_context(running(build_application(settings, deps)))
+    except InvalidToken:
+        print(
+            "klingbot: Telegram refused TELEGRAM_TOKEN (check it with @BotFather)",
+            file=sys.stderr,
+        )
+        return 2
+    except NetworkError as error:
+        reason = redact(str(error), secrets_of(settings.telegram_token.get_secret_value()))
+        print(f"klingbot: cannot reach the Telegram Bot API: {reason}", file=sys.stderr)
+        return 2
+    return 0
+
+
+async def _start_discord(
+    settings: Settings, deps, adapters: AsyncExitStack
+) -> int | asyncio.Future:
+    """Start the Discord adapter; its gateway connection, or the exit status on failure."""
+    import aiohttp
+    import discord
+
+    from adapters.discord import build_client, running
+    from adapters.discord.errors import redact, secrets_of
+
+    assert settings.discord_token is not None
+    try:
+        adapter = await adapters.enter_async_context(running(build_client(settings, deps)))
+    except discord.LoginFailure:
+        print(
+            "klingbot: Discord refused DISCORD_TOKEN (reset it under Bot in the Developer Portal)",
+            file=sys.stderr,
+        )
+        return 2
+    except (
+        OSError,
+        TimeoutError,
+        aiohttp.ClientError,
+        discord.HTTPException,
+        discord.GatewayNotFound,
+        discord.ConnectionClosed,
+    ) as error:
+        secrets = secrets_of(settings.discord_token.get_secret_value())
+        reason = redact(f"{type(error).__name__}: {error}", secrets)
+        print(f"klingbot: cannot reach Discord: {reason}", file=sys.stderr)
+        return 2
+    assert adapter.connection is not None
+    return adapter.connection
 
 
 async def _wallet(settings: Settings, args: argparse.Namespace) -> int:

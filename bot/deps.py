@@ -14,7 +14,7 @@ from bot.jobs.outbox import OutboxRouter
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
-from bot.ports import Ledger
+from bot.ports import AppState, Ledger
 from bot.replies import Money
 
 
@@ -43,6 +43,8 @@ class Deps:
     welcome_credits: int = 0
     generation: Generation | None = None
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
+    state: AppState | None = None
+    """Adapters' small key/value facts kept between runs (None: nothing is kept)."""
 
     def money(self, credits: int) -> Money:
         """Credits with their yuan value, ready for a message."""

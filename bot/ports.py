@@ -141,6 +141,18 @@ class Ledger(ABC):
         """The user's last ``limit`` entries, newest first."""
 
 
+class AppState(ABC):
+    """Small facts an adapter keeps between runs, by key (e.g. the hash of synced commands)."""
+
+    @abstractmethod
+    async def get(self, key: str) -> str | None:
+        """The value stored under ``key``, or None."""
+
+    @abstractmethod
+    async def put(self, key: str, value: str) -> None:
+        """Store ``value`` under ``key``, replacing what was there."""
+
+
 class Outbox(ABC):
     """Messages the core sends on its own, outside a command's reply: job status and clips.
 

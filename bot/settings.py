@@ -1,7 +1,7 @@
 """One typed settings object, loaded once at start from the environment and a TOML file.
 
 Precedence: environment variables (``KLINGBOT_*``, ``TELEGRAM_*``,
-``DISCORD_TOKEN``) over the TOML file named by ``KLINGBOT_CONFIG`` over the
+``DISCORD_*``) over the TOML file named by ``KLINGBOT_CONFIG`` over the
 defaults below. A bad value stops the bot at start with a message that names
 the field; nothing is read at import time.
 """
@@ -101,6 +101,46 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "discord_token")
     )
+    discord_guild_ids: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(), validation_alias=AliasChoices("DISCORD_GUILD_IDS", "discord_guild_ids")
+    )
+    """Servers to sync the slash commands to (instant updates); none: global commands."""
+    discord_moderator_role: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        validation_alias=AliasChoices("DISCORD_MODERATOR_ROLE", "discord_moderator_role"),
+    )
+    """A role name or id whose members are moderators in their server."""
+    discord_api_base: str | None = Field(
+        default=None, validation_alias=AliasChoices("DISCORD_API_BASE", "discord_api_base")
+    )
+    """Discord's REST API through a proxy, e.g. ``http://proxy:8080/api`` (``/v10`` is appended)."""
+    discord_gateway_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DISCORD_GATEWAY_URL", "discord_gateway_url")
+    )
+    """Gateway websocket through an operator's proxy, e.g. ``ws://proxy:8081/``."""
+
+    @field_validator("discord_guild_ids", mode="before")
+    @classmethod
+    def _parse_guild_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("discord_api_base")
+    @classmethod
+    def _check_api_base(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value is not None else None
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _check_gateway(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value
 
     telegram_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("TELEGRAM_BASE_URL", "telegram_base_url")

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NoWallet
-from bot.ports import Hold, Ledger, LedgerEntry, Outcome, UserProfile, Wallet
+from bot.ports import AppState, Hold, Ledger, LedgerEntry, Outcome, UserProfile, Wallet
 from bot.reasons import reason
 
 
@@ -174,3 +174,16 @@ class InMemoryLedger(Ledger):
     async def history(self, user: UserRef, limit: int) -> list[LedgerEntry]:
         self._check()
         return [e for e in reversed(self.entries) if e.user == user][:limit]
+
+
+class InMemoryAppState(AppState):
+    """Key/value facts in a dict."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    async def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    async def put(self, key: str, value: str) -> None:
+        self.values[key] = value

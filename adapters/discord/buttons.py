@@ -1,0 +1,92 @@
+"""Buttons that survive restarts: one ``DynamicItem`` whose ``custom_id`` is the core's action.
+
+A button's ``custom_id`` is ``kb:`` followed by the core's action string
+(``tier:<quote>:<tier>``, ``qcancel:<quote>``, ``cancel:<job>``,
+``reroll:<job>``, ``again:<job>``, ``price:10``), well under Discord's 100
+characters; the quote or job itself stays in the database. The client
+registers :class:`ActionButton` with ``add_dynamic_items``, so a press on a
+message sent before a restart is still understood: discord.py matches the
+``custom_id`` against the template and rebuilds the button from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import discord
+
+log = logging.getLogger(__name__)
+
+PREFIX = "kb:"
+MAX_CUSTOM_ID = 100
+MAX_LABEL = 80
+ROW_WIDTH = 5
+ROWS = 5
+SHORT_LABEL = 16
+"""Buttons whose labels are all this short share rows (Reroll, Other tier)."""
+
+_STYLES = {
+    "tier": discord.ButtonStyle.primary,
+    "reroll": discord.ButtonStyle.primary,
+}
+
+
+TEMPLATE = re.compile(re.escape(PREFIX) + r"(?P<action>[a-z]+:[A-Za-z0-9_:.-]{1,90})")
+
+
+class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE):
+    """A button that hands the core's action string back to the adapter when pressed."""
+
+    def __init__(self, label: str, action: str, *, row: int | None = None) -> None:
+        name = action.partition(":")[0]
+        super().__init__(
+            discord.ui.Button(
+                label=label[:MAX_LABEL] or "…",
+                style=_STYLES.get(name, discord.ButtonStyle.secondary),
+                custom_id=PREFIX + action,
+                row=row,
+            )
+        )
+        self.action = action
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ActionButton:
+        """Rebuild the pressed button from its ``custom_id`` (after a restart too)."""
+        label = getattr(item, "label", None) or ""
+        return cls(label, match["action"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        """Run the action through the adapter's button handler (which reports its own errors)."""
+        handlers = getattr(interaction.client, "klingbot_handlers", None)
+        if handlers is None:
+            log.warning("button %s pressed on a client without klingbot handlers", self.action)
+            return
+        await handlers.on_button(interaction, self.action)
+
+
+def fits(action: str) -> bool:
+    """The action fits in a ``custom_id`` and matches the template."""
+    custom_id = PREFIX + action
+    return len(custom_id) <= MAX_CUSTOM_ID and TEMPLATE.fullmatch(custom_id) is not None
+
+
+def make_view(buttons: tuple[tuple[str, str], ...]) -> discord.ui.View | None:
+    """The buttons as a persistent view: short labels side by side, long ones one per row."""
+    usable = []
+    for label, action in buttons:
+        if not fits(action):
+            log.error("button %r dropped: its action %r does not fit a custom_id", label, action)
+            continue
+        usable.append((label, action))
+    if not usable:
+        return None
+    short = all(len(label) <= SHORT_LABEL for label, _ in usable)
+    one_per_row = not short and len(usable) <= ROWS
+    view = discord.ui.View(timeout=None)
+    for index, (label, action) in enumerate(usable[: ROW_WIDTH * ROWS]):
+        view.add_item(ActionButton(label, action, row=index if one_per_row else None))
+    return view

@@ -1,0 +1,206 @@
+"""The Discord client: built by one factory from the settings, run by one context manager.
+
+``build_client(settings, deps)`` makes a discord.py ``Client`` with its
+``CommandTree``: the slash commands, the persistent buttons, the one error
+handler, and the outbox for job messages. ``running(client)`` logs in,
+syncs the commands if their definitions changed, connects to the gateway,
+waits for it to be ready and registers the Discord outbox with the job
+runner; on exit it lets status edits on their way finish and closes the
+connection. The caller starts the job runner once every adapter is up, and
+stops it before leaving ``running`` (see ``app.cli``). Nothing here calls
+``client.run()``: the process's event loop belongs to ``app.cli``.
+
+Intents: only ``guilds`` (not privileged), for the servers' channels,
+threads, roles and upload limits. Slash commands and button presses arrive
+as interactions, which need no intent; the bot never reads message content
+or member lists.
+
+``DISCORD_API_BASE`` and ``DISCORD_GATEWAY_URL`` route REST and gateway
+traffic through an operator's proxy. discord.py keeps both addresses on
+classes (``Route.BASE``, ``DiscordWebSocket.DEFAULT_GATEWAY``), so
+``running`` sets them for as long as the bot runs (one Discord bot per
+process) and puts them back after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import dataclass
+
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from adapters.discord.buttons import ActionButton
+from adapters.discord.chats import PLATFORM
+from adapters.discord.commands import CatalogTranslator, build_commands, sync_commands
+from adapters.discord.errors import install_redaction, report, secrets_of
+from adapters.discord.handlers import ACK_BUDGET_S, Handlers
+from adapters.discord.outbox import ChannelFacts, DiscordOutbox
+from bot.deps import Deps
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 60.0
+"""How long the gateway may take to say READY (and send the servers) at start."""
+
+
+@dataclass
+class DiscordAdapter:
+    """The parts of the adapter a client carries."""
+
+    settings: Settings
+    deps: Deps
+    handlers: Handlers
+    outbox: DiscordOutbox
+    facts: ChannelFacts
+    secrets: tuple[str, ...]
+    connection: asyncio.Task[None] | None = None
+    """The gateway connection while ``running``; it ends only if Discord gives up on us."""
+
+
+class KlingClient(discord.Client):
+    """A discord.py client with its command tree and the adapter's parts."""
+
+    def __init__(self, *, guild_ready_timeout: float) -> None:
+        # The bot never joins voice: spare the log discord.py's warnings about voice libraries.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            max_messages=None,
+            member_cache_flags=discord.MemberCacheFlags.none(),
+            chunk_guilds_at_startup=False,
+            guild_ready_timeout=guild_ready_timeout,
+        )
+        self.tree = app_commands.CommandTree(self)
+        self.adapter: DiscordAdapter | None = None
+        self.klingbot_handlers: Handlers | None = None
+        """What :class:`~adapters.discord.buttons.ActionButton` calls when pressed."""
+
+    async def setup_hook(self) -> None:
+        """Understand every button sent by any run of the bot (called by ``login``)."""
+        self.add_dynamic_items(ActionButton)
+
+
+API_VERSION = 10
+
+
+@contextmanager
+def pointed_at(api_base: str | None, gateway_url: str | None) -> Iterator[None]:
+    """Within the block, REST goes to ``api_base`` (plus ``/v10``), the gateway to ``gateway_url``.
+
+    Each is changed only when set (Discord's own otherwise); both are put
+    back on the way out.
+    """
+    saved = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    if api_base is not None:
+        Route.BASE = f"{api_base.rstrip('/')}/v{API_VERSION}"
+    if gateway_url is not None:
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+    try:
+        yield
+    finally:
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
+def build_client(
+    settings: Settings,
+    deps: Deps,
+    *,
+    guild_ready_timeout: float = 2.0,
+    ack_budget_s: float = ACK_BUDGET_S,
+) -> KlingClient:
+    """The bot's discord.py client, from the settings; ``DISCORD_TOKEN`` must be set.
+
+    ``guild_ready_timeout`` (how long discord.py waits for more servers after
+    the last one at start) and ``ack_budget_s`` are for tests and benchmarks.
+    """
+    if settings.discord_token is None:
+        raise ValueError("DISCORD_TOKEN is not set")
+    token = settings.discord_token.get_secret_value()
+    install_redaction(token)
+    client = KlingClient(guild_ready_timeout=guild_ready_timeout)
+    facts = ChannelFacts()
+    secrets = secrets_of(token)
+    handlers = Handlers(
+        deps,
+        facts,
+        moderator_role=settings.discord_moderator_role,
+        secrets=secrets,
+        ack_budget_s=ack_budget_s,
+    )
+    for command in build_commands(handlers):
+        client.tree.add_command(command)
+
+    @client.tree.error
+    async def on_error(
+        interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        await report(interaction, error, secrets)
+
+    client.adapter = DiscordAdapter(
+        settings, deps, handlers, DiscordOutbox(client, facts), facts, secrets
+    )
+    client.klingbot_handlers = handlers
+    return client
+
+
+@asynccontextmanager
+async def running(
+    client: KlingClient, *, ready_timeout_s: float = READY_TIMEOUT_S
+) -> AsyncIterator[DiscordAdapter]:
+    """Log in, sync commands if they changed, connect, and route the runner's Discord messages.
+
+    Raises ``discord.LoginFailure`` for a refused token, and the connection's
+    error (or TimeoutError) when the gateway does not become ready.
+    """
+    adapter = client.adapter
+    assert adapter is not None
+    settings = adapter.settings
+    with pointed_at(settings.discord_api_base, settings.discord_gateway_url):
+        async with _connected(client, adapter, ready_timeout_s):
+            yield adapter
+
+
+@asynccontextmanager
+async def _connected(
+    client: KlingClient, adapter: DiscordAdapter, ready_timeout_s: float
+) -> AsyncIterator[None]:
+    assert adapter.settings.discord_token is not None
+    connection: asyncio.Task[None] | None = None
+    try:
+        await client.login(adapter.settings.discord_token.get_secret_value())
+        await client.tree.set_translator(CatalogTranslator())
+        await sync_commands(client.tree, adapter.deps.state, adapter.settings.discord_guild_ids)
+        connection = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
+        adapter.connection = connection
+        ready = asyncio.create_task(client.wait_until_ready())
+        done, _ = await asyncio.wait(
+            (connection, ready), timeout=ready_timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready not in done:
+            ready.cancel()
+            if connection in done:
+                connection.result()  # raises what stopped it
+            raise TimeoutError("the Discord gateway did not become ready")
+        if adapter.deps.generation is not None:
+            adapter.deps.generation.outboxes.register(PLATFORM, adapter.outbox)
+        log.info("Discord bot %s is up (%d servers)", client.user, len(client.guilds))
+        yield
+    finally:
+        await adapter.handlers.drain()
+        await adapter.outbox.drain()
+        await client.close()
+        if connection is not None:
+            with suppress(Exception, asyncio.CancelledError):
+                await connection

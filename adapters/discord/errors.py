@@ -1,0 +1,143 @@
+"""The one error path for commands and buttons, and the log filter that hides every token.
+
+The core answers every error it knows of (:func:`bot.service.respond` never
+raises), so what reaches :func:`report` went wrong in the adapter or between
+the bot and Discord. Errors Discord explains (a stale command, an option it
+could not convert, an interaction already answered or expired) become a
+translated private message when one can still be sent; anything else is
+logged once with its traceback and the member gets a short apology.
+
+Tokens: the bot token rides in every request's headers, and interaction
+tokens sit in webhook URLs (``/webhooks/<app id>/<token>``), which
+discord.py's debug logs and exceptions can print. :class:`RedactSecrets` blanks
+both out of every log line and traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+from collections.abc import Iterable
+
+import discord
+from discord import app_commands
+
+from adapters.discord.render import translator
+from bot.i18n import resolve_locale
+from bot.replies import text
+
+log = logging.getLogger(__name__)
+
+HIDDEN = "<token>"
+
+_WEBHOOK_TOKEN = re.compile(r"(/webhooks/\d+/)[A-Za-z0-9_.\-]{20,}")
+
+UNKNOWN_INTERACTION = 10062
+"""Discord's code for an interaction answered too late (or unknown)."""
+ALREADY_ACKNOWLEDGED = 40060
+INVALID_WEBHOOK_TOKEN = 50027
+"""An interaction token past its 15 minutes."""
+
+
+def secrets_of(token: str) -> tuple[str, ...]:
+    """The strings to hide: the bot token, and its signature part on its own."""
+    signature = token.rpartition(".")[2]
+    return tuple(s for s in (token, signature) if len(s) >= 8)
+
+
+def redact(message: str, secrets: Iterable[str]) -> str:
+    """``message`` without the secrets or any interaction token."""
+    for secret in secrets:
+        message = message.replace(secret, HIDDEN)
+    return _WEBHOOK_TOKEN.sub(r"\g<1>" + HIDDEN, message)
+
+
+class RedactSecrets(logging.Filter):
+    """A handler filter: rewrites each record's message and traceback without the secrets."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = tuple(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Blank the secrets out of the message and the traceback text; keep the record."""
+        message = record.getMessage()
+        cleaned = redact(message, self.secrets)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        return True
+
+
+def install_redaction(token: str) -> None:
+    """Put a redacting filter on every handler of the root logger (once per token)."""
+    secrets = secrets_of(token)
+    for handler in logging.getLogger().handlers:
+        if not any(
+            isinstance(existing, RedactSecrets) and existing.secrets == secrets
+            for existing in handler.filters
+        ):
+            handler.addFilter(RedactSecrets(secrets))
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """The error inside discord.py's CommandInvokeError wrapper."""
+    if isinstance(error, app_commands.CommandInvokeError):
+        return error.original
+    return error
+
+
+def _known(error: BaseException) -> str | None:
+    """The message key for an error a member can act on, or None."""
+    if isinstance(error, app_commands.CommandNotFound | app_commands.CommandSignatureMismatch):
+        return "error.stale_button"
+    if isinstance(error, app_commands.TransformerError):
+        return "discord.bad_option"
+    return None
+
+
+def _expired(error: BaseException) -> bool:
+    """Discord will not take an answer to this interaction any more."""
+    return isinstance(error, discord.HTTPException) and error.code in (
+        UNKNOWN_INTERACTION,
+        ALREADY_ACKNOWLEDGED,
+        INVALID_WEBHOOK_TOKEN,
+    )
+
+
+async def report(
+    interaction: discord.Interaction, error: BaseException, secrets: Iterable[str]
+) -> None:
+    """Log ``error`` (traceback, tokens hidden); tell the member privately if Discord lets us."""
+    error = _unwrap(error)
+    key = _known(error)
+    what = interaction.command.name if interaction.command is not None else "a button"
+    if key is None:
+        trace = "".join(traceback.format_exception(error)).rstrip()
+        log.error(
+            "error while handling %s (interaction %s):\n%s",
+            what,
+            interaction.id,
+            redact(trace, secrets),
+        )
+        key = "discord.error"
+    else:
+        log.info("interaction %s refused: %s", interaction.id, type(error).__name__)
+    if _expired(error):
+        return  # an apology would fail the same way
+    message = translator(resolve_locale(str(interaction.locale)))(text(key))
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(message, ephemeral=True)
+        else:
+            await interaction.response.send_message(message, ephemeral=True)
+    except discord.HTTPException as failure:
+        log.warning(
+            "could not apologise for interaction %s: %s",
+            interaction.id,
+            redact(str(failure), secrets),
+        )

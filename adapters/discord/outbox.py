@@ -1,0 +1,269 @@
+"""The Discord side of the core's Outbox: status messages edited in place, clips posted.
+
+Every job message goes out with the **bot token** as an ordinary channel
+message (or thread or DM message) in the channel where ``/gen`` ran, never
+through the interaction's webhook: the bot token does not expire, so a job
+that queues or renders past the interaction token's 15 minutes still edits
+its status and posts its clip. The finished clip mentions the requester.
+
+When the channel refuses the bot (it was deleted, or the bot lost Send
+Messages there), the message takes another route: the newest live
+interaction token of that member in that channel (interaction replies need
+no channel permission), else a DM to the requester. When nothing reaches
+them, ``send`` raises; the job then stays "finished, sending" in ``/jobs``
+and delivery is tried again at the next start.
+
+Status edits never hold up the job that asked for them: each message has at
+most one edit on its way, and a newer status replaces one still waiting
+(discord.py itself waits out Discord's rate limits; nothing here loops on a
+429). A clip over the upload limit (the guild's, or the smaller one Discord
+announced with the member's last interaction there) becomes a message saying
+so, and ``fits`` tells the core to record it as ``too_large``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import discord
+from discord.utils import DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+from adapters.discord.buttons import make_view
+from adapters.discord.chats import Place, parse_chat
+from adapters.discord.errors import INVALID_WEBHOOK_TOKEN
+from adapters.discord.render import clip as clip_text
+from adapters.discord.render import render, translator
+from bot.commands import ChatRef
+from bot.i18n import RenderedReply
+from bot.ports import Outbox
+from bot.replies import Reply, text
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+TOKEN_LIFETIME_S = 15 * 60
+"""How long Discord honours an interaction token."""
+TOKEN_MARGIN_S = 30
+"""Stop using a token this long before it dies."""
+MAX_REMEMBERED = 10_000
+
+_UNREACHABLE = (discord.Forbidden, discord.NotFound)
+"""The channel is gone or closed to the bot: try another route."""
+
+
+@dataclass
+class _Token:
+    webhook: discord.Webhook
+    deadline: float
+
+
+class ChannelFacts:
+    """What interactions told us about each channel: upload limits, and live interaction tokens."""
+
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self.limits: dict[int, int] = {}
+        self._tokens: dict[tuple[int, int], _Token] = {}
+
+    def saw(self, interaction: discord.Interaction) -> None:
+        """Remember the channel's upload limit and the member's newest token there."""
+        channel_id = interaction.channel_id
+        if channel_id is None:
+            return
+        if len(self._tokens) >= MAX_REMEMBERED:
+            self._forget_dead()
+        self.limits[channel_id] = interaction.filesize_limit
+        self._tokens[(channel_id, interaction.user.id)] = _Token(
+            interaction.followup, self._monotonic() + TOKEN_LIFETIME_S - TOKEN_MARGIN_S
+        )
+
+    def token(self, place: Place) -> discord.Webhook | None:
+        """A live interaction webhook of this member in this channel, if any."""
+        found = self._tokens.get((place.channel_id, place.user_id))
+        if found is None or found.deadline <= self._monotonic():
+            return None
+        return found.webhook
+
+    def token_died(self, place: Place) -> None:
+        """Discord said the token is no longer valid."""
+        self._tokens.pop((place.channel_id, place.user_id), None)
+
+    def _forget_dead(self) -> None:
+        now = self._monotonic()
+        self._tokens = {key: t for key, t in self._tokens.items() if t.deadline > now}
+        if len(self.limits) > MAX_REMEMBERED:
+            self.limits.clear()
+
+
+class DiscordOutbox(Outbox):
+    """Sends and edits the runner's messages in Discord channels, threads and DMs."""
+
+    def __init__(self, client: discord.Client, facts: ChannelFacts) -> None:
+        self.client = client
+        self.facts = facts
+        self._latest: dict[tuple[str, str], tuple[Reply, str]] = {}
+        self._editors: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    # --- the port -----------------------------------------------------------------------
+
+    async def send(self, chat: ChatRef, reply: Reply, locale: str) -> str:
+        """Post a new message (the clip, mentioning its requester, when the reply has one)."""
+        place = parse_chat(chat)
+        rendered = render(reply, locale)
+        if rendered.video is None:
+            return await self._post(place, rendered.text, rendered.buttons, locale)
+        size = (await asyncio.to_thread(rendered.video.stat)).st_size
+        mention = f"<@{place.user_id}> "
+        if size > self.upload_limit(place):
+            limit = self.upload_limit(place)
+            log.warning(
+                "clip %s is %d bytes, over the %d byte upload limit",
+                rendered.video.name,
+                size,
+                limit,
+            )
+            notice = translator(locale)(
+                text("discord.clip_too_big", size_mb=f"{size / MB:.1f}", limit_mb=f"{limit / MB:g}")
+            )
+            body = f"{mention}{rendered.text}\n\n{notice}"
+            return await self._post(place, body, rendered.buttons, locale, mention=True)
+        data = await asyncio.to_thread(rendered.video.read_bytes)
+        return await self._post(
+            place,
+            mention + rendered.text,
+            rendered.buttons,
+            locale,
+            mention=True,
+            clip=(data, rendered.video.name),
+        )
+
+    async def edit(self, chat: ChatRef, message_id: str, reply: Reply, locale: str) -> None:
+        """Bring a status message up to date, in the background; the newest reply wins."""
+        key = (chat.id, message_id)
+        self._latest[key] = (reply, locale)
+        if key not in self._editors:
+            self._editors[key] = asyncio.create_task(
+                self._edit_until_current(chat, message_id, key)
+            )
+
+    def fits(self, chat: ChatRef, size_bytes: int) -> bool:
+        """Clips over the upload limit get a notice instead (see :meth:`send`)."""
+        return size_bytes <= self.upload_limit(parse_chat(chat))
+
+    # --- limits ----------------------------------------------------------------------------
+
+    def upload_limit(self, place: Place) -> int:
+        """The most bytes the bot may attach here: the guild's limit, or what Discord announced."""
+        known = []
+        guild = self.client.get_guild(place.guild_id) if place.guild_id else None
+        if guild is not None:
+            known.append(guild.filesize_limit)
+        announced = self.facts.limits.get(place.channel_id)
+        if announced:
+            known.append(announced)
+        return min(known) if known else DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Let edits on their way finish (within ``timeout``), then stop the rest."""
+        tasks = list(self._editors.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- sending ---------------------------------------------------------------------------
+
+    async def _post(
+        self,
+        place: Place,
+        body: str,
+        buttons: tuple[tuple[str, str], ...],
+        locale: str,
+        *,
+        mention: bool = False,
+        clip: tuple[bytes, str] | None = None,
+    ) -> str:
+        """Post through the first route that takes it; return an id :meth:`edit` understands."""
+        content = clip_text(body)
+        mentions = (
+            discord.AllowedMentions(users=[discord.Object(place.user_id)])
+            if mention
+            else discord.AllowedMentions.none()
+        )
+
+        def extras() -> dict:
+            fields: dict = {"allowed_mentions": mentions}
+            view = make_view(buttons)
+            if view is not None:
+                fields["view"] = view
+            if clip is not None:
+                fields["file"] = discord.File(io.BytesIO(clip[0]), filename=clip[1])
+            return fields
+
+        channel = self.client.get_partial_messageable(place.channel_id, guild_id=place.guild_id)
+        try:
+            message = await channel.send(content, **extras())
+            return str(message.id)
+        except _UNREACHABLE as error:
+            log.warning(
+                "cannot post in channel %s (%s); trying another route", place.channel_id, error
+            )
+        webhook = self.facts.token(place)
+        if webhook is not None:
+            try:
+                message = await webhook.send(content, wait=True, **extras())
+                return f"w:{message.id}"
+            except discord.HTTPException as error:
+                if error.code == INVALID_WEBHOOK_TOKEN or isinstance(error, discord.NotFound):
+                    self.facts.token_died(place)
+                log.warning("interaction token of %s no longer works: %s", place.user_id, error)
+        if place.guild_id is None:
+            raise LookupError(f"the DM channel {place.channel_id} refuses the bot")
+        direct = await self.client.create_dm(discord.Object(place.user_id))
+        rerouted = translator(locale)(text("discord.rerouted"))
+        message = await direct.send(clip_text(f"{rerouted}\n{body}"), **extras())
+        log.info("job message for %s rerouted to their DMs", place.user_id)
+        return f"{direct.id}:{message.id}"
+
+    async def _edit_until_current(
+        self, chat: ChatRef, message_id: str, key: tuple[str, str]
+    ) -> None:
+        place = parse_chat(chat)
+        try:
+            while key in self._latest:
+                reply, locale = self._latest.pop(key)
+                try:
+                    await self._edit(place, message_id, render(reply, locale))
+                except Exception as error:
+                    log.warning(
+                        "status message %s in channel %s not edited: %s",
+                        message_id,
+                        place.channel_id,
+                        error,
+                    )
+        finally:
+            self._editors.pop(key, None)
+
+    async def _edit(self, place: Place, message_id: str, rendered: RenderedReply) -> None:
+        content = clip_text(rendered.text)
+        view = make_view(rendered.buttons)
+        if message_id.startswith("w:"):
+            webhook = self.facts.token(place)
+            if webhook is None:
+                log.info("status message %s outlived its interaction token; not edited", message_id)
+                return
+            await webhook.edit_message(int(message_id[2:]), content=content, view=view)
+            return
+        channel_id, _, own_id = message_id.rpartition(":")
+        channel = self.client.get_partial_messageable(
+            int(channel_id) if channel_id else place.channel_id,
+            guild_id=None if channel_id else place.guild_id,
+        )
+        await channel.get_partial_message(int(own_id)).edit(content=content, view=view)

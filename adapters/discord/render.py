@@ -1,0 +1,74 @@
+"""The core's replies as Discord messages: text within Discord's limits, in the reader's language.
+
+Text goes out as written: no member's words can ping anyone, because the
+client's default ``allowed_mentions`` is none (only a finished clip mentions
+its requester, explicitly). The core's ``/help`` lines describe the chat-text
+commands of the console and Telegram; on Discord they are swapped for lines
+describing the slash commands' options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+
+from bot.i18n import RenderedReply, Translator
+from bot.replies import Reply, Text
+
+MAX_CONTENT = 2000
+"""Characters a Discord message may hold."""
+
+_DISCORD_LINES = {
+    "help.user_commands": "discord.help_user",
+    "help.moderator_commands": "discord.help_moderator",
+}
+"""Core messages that read differently with slash commands."""
+
+
+@cache
+def translator(locale: str) -> Translator:
+    """One translator per locale, made once."""
+    return Translator(locale)
+
+
+def _for_discord(line: Text) -> Text:
+    key = _DISCORD_LINES.get(line.key)
+    return line if key is None else Text(key, line.params)
+
+
+def render(reply: Reply, locale: str) -> RenderedReply:
+    """A reply in the reader's language, with Discord's wording where it differs."""
+    if any(line.key in _DISCORD_LINES for line in reply.lines):
+        reply = replace(reply, lines=tuple(_for_discord(line) for line in reply.lines))
+    return translator(locale).reply(reply)
+
+
+def split_text(text: str, limit: int = MAX_CONTENT) -> list[str]:
+    """Pieces of at most ``limit`` characters, cut at line ends where possible."""
+    if len(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(line[:limit])
+            line = line[limit:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            pieces.append(current)
+            current = line
+        else:
+            current = candidate
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def clip(text: str, limit: int = MAX_CONTENT) -> str:
+    """``text`` cut to ``limit`` characters (an ellipsis marks the cut); never empty."""
+    if not text:
+        return "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

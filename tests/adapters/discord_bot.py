@@ -1,0 +1,92 @@
+"""The production Discord client, on a real database, talking to the Discord stand-in.
+
+``discord_bot(tmp_path, api, guild)`` is what ``klingbot run`` builds
+(``build_client`` + ``running``) with the fast generation settings of the
+e2e tests, the job runner started. Tests act as members through the
+stand-in (``Member.slash``, ``Member.press``) and wait on what it recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.discord import DiscordAdapter, build_client, running
+from app.bootstrap import open_core
+from bot.commands import UserRef
+from bot.deps import Deps
+from bot.providers.base import Provider
+from tests.adapters.discord_standin import DiscordStandIn, Guild, Interaction, Member, Message
+from tests.e2e.conftest import fast_settings
+
+TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.R2t5Zw.klingbot-test-token-for-the-stand-in"
+
+
+@dataclass
+class DiscordBot:
+    """The running bot, the stand-in it talks to, and the core behind it."""
+
+    api: DiscordStandIn
+    deps: Deps
+    adapter: DiscordAdapter
+
+    async def balance(self, member: Member) -> int:
+        wallet = await self.deps.ledger.wallet(UserRef("discord", member.id))
+        return wallet.balance if wallet else 0
+
+    async def settle(self) -> None:
+        await asyncio.wait_for(self.deps.generation.runner.idle(), 60)
+
+    async def answered(self, interaction: Interaction) -> Message:
+        """The message the interaction's answer ended in, once it is no longer "thinking"."""
+        await self.api.wait_until(
+            lambda: (
+                interaction.original is not None
+                and (not interaction.original.loading or interaction.original.deleted)
+            )
+        )
+        assert interaction.original is not None
+        return interaction.original
+
+    async def fund(self, member: Member, credits: int) -> None:
+        """The member opens their wallet (/balance); the configured id's wallet tops it up."""
+        await self.answered(member.slash("balance"))
+        await self.deps.ledger.top_up(
+            UserRef("discord", member.id),
+            credits,
+            key=f"test-fund-{member.id}-{credits}",
+            actor="test",
+            reason="test",
+            now=0,
+        )
+
+
+@asynccontextmanager
+async def discord_bot(
+    tmp_path: Path,
+    api: DiscordStandIn,
+    guild: Guild | None = None,
+    *,
+    provider: Provider | None = None,
+    **overrides,
+) -> AsyncIterator[DiscordBot]:
+    """The production client connected to the stand-in, with the job runner started."""
+    values = dict(
+        discord_token=TOKEN,
+        discord_api_base=api.api_base,
+        discord_gateway_url=api.gateway_url,
+        discord_guild_ids=(int(guild.id),) if guild is not None else (),
+    )
+    values.update(overrides)
+    settings = fast_settings(tmp_path, **values)
+    async with open_core(settings, provider=provider) as deps:
+        client = build_client(settings, deps, guild_ready_timeout=0.05)
+        async with running(client) as adapter:
+            await deps.generation.runner.start()
+            try:
+                yield DiscordBot(api, deps, adapter)
+            finally:
+                await deps.generation.runner.stop()
