@@ -208,7 +208,10 @@ async def _db(settings: Settings, action: str) -> int:
     from storage.audit import audit
     from storage.database import Database
 
-    async with Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms) as database:
+    # Maintenance works on the bot's existing database: a mistyped KLINGBOT_DB
+    # must not come back as a new, empty database that checks out fine.
+    database = Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms, create=False)
+    async with database:
         if action == "migrate":
             print(f"database {settings.db} is up to date")
             return 0

@@ -94,7 +94,7 @@ def test_bad_config_stops_at_start_naming_the_field(tmp_path):
 
 def test_locked_database_is_a_clear_error_at_start(tmp_path):
     db = tmp_path / "klingbot.db"
-    run_cli("db", "migrate", cwd=tmp_path)
+    run_cli("console", cwd=tmp_path)  # creates the database
     locker = subprocess.Popen(
         [
             sys.executable,
