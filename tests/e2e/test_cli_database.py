@@ -166,6 +166,7 @@ def test_db_maintenance_on_the_bots_database(tmp_path):
     [
         (("console",), "/topup me 5\n", "Added 5 credits (¥0.50) to "),
         (("run",), "/topup me 5\n", "Added 5 credits (¥0.50) to "),
+        (("wallet", "topup", "console:local", "5"), "", "Added 5 credits (¥0.50) to "),
     ],
 )
 def test_the_bot_creates_missing_folders_for_its_database_and_data(tmp_path, args, stdin, expected):
