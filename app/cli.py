@@ -1,4 +1,4 @@
-"""``klingbot``: run the bot, open the console chat, print prices, manage wallets offline.
+"""The ``klingbot`` command: run the bot, open the console chat, print prices, manage wallets.
 
 Every subcommand loads the settings once, and turns a bad config or an
 unusable database into one clear line on stderr and exit status 2.
@@ -31,12 +31,13 @@ from bot.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("klingbot")
 
+DESCRIPTION = "klingbot: run the bot, open the console chat, print prices, manage wallets offline."
 USER_HELP = "me, @username, an id, or platform:id (e.g. telegram:12345)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    parser = argparse.ArgumentParser(prog="klingbot", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="klingbot", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -125,7 +126,10 @@ async def _console(settings: Settings, user: str | None, lang: str | None) -> in
         assert deps.generation is not None
         deps.generation.outboxes.register("console", chat)
         await deps.generation.runner.start()
-        await chat.run(_stdin_lines(prompt=sys.stdin.isatty()))
+        on_terminal = sys.stdin.isatty()
+        if on_terminal:
+            print(Translator(chat.caller.locale)(text("cli.console_hint")), flush=True)
+        await chat.run(_stdin_lines(prompt=on_terminal))
     return 0
 
 
@@ -263,5 +267,7 @@ async def _stdin_lines(*, prompt: bool) -> AsyncIterator[str]:
             print("> ", end="", flush=True)
         line = await asyncio.to_thread(sys.stdin.readline)
         if not line:
+            if prompt:
+                print(flush=True)  # Ctrl-D: the shell's prompt starts on its own line
             return
         yield line
