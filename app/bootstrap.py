@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from bot.clock import Clock, SystemClock
 from bot.deps import Deps, Generation
+from bot.errors import StorageUnavailable
 from bot.jobs.outbox import OutboxRouter
 from bot.jobs.runner import JobRunner, RunnerSettings
 from bot.jobs.waits import ExpectedWaits
@@ -34,9 +36,13 @@ async def open_core(
 
     The runner is built but not started: adapters register their outbox on
     ``deps.generation.outboxes`` first, then call ``deps.generation.runner.start()``
-    so that resumed jobs can reach their chats. Raises StorageUnavailable when
-    the database cannot be opened or written.
+    so that resumed jobs can reach their chats. Creates the database's folder
+    and the data folder when they are missing. Raises StorageUnavailable when
+    a folder cannot be created or the database cannot be opened or written.
     """
+    assert settings.data_dir is not None
+    make_folder(settings.db.absolute().parent, "the database (KLINGBOT_DB)")
+    make_folder(settings.data_dir.absolute(), "clips and images (KLINGBOT_DATA_DIR)")
     clock = clock or SystemClock()
     time_scale = settings.time_scale if settings.time_scale is not None else default_time_scale
     catalog = settings.catalog()
@@ -89,3 +95,13 @@ async def open_core(
         finally:
             await runner.stop()
             await provider.close()
+
+
+def make_folder(folder: Path, purpose: str) -> None:
+    """Create ``folder`` and its parents if missing; a failure is one operator-readable line."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        message = f"cannot create the folder {folder} for {purpose}: {reason}"
+        raise StorageUnavailable(message) from None

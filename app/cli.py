@@ -1,4 +1,4 @@
-"""``klingbot``: run the bot, open the console chat, print prices, manage wallets offline.
+"""The ``klingbot`` command: run the bot, open the console chat, print prices, manage wallets.
 
 Every subcommand loads the settings once, and turns a bad config or an
 unusable database into one clear line on stderr and exit status 2.
@@ -19,21 +19,25 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 from app.bootstrap import CONSOLE_TIME_SCALE, open_core
+from bot.access import resolve_user
 from bot.commands import Balance, Caller, UserRef
-from bot.errors import StorageUnavailable
+from bot.errors import StorageUnavailable, UserError
 from bot.i18n import Translator, resolve_locale
 from bot.parsing import HISTORY_MAX
 from bot.ports import LedgerEntry
-from bot.replies import Money
+from bot.replies import Money, Text, text
 from bot.service import handle, price_table, respond_to_text
 from bot.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("klingbot")
 
+DESCRIPTION = "klingbot: run the bot, open the console chat, print prices, manage wallets offline."
+USER_HELP = "me, @username, an id, or platform:id (e.g. telegram:12345)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    parser = argparse.ArgumentParser(prog="klingbot", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="klingbot", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -50,16 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     wallet = commands.add_parser("wallet", help="wallet operations for operators, offline")
     wallet_commands = wallet.add_subparsers(dest="wallet_command", required=True)
     topup = wallet_commands.add_parser("topup", help="add credits to a wallet")
-    topup.add_argument("user", help="platform:id, e.g. telegram:12345")
+    topup.add_argument("user", help=USER_HELP + "; a new platform:id gets a wallet")
     topup.add_argument("credits")
     topup.add_argument("reason", nargs="*")
     balance = wallet_commands.add_parser("balance", help="show a wallet")
-    balance.add_argument("user")
+    balance.add_argument("user", help=USER_HELP)
     history = wallet_commands.add_parser("history", help="show a wallet's last entries")
-    history.add_argument("user")
-    history.add_argument(
-        "-n", type=int, default=10, choices=range(1, HISTORY_MAX + 1), metavar=f"1..{HISTORY_MAX}"
-    )
+    history.add_argument("user", help=USER_HELP)
+    # Checked after parsing: argparse's choices would print all 50 values.
+    history.add_argument("-n", default="10", metavar=f"1..{HISTORY_MAX}", help="how many (10)")
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -125,7 +128,10 @@ async def _console(settings: Settings, user: str | None, lang: str | None) -> in
         assert deps.generation is not None
         deps.generation.outboxes.register("console", chat)
         await deps.generation.runner.start()
-        await chat.run(_stdin_lines(prompt=sys.stdin.isatty()))
+        on_terminal = sys.stdin.isatty()
+        if on_terminal:
+            print(Translator(chat.caller.locale)(text("cli.console_hint")), flush=True)
+        await chat.run(_stdin_lines(prompt=on_terminal))
     return 0
 
 
@@ -231,26 +237,48 @@ async def _start_discord(
 
 
 async def _wallet(settings: Settings, args: argparse.Namespace) -> int:
-    """Run a wallet command as the operator; exit 1 when the core refused it."""
-    try:
-        user = UserRef.parse(args.user)
-    except ValueError as error:
-        print(f"klingbot: {error}", file=sys.stderr)
-        return 2
+    """Run a wallet command as the operator; exit 1 when the core refused it.
+
+    Users are named as in chat (``me``, ``@name``, an id, ``platform:id``);
+    the operator has no platform, so a bare name or id is looked up on all.
+    """
     caller = _operator(None)
+    translate = Translator(caller.locale)
+    if args.wallet_command == "history":
+        count = _history_count(args.n)
+        if count is None:
+            message = text("cli.history_count", low=1, high=HISTORY_MAX, value=args.n[:24])
+            print(f"klingbot: {translate(message)}", file=sys.stderr)
+            return 2
+    if not args.user or any(c.isspace() for c in args.user):
+        # The top-up goes through the chat command line, where a space ends the user.
+        print(translate(Text("error.unknown_user", {"query": args.user[:64]})))
+        return 1
     async with open_core(settings) as deps:
         if args.wallet_command == "history":
-            _print_history(await deps.ledger.history(user, args.n))
+            try:
+                profile = await resolve_user(args.user, caller, deps)
+            except UserError as error:
+                print(translate(Text(error.key, error.params)))
+                return 1
+            _print_history(await deps.ledger.history(profile.user, count))
             return 0
         if args.wallet_command == "topup":
-            line = f"/topup {user} {args.credits} {' '.join(args.reason)}"
+            line = f"/topup {args.user} {args.credits} {' '.join(args.reason)}"
             replies = await respond_to_text(line, caller, deps, request_id=None)
         else:
-            replies = await handle(Balance(str(user)), caller, deps)
-    translate = Translator(caller.locale)
+            replies = await handle(Balance(args.user), caller, deps)
     for reply in replies:
         print(translate.reply(reply).text)
     return 1 if any(reply.private for reply in replies) else 0
+
+
+def _history_count(value: str) -> int | None:
+    """``-n``: a whole number from 1 to HISTORY_MAX, else None."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 3:
+        return None
+    count = int(value)
+    return count if 1 <= count <= HISTORY_MAX else None
 
 
 def _print_history(entries: list[LedgerEntry]) -> None:
@@ -268,7 +296,10 @@ async def _db(settings: Settings, action: str) -> int:
     from storage.audit import audit
     from storage.database import Database
 
-    async with Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms) as database:
+    # Maintenance works on the bot's existing database: a mistyped KLINGBOT_DB
+    # must not come back as a new, empty database that checks out fine.
+    database = Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms, create=False)
+    async with database:
         if action == "migrate":
             print(f"database {settings.db} is up to date")
             return 0
@@ -296,5 +327,7 @@ async def _stdin_lines(*, prompt: bool) -> AsyncIterator[str]:
             print("> ", end="", flush=True)
         line = await asyncio.to_thread(sys.stdin.readline)
         if not line:
+            if prompt:
+                print(flush=True)  # Ctrl-D: the shell's prompt starts on its own line
             return
         yield line

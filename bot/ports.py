@@ -108,9 +108,24 @@ class Ledger(ABC):
 
     @abstractmethod
     async def top_up(
-        self, user: UserRef, credits: int, *, key: str, actor: str, reason: str, now: int
+        self,
+        user: UserRef,
+        credits: int,
+        *,
+        key: str,
+        actor: str,
+        reason: str,
+        now: int,
+        create_wallet: bool = False,
+        welcome_credits: int = 0,
     ) -> Outcome:
-        """Add ``credits`` (> 0). Raises NoWallet."""
+        """Add ``credits`` (> 0). Raises NoWallet, unless ``create_wallet``.
+
+        With ``create_wallet``, a user the bot has never seen is recorded (no
+        name yet) and their wallet opened in the same transaction as the
+        top-up; a new wallet gets ``welcome_credits`` first, as it would on
+        the user's first message. A known user's name is left as it is.
+        """
 
     @abstractmethod
     async def adjust(

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot import generation
-from bot.access import describe, is_moderator, resolve_user
+from bot.access import describe, is_moderator, resolve_user, unseen_user
 from bot.catalog import BASE_DURATION, Catalog
 from bot.commands import (
     Balance,
@@ -192,13 +192,22 @@ async def history(
 
 
 async def top_up(command: TopUp, caller: Caller, deps: Deps, request_id: str | None) -> list[Reply]:
-    """A moderator adds credits to a known user's wallet."""
+    """A moderator adds credits to a wallet; a full ``platform:id`` may open a new one."""
     if not is_moderator(caller, deps):
         raise NotModerator()
     if command.credits > deps.max_topup:
         raise UserError("error.amount_over_limit", limit=f"{deps.max_topup:,}")
     reason = clean_text(command.reason)
-    target = await resolve_user(command.target, caller, deps)
+    try:
+        target = await resolve_user(command.target, caller, deps)
+        new_wallet = False
+    except UnknownUser:
+        # Support may credit someone before their first message (a refund, a
+        # prize): the wallet is opened with the top-up, in one transaction.
+        unseen = unseen_user(command.target)
+        if unseen is None:
+            raise
+        target, new_wallet = UserProfile(unseen), True
     key = f"topup:{request_id}" if request_id else f"topup:{deps.new_id()}"
     outcome = await deps.ledger.top_up(
         target.user,
@@ -207,22 +216,30 @@ async def top_up(command: TopUp, caller: Caller, deps: Deps, request_id: str | N
         actor=str(caller.user),
         reason=reason,
         now=deps.clock.now(),
+        create_wallet=new_wallet,
+        welcome_credits=deps.welcome_credits,
     )
     log.info(
-        "top-up %s by %s: %+d (%s)",
+        "top-up %s by %s: %+d (%s%s)",
         target.user,
         caller.user,
         command.credits,
         "applied" if outcome.applied else "duplicate",
+        ", new wallet" if new_wallet else "",
     )
-    return [
-        Reply(
-            (
-                text("topup.done", money=deps.money(command.credits), who=describe(target)),
-                text("topup.new_balance", money=deps.money(outcome.entry.balance_after)),
+    lines = [text("topup.done", money=deps.money(command.credits), who=describe(target))]
+    if new_wallet and outcome.applied:
+        lines.append(
+            text(
+                "wallet.opened_with_welcome",
+                who=str(target.user),
+                money=deps.money(deps.welcome_credits),
             )
+            if deps.welcome_credits > 0
+            else text("wallet.opened", who=str(target.user))
         )
-    ]
+    lines.append(text("topup.new_balance", money=deps.money(outcome.entry.balance_after)))
+    return [Reply(tuple(lines))]
 
 
 async def help_(command: Help, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:

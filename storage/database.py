@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -54,15 +55,19 @@ def _pragmas(busy_timeout_ms: int) -> tuple[str, ...]:
 def explain(error: sqlite3.Error, path: Path) -> StorageUnavailable:
     """Turn a low-level SQLite error into a message an operator can act on."""
     message = str(error).lower()
+    code = getattr(error, "sqlite_errorname", "") or ""
     path = path.absolute()
     if "disk is full" in message or "database or disk is full" in message:
         text = f"database {path}: the disk is full"
     elif "locked" in message or "busy" in message:
         text = f"database {path} is locked by another process"
-    elif "readonly" in message or "read-only" in message:
-        text = f"database {path} is read-only (check the file and folder permissions)"
+    elif code.startswith("SQLITE_READONLY") or "readonly" in message or "read-only" in message:
+        text = read_only_reason(path)
     elif "unable to open" in message:
-        text = f"cannot open database {path}: does its folder exist and is it writable?"
+        if _on_read_only_mount(path.parent):
+            text = read_only_reason(path)
+        else:
+            text = f"cannot open database {path}: does its folder exist and is it writable?"
     elif "not a database" in message or "malformed" in message:
         text = f"{path} is not a usable SQLite database ({error})"
     else:
@@ -70,12 +75,65 @@ def explain(error: sqlite3.Error, path: Path) -> StorageUnavailable:
     return StorageUnavailable(text)
 
 
+def read_only_reason(path: Path) -> str:
+    """Say why the database at ``path`` cannot be written, and what to do, in one line.
+
+    SQLite only reports "readonly" (or "unable to open" on a read-only mount);
+    which of the file, its folder (where WAL mode must create ``-wal`` and
+    ``-shm`` files) or the mount is to blame is read from the file system.
+    """
+    path = path.absolute()
+    if _on_read_only_mount(path.parent):
+        return (
+            f"database {path} cannot be written: it is on a read-only file system."
+            " Mount it read-write, or set KLINGBOT_DB to a database on a writable disk"
+        )
+    blamed = []
+    if path.exists() and not _writable(path):
+        blamed.append("the file is read-only")
+    if not _writable(path.parent):
+        blamed.append(
+            f"its folder {path.parent} is read-only"
+            f" (SQLite must create {path.name}-wal and {path.name}-shm there)"
+        )
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists() and not _writable(side):
+            blamed.append(f"{side.name} is read-only")
+    if not blamed:
+        return f"database {path} is read-only (check the file and folder permissions)"
+    return (
+        f"database {path} cannot be written: {', '.join(blamed)}."
+        " Make them writable for the user running the bot, or set KLINGBOT_DB to a writable copy"
+    )
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path``, judged with its effective ids and capabilities."""
+    effective = os.access in os.supports_effective_ids
+    return os.access(path, os.W_OK, effective_ids=effective)
+
+
+def _on_read_only_mount(folder: Path) -> bool:
+    """Whether ``folder`` (or its nearest existing ancestor) is on a read-only mount."""
+    for candidate in (folder, *folder.parents):
+        try:
+            return bool(os.statvfs(candidate).f_flag & os.ST_RDONLY)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return False
+
+
 class Database:
     """Owns the writer thread and the reader connection; use ``async with Database(...)``."""
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000, create: bool = True) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.create = create
+        """False: refuse a database file that does not exist instead of creating it."""
         self._queue: queue.SimpleQueue[tuple[WriteFn[Any], asyncio.Future[Any]] | None]
         self._queue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -187,8 +245,24 @@ class Database:
                 self._resolve(item[1], error=StorageUnavailable("the database is closing"))
 
     def _connect(self) -> sqlite3.Connection:
+        if not self.create and not self.path.exists():
+            raise StorageUnavailable(
+                f"there is no database {self.path.absolute()}: set KLINGBOT_DB to the bot's"
+                " database (klingbot run creates a new one)"
+            )
         try:
-            connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if self.create:
+                connection = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False
+                )
+            else:
+                # mode=rw opens an existing file read-write and never creates one.
+                connection = sqlite3.connect(
+                    f"{self.path.absolute().as_uri()}?mode=rw",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
         except sqlite3.Error as error:
             raise explain(error, self.path) from None
         try:
@@ -199,10 +273,7 @@ class Database:
             if mode != "wal":
                 raise sqlite3.OperationalError(f"attempt to write a readonly database ({mode})")
             migrate(connection)
-            # Prove we can take the write lock now, so a read-only or locked
-            # database stops the bot at start instead of failing its first top-up.
-            connection.execute("BEGIN IMMEDIATE")
-            connection.execute("COMMIT")
+            prove_writable(connection)
         except sqlite3.Error as error:
             connection.close()
             raise explain(error, self.path) from None
@@ -263,6 +334,26 @@ class Database:
 
         assert self._loop is not None
         self._loop.call_soon_threadsafe(settle)
+
+
+def prove_writable(connection: sqlite3.Connection) -> None:
+    """Write for real inside a transaction that is rolled back; raise what SQLite raises.
+
+    A read-only or locked database must stop the bot at start instead of
+    failing its first top-up. Taking the write lock is not proof: on a file
+    SQLite could only open read-only, ``BEGIN IMMEDIATE`` quietly becomes a
+    read transaction and succeeds. Rewriting ``user_version`` with its own
+    value dirties page 1, which SQLite refuses with SQLITE_READONLY on a
+    read-only file, a read-only ``-wal``/``-shm`` or a read-only mount;
+    the ROLLBACK then leaves the file exactly as it was.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        connection.execute(f"PRAGMA user_version = {version}")
+    finally:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
 
 
 def migration_scripts() -> list[tuple[int, str, str]]:

@@ -227,6 +227,63 @@ def hold_credits(
     )
 
 
+def open_wallet(
+    connection: sqlite3.Connection,
+    profile: UserProfile,
+    *,
+    welcome_credits: int,
+    now: int,
+    refresh_profile: bool = True,
+) -> bool:
+    """Record the user and open their wallet if it is new; return whether it was.
+
+    ``refresh_profile`` stores the profile's name, username and locale (the
+    user just spoke); without it a known user's row is left alone and an
+    unseen one is recorded with no name. A new wallet gets ``welcome_credits``.
+    """
+    user = profile.user
+    if refresh_profile and profile.username:
+        # Usernames move between accounts; only the newest holder keeps one.
+        connection.execute(
+            "UPDATE users SET username = NULL WHERE platform = ?"
+            " AND username = ? COLLATE NOCASE AND user_id <> ?",
+            (user.platform, profile.username, user.id),
+        )
+    on_conflict = (
+        """ON CONFLICT (platform, user_id) DO UPDATE SET
+            display_name = excluded.display_name,
+            username = excluded.username,
+            locale = excluded.locale"""
+        if refresh_profile
+        else "ON CONFLICT (platform, user_id) DO NOTHING"
+    )
+    connection.execute(
+        f"""
+        INSERT INTO users (platform, user_id, display_name, username, locale, created_at)
+        VALUES (?, ?, ?, ?, ?, ?)
+        {on_conflict}
+        """,
+        (user.platform, user.id, profile.display_name, profile.username, profile.locale, now),
+    )
+    created = connection.execute(
+        "INSERT INTO wallets (platform, user_id, created_at) VALUES (?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        (user.platform, user.id, now),
+    ).rowcount
+    if created and welcome_credits > 0:
+        change_balance(
+            connection,
+            user,
+            welcome_credits,
+            key=f"welcome:{user}",
+            kind="topup",
+            actor="system",
+            reason=reasons.reason("reason.welcome"),
+            now=now,
+        )
+    return bool(created)
+
+
 class SqliteLedger(Ledger):
     """:class:`bot.ports.Ledger` on a :class:`storage.database.Database`."""
 
@@ -235,53 +292,10 @@ class SqliteLedger(Ledger):
 
     async def open_wallet(self, profile: UserProfile, *, welcome_credits: int, now: int) -> Wallet:
         """Record the user and open their wallet, granting welcome credits once."""
-        user = profile.user
-
-        def write(connection: sqlite3.Connection) -> None:
-            if profile.username:
-                # Usernames move between accounts; only the newest holder keeps one.
-                connection.execute(
-                    "UPDATE users SET username = NULL WHERE platform = ?"
-                    " AND username = ? COLLATE NOCASE AND user_id <> ?",
-                    (user.platform, profile.username, user.id),
-                )
-            connection.execute(
-                """
-                INSERT INTO users (platform, user_id, display_name, username, locale, created_at)
-                VALUES (?, ?, ?, ?, ?, ?)
-                ON CONFLICT (platform, user_id) DO UPDATE SET
-                    display_name = excluded.display_name,
-                    username = excluded.username,
-                    locale = excluded.locale
-                """,
-                (
-                    user.platform,
-                    user.id,
-                    profile.display_name,
-                    profile.username,
-                    profile.locale,
-                    now,
-                ),
-            )
-            created = connection.execute(
-                "INSERT INTO wallets (platform, user_id, created_at) VALUES (?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                (user.platform, user.id, now),
-            ).rowcount
-            if created and welcome_credits > 0:
-                change_balance(
-                    connection,
-                    user,
-                    welcome_credits,
-                    key=f"welcome:{user}",
-                    kind="topup",
-                    actor="system",
-                    reason=reasons.reason("reason.welcome"),
-                    now=now,
-                )
-
-        await self.db.write(write)
-        wallet = await self.wallet(user)
+        await self.db.write(
+            lambda c: open_wallet(c, profile, welcome_credits=welcome_credits, now=now)
+        )
+        wallet = await self.wallet(profile.user)
         assert wallet is not None
         return wallet
 
@@ -322,16 +336,42 @@ class SqliteLedger(Ledger):
         )
 
     async def top_up(
-        self, user: UserRef, credits: int, *, key: str, actor: str, reason: str, now: int
+        self,
+        user: UserRef,
+        credits: int,
+        *,
+        key: str,
+        actor: str,
+        reason: str,
+        now: int,
+        create_wallet: bool = False,
+        welcome_credits: int = 0,
     ) -> Outcome:
-        """Add credits to a wallet."""
+        """Add credits to a wallet; ``create_wallet`` opens it first, in the same transaction."""
         if credits <= 0:
             raise ValueError("a top-up adds a positive number of credits")
-        return await self.db.write(
-            lambda c: change_balance(
-                c, user, credits, key=key, kind="topup", actor=actor, reason=reason, now=now
+
+        def write(connection: sqlite3.Connection) -> Outcome:
+            if create_wallet and not _prior(connection, key):
+                open_wallet(
+                    connection,
+                    UserProfile(user),
+                    welcome_credits=welcome_credits,
+                    now=now,
+                    refresh_profile=False,
+                )
+            return change_balance(
+                connection,
+                user,
+                credits,
+                key=key,
+                kind="topup",
+                actor=actor,
+                reason=reason,
+                now=now,
             )
-        )
+
+        return await self.db.write(write)
 
     async def adjust(
         self, user: UserRef, credits: int, *, key: str, actor: str, reason: str, now: int

@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -48,9 +48,19 @@ async def console(settings: Settings) -> AsyncIterator[tuple[ConsoleTester, obje
 
 
 def run_cli(
-    *args: str, cwd: Path, stdin: str = "", env: dict[str, str] | None = None, timeout: float = 60
+    *args: str,
+    cwd: Path,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    prefix: Sequence[str] = (),
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``klingbot ARGS`` as a real process (``python -m app``) in ``cwd``."""
+    """Run ``klingbot ARGS`` as a real process (``python -m app``) in ``cwd``.
+
+    ``prefix`` runs it under another program (``unshare ...``); ``preexec_fn``
+    runs in the child before it starts (dropping privileges).
+    """
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("KLINGBOT_", "TELEGRAM_"))
     }
@@ -58,7 +68,7 @@ def run_cli(
     environment.update({"LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"})
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
+        [*prefix, sys.executable, "-m", "app", *args],
         cwd=cwd,
         input=stdin,
         capture_output=True,
@@ -67,6 +77,7 @@ def run_cli(
         env=environment,
         timeout=timeout,
         check=False,
+        preexec_fn=preexec_fn,
     )
 
 

@@ -71,7 +71,7 @@ def test_offline_wallet_commands(tmp_path):
     assert rows[0][:4] == ["seq", "time_utc", "kind", "amount"]
     assert rows[1][2:4] == ["topup", "+40"] and rows[1][-1] == "support ticket"
     assert rows[1][-2].startswith("cli:")
-    unknown = run_cli("wallet", "topup", "telegram:999", "5", cwd=tmp_path)
+    unknown = run_cli("wallet", "topup", "ghost", "5", cwd=tmp_path)
     assert unknown.returncode == 1 and "I don't know the user" in unknown.stdout
     bad = run_cli("wallet", "topup", "console:alice", "-5", cwd=tmp_path)
     assert bad.returncode != 0
@@ -94,7 +94,7 @@ def test_bad_config_stops_at_start_naming_the_field(tmp_path):
 
 def test_locked_database_is_a_clear_error_at_start(tmp_path):
     db = tmp_path / "klingbot.db"
-    run_cli("db", "migrate", cwd=tmp_path)
+    run_cli("console", cwd=tmp_path)  # creates the database
     locker = subprocess.Popen(
         [
             sys.executable,

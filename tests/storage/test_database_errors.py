@@ -143,8 +143,10 @@ def test_a_read_only_database_is_reported_as_read_only() -> None:
         child.join(timeout=30)
 
         assert message == (
-            f"StorageUnavailable: database {path} is read-only"
-            " (check the file and folder permissions)"
+            f"StorageUnavailable: database {path} cannot be written: the file is read-only,"
+            f" its folder {folder} is read-only (SQLite must create ledger.db-wal and"
+            " ledger.db-shm there). Make them writable for the user running the bot,"
+            " or set KLINGBOT_DB to a writable copy"
         )
         assert child.exitcode == 0
     finally:

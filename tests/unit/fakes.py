@@ -15,6 +15,14 @@ from bot.ports import AppState, Hold, Ledger, LedgerEntry, Outcome, UserProfile,
 from bot.reasons import reason
 
 
+def _nocase(text: str) -> str:
+    """SQLite's COLLATE NOCASE: only ASCII letters fold (``Ä`` and ``ä`` stay different)."""
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 class FakeClock:
     """A clock that only moves when the test says so."""
 
@@ -82,25 +90,41 @@ class InMemoryLedger(Ledger):
 
     async def open_wallet(self, profile: UserProfile, *, welcome_credits: int, now: int) -> Wallet:
         self._check()
-        self.users[profile.user] = profile
-        if profile.user not in self.balances:
-            self.balances[profile.user] = 0
-            self.held[profile.user] = 0
-            if welcome_credits:
+        self._open(profile, welcome_credits, now, refresh_profile=True)
+        wallet = await self.wallet(profile.user)
+        assert wallet is not None
+        return wallet
+
+    def _open(
+        self, profile: UserProfile, welcome_credits: int, now: int, *, refresh_profile: bool
+    ) -> None:
+        """storage.ledger.open_wallet: usernames move to their newest holder; welcome once."""
+        user = profile.user
+        if refresh_profile and profile.username:
+            for other, known in list(self.users.items()):
+                if (
+                    other.platform == user.platform
+                    and other != user
+                    and _nocase(known.username or "") == _nocase(profile.username)
+                ):
+                    self.users[other] = replace(known, username=None)
+        if refresh_profile or user not in self.users:
+            self.users[user] = profile
+        if user not in self.balances:
+            self.balances[user] = 0
+            self.held[user] = 0
+            if welcome_credits > 0:
                 self._append(
-                    profile.user,
+                    user,
                     "topup",
                     welcome_credits,
                     0,
-                    f"welcome:{profile.user}",
+                    f"welcome:{user}",
                     None,
                     "system",
                     reason("reason.welcome"),
                     now,
                 )
-        wallet = await self.wallet(profile.user)
-        assert wallet is not None
-        return wallet
 
     async def wallet(self, user: UserRef) -> Wallet | None:
         self._check()
@@ -111,15 +135,32 @@ class InMemoryLedger(Ledger):
 
     async def find_user(self, platform: str, query: str) -> UserProfile | None:
         self._check()
-        name = query.removeprefix("@").lower()
-        for profile in self.users.values():
-            if profile.user.platform != platform:
-                continue
-            if profile.user.id == query or (name and (profile.username or "").lower() == name):
+        name = _nocase(query.removeprefix("@"))
+        on_platform = [p for p in self.users.values() if p.user.platform == platform]
+        # As the SQL: an id match wins over a username match (ORDER BY user_id = query DESC).
+        for profile in on_platform:
+            if profile.user.id == query:
+                return profile
+        for profile in on_platform:
+            if name and _nocase(profile.username or "") == name:
                 return profile
         return None
 
-    async def top_up(self, user, credits, *, key, actor, reason, now) -> Outcome:
+    async def top_up(
+        self,
+        user,
+        credits,
+        *,
+        key,
+        actor,
+        reason,
+        now,
+        create_wallet=False,
+        welcome_credits=0,
+    ) -> Outcome:
+        self._check()
+        if create_wallet and not self._prior(key):
+            self._open(UserProfile(user), welcome_credits, now, refresh_profile=False)
         return await self.adjust(
             user, credits, key=key, actor=actor, reason=reason, now=now, kind="topup"
         )

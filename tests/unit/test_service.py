@@ -1,9 +1,12 @@
 """The command handlers on in-memory fakes: what each user sees, and what the wallet records."""
 
+from dataclasses import replace
+
 import pytest
 
 from bot.commands import Balance, Caller, Help, History, Price, Start, TopUp, UserRef
 from bot.errors import StorageUnavailable
+from bot.ports import UserProfile
 from bot.service import handle, respond_to_action, respond_to_text
 from tests.unit.chat import shown
 
@@ -65,6 +68,48 @@ async def test_moderator_tops_up_a_member_by_username(deps, member, moderator, l
     )
 
 
+async def test_a_moderator_tops_up_an_unseen_platform_id_and_opens_the_wallet(
+    deps, moderator, ledger
+):
+    text = await say("/topup telegram:404 500 refund for ticket 42", moderator, deps)
+
+    assert text.splitlines() == [
+        "Added 500 credits (¥50.00) to telegram:404.",
+        "telegram:404 had not talked to me yet: I opened their wallet.",
+        "New balance: 500 credits (¥50.00).",
+    ]
+    assert ledger.users[UserRef("telegram", "404")] == UserProfile(UserRef("telegram", "404"))
+    [entry] = [e for e in ledger.entries if e.user == UserRef("telegram", "404")]
+    assert (entry.kind, entry.amount, entry.actor, entry.reason) == (
+        "topup",
+        500,
+        "telegram:1",
+        "refund for ticket 42",
+    )
+
+
+async def test_an_unseen_wallet_gets_its_welcome_credits_once_in_chinese(deps, ledger, member_zh):
+    deps = replace(deps, welcome_credits=30)
+    mod_zh = Caller(UserRef("telegram", "1"), "Mo", "mo", "zh-CN")
+
+    text = await say("/topup telegram:404 500", mod_zh, deps)
+
+    assert text.splitlines() == [
+        "已为 telegram:404 充值 500 灵感值（¥50.00）。",
+        "telegram:404 还没有和我说过话：已为其开通钱包，并发放了欢迎礼 30 灵感值（¥3.00）。",
+        "充值后余额：530 灵感值（¥53.00）。",
+    ]
+    newcomer = Caller(UserRef("telegram", "404"), "Neo", "neo", "en")
+    assert "530 credits" in await say("/balance", newcomer, deps)  # no second welcome
+    assert ledger.users[newcomer.user].display_name == "Neo"  # their first message names them
+
+
+async def test_a_member_cannot_open_a_wallet_by_topup(deps, member, ledger):
+    text = await say("/topup telegram:404 5", member, deps)
+    assert text == "Only moderators can do that."
+    assert UserRef("telegram", "404") not in ledger.balances
+
+
 async def test_topup_me_names_the_caller(deps, moderator, ledger):
     await say("/topup me 40", moderator, deps)
     assert ledger.balances[moderator.user] == 40
@@ -91,7 +136,10 @@ async def test_non_moderator_topup_is_refused_and_changes_nothing(deps, member, 
         ("/topup me lots", "lots is not a whole number of credits."),
         ("/topup me 9223372036854775808", "9223372036854775808 is far more credits than a top-up"),
         ("/topup ghost 5", "I don't know the user ghost."),
-        ("/topup discord:404 5", "I don't know the user discord:404."),
+        ("/topup discord:alice 5", "I don't know the user discord:alice."),
+        ("/topup 404 5", "I don't know the user 404."),
+        ("/topup @ghost 5", "I don't know the user @ghost."),
+        ("/topup nowhere:404 5", "I don't know the user nowhere:404."),
         ("/topup", "Usage: /topup <user> <credits> [reason]"),
     ],
 )

@@ -1,0 +1,283 @@
+"""The real ``klingbot wallet`` process names users as chat does, and may open an unseen wallet.
+
+The operator has no platform of their own: a bare name or id is looked up on
+every platform. Each refusal is checked for its exact words, its exit status
+and an unchanged ledger.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import run_cli
+
+ZH = {"LANG": "zh_CN.UTF-8"}
+UNKNOWN = "I don't know the user {}. They need to talk to me once (any command) before their wallet exists."
+UNKNOWN_ZH = "我不认识用户 {}。对方需要先和我说一次话（任意命令），钱包才会创建。"
+
+
+def operator() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:operator"
+
+
+def operator_ref() -> tuple[str, str]:
+    return tuple(operator().split(":", 1))  # type: ignore[return-value]
+
+
+def ledger(folder: Path) -> list[tuple]:
+    db = folder / "klingbot.db"
+    if not db.exists():
+        return []
+    connection = sqlite3.connect(db)
+    try:
+        return connection.execute(
+            "SELECT platform, user_id, kind, amount, actor, reason FROM ledger ORDER BY seq"
+        ).fetchall()
+    finally:
+        connection.close()
+
+
+def users(folder: Path) -> list[tuple]:
+    connection = sqlite3.connect(folder / "klingbot.db")
+    try:
+        return connection.execute(
+            "SELECT platform, user_id, display_name, username FROM users ORDER BY 1, 2"
+        ).fetchall()
+    finally:
+        connection.close()
+
+
+def chat_as(folder: Path, name: str) -> None:
+    """``name`` talks to the bot once on the console, so the bot knows them."""
+    result = run_cli("console", "--as", name, cwd=folder, stdin="/start\n")
+    assert result.returncode == 0, result.stderr
+
+
+# --- the README's example: a top-up for someone the bot has not seen yet ----------
+
+
+def test_the_readme_topup_opens_the_wallet_of_an_unseen_user(tmp_path):
+    topup = run_cli(
+        "wallet", "topup", "telegram:123", "500", "refund", "for", "ticket", "42", cwd=tmp_path
+    )
+    balance = run_cli("wallet", "balance", "telegram:123", cwd=tmp_path)
+    history = run_cli("wallet", "history", "telegram:123", "-n", "20", cwd=tmp_path)
+
+    assert (topup.returncode, topup.stderr) == (0, "")
+    assert topup.stdout == (
+        "Added 500 credits (¥50.00) to telegram:123.\n"
+        "telegram:123 had not talked to me yet: I opened their wallet.\n"
+        "New balance: 500 credits (¥50.00).\n"
+    )
+    assert (balance.returncode, balance.stdout) == (
+        0,
+        "Balance of telegram:123: 500 credits (¥50.00).\n",
+    )
+    rows = [line.split("\t") for line in history.stdout.splitlines()]
+    assert history.returncode == 0 and len(rows) == 2
+    assert rows[1][2:] == ["topup", "+500", "+0", "500", operator(), "refund for ticket 42"]
+    assert ("telegram", "123", "", None) in users(tmp_path)  # known now, with no name yet
+
+
+def test_the_unseen_topup_in_chinese_with_welcome_credits(tmp_path):
+    topup = run_cli(
+        "wallet",
+        "topup",
+        "telegram:123",
+        "500",
+        cwd=tmp_path,
+        env={**ZH, "KLINGBOT_WELCOME_CREDITS": "30"},
+    )
+
+    assert (topup.returncode, topup.stderr) == (0, "")
+    assert topup.stdout == (
+        "已为 telegram:123 充值 500 灵感值（¥50.00）。\n"
+        "telegram:123 还没有和我说过话：已为其开通钱包，并发放了欢迎礼 30 灵感值（¥3.00）。\n"
+        "充值后余额：530 灵感值（¥53.00）。\n"
+    )
+    assert [row for row in ledger(tmp_path) if row[0] == "telegram"] == [
+        ("telegram", "123", "topup", 30, "system", "welcome"),
+        ("telegram", "123", "topup", 500, operator(), ""),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("target", "shown"),
+    [
+        ("telegram:alice", "telegram:alice"),  # Telegram ids are numbers
+        ("discord:12 3", "discord:12 3"),  # one argument, not a user and an amount
+        ("123", "123"),  # a bare id could be anyone on any platform
+        ("@newbie", "@newbie"),
+        ("matrix:123", "matrix:123"),  # no such platform
+    ],
+)
+def test_an_unknown_user_that_is_not_a_full_platform_id_is_refused(tmp_path, target, shown):
+    chat_as(tmp_path, "alice")
+    before = ledger(tmp_path)
+
+    result = run_cli("wallet", "topup", target, "5", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout == UNKNOWN.format(shown) + "\n"
+    assert ledger(tmp_path) == before
+
+
+# --- names, ids and platform:id, as in chat ---------------------------------------
+
+
+@pytest.mark.parametrize("name", ["alice", "@alice", "ALICE", "console:alice", "console:@Alice"])
+def test_a_user_is_found_by_name_or_id_on_any_platform(tmp_path, name):
+    chat_as(tmp_path, "alice")
+
+    topup = run_cli("wallet", "topup", name, "40", "support", "ticket", cwd=tmp_path)
+    balance = run_cli("wallet", "balance", name, cwd=tmp_path)
+    history = run_cli("wallet", "history", name, cwd=tmp_path)
+
+    assert topup.returncode == 0, topup.stdout + topup.stderr
+    assert topup.stdout == (
+        "Added 40 credits (¥4.00) to alice (console:alice).\nNew balance: 40 credits (¥4.00).\n"
+    )
+    assert balance.stdout == "Balance of alice (console:alice): 40 credits (¥4.00).\n"
+    assert history.stdout.splitlines()[1].split("\t")[2:] == [
+        "topup",
+        "+40",
+        "+0",
+        "40",
+        operator(),
+        "support ticket",
+    ]
+
+
+def test_me_is_the_operator(tmp_path):
+    topup = run_cli("wallet", "topup", "me", "7", cwd=tmp_path)
+    balance = run_cli("wallet", "balance", "me", cwd=tmp_path)
+
+    assert topup.returncode == 0 and topup.stdout.startswith("Added 7 credits (¥0.70) to ")
+    assert balance.stdout == "Your balance: 7 credits (¥0.70).\n"
+    assert ledger(tmp_path) == [("cli", getpass.getuser(), "topup", 7, operator(), "")]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "Several users match 123: console:123, telegram:123. Name one as platform:id.\n"),
+        (
+            ZH,
+            "有多个用户与 123 匹配：console:123, telegram:123。请用 平台:编号 的形式指明其中一个。\n",
+        ),
+    ],
+)
+def test_a_name_several_users_share_is_refused_listing_them(tmp_path, env, message):
+    chat_as(tmp_path, "123")
+    assert run_cli("wallet", "topup", "telegram:123", "1", cwd=tmp_path).returncode == 0
+    before = ledger(tmp_path)
+
+    topup = run_cli("wallet", "topup", "123", "5", cwd=tmp_path, env=env)
+    balance = run_cli("wallet", "balance", "123", cwd=tmp_path, env=env)
+    history = run_cli("wallet", "history", "123", cwd=tmp_path, env=env)
+
+    for result in (topup, balance, history):
+        assert (result.returncode, result.stdout, result.stderr) == (1, message, "")
+    assert ledger(tmp_path) == before
+    exact = run_cli("wallet", "balance", "console:123", cwd=tmp_path)
+    assert exact.stdout == "Balance of 123 (console:123): 0 credits (¥0.00).\n"
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "message"),
+    [
+        (("balance", "ghost"), {}, UNKNOWN.format("ghost")),
+        (("history", "@ghost"), {}, UNKNOWN.format("@ghost")),
+        (("topup", "ghost", "5"), {}, UNKNOWN.format("ghost")),
+        (("balance", "telegram:999"), {}, UNKNOWN.format("telegram:999")),  # only a top-up opens
+        (("balance", "ghost"), ZH, UNKNOWN_ZH.format("ghost")),
+        (("history", "telegram:999"), ZH, UNKNOWN_ZH.format("telegram:999")),
+    ],
+)
+def test_an_unknown_user_is_one_clear_message(tmp_path, command, env, message):
+    chat_as(tmp_path, "alice")
+    before = (ledger(tmp_path), users(tmp_path))
+    assert before[1] == [("console", "alice", "alice", "alice")]
+
+    result = run_cli("wallet", *command, cwd=tmp_path, env=env)
+
+    assert (result.returncode, result.stdout, result.stderr) == (1, message + "\n", "")
+    assert ledger(tmp_path) == before[0]
+    # Nobody new but the operator, whose own wallet opens as in chat.
+    assert {row[:2] for row in users(tmp_path)} <= {("console", "alice"), operator_ref()}
+
+
+# --- -n ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "env", "message"),
+    [
+        ("0", {}, "klingbot: -n takes a whole number from 1 to 50, not 0.\n"),
+        ("51", {}, "klingbot: -n takes a whole number from 1 to 50, not 51.\n"),
+        ("-3", {}, "klingbot: -n takes a whole number from 1 to 50, not -3.\n"),
+        ("ten", {}, "klingbot: -n takes a whole number from 1 to 50, not ten.\n"),
+        ("0", ZH, "klingbot: -n 需要 1 到 50 之间的整数，而不是 0。\n"),
+    ],
+)
+def test_a_bad_history_count_is_one_line(tmp_path, value, env, message):
+    result = run_cli("wallet", "history", "me", "-n", value, cwd=tmp_path, env=env)
+
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", message)
+    assert list(tmp_path.iterdir()) == []  # refused before opening anything
+
+
+def test_history_count_limits_the_rows(tmp_path):
+    for amount in ("1", "2", "3"):
+        run_cli("wallet", "topup", "me", amount, cwd=tmp_path)
+
+    result = run_cli("wallet", "history", "me", "-n", "2", cwd=tmp_path)
+
+    assert result.returncode == 0
+    assert [row.split("\t")[3] for row in result.stdout.splitlines()[1:]] == ["+3", "+2"]
+
+
+# --- the same rules in chat --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lang", "opened", "unknown"),
+    [
+        ("en", "telegram:555 had not talked to me yet: I opened their wallet.", UNKNOWN),
+        ("zh-CN", "telegram:555 还没有和我说过话：已为其开通钱包。", UNKNOWN_ZH),
+    ],
+)
+def test_a_moderator_in_chat_opens_an_unseen_wallet_only_by_platform_id(
+    tmp_path, lang, opened, unknown
+):
+    result = run_cli(
+        "console",
+        "--lang",
+        lang,
+        cwd=tmp_path,
+        stdin="/topup telegram:555 20\n/topup 556 20\n/topup @ghost 20\n/topup telegram:ghost 20\n",
+    )
+
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stderr
+    assert lines[1] == opened
+    assert lines[3:] == [
+        unknown.format("556"),
+        unknown.format("@ghost"),
+        unknown.format("telegram:ghost"),
+    ]
+    assert [row[:4] for row in ledger(tmp_path)] == [("telegram", "555", "topup", 20)]
+
+
+def test_a_member_in_chat_cannot_open_a_wallet(tmp_path):
+    result = run_cli("console", "--as", "bob", cwd=tmp_path, stdin="/topup telegram:555 20\n")
+
+    assert result.stdout == "Only moderators can do that.\n"
+    assert ledger(tmp_path) == []
