@@ -37,17 +37,16 @@ async def open_core(
     the database cannot be opened or written.
     """
     clock = clock or SystemClock()
+    if settings.provider == "kling":
+        settings.require_kling_keys()  # before any file is made
+        default_time_scale = 1.0  # Kling takes the time it takes: nothing to speed up
     time_scale = settings.time_scale if settings.time_scale is not None else default_time_scale
     catalog = settings.catalog()
     async with Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms) as database:
         store = SqliteJobStore(database)
         waits = ExpectedWaits(catalog, time_scale)
         await waits.load(store)
-        provider = provider or LocalProvider(
-            settings.data_dir / "renders",  # type: ignore[operator]
-            time_scale=time_scale,
-            max_renders=settings.max_local_renders,
-        )
+        provider = provider or build_provider(settings, time_scale)
         outboxes = OutboxRouter()
         runner = JobRunner(
             store=store,
@@ -64,6 +63,7 @@ async def open_core(
                 status_interval_s=settings.status_interval_s,
                 poll_interval_s=settings.poll_interval_s,
                 time_scale=time_scale,
+                **_remote_pacing(settings),
             ),
         )
         try:
@@ -87,3 +87,26 @@ async def open_core(
         finally:
             await runner.stop()
             await provider.close()
+
+
+def build_provider(settings: Settings, time_scale: float) -> Provider:
+    """The provider ``KLINGBOT_PROVIDER`` names; ConfigError when its settings are incomplete."""
+    if settings.provider == "kling":
+        from bot.providers.kling import kling_provider
+
+        return kling_provider(settings)
+    return LocalProvider(
+        settings.data_dir / "renders",  # type: ignore[operator]
+        time_scale=time_scale,
+        max_renders=settings.max_local_renders,
+    )
+
+
+def _remote_pacing(settings: Settings) -> dict[str, object]:
+    """Kling's polls back off up to a cap, and each tier has its own total timeout."""
+    if settings.provider != "kling":
+        return {}
+    return {
+        "poll_backoff_cap_s": settings.kling_poll_cap_s,
+        "tier_timeouts_s": dict(settings.kling_timeouts_s),
+    }
