@@ -96,6 +96,8 @@ class KlingStandin:
     create_faults: deque[int] = field(default_factory=deque)
     query_faults: deque[int] = field(default_factory=deque)
     drop_creates: int = 0
+    hold_creates: asyncio.Event | None = None
+    """When set: the task is made, then the answer waits for this event (still on the wire)."""
     fail_tasks_with: str | None = None
     never_finish: bool = False
     expire_urls: bool = False
@@ -211,6 +213,9 @@ class KlingStandin:
         task = StandinTask(str(next(self._ids)), kind, body, self.clock())
         self.tasks[task.task_id] = task
         self.creates.append(body)
+        if self.hold_creates is not None:
+            self._activity.set()
+            await self.hold_creates.wait()
         if self.drop_creates:
             self.drop_creates -= 1
             self._activity.set()
