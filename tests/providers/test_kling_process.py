@@ -7,9 +7,12 @@ import os
 import re
 import signal
 
+from app.provider_check import check_provider
+from storage.audit import audit
+from storage.database import Database
 from tests.e2e.conftest import run_cli
 from tests.e2e.recovery_support import PROMPT, cli_env, read_until, start_console, wait
-from tests.providers.kling_support import kling_env
+from tests.providers.kling_support import kling_env, kling_settings
 
 
 async def test_a_console_killed_after_the_create_adopts_the_same_task_when_started_again(
@@ -54,12 +57,13 @@ async def test_a_console_killed_after_the_create_adopts_the_same_task_when_start
     assert standin.refused == []  # found by a query, not by a refused duplicate create
     assert standin.downloads == 1
 
-    check = await asyncio.to_thread(run_cli, "db", "check", cwd=tmp_path, env=env)
-    assert (check.returncode, check.stdout.strip()) == (0, "ledger OK"), check.stdout
-    wallet = await asyncio.to_thread(
-        run_cli, "wallet", "balance", "console:local", cwd=tmp_path, env=env
-    )
-    assert "(console:local): 65 credits (¥6.50)." in wallet.stdout, wallet.stdout
+    # The ledger audit `klingbot db check` runs, and the wallet: charged once.
+    async with Database(tmp_path / "klingbot.db") as database:
+        assert await audit(database) == []
+        [row] = await database.read("SELECT balance, held FROM wallets")
+        assert (row["balance"], row["held"]) == (65, 0)
+        kinds = await database.read("SELECT kind FROM ledger WHERE hold_id = ? ORDER BY seq", (job_id,))
+        assert [r["kind"] for r in kinds] == ["hold", "capture"]
 
 
 async def test_provider_check_with_good_keys_lists_the_resource_packs(tmp_path, standin):
@@ -75,13 +79,11 @@ async def test_provider_check_with_good_keys_lists_the_resource_packs(tmp_path, 
     assert standin.secret_key not in result.stdout + result.stderr
 
 
-async def test_provider_check_without_costs_access_still_passes(tmp_path, standin):
+async def test_provider_check_without_costs_access_still_passes(tmp_path, standin, capsys):
     standin.costs_code = 1103
-    result = await asyncio.to_thread(
-        run_cli, "provider", "check", cwd=tmp_path, env=kling_env(tmp_path, standin)
-    )
-    assert result.returncode == 0, result.stderr
-    assert "resource packs: not available for this account" in result.stdout
+    assert await check_provider(kling_settings(tmp_path, standin)) == 0
+    out = capsys.readouterr().out
+    assert "resource packs: not available for this account (Kling code 1103" in out
 
 
 async def test_provider_check_with_bad_keys_says_so(tmp_path, standin):
@@ -95,19 +97,25 @@ async def test_provider_check_with_bad_keys_says_so(tmp_path, standin):
     assert result.stdout == ""
 
 
-async def test_provider_check_with_no_network_or_no_key(tmp_path, standin):
-    env = kling_env(tmp_path, standin, KLING_BASE_URL="http://127.0.0.1:9")
-    result = await asyncio.to_thread(run_cli, "provider", "check", cwd=tmp_path, env=env)
-    assert result.returncode == 1
-    assert "klingbot: cannot reach the Kling API at http://127.0.0.1:9" in result.stderr
+async def test_provider_check_with_no_network(tmp_path, standin, capsys):
+    settings = kling_settings(tmp_path, standin, kling_base_url="http://127.0.0.1:9")
+    assert await check_provider(settings) == 1
+    assert "klingbot: cannot reach the Kling API at http://127.0.0.1:9" in capsys.readouterr().err
 
+
+async def test_provider_check_of_a_url_that_is_not_kling(tmp_path, standin, capsys):
+    settings = kling_settings(tmp_path, standin, kling_base_url=f"{standin.url}/nothing-here")
+    assert await check_provider(settings) == 1
+    err = capsys.readouterr().err
+    assert f"klingbot: {standin.url}/nothing-here does not answer like the Kling API" in err
+
+
+async def test_kling_without_a_key_stops_the_start_with_one_line(tmp_path, standin):
     env = kling_env(tmp_path, standin)
-    del env["KLING_ACCESS_KEY"]
-    result = await asyncio.to_thread(run_cli, "provider", "check", cwd=tmp_path, env=env)
+    del env["KLING_SECRET_KEY"]
+    result = await asyncio.to_thread(run_cli, "console", cwd=tmp_path, env=env)
     assert (result.returncode, result.stderr) == (
         2,
-        "klingbot: KLING_ACCESS_KEY is not set (KLINGBOT_PROVIDER=kling needs it)\n",
+        "klingbot: KLING_SECRET_KEY is not set (KLINGBOT_PROVIDER=kling needs it)\n",
     )
-    result = await asyncio.to_thread(run_cli, "console", cwd=tmp_path, env=env)
-    assert result.returncode == 2 and "KLING_ACCESS_KEY" in result.stderr
     assert not (tmp_path / "klingbot.db").exists()
