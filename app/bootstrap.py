@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from bot.clock import Clock, SystemClock
 from bot.deps import Deps, Generation
@@ -66,6 +67,7 @@ async def open_core(
                 **_remote_pacing(settings),
             ),
         )
+        callbacks = await _serve_callbacks(settings, provider)
         try:
             yield Deps(
                 catalog=catalog,
@@ -86,6 +88,8 @@ async def open_core(
             )
         finally:
             await runner.stop()
+            if callbacks is not None:
+                await callbacks.stop()
             await provider.close()
 
 
@@ -110,3 +114,16 @@ def _remote_pacing(settings: Settings) -> dict[str, object]:
         "poll_backoff_cap_s": settings.kling_poll_cap_s,
         "tier_timeouts_s": dict(settings.kling_timeouts_s),
     }
+
+
+async def _serve_callbacks(settings: Settings, provider: Provider) -> Any:
+    """With ``KLING_CALLBACK_URL``: listen for Kling's posts (each one only triggers a poll)."""
+    from bot.providers.kling import KlingProvider
+
+    if not settings.kling_callback_url or not isinstance(provider, KlingProvider):
+        return None
+    from bot.providers.kling.callback import CallbackServer
+
+    server = CallbackServer(provider, settings.kling_callback_url, settings.kling_callback_listen)
+    await server.start()
+    return server

@@ -196,6 +196,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value is not None and value.endswith("/") else value
 
+    @field_validator("kling_callback_listen")
+    @classmethod
+    def _check_kling_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 0.0.0.0:8090")
+        return value
+
     @field_validator("kling_timeouts_s", mode="before")
     @classmethod
     def _overlay_kling_timeouts(cls, value: Any) -> Any:

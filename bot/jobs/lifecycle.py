@@ -10,6 +10,7 @@ decides when a job starts and owns cancellation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -204,7 +205,16 @@ class JobLifecycle:
                 await self.provider_cancel(job.task_id)
                 return await self.finish_failed(job, job.state, "failure.timeout", kind="timeout")
             polls += 1
-            await self._sleep(self._poll_interval(polls))
+            await self._nap(job.task_id, self._poll_interval(polls))
+
+    async def _nap(self, task_id: str, seconds: float) -> None:
+        """Wait until the next poll: the interval, or less if the provider hears of a change."""
+        wake = self.provider.wakeup(task_id)
+        if wake is None:
+            await self._sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
 
     def _poll_interval(self, polls: int = 0) -> float:
         """The scaled poll interval, stretched to keep all polls under ``max_polls_per_s``.

@@ -11,6 +11,7 @@ Its errors say who can fix them, which decides what the runner does:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,14 @@ class Provider(ABC):
 
         Used when the clip is over the chat's upload limit; None when the
         provider has no such link (the local renderer).
+        """
+        return None
+
+    def wakeup(self, task_id: str) -> asyncio.Event | None:
+        """An event set when the provider hears that the task changed (a callback).
+
+        The runner then polls at once instead of at the end of its interval;
+        None (the default) means polling on the timer only.
         """
         return None
 

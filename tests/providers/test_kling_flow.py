@@ -314,3 +314,41 @@ async def test_the_token_is_renewed_across_a_long_poll_and_after_a_1004(tmp_path
 async def _tasks(standin):
     await standin.until(lambda: len(standin.tasks) == 1)
     return list(standin.tasks.values())
+
+
+async def test_a_callback_makes_the_runner_poll_at_once_but_is_not_trusted(tmp_path, standin):
+    import socket
+
+    import httpx
+
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    # Polls 60 s apart (600 s x 0.1): without the callback the clip would wait a minute.
+    settings = kling_settings(
+        tmp_path,
+        standin,
+        time_scale=0.1,
+        poll_interval_s=600,
+        kling_poll_cap_s=600,
+        kling_callback_url="https://bot.example.com/kling/callback",
+        kling_callback_listen=f"127.0.0.1:{port}",
+    )
+    async with kling_session(settings) as gen, httpx.AsyncClient() as http:
+        chat = gen.chat()
+        job = await order(gen, chat, f"/gen sample {PROMPT}", "Standard ·")
+        [task] = await _tasks(standin)
+        assert task.body["callback_url"] == "https://bot.example.com/kling/callback"
+        await standin.until(lambda: task.polls == 1)
+        url = f"http://127.0.0.1:{port}/kling/callback"
+        # A forged "succeed" while the task is still running: polled, not believed.
+        forged = {"task_id": task.task_id, "task_status": "succeed", "task_result": {"videos": [{"url": "http://evil.example/x.mp4"}]}}
+        assert (await http.post(url, json=forged)).status_code == 200
+        await standin.until(lambda: task.polls == 2)
+        assert (await gen.deps.generation.store.get_job(job.job_id)).state in ("submitted", "running")
+        standin.advance(100)  # Kling finishes the clip and says so
+        assert (await http.post(url, json={"task_id": task.task_id, "task_status": "succeed"})).status_code == 200
+        final = await asyncio.wait_for(finish(gen, job), 10)
+        assert (final.state, task.polls) == ("delivered", 3)
+        assert (await http.post(url, content=b"not json")).status_code == 400
+        await sound(gen)

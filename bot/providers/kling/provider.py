@@ -91,6 +91,10 @@ class KlingProvider(Provider):
         """External ids whose create got no answer: the task may exist."""
         self._results: dict[str, str] = {}
         """Task id -> result URL, from the poll that saw it succeed."""
+        self._wakeups: dict[str, asyncio.Event] = {}
+        """Kling task id -> event a callback sets (only with a callback URL)."""
+        self._pending: set[str] = set()
+        """Tasks a callback named while no poll was waiting: the next wait ends at once."""
 
     # --- the port ---------------------------------------------------------------------
 
@@ -187,6 +191,29 @@ class KlingProvider(Provider):
             return None
         return url if response.status_code == 200 else None
 
+    def wakeup(self, task_id: str) -> asyncio.Event | None:
+        """With a callback URL: the event :meth:`notify` sets for this task."""
+        if not self.callback_url:
+            return None
+        _, raw = split_task_id(task_id)
+        if raw in self._pending:  # the callback came while the runner was not waiting
+            self._pending.discard(raw)
+            event = asyncio.Event()
+            event.set()
+            return event
+        return self._wakeups.setdefault(raw, asyncio.Event())
+
+    def notify(self, raw_task_id: str) -> bool:
+        """Kling posted a change of this task: poll it now (its content is not trusted)."""
+        event = self._wakeups.pop(raw_task_id, None)
+        if event is not None:
+            event.set()
+            return True
+        if raw_task_id in self._active:  # only tasks we run: posts cannot grow memory
+            self._pending.add(raw_task_id)
+            return True
+        return False
+
     async def close(self) -> None:
         """Close the HTTP client."""
         await self.client.close()
@@ -260,6 +287,8 @@ class KlingProvider(Provider):
 
     def _finished(self, raw: str) -> None:
         self._active.discard(raw)
+        self._wakeups.pop(raw, None)
+        self._pending.discard(raw)
         if self._cap is not None:
             self._cap = None
             freed, self._freed = self._freed, asyncio.Event()
