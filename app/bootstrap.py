@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from bot.clock import Clock, SystemClock
 from bot.deps import Deps, Generation
@@ -44,17 +45,16 @@ async def open_core(
     make_folder(settings.db.absolute().parent, "the database (KLINGBOT_DB)")
     make_folder(settings.data_dir.absolute(), "clips and images (KLINGBOT_DATA_DIR)")
     clock = clock or SystemClock()
+    if settings.provider == "kling":
+        settings.require_kling_keys()  # before any file is made
+        default_time_scale = 1.0  # Kling takes the time it takes: nothing to speed up
     time_scale = settings.time_scale if settings.time_scale is not None else default_time_scale
     catalog = settings.catalog()
     async with Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms) as database:
         store = SqliteJobStore(database)
         waits = ExpectedWaits(catalog, time_scale)
         await waits.load(store)
-        provider = provider or LocalProvider(
-            settings.data_dir / "renders",  # type: ignore[operator]
-            time_scale=time_scale,
-            max_renders=settings.max_local_renders,
-        )
+        provider = provider or build_provider(settings, time_scale)
         outboxes = OutboxRouter()
         runner = JobRunner(
             store=store,
@@ -71,8 +71,10 @@ async def open_core(
                 status_interval_s=settings.status_interval_s,
                 poll_interval_s=settings.poll_interval_s,
                 time_scale=time_scale,
+                **_remote_pacing(settings),
             ),
         )
+        callbacks = await _serve_callbacks(settings, provider)
         try:
             yield Deps(
                 catalog=catalog,
@@ -94,6 +96,8 @@ async def open_core(
             )
         finally:
             await runner.stop()
+            if callbacks is not None:
+                await callbacks.stop()
             await provider.close()
 
 
@@ -105,3 +109,39 @@ def make_folder(folder: Path, purpose: str) -> None:
         reason = error.strerror or str(error)
         message = f"cannot create the folder {folder} for {purpose}: {reason}"
         raise StorageUnavailable(message) from None
+
+
+def build_provider(settings: Settings, time_scale: float) -> Provider:
+    """The provider ``KLINGBOT_PROVIDER`` names; ConfigError when its settings are incomplete."""
+    if settings.provider == "kling":
+        from bot.providers.kling import kling_provider
+
+        return kling_provider(settings)
+    return LocalProvider(
+        settings.data_dir / "renders",  # type: ignore[operator]
+        time_scale=time_scale,
+        max_renders=settings.max_local_renders,
+    )
+
+
+def _remote_pacing(settings: Settings) -> dict[str, object]:
+    """Kling's polls back off up to a cap, and each tier has its own total timeout."""
+    if settings.provider != "kling":
+        return {}
+    return {
+        "poll_backoff_cap_s": settings.kling_poll_cap_s,
+        "tier_timeouts_s": dict(settings.kling_timeouts_s),
+    }
+
+
+async def _serve_callbacks(settings: Settings, provider: Provider) -> Any:
+    """With ``KLING_CALLBACK_URL``: listen for Kling's posts (each one only triggers a poll)."""
+    from bot.providers.kling import KlingProvider
+
+    if not settings.kling_callback_url or not isinstance(provider, KlingProvider):
+        return None
+    from bot.providers.kling.callback import CallbackServer
+
+    server = CallbackServer(provider, settings.kling_callback_url, settings.kling_callback_listen)
+    await server.start()
+    return server

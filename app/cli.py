@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("migrate", help="apply pending migrations and exit")
     db_commands.add_parser("check", help="verify the ledger invariants")
+
+    provider = commands.add_parser("provider", help="the video provider (Kling)")
+    provider_commands = provider.add_subparsers(dest="provider_command", required=True)
+    provider_commands.add_parser("check", help="check the Kling keys; list the resource packs")
     return parser
 
 
@@ -106,6 +110,10 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         return await _serve(settings)
     if args.command == "wallet":
         return await _wallet(settings, args)
+    if args.command == "provider":
+        from app.provider_check import check_provider
+
+        return await check_provider(settings)
     return await _db(settings, args.db_command)
 
 

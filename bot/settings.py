@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
@@ -32,6 +32,10 @@ from bot.commands import UserRef
 
 MAX_CREDITS = 10**12
 """No single amount or balance may exceed this (far below SQLite's int64 range)."""
+
+
+KLING_TIMEOUTS_S: dict[str, float] = {"standard": 1200, "high_quality": 1800, "master": 3600}
+"""Default total timeouts of Kling tasks per tier (Master's queue can take well over 30 min)."""
 
 
 class ConfigError(Exception):
@@ -176,6 +180,97 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TELEGRAM_ADMIN_CHATS", "telegram_admin_chats"),
     )
     """Group chats whose administrators are moderators (comma-separated chat ids)."""
+
+    # --- the video provider (docs/PROVIDERS.md) ---------------------------------------
+    provider: Literal["local", "kling"] = "local"
+    """``KLINGBOT_PROVIDER``: ``local`` (the embedded renderer) or ``kling`` (the Kling API)."""
+    kling_access_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("KLING_ACCESS_KEY", "kling_access_key")
+    )
+    kling_secret_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("KLING_SECRET_KEY", "kling_secret_key")
+    )
+    kling_base_url: str = Field(
+        default="https://api-singapore.klingai.com",
+        validation_alias=AliasChoices("KLING_BASE_URL", "kling_base_url"),
+    )
+    """Global accounts; mainland China accounts use https://api-beijing.klingai.com."""
+    kling_callback_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("KLING_CALLBACK_URL", "kling_callback_url")
+    )
+    """Public URL Kling posts task changes to; each post only triggers a poll of that task."""
+    kling_callback_listen: str = Field(
+        default="0.0.0.0:8090",
+        validation_alias=AliasChoices("KLING_CALLBACK_LISTEN", "kling_callback_listen"),
+    )
+    """``host:port`` the callback server listens on when ``kling_callback_url`` is set."""
+    kling_timeouts_s: dict[str, float] = Field(
+        default_factory=lambda: dict(KLING_TIMEOUTS_S),
+        validation_alias=AliasChoices("KLING_TIMEOUTS_S", "kling_timeouts_s"),
+    )
+    """Per tier: how long a Kling task may take before the job fails and is refunded."""
+    kling_poll_cap_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        validation_alias=AliasChoices("KLING_POLL_CAP_S", "kling_poll_cap_s"),
+    )
+    """Polls of a Kling task back off from ``poll_interval_s`` up to this (times the time scale)."""
+    kling_aspect_ratio: Literal["16:9", "9:16", "1:1"] = Field(
+        default="16:9",
+        validation_alias=AliasChoices("KLING_ASPECT_RATIO", "kling_aspect_ratio"),
+    )
+    """The frame of text-only (text2video) clips."""
+    kling_max_download_mb: int = Field(
+        default=300,
+        ge=1,
+        le=4000,
+        validation_alias=AliasChoices("KLING_MAX_DOWNLOAD_MB", "kling_max_download_mb"),
+    )
+    """A result larger than this is not downloaded (the job fails and is refunded)."""
+
+    @field_validator("kling_base_url", "kling_callback_url")
+    @classmethod
+    def _check_kling_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value is not None and value.endswith("/") else value
+
+    @field_validator("kling_callback_listen")
+    @classmethod
+    def _check_kling_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 0.0.0.0:8090")
+        return value
+
+    @field_validator("kling_timeouts_s", mode="before")
+    @classmethod
+    def _overlay_kling_timeouts(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {**KLING_TIMEOUTS_S, **value}
+        return value
+
+    @field_validator("kling_timeouts_s")
+    @classmethod
+    def _check_kling_timeouts(cls, value: dict[str, float]) -> dict[str, float]:
+        for tier, seconds in value.items():
+            if not 0 < seconds <= 24 * 3600:
+                raise ValueError(f"{tier}: must be between 0 and 86400 seconds")
+        return value
+
+    def require_kling_keys(self) -> tuple[SecretStr, SecretStr]:
+        """Both Kling keys, or ConfigError naming the one that is missing."""
+        for name, value in (
+            ("KLING_ACCESS_KEY", self.kling_access_key),
+            ("KLING_SECRET_KEY", self.kling_secret_key),
+        ):
+            if value is None or not value.get_secret_value().strip():
+                raise ConfigError(f"{name} is not set (KLINGBOT_PROVIDER=kling needs it)")
+        assert self.kling_access_key is not None and self.kling_secret_key is not None
+        return self.kling_access_key, self.kling_secret_key
+
+    # --- end of the video provider block --------------------------------------------
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, **_):

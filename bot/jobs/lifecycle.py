@@ -10,7 +10,9 @@ decides when a job starts and owns cancellation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +34,7 @@ from bot.providers.base import (
     RetryableError,
     TaskStatus,
 )
+from bot.replies import text
 
 if TYPE_CHECKING:
     from bot.jobs.runner import RunnerSettings
@@ -76,6 +79,8 @@ class JobLifecycle:
         self._monotonic = monotonic
         self._running_count = running_count
         self._on_settled = on_settled
+        self._alerts: set[str] = set()
+        """Operator problems already logged; cleared when a submit works again."""
 
     async def drive(self, job: Job) -> None:
         """Take a started job as far as it goes: submit, wait for the clip, deliver."""
@@ -103,7 +108,7 @@ class JobLifecycle:
         if current is None or current.state in TERMINAL:
             self._on_settled(job_id)
 
-    def _request(self, job: Job) -> GenerationRequest:
+    def _request(self, job: Job, attempt: int = 1) -> GenerationRequest:
         return GenerationRequest(
             external_id=job.job_id,
             tier=job.tier,
@@ -115,6 +120,7 @@ class JobLifecycle:
             negative_prompt=job.negative_prompt,
             image_path=Path(job.image_path) if job.image_path else None,
             expected_wait_s=job.expected_wait_s,
+            attempt=attempt,
         )
 
     async def _submit(self, job: Job) -> Job:
@@ -127,7 +133,7 @@ class JobLifecycle:
         while True:
             attempt += 1
             try:
-                task_id = await self.provider.submit(self._request(job))
+                task_id = await self.provider.submit(self._request(job, attempts))
                 break
             except RetryableError as error:
                 if attempt >= self.settings.submit_attempts:
@@ -137,6 +143,9 @@ class JobLifecycle:
                 await self._backoff(attempt)
             except ProviderError as error:
                 return await self._provider_failed(job, "held", error)
+        if self._alerts:
+            log.warning("the provider accepts jobs again")
+            self._alerts.clear()
         now = self.clock.now()
         moved = await self.store.transition(
             job.job_id,
@@ -156,13 +165,18 @@ class JobLifecycle:
         started = self._monotonic()
         elapsed_before = max(0, self.clock.now() - (job.started_at or job.submitted_at or 0))
         expected = self.waits.seconds(job.tier)
-        deadline = (
-            started
-            + expected * self.settings.timeout_factor
-            + self.settings.timeout_grace_s
-            - elapsed_before
-        )
+        limit = self.settings.tier_timeouts_s.get(job.tier)
+        if limit is not None:  # the provider's own total timeout for the tier
+            deadline = started + self._scaled(limit) - elapsed_before
+        else:
+            deadline = (
+                started
+                + expected * self.settings.timeout_factor
+                + self.settings.timeout_grace_s
+                - elapsed_before
+            )
         failures = 0
+        polls = 0
         while True:
             try:
                 task = await self.provider.poll(job.task_id)
@@ -193,15 +207,31 @@ class JobLifecycle:
             if self._monotonic() > deadline:
                 await self.provider_cancel(job.task_id)
                 return await self.finish_failed(job, job.state, "failure.timeout", kind="timeout")
-            await self._sleep(self._poll_interval())
+            polls += 1
+            await self._nap(job.task_id, self._poll_interval(polls))
 
-    def _poll_interval(self) -> float:
+    async def _nap(self, task_id: str, seconds: float) -> None:
+        """Wait until the next poll: the interval, or less if the provider hears of a change."""
+        wake = self.provider.wakeup(task_id)
+        if wake is None:
+            await self._sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), seconds)
+
+    def _poll_interval(self, polls: int = 0) -> float:
         """The scaled poll interval, stretched to keep all polls under ``max_polls_per_s``.
 
         Below a thousand running jobs nothing changes; with 10,000 each job is
         polled every 20 s instead of every 2 s, and the event loop stays free.
+        With ``poll_backoff_cap_s`` above the interval (a remote provider), the
+        interval grows by half after every poll, with jitter, up to that cap.
         """
-        interval = self._scaled(self.settings.poll_interval_s)
+        seconds = self.settings.poll_interval_s
+        cap = self.settings.poll_backoff_cap_s
+        if cap > seconds:
+            seconds = min(cap, seconds * 1.5 ** min(polls, 32)) * random.uniform(0.8, 1.0)
+        interval = self._scaled(seconds)
         return max(interval, self._running_count() / self.settings.max_polls_per_s)
 
     async def _track(self, job: Job, task: TaskStatus, elapsed: float, expected: int) -> Job:
@@ -235,7 +265,7 @@ class JobLifecycle:
         if job.attempts > 1:  # lost more than once: give the provider a breath first
             await self._sleep(self._poll_interval())
         try:
-            task_id = await self.provider.submit(self._request(job))
+            task_id = await self.provider.submit(self._request(job, job.attempts + 1))
         except RetryableError:
             await self._backoff(job.attempts)
             return job  # polled again: still lost, submitted again
@@ -257,9 +287,16 @@ class JobLifecycle:
         assert job.task_id is not None
         destination = self.clips_dir / f"{job.job_id}.mp4"
         try:
-            path = await self.provider.fetch(job.task_id, destination)
-        except RetryableError:
-            path = await self._retry_fetch(job, destination)
+            try:
+                path = await self.provider.fetch(job.task_id, destination)
+            except RetryableError:
+                path = await self._retry_fetch(job, destination)
+        except ProviderError as error:
+            # The clip could not be had (an expired link, not a video): nothing to pay for.
+            log.warning("the clip of job %s could not be fetched: %s", job.job_id, error)
+            return await self.finish_failed(
+                job, job.state, "failure.provider", kind="fetch", detail=str(error)
+            )
         now = self.clock.now()
         if job.state == "submitted":
             job = (
@@ -301,6 +338,8 @@ class JobLifecycle:
         reply = status.video(job, self.catalog, path)
         size = (await asyncio.to_thread(path.stat)).st_size
         how = "uploaded" if self.outbox.fits(job.chat, size) else "too_large"
+        if how == "too_large" and await self._send_result_link(job):
+            return
         for attempt in range(1, self.settings.delivery_attempts + 1):
             try:
                 await self.outbox.send(job.chat, reply, job.locale)
@@ -322,6 +361,25 @@ class JobLifecycle:
             return
         await self._mark_delivered(job, "link")
 
+    async def _send_result_link(self, job: Job) -> bool:
+        """Too large for the chat: send the provider's download link, if it has a valid one."""
+        if job.task_id is None:
+            return False
+        try:
+            url = await self.provider.result_link(job.task_id)
+        except ProviderError as error:
+            log.warning("no result link for job %s: %s", job.job_id, error)
+            return False
+        if url is None:
+            return False
+        try:
+            await self.outbox.send(job.chat, status.remote_link(job, url), job.locale)
+        except Exception as error:
+            log.warning("the result link of job %s was not sent: %s", job.job_id, error)
+            return False
+        await self._mark_delivered(job, "link")
+        return True
+
     async def _mark_delivered(self, job: Job, how: str) -> None:
         now = self.clock.now()
         await self.store.transition(
@@ -336,10 +394,16 @@ class JobLifecycle:
                 "failure.content",
                 kind="content",
                 detail=error.reason,
-                reason=error.reason or "—",
+                reason=text(error.reason_key) if error.reason_key else error.reason or "—",
             )
         if isinstance(error, OperatorError):
-            log.error("provider needs the operator's attention (job %s): %s", job.job_id, error)
+            if error.condition not in self._alerts:
+                self._alerts.add(error.condition)
+                log.error(
+                    "provider needs the operator's attention (job %s): %s", job.job_id, error
+                )
+            else:  # already said: one error line per condition, not one per job
+                log.info("job %s failed on the same provider problem: %s", job.job_id, error)
             return await self.finish_failed(
                 job, state, "failure.unavailable", kind="operator", detail=str(error)
             )

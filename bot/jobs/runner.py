@@ -16,8 +16,8 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -57,6 +57,10 @@ class RunnerSettings:
     timeout_factor: float = 5.0
     timeout_grace_s: float = 120.0
     """Added to ``expected × timeout_factor`` unscaled: rendering itself takes real time."""
+    poll_backoff_cap_s: float = 0.0
+    """Above ``poll_interval_s``: polls back off with jitter up to this (a remote provider)."""
+    tier_timeouts_s: Mapping[str, float] = field(default_factory=dict)
+    """A tier listed here fails after this long (scaled) instead of ``expected × factor``."""
 
     @property
     def max_active(self) -> int:

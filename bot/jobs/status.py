@@ -129,3 +129,8 @@ def video(job: Job, catalog: Catalog, path: Path) -> Reply:
 def link(job: Job, path: Path) -> Reply:
     """The upload failed for good: say where the clip is."""
     return Reply((text("delivery.link", job=job.short_id, path=str(path)),))
+
+
+def remote_link(job: Job, url: str) -> Reply:
+    """The clip is too large for this chat: where to download it from the provider."""
+    return Reply((text("kling.result_link", job=job.short_id, url=url),))

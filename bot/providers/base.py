@@ -11,6 +11,7 @@ Its errors say who can fix them, which decides what the runner does:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ class GenerationRequest:
     negative_prompt: str
     image_path: Path | None
     expected_wait_s: int
+    attempt: int = 1
+    """1 for the first submit of a job; more when it may already exist at the provider
+    (a restart or a lost answer): a remote provider then looks for it before creating."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +69,22 @@ class ContentRefused(ProviderError):
 
     kind = "content"
 
-    def __init__(self, reason: str = "") -> None:
+    def __init__(self, reason: str = "", *, reason_key: str | None = None) -> None:
         super().__init__(reason or "content refused")
         self.reason = reason
+        self.reason_key = reason_key
+        """An i18n key shown to the member instead of ``reason`` (which is then only logged)."""
 
 
 class OperatorError(ProviderError):
     """Only the operator can fix this: credentials, provider balance, configuration."""
 
     kind = "operator"
+
+    def __init__(self, message: str = "", *, condition: str | None = None) -> None:
+        super().__init__(message)
+        self.condition = condition or message
+        """Names the problem (``kling:1102``): the runner logs it once until a submit works."""
 
 
 class Provider(ABC):
@@ -96,6 +107,22 @@ class Provider(ABC):
     @abstractmethod
     async def cancel(self, task_id: str) -> bool:
         """Stop the task if the provider allows it; True if it is stopped."""
+
+    async def result_link(self, task_id: str) -> str | None:
+        """A link the member can download the finished clip from, while it is valid.
+
+        Used when the clip is over the chat's upload limit; None when the
+        provider has no such link (the local renderer).
+        """
+        return None
+
+    def wakeup(self, task_id: str) -> asyncio.Event | None:
+        """An event set when the provider hears that the task changed (a callback).
+
+        The runner then polls at once instead of at the end of its interval;
+        None (the default) means polling on the timer only.
+        """
+        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (HTTP clients, worker tasks)."""
