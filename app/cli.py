@@ -21,10 +21,12 @@ from datetime import UTC, datetime
 from app.bootstrap import CONSOLE_TIME_SCALE, open_core
 from bot.access import resolve_user
 from bot.commands import Balance, Caller, UserRef
+from bot.deps import Deps
 from bot.errors import StorageUnavailable, UserError
 from bot.i18n import Translator, resolve_locale
 from bot.parsing import HISTORY_MAX
 from bot.ports import LedgerEntry
+from bot.reasons import reason_text
 from bot.replies import Money, Text, text
 from bot.service import handle, price_table, respond_to_text
 from bot.settings import ConfigError, Settings, load_settings
@@ -269,7 +271,7 @@ async def _wallet(settings: Settings, args: argparse.Namespace) -> int:
             except UserError as error:
                 print(translate(Text(error.key, error.params)))
                 return 1
-            _print_history(await deps.ledger.history(profile.user, count))
+            _print_history(await deps.ledger.history(profile.user, count), deps, translate)
             return 0
         if args.wallet_command == "topup":
             line = f"/topup {args.user} {args.credits} {' '.join(args.reason)}"
@@ -289,14 +291,17 @@ def _history_count(value: str) -> int | None:
     return count if 1 <= count <= HISTORY_MAX else None
 
 
-def _print_history(entries: list[LedgerEntry]) -> None:
-    """Tab-separated, newest first, for grep and spreadsheets."""
+def _print_history(entries: list[LedgerEntry], deps: Deps, translate: Translator) -> None:
+    """Tab-separated, newest first, for grep and spreadsheets; reasons in the reader's language."""
     print("seq\ttime_utc\tkind\tamount\theld_delta\tbalance_after\tactor\treason")
     for entry in entries:
         when = datetime.fromtimestamp(entry.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        shown = reason_text(entry.reason, deps.catalog)
+        reason = shown if isinstance(shown, str) else translate(shown)
+        reason = " ".join(reason.split())  # one line per entry, tabs stay separators
         print(
             f"{entry.seq}\t{when}\t{entry.kind}\t{entry.amount:+}\t{entry.held_delta:+}\t"
-            f"{entry.balance_after}\t{entry.actor}\t{entry.reason}"
+            f"{entry.balance_after}\t{entry.actor}\t{reason}"
         )
 
 

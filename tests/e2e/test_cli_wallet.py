@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.reasons import reason
 from tests.e2e.conftest import run_cli
 
 ZH = {"LANG": "zh_CN.UTF-8"}
@@ -103,9 +104,20 @@ def test_the_unseen_topup_in_chinese_with_welcome_credits(tmp_path):
         "充值后余额：530 灵感值（¥53.00）。\n"
     )
     assert [row for row in ledger(tmp_path) if row[0] == "telegram"] == [
-        ("telegram", "123", "topup", 30, "system", "welcome"),
+        ("telegram", "123", "topup", 30, "system", reason("reason.welcome")),
         ("telegram", "123", "topup", 500, operator(), ""),
     ]
+    # The bot's own reasons are shown in the reader's language.
+    for env, shown in ((ZH, "新人赠送"), ({}, "welcome credits")):
+        history = run_cli("wallet", "history", "telegram:123", cwd=tmp_path, env=env)
+        assert history.stdout.splitlines()[2].split("\t")[2:] == [
+            "topup",
+            "+30",
+            "+0",
+            "30",
+            "system",
+            shown,
+        ]
 
 
 @pytest.mark.parametrize(
