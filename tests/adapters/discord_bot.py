@@ -71,9 +71,14 @@ async def discord_bot(
     guild: Guild | None = None,
     *,
     provider: Provider | None = None,
+    settings_overrides: dict[str, object] | None = None,
     **overrides,
 ) -> AsyncIterator[DiscordBot]:
-    """The production client connected to the stand-in, with the job runner started."""
+    """The production client connected to the stand-in, with the job runner started.
+
+    ``overrides`` and ``settings_overrides`` both go to the settings; the
+    latter also takes names that clash with this function's (``provider``).
+    """
     values = dict(
         discord_token=TOKEN,
         discord_api_base=api.api_base,
@@ -81,6 +86,7 @@ async def discord_bot(
         discord_guild_ids=(int(guild.id),) if guild is not None else (),
     )
     values.update(overrides)
+    values.update(settings_overrides or {})
     settings = fast_settings(tmp_path, **values)
     async with open_core(settings, provider=provider) as deps:
         client = build_client(settings, deps, guild_ready_timeout=0.05)
