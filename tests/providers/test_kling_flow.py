@@ -334,6 +334,7 @@ async def test_a_callback_makes_the_runner_poll_at_once_but_is_not_trusted(tmp_p
         kling_callback_url="https://bot.example.com/kling/callback",
         kling_callback_listen=f"127.0.0.1:{port}",
     )
+    standin.speed = 0.0  # Kling's clock moves only by advance(): the clip is not done by itself
     async with kling_session(settings) as gen, httpx.AsyncClient() as http:
         chat = gen.chat()
         job = await order(gen, chat, f"/gen sample {PROMPT}", "Standard ·")
