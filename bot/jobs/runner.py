@@ -16,8 +16,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +25,7 @@ from bot.clock import Clock
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
 from bot.jobs.lifecycle import JobLifecycle
+from bot.jobs.limits import RunnerSettings
 from bot.jobs.model import TERMINAL, Job
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
@@ -38,34 +38,7 @@ log = logging.getLogger(__name__)
 
 CancelResult = Literal["cancelled", "too_late", "finished", "unknown"]
 
-
-@dataclass(frozen=True)
-class RunnerSettings:
-    """Limits and pacing; every duration is multiplied by ``time_scale``."""
-
-    per_user: int = 2
-    queue_per_user: int = 5
-    per_provider: int = 4
-    status_interval_s: float = 3.0
-    poll_interval_s: float = 2.0
-    max_polls_per_s: float = 500.0
-    time_scale: float = 1.0
-    submit_attempts: int = 5
-    poll_failures: int = 10
-    delivery_attempts: int = 3
-    backoff_s: float = 2.0
-    timeout_factor: float = 5.0
-    timeout_grace_s: float = 120.0
-    """Added to ``expected × timeout_factor`` unscaled: rendering itself takes real time."""
-    poll_backoff_cap_s: float = 0.0
-    """Above ``poll_interval_s``: polls back off with jitter up to this (a remote provider)."""
-    tier_timeouts_s: Mapping[str, float] = field(default_factory=dict)
-    """A tier listed here fails after this long (scaled) instead of ``expected × factor``."""
-
-    @property
-    def max_active(self) -> int:
-        """Running plus queued jobs one user may have."""
-        return self.per_user + self.queue_per_user
+__all__ = ["CancelResult", "JobRunner", "RunnerSettings"]
 
 
 class JobRunner:
