@@ -27,6 +27,7 @@ from bot.jobs.board import StatusBoard
 from bot.jobs.lifecycle import JobLifecycle
 from bot.jobs.limits import RunnerSettings
 from bot.jobs.model import TERMINAL, Job
+from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
 from bot.ports import Outbox
@@ -55,6 +56,7 @@ class JobRunner:
         waits: ExpectedWaits,
         clips_dir: Path,
         settings: RunnerSettings | None = None,
+        retention: Retention | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -66,6 +68,8 @@ class JobRunner:
         self.waits = waits
         self.clips_dir = clips_dir
         self.settings = settings or RunnerSettings()
+        self.retention = retention
+        """Removes old input images and clips; swept from :meth:`start` until :meth:`stop`."""
         self._monotonic = monotonic
         self._waiting: list[Job] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -117,6 +121,10 @@ class JobRunner:
             if job.state == "held" and job.status_message:
                 self._positions[job.job_id] = 0  # not shown since the restart: show it
         self._schedule()
+        if self.retention is not None and not self._stopping:
+            sweeping = asyncio.create_task(self.retention.run(), name="retention")
+            self._background.add(sweeping)
+            sweeping.add_done_callback(self._background.discard)
 
     async def admit(self, job: Job) -> None:
         """A member pressed a tier and the hold is made: show its status, then queue it.
