@@ -2,69 +2,31 @@
 
 The application is the one ``klingbot run`` builds (``build_application``),
 on a real database with the fast generation settings of the e2e tests. Its
-flood control runs on a virtual clock: every wait it decides on is recorded
-and passes at once.
+flood control runs on a virtual clock (``tests.support.clock``): every wait
+it decides on is recorded and passes at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from adapters.telegram import TelegramAdapter, Timing, build_application, running
+from adapters.telegram import TelegramAdapter, build_application, running
 from app.bootstrap import open_core
 from bot.commands import UserRef
 from bot.deps import Deps
 from tests.adapters.standin import BotApiStandIn, Member
 from tests.e2e.conftest import fast_settings
+from tests.support.clock import GatedTime, VirtualTime  # noqa: F401  (GatedTime: re-exported)
 
 TOKEN = "123456789:AAH-test-token-for-the-stand-in-only"
 GROUP = -1001234567890
 MODERATOR_ID = 4242
-
-
-@pytest.fixture(autouse=True)
-def no_operator_telegram_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("TELEGRAM_"):
-            monkeypatch.delenv(name)
-
-
-@dataclass
-class VirtualTime:
-    """A monotonic clock that only moves when something sleeps on it."""
-
-    now: float = 1_000.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
-    def timing(self) -> Timing:
-        return Timing(monotonic=self.monotonic, sleep=self.sleep)
-
-
-@dataclass
-class GatedTime(VirtualTime):
-    """Virtual time whose sleepers stay asleep until the test opens the gate."""
-
-    gate: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        await self.gate.wait()
-        self.now += seconds
 
 
 @dataclass
@@ -107,7 +69,7 @@ async def telegram_bot(
     )
     values.update(overrides)
     settings = fast_settings(tmp_path, **values)
-    clock = clock or VirtualTime()
+    clock = clock or VirtualTime(monotonic_start=1_000.0)
     async with open_core(settings) as deps:
         application = build_application(settings, deps, timing=clock.timing())
         async with running(application, poll_timeout_s=5) as adapter:
