@@ -72,6 +72,10 @@ class Retention:
         self.clips_dir = clips_dir
         self.settings = settings or RetentionSettings()
         self._sleep = sleep
+        self.sweeps = 0
+        """Sweeps :meth:`run` finished (failed ones included)."""
+        self.swept = asyncio.Event()
+        """Set after each sweep of :meth:`run`; clear it to wait for the next one."""
 
     async def run(self) -> None:
         """Sweep now, then every ``interval_s``, until cancelled; a failed sweep is logged."""
@@ -82,6 +86,8 @@ class Retention:
                 log.exception(
                     "the retention sweep failed; it runs again in %g s", self.settings.interval_s
                 )
+            self.sweeps += 1
+            self.swept.set()
             await self._sleep(self.settings.interval_s)
 
     async def sweep(self) -> SweepResult:
