@@ -390,7 +390,11 @@ async def test_a_queued_job_that_moved_up_shows_generating_when_it_starts(tmp_pa
         gates["a"].set()  # b starts, c moves up to position 1
         await provider.until(lambda: provider.is_blocked("b"))
         assert "generating" in (await gen.status("b"))[-1].text
-        assert "queued, position" in (await gen.status("c"))[-1].text
+        c = await gen.job("c")
+        [*_, moved_up] = await gen.status("c")
+        assert moved_up.kind == "edit"
+        assert moved_up.text.startswith(f"⏳ Standard · 5 s · job {c.short_id} · queued, position 1\n")
+        assert gen.runner.position(c.job_id) == 1
 
         gates["b"].set()  # c starts
         await provider.until(lambda: provider.is_blocked("c"))
