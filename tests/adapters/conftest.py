@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from telegram.ext import Application
 
 from adapters.telegram import TelegramAdapter, build_application, running
 from app.bootstrap import open_core
@@ -37,6 +38,7 @@ class TelegramBot:
     deps: Deps
     adapter: TelegramAdapter
     time: VirtualTime
+    application: Application
 
     def member(self, user_id: int, name: str, username: str | None = None, lang: str = "en"):
         return Member(self.api, user_id, name, username, lang)
@@ -47,6 +49,37 @@ class TelegramBot:
 
     async def settle(self) -> None:
         await asyncio.wait_for(self.deps.generation.runner.idle(), 60)
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until the adapter is quiet: every update pushed so far fetched and handled,
+        and every reply and status edit it started has left.
+
+        Replies leave from background tasks, so "nothing was sent" is only
+        true once this returns. (It reads PTB's set of tasks made by
+        ``Application.create_task``, which has no public accessor.)
+        """
+        application = self.application
+
+        def busy() -> list[asyncio.Task]:
+            tasks = [
+                *getattr(application, "_Application__create_task_tasks", ()),
+                *self.adapter.handlers._sending,
+                *self.adapter.outbox._editors.values(),
+            ]
+            return [task for task in tasks if not task.done()]
+
+        async def quiet() -> None:
+            while True:
+                if application.updater is not None:
+                    await self.api.acknowledged(timeout)
+                await application.update_queue.join()
+                if pending := busy():
+                    await asyncio.wait(pending)
+                    continue
+                if not self.api.updates or application.updater is None:
+                    return
+
+        await asyncio.wait_for(quiet(), timeout)
 
 
 @pytest.fixture
@@ -75,7 +108,7 @@ async def telegram_bot(
         async with running(application, poll_timeout_s=5) as adapter:
             await deps.generation.runner.start()
             try:
-                yield TelegramBot(api, deps, adapter, clock)
+                yield TelegramBot(api, deps, adapter, clock, application)
             finally:
                 await deps.generation.runner.stop()
 
