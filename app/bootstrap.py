@@ -11,6 +11,7 @@ from bot.clock import Clock, SystemClock
 from bot.deps import Deps, Generation
 from bot.errors import StorageUnavailable
 from bot.jobs.outbox import OutboxRouter
+from bot.jobs.retention import DAY, HOUR, Retention, RetentionSettings
 from bot.jobs.runner import JobRunner, RunnerSettings
 from bot.jobs.waits import ExpectedWaits
 from bot.providers.base import Provider
@@ -73,6 +74,7 @@ async def open_core(
                 time_scale=time_scale,
                 **_remote_pacing(settings),
             ),
+            retention=build_retention(settings, store, clock),
         )
         callbacks = await _serve_callbacks(settings, provider)
         try:
@@ -99,6 +101,21 @@ async def open_core(
             if callbacks is not None:
                 await callbacks.stop()
             await provider.close()
+
+
+def build_retention(settings: Settings, store: SqliteJobStore, clock: Clock) -> Retention:
+    """The sweep that removes input images and clips nothing needs any more."""
+    return Retention(
+        store,
+        clock,
+        inputs_dir=settings.inputs_dir,
+        clips_dir=settings.clips_dir,
+        settings=RetentionSettings(
+            input_keep_s=settings.input_retention_h * HOUR,
+            clip_keep_s=settings.clip_retention_days * DAY or None,
+            interval_s=settings.retention_sweep_interval_s,
+        ),
+    )
 
 
 def make_folder(folder: Path, purpose: str) -> None:

@@ -181,6 +181,9 @@ async def choose(
         return _private("quote.was_cancelled")
     if deps.clock.now() > quote.expires_at:
         return [Reply((text("quote.expired"),), edit=True)]
+    if quote.image_path is not None and not await asyncio.to_thread(_exists, quote.image_path):
+        # The retention sweep removed it (it only does so once nothing seemed to need it).
+        return [Reply((text("retention.quote_input_gone"),), edit=True)]
     tier = deps.catalog.tier(command.tier)
     job = new_job(quote, tier, deps)
     try:
@@ -282,10 +285,12 @@ async def reroll(
         raise UserError("error.stale_button")
     if job.user != caller.user:
         return _private("quote.not_yours")
-    if job.image_path is None or not await asyncio.to_thread(_exists, job.image_path):
-        image_path = None
-    else:
-        image_path = job.image_path
+    image_path = job.image_path
+    if image_path is not None and (
+        job.input_removed_at is not None or not await asyncio.to_thread(_exists, image_path)
+    ):
+        # Kept for a while after the job (KLINGBOT_INPUT_RETENTION_H), then removed.
+        return _private("retention.input_gone", job=job.short_id)
     all_tiers = _tiers_for(deps, image_path)
     tiers = (job.tier,) if isinstance(command, Reroll) and job.tier in all_tiers else all_tiers
     if not tiers:
@@ -332,7 +337,11 @@ async def jobs(command: Jobs, caller: Caller, deps: Deps, _request_id: str | Non
                 state=text(f"state.{job.state}"),
                 money=deps.money(job.price),
                 who=str(job.user),
-                refunded=text("jobs.refunded") if job.refunded else "",
+                refunded=text(
+                    "retention.row_notes",
+                    refunded=text("jobs.refunded") if job.refunded else "",
+                    gone=text("retention.clip_gone") if job.clip_removed_at is not None else "",
+                ),
             )
         )
     return [Reply(tuple(lines))]

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     status_interval_s: float = Field(default=3.0, ge=0, le=600)
     poll_interval_s: float = Field(default=2.0, gt=0, le=600)
     max_local_renders: int = Field(default=1, ge=1, le=64)
+    input_retention_h: int = Field(default=24, ge=0, le=24 * 366)
+    """After a job finished, its input image is kept this long for Reroll and Other tier."""
+    clip_retention_days: int = Field(default=7, ge=0, le=3660)
+    """Delivered clips are removed this many days after delivery; 0 keeps them."""
+    retention_sweep_interval_s: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
+    """Seconds between two sweeps for images and clips that are due (the first runs at start)."""
 
     telegram_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TELEGRAM_TOKEN", "telegram_token")

@@ -158,8 +158,8 @@ class SqliteJobStore(JobStore):
         """A job by its full id, or by a prefix that names exactly one job."""
         rows = await self.db.read(
             "SELECT * FROM jobs WHERE job_id = ? OR (length(?) >= 4 AND job_id LIKE ? || '%')"
-            " LIMIT 2",
-            (job_id, job_id, job_id.replace("%", "").replace("_", "")),
+            " ORDER BY job_id = ? DESC LIMIT 2",  # the exact id first, however many share it
+            (job_id, job_id, job_id.replace("%", "").replace("_", ""), job_id),
         )
         exact = [row for row in rows if row["job_id"] == job_id]
         if exact:
@@ -254,6 +254,73 @@ class SqliteJobStore(JobStore):
             (tier, limit),
         )
         return [row["seconds"] for row in rows]
+
+    async def inputs_to_remove(self, *, now: int, finished_before: int, limit: int) -> list[str]:
+        """Paths no open quote, unfinished job or recently finished job names."""
+        unfinished = ", ".join("?" * len(UNFINISHED))
+        rows = await self.db.read(
+            f"""
+            WITH named (path) AS (
+                SELECT image_path FROM quotes
+                    WHERE image_path IS NOT NULL AND input_removed_at IS NULL
+                UNION
+                SELECT image_path FROM jobs
+                    WHERE image_path IS NOT NULL AND input_removed_at IS NULL
+            )
+            SELECT path FROM named
+            WHERE NOT EXISTS (
+                SELECT 1 FROM quotes
+                WHERE quotes.image_path = named.path AND state = 'open' AND expires_at >= ?
+            )
+            AND NOT EXISTS (
+                SELECT 1 FROM jobs
+                WHERE jobs.image_path = named.path
+                  AND (state IN ({unfinished})
+                       OR coalesce(delivered_at, finished_at, created_at) > ?)
+            )
+            ORDER BY path LIMIT ?
+            """,
+            (now, *UNFINISHED, finished_before, limit),
+        )
+        return [row["path"] for row in rows]
+
+    async def note_input_removed(self, path: str, *, now: int) -> int:
+        """Set ``input_removed_at`` on the quotes and jobs naming ``path``."""
+
+        def write(connection: sqlite3.Connection) -> int:
+            changed = 0
+            for table in ("quotes", "jobs"):
+                changed += connection.execute(
+                    f"UPDATE {table} SET input_removed_at = ?"
+                    " WHERE image_path = ? AND input_removed_at IS NULL",
+                    (now, path),
+                ).rowcount
+            return changed
+
+        return await self.db.write(write)
+
+    async def clips_to_remove(self, *, delivered_before: int, limit: int) -> list[Job]:
+        """Delivered jobs with a kept clip, oldest delivery first."""
+        rows = await self.db.read(
+            "SELECT * FROM jobs WHERE state = 'delivered' AND result_path IS NOT NULL"
+            " AND clip_removed_at IS NULL AND delivered_at <= ?"
+            " ORDER BY delivered_at, rowid LIMIT ?",
+            (delivered_before, limit),
+        )
+        return [_job(row) for row in rows]
+
+    async def note_clip_removed(self, job_id: str, *, now: int) -> bool:
+        """Set ``clip_removed_at`` once."""
+        return await self.db.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE jobs SET clip_removed_at = ?"
+                    " WHERE job_id = ? AND clip_removed_at IS NULL",
+                    (now, job_id),
+                ).rowcount
+                == 1
+            )
+        )
 
     async def refund(self, job_id: str, *, actor: str, reason: str, now: int) -> Outcome:
         """An ``adjust`` entry of the job's price, keyed by the job so it happens once."""

@@ -86,6 +86,8 @@ class WebhookServer:
             return web.Response(status=403)
         try:
             data = await request.json()
+            if not isinstance(data, dict):  # JSON, but not an object: no update
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
             update = Update.de_json(data, self.application.bot)
         except (json.JSONDecodeError, ValueError, TypeError, KeyError) as error:
             log.warning("webhook post that is not an update: %s", error)

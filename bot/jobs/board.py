@@ -10,7 +10,7 @@ from bot.jobs.store import JobStore
 from bot.ports import Outbox
 from bot.replies import Reply
 
-log = logging.getLogger("bot.jobs.runner")
+log = logging.getLogger(__name__)
 
 
 class StatusBoard:

@@ -15,12 +15,12 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bot.catalog import Catalog
 from bot.clock import Clock
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
+from bot.jobs.limits import RunnerSettings
 from bot.jobs.model import TERMINAL, Job
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
@@ -36,10 +36,7 @@ from bot.providers.base import (
 )
 from bot.replies import text
 
-if TYPE_CHECKING:
-    from bot.jobs.runner import RunnerSettings
-
-log = logging.getLogger("bot.jobs.runner")
+log = logging.getLogger(__name__)
 
 
 class _Stop(Exception):

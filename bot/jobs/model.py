@@ -85,6 +85,10 @@ class Job:
     started_at: int | None = None
     finished_at: int | None = None
     delivered_at: int | None = None
+    input_removed_at: int | None = None
+    """When the retention sweep removed the input image (None: kept, or there was none)."""
+    clip_removed_at: int | None = None
+    """When the retention sweep removed the delivered clip (None: kept)."""
 
     @property
     def short_id(self) -> str:

@@ -16,8 +16,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +25,9 @@ from bot.clock import Clock
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
 from bot.jobs.lifecycle import JobLifecycle
+from bot.jobs.limits import RunnerSettings
 from bot.jobs.model import TERMINAL, Job
+from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
 from bot.ports import Outbox
@@ -38,34 +39,7 @@ log = logging.getLogger(__name__)
 
 CancelResult = Literal["cancelled", "too_late", "finished", "unknown"]
 
-
-@dataclass(frozen=True)
-class RunnerSettings:
-    """Limits and pacing; every duration is multiplied by ``time_scale``."""
-
-    per_user: int = 2
-    queue_per_user: int = 5
-    per_provider: int = 4
-    status_interval_s: float = 3.0
-    poll_interval_s: float = 2.0
-    max_polls_per_s: float = 500.0
-    time_scale: float = 1.0
-    submit_attempts: int = 5
-    poll_failures: int = 10
-    delivery_attempts: int = 3
-    backoff_s: float = 2.0
-    timeout_factor: float = 5.0
-    timeout_grace_s: float = 120.0
-    """Added to ``expected × timeout_factor`` unscaled: rendering itself takes real time."""
-    poll_backoff_cap_s: float = 0.0
-    """Above ``poll_interval_s``: polls back off with jitter up to this (a remote provider)."""
-    tier_timeouts_s: Mapping[str, float] = field(default_factory=dict)
-    """A tier listed here fails after this long (scaled) instead of ``expected × factor``."""
-
-    @property
-    def max_active(self) -> int:
-        """Running plus queued jobs one user may have."""
-        return self.per_user + self.queue_per_user
+__all__ = ["CancelResult", "JobRunner", "RunnerSettings"]
 
 
 class JobRunner:
@@ -82,6 +56,7 @@ class JobRunner:
         waits: ExpectedWaits,
         clips_dir: Path,
         settings: RunnerSettings | None = None,
+        retention: Retention | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -93,6 +68,8 @@ class JobRunner:
         self.waits = waits
         self.clips_dir = clips_dir
         self.settings = settings or RunnerSettings()
+        self.retention = retention
+        """Removes old input images and clips; swept from :meth:`start` until :meth:`stop`."""
         self._monotonic = monotonic
         self._waiting: list[Job] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -144,6 +121,10 @@ class JobRunner:
             if job.state == "held" and job.status_message:
                 self._positions[job.job_id] = 0  # not shown since the restart: show it
         self._schedule()
+        if self.retention is not None and not self._stopping:
+            sweeping = asyncio.create_task(self.retention.run(), name="retention")
+            self._background.add(sweeping)
+            sweeping.add_done_callback(self._background.discard)
 
     async def admit(self, job: Job) -> None:
         """A member pressed a tier and the hold is made: show its status, then queue it.

@@ -86,5 +86,31 @@ class JobStore(ABC):
         """Seconds from start to finish of the tier's last successful jobs."""
 
     @abstractmethod
+    async def inputs_to_remove(self, *, now: int, finished_before: int, limit: int) -> list[str]:
+        """Input images nothing can need any more, not yet noted as removed (at most ``limit``).
+
+        An image is needed while a quote naming it is open and not expired
+        (``expires_at >= now``), while a job naming it is unfinished, and
+        while a job naming it finished (delivered, failed or cancelled) after
+        ``finished_before``: its Reroll and Other tier buttons may still be
+        pressed. Paths come in order, each once.
+        """
+
+    @abstractmethod
+    async def note_input_removed(self, path: str, *, now: int) -> int:
+        """Note on every quote and job naming ``path`` that its image is gone; rows changed."""
+
+    @abstractmethod
+    async def clips_to_remove(self, *, delivered_before: int, limit: int) -> list[Job]:
+        """Delivered jobs whose clip is still kept, delivered at or before ``delivered_before``.
+
+        Oldest delivery first, at most ``limit``.
+        """
+
+    @abstractmethod
+    async def note_clip_removed(self, job_id: str, *, now: int) -> bool:
+        """Note that the job's clip is gone; False if it was noted already (or no such job)."""
+
+    @abstractmethod
     async def refund(self, job_id: str, *, actor: str, reason: str, now: int) -> Outcome:
         """Give a delivered job's price back as an ``adjust`` entry, once."""

@@ -2,69 +2,32 @@
 
 The application is the one ``klingbot run`` builds (``build_application``),
 on a real database with the fast generation settings of the e2e tests. Its
-flood control runs on a virtual clock: every wait it decides on is recorded
-and passes at once.
+flood control runs on a virtual clock (``tests.support.clock``): every wait
+it decides on is recorded and passes at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from telegram.ext import Application
 
-from adapters.telegram import TelegramAdapter, Timing, build_application, running
+from adapters.telegram import TelegramAdapter, build_application, running
 from app.bootstrap import open_core
 from bot.commands import UserRef
 from bot.deps import Deps
 from tests.adapters.standin import BotApiStandIn, Member
 from tests.e2e.conftest import fast_settings
+from tests.support.clock import GatedTime, VirtualTime  # noqa: F401  (GatedTime: re-exported)
 
 TOKEN = "123456789:AAH-test-token-for-the-stand-in-only"
 GROUP = -1001234567890
 MODERATOR_ID = 4242
-
-
-@pytest.fixture(autouse=True)
-def no_operator_telegram_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("TELEGRAM_"):
-            monkeypatch.delenv(name)
-
-
-@dataclass
-class VirtualTime:
-    """A monotonic clock that only moves when something sleeps on it."""
-
-    now: float = 1_000.0
-    sleeps: list[float] = field(default_factory=list)
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
-
-    def timing(self) -> Timing:
-        return Timing(monotonic=self.monotonic, sleep=self.sleep)
-
-
-@dataclass
-class GatedTime(VirtualTime):
-    """Virtual time whose sleepers stay asleep until the test opens the gate."""
-
-    gate: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        await self.gate.wait()
-        self.now += seconds
 
 
 @dataclass
@@ -75,6 +38,7 @@ class TelegramBot:
     deps: Deps
     adapter: TelegramAdapter
     time: VirtualTime
+    application: Application
 
     def member(self, user_id: int, name: str, username: str | None = None, lang: str = "en"):
         return Member(self.api, user_id, name, username, lang)
@@ -85,6 +49,37 @@ class TelegramBot:
 
     async def settle(self) -> None:
         await asyncio.wait_for(self.deps.generation.runner.idle(), 60)
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until the adapter is quiet: every update pushed so far fetched and handled,
+        and every reply and status edit it started has left.
+
+        Replies leave from background tasks, so "nothing was sent" is only
+        true once this returns. (It reads PTB's set of tasks made by
+        ``Application.create_task``, which has no public accessor.)
+        """
+        application = self.application
+
+        def busy() -> list[asyncio.Task]:
+            tasks = [
+                *getattr(application, "_Application__create_task_tasks", ()),
+                *self.adapter.handlers._sending,
+                *self.adapter.outbox._editors.values(),
+            ]
+            return [task for task in tasks if not task.done()]
+
+        async def quiet() -> None:
+            while True:
+                if application.updater is not None:
+                    await self.api.acknowledged(timeout)
+                await application.update_queue.join()
+                if pending := busy():
+                    await asyncio.wait(pending)
+                    continue
+                if not self.api.updates or application.updater is None:
+                    return
+
+        await asyncio.wait_for(quiet(), timeout)
 
 
 @pytest.fixture
@@ -107,13 +102,13 @@ async def telegram_bot(
     )
     values.update(overrides)
     settings = fast_settings(tmp_path, **values)
-    clock = clock or VirtualTime()
+    clock = clock or VirtualTime(monotonic_start=1_000.0)
     async with open_core(settings) as deps:
         application = build_application(settings, deps, timing=clock.timing())
         async with running(application, poll_timeout_s=5) as adapter:
             await deps.generation.runner.start()
             try:
-                yield TelegramBot(api, deps, adapter, clock)
+                yield TelegramBot(api, deps, adapter, clock, application)
             finally:
                 await deps.generation.runner.stop()
 

@@ -193,6 +193,11 @@ class BotApiStandIn:
                 ) from None
             return found[count - 1]
 
+    async def acknowledged(self, timeout: float = 30.0) -> None:
+        """Wait until the bot confirmed (by the offset of its next poll) every update pushed."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: not self.updates), timeout)
+
     # --- the Bot API ----------------------------------------------------------------------
 
     async def _notify(self) -> None:
@@ -255,7 +260,10 @@ class BotApiStandIn:
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
+        pending = len(self.updates)
         self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        if len(self.updates) < pending:
+            await self._notify()  # someone may wait for the bot to confirm its updates
         timeout = float(params.get("timeout") or 0)
         async with self._changed:
             with contextlib.suppress(TimeoutError):

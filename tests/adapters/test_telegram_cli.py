@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 
 from tests.adapters.conftest import TOKEN
+from tests.support.env import process_environment
 
 
 def environment(tmp_path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("KLINGBOT_", "TELEGRAM_", "DISCORD_"))
-    }
-    env.update(LANG="C.UTF-8", PYTHONIOENCODING="utf-8", KLINGBOT_DB=str(tmp_path / "k.db"))
-    env.update(extra)
-    return env
+    return process_environment({"KLINGBOT_DB": str(tmp_path / "k.db"), **extra})
 
 
 async def test_run_serves_telegram_until_sigterm(tmp_path, api):

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 
-import av
-import numpy as np
 import pytest
 
 from adapters.telegram.outbox import TelegramOutbox
 from bot.commands import ChatRef
 from bot.replies import Button, Reply, text
-from tests.adapters.conftest import GROUP, GatedTime, telegram_bot
+from tests.adapters.conftest import GROUP, telegram_bot
 from tests.adapters.standin import buttons
+from tests.support.clock import GatedTime
+from tests.support.video import write_mp4
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
@@ -29,10 +29,10 @@ def line(n: int) -> Reply:
 async def send_times(telegram, chat_id: int, count: int) -> list[float]:
     """Send ``count`` messages one after another; the virtual time each went out."""
     outbox, clock = telegram.adapter.outbox, telegram.time
-    start, times = clock.now, []
+    start, times = clock.monotonic(), []
     for n in range(count):
         await outbox.send(ChatRef("telegram", str(chat_id)), line(n), "en")
-        times.append(clock.now - start)
+        times.append(clock.monotonic() - start)
     return times
 
 
@@ -65,19 +65,6 @@ async def test_status_edits_coalesce_and_unchanged_ones_are_not_errors(telegram,
     [unchanged] = api.of("editMessageText", message_id=int(message_id))[1:]
     assert unchanged.status == 400
     assert "not edited" not in caplog.text
-
-
-def write_mp4(path, width: int = 320, height: int = 240, frames: int = 48) -> None:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=24)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for n in range(frames):
-            pixels = np.full((height, width, 3), n * 5 % 256, dtype=np.uint8)
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 def delivery(path) -> Reply:
@@ -146,7 +133,7 @@ async def test_a_stale_button_gets_an_alert(telegram):
 
 
 async def test_a_group_waiting_for_its_pace_never_stalls_other_chats(tmp_path, api):
-    clock = GatedTime()
+    clock = GatedTime(monotonic_start=1_000.0)
     async with telegram_bot(tmp_path, api, clock=clock) as telegram:
         alice = telegram.member(1001, "Alice", "alice")
         # More group commands than the application handles at once (16): three replies
@@ -160,4 +147,4 @@ async def test_a_group_waiting_for_its_pace_never_stalls_other_chats(tmp_path, a
         assert len(api.of("sendMessage", chat_id=GROUP)) == 3
         clock.gate.set()  # time moves again: the group gets its replies, paced
         await api.wait_for("sendMessage", chat_id=GROUP, count=20)
-        assert clock.now - 1_000.0 == 17.0  # one a second after the burst of three
+        assert clock.monotonic() - 1_000.0 == 17.0  # one a second after the burst of three

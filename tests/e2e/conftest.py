@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -17,6 +16,7 @@ from bot.commands import ChatRef
 from bot.ports import Outbox
 from bot.replies import Reply
 from bot.settings import Settings
+from tests.support.env import process_environment
 
 
 class ConsoleTester:
@@ -61,12 +61,6 @@ def run_cli(
     ``prefix`` runs it under another program (``unshare ...``); ``preexec_fn``
     runs in the child before it starts (dropping privileges).
     """
-    environment = {
-        k: v for k, v in os.environ.items() if not k.startswith(("KLINGBOT_", "TELEGRAM_"))
-    }
-    environment.pop("DISCORD_TOKEN", None)
-    environment.update({"LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"})
-    environment.update(env or {})
     return subprocess.run(
         [*prefix, sys.executable, "-m", "app", *args],
         cwd=cwd,
@@ -74,7 +68,7 @@ def run_cli(
         capture_output=True,
         text=True,
         encoding="utf-8",
-        env=environment,
+        env=process_environment(env),
         timeout=timeout,
         check=False,
         preexec_fn=preexec_fn,

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from bot.providers.base import GenerationRequest, Provider, ProviderError, TaskS
 from bot.replies import Reply
 from bot.settings import Settings
 from tests.e2e.conftest import GenConsole
+from tests.support.env import process_environment
 
 PROMPT = "a robot plays piano"
 GUARD_S = 30.0
@@ -209,12 +209,7 @@ async def hold_entries(gen: GenConsole, hold_id: str) -> list[str]:
 
 def cli_env(overrides: dict[str, str]) -> dict[str, str]:
     """The environment ``run_cli`` gives the real process, plus ``overrides``."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("KLINGBOT_")}
-    environment.pop("TELEGRAM_TOKEN", None)
-    environment.pop("DISCORD_TOKEN", None)
-    environment.update({"LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8"})
-    environment.update(overrides)
-    return environment
+    return process_environment(overrides)
 
 
 async def start_console(cwd: Path, env: dict[str, str], stderr: Path):

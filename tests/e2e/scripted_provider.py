@@ -30,7 +30,7 @@ from bot.providers.base import (
     RetryableError,
     TaskStatus,
 )
-from bot.providers.local.render import RenderRequest, render_clip
+from tests.support.video import tiny_clip
 
 FOREVER = math.inf
 """For ``Script.poll_retryable``: every poll fails with RetryableError."""
@@ -38,8 +38,7 @@ FOREVER = math.inf
 
 def render_tiny_clip(path: Path) -> Path:
     """A real H.264 MP4, 256x144, 1 s at 8 fps: small and fast to make (well under a second)."""
-    render_clip(RenderRequest(image=None, prompt="scripted", height=144, duration_s=1, fps=8), path)
-    return path
+    return tiny_clip(path, "scripted")
 
 
 @dataclass

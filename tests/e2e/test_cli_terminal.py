@@ -15,6 +15,7 @@ import termios
 import pytest
 
 from tests.e2e.conftest import run_cli
+from tests.support.env import process_environment
 
 HINT = "Type /help for the commands; Ctrl-D quits."
 HINT_ZH = "输入 /help 查看命令；按 Ctrl-D 退出。"
@@ -28,10 +29,7 @@ def console_on_a_terminal(tmp_path, typed: bytes, *args: str, lang: str = "C.UTF
         settings[3] &= ~termios.ECHO  # only the bot's output, not the typing echoed back
         termios.tcsetattr(terminal, termios.TCSANOW, settings)
         os.write(main, typed + b"\x04")  # the lines, then Ctrl-D at the start of a line
-        environment = {
-            k: v for k, v in os.environ.items() if not k.startswith(("KLINGBOT_", "TELEGRAM_"))
-        }
-        environment.update({"LANG": lang, "PYTHONIOENCODING": "utf-8"})
+        environment = process_environment(lang=lang)
         result = subprocess.run(
             [sys.executable, "-m", "app", "console", *args],
             cwd=tmp_path,

@@ -1,6 +1,7 @@
 """/gen end to end through the console: quote, press, status edits, a real MP4, the ledger after."""
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -223,4 +224,15 @@ async def test_a_clip_too_large_for_the_chat_is_recorded_as_such_and_still_paid(
         await gen.settle()
         [job] = await deps.generation.store.jobs_of(None, 1)
         assert (job.state, job.delivery) == ("delivered", "too_large")
+        # The member still gets the delivery message (the platform's adapter turns the
+        # clip into its "too large to show" notice) with its buttons, and pays once.
+        transcript = gen.transcript()
+        assert f"✅ Standard · job {job.short_id} · done in" in transcript
+        assert (
+            f"🎞️ Standard · 720p · 5 s · 20 credits (¥2.00) · job {job.short_id}" in transcript
+        )
+        assert gen.clips() == [Path(job.result_path)] and Path(job.result_path).stat().st_size > 1_000
+        assert "🎲 Reroll" in transcript and "🔁 Other tier" in transcript
+        assert "could not upload" not in transcript  # not mistaken for a failed upload
         assert await gen.push(chat, "/balance") == "Your balance: 80 credits (¥8.00)."
+        assert await audit(deps.ledger.db) == []

@@ -8,16 +8,15 @@ from pathlib import Path
 
 from app.bootstrap import open_core
 from bot.providers.base import Provider
-from bot.providers.local.render import RenderRequest, render_clip
 from bot.settings import Settings
 from tests.e2e.conftest import GenConsole, fast_settings
 from tests.providers.kling_standin import KlingStandin
+from tests.support.video import tiny_clip
 
 
 def make_clip(path: Path) -> Path:
     """A real H.264 MP4 from the local renderer: 256x144, 1 s, 8 fps."""
-    render_clip(RenderRequest(image=None, prompt="kling", height=144, duration_s=1, fps=8), path)
-    return path
+    return tiny_clip(path, "kling")
 
 
 def kling_settings(tmp_path: Path, standin: KlingStandin, **overrides) -> Settings:

@@ -7,10 +7,10 @@ small frames to keep the whole file fast.
 from __future__ import annotations
 
 import io
-from itertools import combinations
+import itertools
+from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -26,6 +26,7 @@ from bot.providers.local import (
 from bot.providers.local.motion import camera_at, crop_box
 from bot.providers.local.render import decode_image
 from bot.providers.local.titlecard import cjk_font_path, load_font, wrap_text
+from tests.support.video import probe as read_clip
 
 SAMPLE = Path(__file__).resolve().parents[2] / "bot" / "assets" / "sample.jpg"
 LOW = 144  # frame height for tests that are not about resolution
@@ -58,19 +59,17 @@ def make_image(width: int, height: int, fmt: str = "JPEG") -> bytes:
 
 
 def probe(path: Path) -> dict:
-    """Read a clip back: codec, size, durations, and every frame as an RGB array."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-        return {
-            "codec": stream.codec_context.name,
-            "width": stream.codec_context.width,
-            "height": stream.codec_context.height,
-            "pix_fmt": stream.codec_context.pix_fmt,
-            "container_duration": container.duration / av.time_base,
-            "stream_duration": float(stream.duration * stream.time_base),
-            "frames": frames,
-        }
+    """Read a clip back (``tests.support.video``): codec, size, durations, every frame as RGB."""
+    clip = read_clip(path, pictures=True)
+    return {
+        "codec": clip.codec,
+        "width": clip.width,
+        "height": clip.height,
+        "pix_fmt": clip.pix_fmt,
+        "container_duration": clip.container_duration_s,
+        "stream_duration": clip.duration_s,
+        "frames": clip.pictures,
+    }
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -191,20 +190,105 @@ def test_frames_change_over_time(tmp_path: Path, sample_bytes: bytes) -> None:
     assert difference(frames[60], frames[61]) < difference(first, last)
 
 
-def test_each_motion_gives_different_frames(tmp_path: Path, sample_bytes: bytes) -> None:
-    seen: dict[str, list[np.ndarray]] = {}
+def marker_picture(width: int = 640, height: int = 360) -> bytes:
+    """Black, with a red disc left of centre and a blue one right of it (PNG)."""
+    picture = Image.new("RGB", (width, height), (0, 0, 0))
+    draw = ImageDraw.Draw(picture)
+    for x, colour in ((0.3 * width, (255, 0, 0)), (0.7 * width, (0, 0, 255))):
+        y = 0.5 * height
+        draw.ellipse((x - 20, y - 20, x + 20, y + 20), fill=colour)
+    out = io.BytesIO()
+    picture.save(out, "PNG")
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Marks:
+    """Where the two discs are in one decoded frame (pixels), and the red one's area."""
+
+    red_x: float
+    red_y: float
+    blue_x: float
+    area: int
+
+    @property
+    def spread(self) -> float:
+        return self.blue_x - self.red_x
+
+
+def marks(frame: np.ndarray) -> Marks:
+    r, g, b = (frame[..., i].astype(np.int16) for i in range(3))
+    red = (r > 120) & (g < 90) & (b < 90)
+    blue = (b > 120) & (r < 90) & (g < 90)
+    red_ys, red_xs = np.nonzero(red)
+    _, blue_xs = np.nonzero(blue)
+    assert red_xs.size and blue_xs.size, "a disc left the frame"
+    return Marks(float(red_xs.mean()), float(red_ys.mean()), float(blue_xs.mean()), int(red.sum()))
+
+
+@pytest.fixture(scope="module")
+def motion_marks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Marks]]:
+    """Each motion rendered once (144p, 5 s at 8 fps: 40 frames), read back as disc positions."""
+    folder, picture, seen = tmp_path_factory.mktemp("motions"), marker_picture(), {}
     for motion in MOTIONS:
         result = render_clip(
-            RenderRequest(sample_bytes, motion.replace("_", " "), LOW, 5),
-            tmp_path / f"{motion}.mp4",
+            RenderRequest(picture, motion.replace("_", " "), LOW, 5, fps=8),
+            folder / f"{motion}.mp4",
         )
         assert result.motion == motion
-        frames = probe(result.path)["frames"]
-        seen[motion] = [frames[i] for i in (0, 30, 90, 119)]
+        pictures = read_clip(result.path, pictures=True).pictures
+        assert len(pictures) == 40
+        seen[motion] = [marks(frame) for frame in pictures]
+    return seen
 
-    for one, other in combinations(MOTIONS, 2):
-        gap = max(difference(a, b) for a, b in zip(seen[one], seen[other], strict=True))
-        assert gap > 2.0, f"{one} and {other} look the same"
+
+def quarters(track: list[Marks]) -> list[Marks]:
+    """The first frame, then the frames at a quarter, half, three quarters, and the last."""
+    return [track[0], track[10], track[20], track[30], track[-1]]
+
+
+def test_push_in_moves_the_camera_closer(motion_marks) -> None:
+    track = motion_marks["push_in"]
+    first, last = track[0], track[-1]
+    # Closer: the discs grow and move apart, each outward from the centre of the frame.
+    assert last.spread > first.spread * 1.15 and last.area > first.area * 1.3
+    assert last.red_x < first.red_x - 5 and last.blue_x > first.blue_x + 5
+    assert all(b.spread >= a.spread - 1 for a, b in itertools.pairwise(track))
+
+
+def test_pull_out_moves_the_camera_away(motion_marks) -> None:
+    track = motion_marks["pull_out"]
+    first, last = track[0], track[-1]
+    assert last.spread < first.spread / 1.15 and last.area < first.area / 1.3
+    assert last.red_x > first.red_x + 5 and last.blue_x < first.blue_x - 5
+    assert all(b.spread <= a.spread + 1 for a, b in itertools.pairwise(track))
+
+
+def test_pan_glides_right_easing_in_and_out(motion_marks) -> None:
+    track = motion_marks["pan"]
+    # The camera moves right, so the picture slides left, at a constant distance.
+    assert all(b.red_x <= a.red_x + 1 for a, b in itertools.pairwise(track))
+    assert track[0].red_x - track[-1].red_x > 30
+    assert max(m.spread for m in track) - min(m.spread for m in track) < 2
+    q = quarters(track)
+    first_quarter, second_quarter = q[0].red_x - q[1].red_x, q[1].red_x - q[2].red_x
+    assert first_quarter < second_quarter / 2  # starts from rest
+
+
+def test_follow_tracks_sideways_at_a_steady_pace(motion_marks) -> None:
+    track = motion_marks["follow"]
+    q = quarters(track)
+    steps = [a.red_x - b.red_x for a, b in itertools.pairwise(q)]
+    assert all(step > 3 for step in steps)  # always moving the same way
+    assert max(steps[:3]) < 2 * min(steps[:3])  # no easing: about the same every quarter
+
+
+def test_orbit_circles_and_comes_back(motion_marks) -> None:
+    q = quarters(motion_marks["orbit"])
+    start, right, half, left, end = q
+    assert abs(start.red_x - end.red_x) < 1.5 and abs(start.red_y - end.red_y) < 1.5
+    assert right.red_x < start.red_x - 5 < left.red_x - 10  # round one side, then the other
+    assert half.red_y < start.red_y - 5  # and over the top
 
 
 @pytest.mark.parametrize("motion", MOTIONS)
@@ -248,7 +332,13 @@ def test_the_camera_never_leaves_the_picture(motion: str) -> None:
 )
 def test_choose_motion_maps_english_and_chinese_keywords(prompt: str, motion: str) -> None:
     assert choose_motion(prompt) == motion
-    assert motion in MOTIONS
+
+
+def test_every_motion_can_be_asked_for() -> None:
+    english = {choose_motion(motion.replace("_", " ")) for motion in MOTIONS}
+    chinese = {choose_motion(word) for word in ("推进", "拉远", "平移", "环绕", "跟随")}
+    assert english == set(MOTIONS)
+    assert chinese == set(MOTIONS)
 
 
 # --- text-only title cards -------------------------------------------------------

@@ -8,11 +8,15 @@ no negative balance.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NoWallet
+from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
+from bot.jobs.store import JobStore, QueueFull, QuoteTaken
 from bot.ports import AppState, Hold, Ledger, LedgerEntry, Outcome, UserProfile, Wallet
 from bot.reasons import reason
+from bot.reasons import reason as _reason
 
 
 def _nocase(text: str) -> str:
@@ -159,6 +163,8 @@ class InMemoryLedger(Ledger):
         welcome_credits=0,
     ) -> Outcome:
         self._check()
+        if credits <= 0:
+            raise ValueError("a top-up adds a positive number of credits")
         if create_wallet and not self._prior(key):
             self._open(UserProfile(user), welcome_credits, now, refresh_profile=False)
         return await self.adjust(
@@ -167,6 +173,8 @@ class InMemoryLedger(Ledger):
 
     async def adjust(self, user, credits, *, key, actor, reason, now, kind="adjust") -> Outcome:
         self._check()
+        if credits == 0:
+            raise ValueError("an adjustment changes the balance")
         if prior := self._prior(key):
             return prior
         if user not in self.balances:
@@ -177,6 +185,8 @@ class InMemoryLedger(Ledger):
 
     async def hold(self, user, credits, *, hold_id, actor, reason, now) -> Outcome:
         self._check()
+        if credits <= 0:
+            raise ValueError("a hold reserves a positive number of credits")
         if prior := self._prior(f"hold:{hold_id}"):
             return prior
         if user not in self.balances:
@@ -228,3 +238,189 @@ class InMemoryAppState(AppState):
 
     async def put(self, key: str, value: str) -> None:
         self.values[key] = value
+
+
+class InMemoryJobStore(JobStore):
+    """Quotes and jobs in dicts, moving money through an :class:`InMemoryLedger`.
+
+    Same behaviour as storage.jobs.SqliteJobStore (tests/contracts/ runs one
+    suite against both): compare-and-set transitions with their capture or
+    release, ids found by a unique prefix (ASCII case ignored, as SQL's
+    ``LIKE``), and nothing changed when ``create_job`` refuses.
+    """
+
+    def __init__(self, ledger: InMemoryLedger) -> None:
+        self.ledger = ledger
+        self.quotes: dict[str, Quote] = {}
+        self.quote_inputs_removed: dict[str, int] = {}
+        self.jobs: dict[str, Job] = {}  # in insertion order, like SQLite's rowid
+
+    async def save_quote(self, quote: Quote) -> None:
+        if quote.quote_id in self.quotes:
+            raise ValueError(f"quote {quote.quote_id} exists")
+        self.quotes[quote.quote_id] = quote
+
+    async def get_quote(self, quote_id: str) -> Quote | None:
+        return self.quotes.get(quote_id)
+
+    async def cancel_quote(self, quote_id: str) -> bool:
+        quote = self.quotes.get(quote_id)
+        if quote is None or quote.state != "open":
+            return False
+        self.quotes[quote_id] = replace(quote, state="cancelled")
+        return True
+
+    async def create_job(self, job: Job, *, max_active: int, now: int) -> Job:
+        self.ledger._check()
+        quote = self.quotes.get(job.quote_id)
+        if quote is None or quote.state != "open":
+            raise QuoteTaken(job.quote_id)
+        active = sum(1 for j in self.jobs.values() if j.user == job.user and j.state in ACTIVE)
+        if active >= max_active:
+            raise QueueFull(active)
+        if job.job_id in self.jobs:
+            raise ValueError(f"job {job.job_id} exists")
+        await self.ledger.hold(
+            job.user,
+            job.price,
+            hold_id=job.job_id,
+            actor=str(job.user),
+            reason=reason("reason.hold", job=job.short_id, tier=job.tier, duration=job.duration_s),
+            now=now,
+        )  # raises InsufficientCredits or NoWallet before anything changed
+        self.quotes[job.quote_id] = replace(quote, state="used")
+        created = replace(job, state="held", created_at=now)
+        self.jobs[job.job_id] = created
+        return created
+
+    async def get_job(self, job_id: str) -> Job | None:
+        if job_id in self.jobs:
+            return self.jobs[job_id]
+        prefix = _nocase(job_id.replace("%", "").replace("_", ""))
+        if len(job_id) < 4:
+            return None
+        found = [j for i, j in self.jobs.items() if _nocase(i).startswith(prefix)]
+        return found[0] if len(found) == 1 else None
+
+    async def transition(self, job_id, from_states, to_state, *, now, **fields) -> Job | None:
+        _check_settable(fields)
+        self.ledger._check()
+        job = self.jobs.get(job_id)
+        if job is None or job.state not in from_states:
+            return None
+        if to_state == "succeeded":
+            await self.ledger.capture(
+                job_id, actor="runner", reason=reason("reason.capture", job=job_id[:8]), now=now
+            )
+        elif to_state in ("failed", "cancelled"):
+            await self.ledger.release(
+                job_id, actor="runner", reason=reason(f"reason.{to_state}", job=job_id[:8]), now=now
+            )
+        moved = replace(job, state=to_state, **fields)
+        self.jobs[job_id] = moved
+        return moved
+
+    async def update(self, job_id: str, state: JobState, **fields: Any) -> bool:
+        _check_settable(fields)
+        job = self.jobs.get(job_id)
+        if job is None or job.state != state:
+            return False
+        self.jobs[job_id] = replace(job, **fields)
+        return True
+
+    async def unfinished_jobs(self) -> list[Job]:
+        jobs = [j for j in self.jobs.values() if j.state in UNFINISHED]
+        return sorted(jobs, key=lambda j: j.created_at)  # stable: insertion order breaks ties
+
+    async def jobs_of(self, user: UserRef | None, limit: int) -> list[Job]:
+        jobs = [j for j in reversed(self.jobs.values()) if user is None or j.user == user]
+        return sorted(jobs, key=lambda j: -j.created_at)[:limit]
+
+    async def recent_durations(self, tier: str, limit: int) -> list[int]:
+        done = [
+            j
+            for j in self.jobs.values()
+            if j.tier == tier
+            and j.state in ("succeeded", "delivered")
+            and j.started_at is not None
+            and j.finished_at is not None
+        ]
+        done.sort(key=lambda j: -(j.finished_at or 0))
+        return [(j.finished_at or 0) - (j.started_at or 0) for j in done[:limit]]
+
+    async def inputs_to_remove(self, *, now: int, finished_before: int, limit: int) -> list[str]:
+        named = {
+            q.image_path
+            for q in self.quotes.values()
+            if q.image_path is not None and q.quote_id not in self.quote_inputs_removed
+        } | {
+            j.image_path
+            for j in self.jobs.values()
+            if j.image_path is not None and j.input_removed_at is None
+        }
+        needed = {
+            q.image_path
+            for q in self.quotes.values()
+            if q.state == "open" and q.expires_at >= now
+        } | {
+            j.image_path
+            for j in self.jobs.values()
+            if j.state in UNFINISHED
+            or (j.delivered_at or j.finished_at or j.created_at) > finished_before
+        }
+        return sorted(path for path in named - needed if path is not None)[:limit]
+
+    async def note_input_removed(self, path: str, *, now: int) -> int:
+        changed = 0
+        for quote in self.quotes.values():
+            if quote.image_path == path and quote.quote_id not in self.quote_inputs_removed:
+                self.quote_inputs_removed[quote.quote_id] = now
+                changed += 1
+        for job in list(self.jobs.values()):
+            if job.image_path == path and job.input_removed_at is None:
+                self.jobs[job.job_id] = replace(job, input_removed_at=now)
+                changed += 1
+        return changed
+
+    async def clips_to_remove(self, *, delivered_before: int, limit: int) -> list[Job]:
+        due = [
+            j
+            for j in self.jobs.values()
+            if j.state == "delivered"
+            and j.result_path is not None
+            and j.clip_removed_at is None
+            and j.delivered_at is not None
+            and j.delivered_at <= delivered_before
+        ]
+        return sorted(due, key=lambda j: j.delivered_at or 0)[:limit]
+
+    async def note_clip_removed(self, job_id: str, *, now: int) -> bool:
+        job = self.jobs.get(job_id)
+        if job is None or job.clip_removed_at is not None:
+            return False
+        self.jobs[job_id] = replace(job, clip_removed_at=now)
+        return True
+
+    async def refund(self, job_id: str, *, actor: str, reason: str, now: int) -> Outcome:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise KeyError(job_id)
+        outcome = await self.ledger.adjust(
+            job.user,
+            job.price,
+            key=f"refund:{job_id}",
+            actor=actor,
+            reason=reason or _reason("reason.refund", job=job.short_id),
+            now=now,
+        )
+        self.jobs[job_id] = replace(self.jobs[job_id], refunded=True)
+        return outcome
+
+
+_SETTABLE = set(Job.__dataclass_fields__) - {"job_id", "quote_id", "user", "chat", "state"}
+
+
+def _check_settable(fields: dict[str, Any]) -> None:
+    unknown = set(fields) - _SETTABLE
+    if unknown:
+        raise ValueError(f"not settable on a job: {sorted(unknown)}")

@@ -1,12 +1,16 @@
 """Every message exists in both languages, with the same placeholders."""
 
+import ast
 import re
 from decimal import Decimal
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from bot.i18n import LOCALES, Translator, catalog, placeholders, plural_forms, resolve_locale
+from bot.jobs.model import JobState
+from bot.ports import EntryKind
 from bot.replies import Money, Timestamp, Wait, text
 
 
@@ -72,6 +76,91 @@ def test_every_key_the_code_uses_exists():
     assert used, "the scan found no keys"
     missing = {key for key in used if key not in catalog("en")}
     assert not missing
+
+
+SOURCES = ("bot", "adapters", "app", "storage")
+KEY = re.compile(r"^([a-z_]+)\.[a-z_][a-z0-9_.]*[a-z0-9_]$")
+
+
+def _trees():
+    root = Path(__file__).parents[2]
+    for package in SOURCES:
+        for path in sorted((root / package).glob("**/*.py")):
+            yield path, ast.parse(path.read_text(encoding="utf-8"))
+
+
+def test_every_literal_that_looks_like_a_key_exists():
+    """Keys handed around as plain strings (``finish_failed(job, "held", "failure.busy")``)."""
+    english = catalog("en")
+    tables = {key.split(".")[0] for key in english}
+    seen, missing = set(), set()
+    for path, tree in _trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                match = KEY.match(node.value)
+                if match and match.group(1) in tables:
+                    seen.add(node.value)
+                    if node.value not in english:
+                        missing.add(f"{path.name}: {node.value}")
+    assert {"failure.busy", "quote.not_yours", "retention.input_gone"} <= seen
+    assert not missing
+
+
+def _discord_labels() -> set[str]:
+    """``label("choice_5")`` in the Discord adapter means the key ``discord.choice_5``."""
+    labels = set()
+    for _path, tree in _trees():
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "label"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                labels.add(node.args[0].value)
+    return labels
+
+
+def runtime_keys() -> dict[str, set[str]]:
+    """Every key the code builds from a value, by the prefix it builds it with.
+
+    The values come from the code's own types: a job's states, the ledger's
+    entry kinds, the states whose transition releases a hold
+    (``storage/jobs.py``), the Discord adapter's labels.
+    """
+    released = {"failed", "cancelled"}
+    assert released <= set(get_args(JobState))
+    return {
+        "state": {f"state.{value}" for value in get_args(JobState)},
+        "kind": {f"kind.{value}" for value in get_args(EntryKind)},
+        "reason": {f"reason.{value}" for value in released},
+        "discord": {f"discord.{value}" for value in _discord_labels()},
+    }
+
+
+def test_every_key_built_at_run_time_exists():
+    """``text(f"state.{job.state}")`` escapes a literal scan: each possible value is checked."""
+    built = set()
+    for _, tree in _trees():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.JoinedStr) and len(node.values) >= 2:
+                head, value = node.values[0], node.values[1]
+                if (
+                    isinstance(head, ast.Constant)
+                    and isinstance(value, ast.FormattedValue)
+                    and re.fullmatch(r"[a-z_]+\.", str(head.value))
+                ):
+                    built.add(str(head.value)[:-1])
+    known = runtime_keys()
+    assert built >= {"state", "kind", "reason", "discord"}
+    # A new f-string key needs its values listed in runtime_keys() first.
+    assert built <= set(known), sorted(built - set(known))
+    assert len(known["discord"]) > 10
+    for locale in LOCALES:
+        messages = catalog(locale)
+        missing = {key for keys in known.values() for key in keys if key not in messages}
+        assert not missing, (locale, sorted(missing))
 
 
 @pytest.mark.parametrize(

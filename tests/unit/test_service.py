@@ -223,10 +223,24 @@ async def test_help_in_both_languages_and_moderator_extras(deps, member, member_
 
 
 async def test_typed_commands_from_adapters(deps, moderator):
+    """Adapters that parse commands themselves (Discord's slash commands) get the same answers."""
     replies = await handle(TopUp("me", 10), moderator, deps)
-    assert "Added 10 credits" in shown(replies)
-    for command in (Price(10), Balance(), History(3), Help(), Start()):
-        assert shown(await handle(command, moderator, deps))
+    assert shown(replies) == (
+        "Added 10 credits (¥1.00) to Mo (telegram:1).\nNew balance: 10 credits (¥1.00)."
+    )
+    price = shown(await handle(Price(10), moderator, deps)).splitlines()
+    assert price[0] == "Kling 2.1 prices for a 10 s clip (10 credits = ¥1):"
+    assert price[-1] == "[Show 5 s prices]"
+    assert shown(await handle(Balance(), moderator, deps)) == "Your balance: 10 credits (¥1.00)."
+    history = shown(await handle(History(3), moderator, deps)).splitlines()
+    assert history[0] == "Your last wallet entry:"
+    assert history[1].endswith("top-up +10 · balance 10 · —")
+    help_text = shown(await handle(Help(), moderator, deps))
+    assert help_text.startswith("I make short videos with Kling 2.1 in three quality tiers.")
+    assert "Moderator commands:\n/topup <user> <credits> [reason]" in help_text
+    assert shown(await handle(Start(), moderator, deps)).startswith(
+        "Hi! I turn an image and a prompt into a short video. Your balance: 10 credits (¥1.00)."
+    )
 
 
 async def test_storage_failure_is_a_calm_message(deps, member, ledger):

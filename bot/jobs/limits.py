@@ -1,0 +1,40 @@
+"""The runner's limits and pacing, in a module of their own.
+
+Both ``bot.jobs.runner`` (who runs next) and ``bot.jobs.lifecycle`` (one
+started job) read them; keeping them here lets the lifecycle import them
+without importing the runner, which imports the lifecycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """Limits and pacing; every duration is multiplied by ``time_scale``."""
+
+    per_user: int = 2
+    queue_per_user: int = 5
+    per_provider: int = 4
+    status_interval_s: float = 3.0
+    poll_interval_s: float = 2.0
+    max_polls_per_s: float = 500.0
+    time_scale: float = 1.0
+    submit_attempts: int = 5
+    poll_failures: int = 10
+    delivery_attempts: int = 3
+    backoff_s: float = 2.0
+    timeout_factor: float = 5.0
+    timeout_grace_s: float = 120.0
+    """Added to ``expected × timeout_factor`` unscaled: rendering itself takes real time."""
+    poll_backoff_cap_s: float = 0.0
+    """Above ``poll_interval_s``: polls back off with jitter up to this (a remote provider)."""
+    tier_timeouts_s: Mapping[str, float] = field(default_factory=dict)
+    """A tier listed here fails after this long (scaled) instead of ``expected × factor``."""
+
+    @property
+    def max_active(self) -> int:
+        """Running plus queued jobs one user may have."""
+        return self.per_user + self.queue_per_user

@@ -1,0 +1,142 @@
+"""Members' input images and finished clips, removed once nothing can need them.
+
+An input image (``<data>/inputs``) is needed while a quote naming it is open,
+while a job naming it is unfinished, and for ``input_keep_s`` after such a
+job finished (its Reroll and Other tier buttons quote the same image again).
+A delivered clip (``<data>/clips``) is kept for ``clip_keep_s`` after its
+delivery (None: for ever). :meth:`Retention.sweep` removes what is due and
+notes it on the rows, so ``/jobs`` and Reroll can say the file is gone.
+
+Every decision comes from the database and the injected clock, never from
+what this process remembers, so a sweep after a restart decides the same.
+A file is removed first and noted second: a sweep stopped between the two
+finds the file again next time, removes nothing more (it is gone) and writes
+the note. Only files inside the two data folders are ever removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.clock import Clock
+from bot.jobs.store import JobStore
+
+log = logging.getLogger(__name__)
+
+HOUR = 3600
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long files are kept, and how often the sweep looks."""
+
+    input_keep_s: int = 24 * HOUR
+    """After a job finished, its input image is kept this long for Reroll and Other tier."""
+    clip_keep_s: int | None = 7 * DAY
+    """A delivered clip is kept this long; None keeps clips for ever."""
+    interval_s: float = float(HOUR)
+    """Seconds between two sweeps (the first runs at start)."""
+    batch: int = 500
+    """Rows looked at per query: a sweep of a large backlog goes in batches."""
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one sweep removed: input image paths, and the ids of jobs whose clip went."""
+
+    inputs: tuple[str, ...] = ()
+    clips: tuple[str, ...] = ()
+
+
+class Retention:
+    """Removes input images and clips that are due; ``run()`` sweeps every ``interval_s``."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        clock: Clock,
+        *,
+        inputs_dir: Path,
+        clips_dir: Path,
+        settings: RetentionSettings | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.inputs_dir = inputs_dir
+        self.clips_dir = clips_dir
+        self.settings = settings or RetentionSettings()
+        self._sleep = sleep
+        self.sweeps = 0
+        """Sweeps :meth:`run` finished (failed ones included)."""
+        self.swept = asyncio.Event()
+        """Set after each sweep of :meth:`run`; clear it to wait for the next one."""
+
+    async def run(self) -> None:
+        """Sweep now, then every ``interval_s``, until cancelled; a failed sweep is logged."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception(
+                    "the retention sweep failed; it runs again in %g s", self.settings.interval_s
+                )
+            self.sweeps += 1
+            self.swept.set()
+            await self._sleep(self.settings.interval_s)
+
+    async def sweep(self) -> SweepResult:
+        """Remove every input image and clip that is due now; say what went."""
+        inputs = await self._sweep_inputs()
+        clips = await self._sweep_clips()
+        if inputs or clips:
+            log.info("retention: removed %d input images and %d clips", len(inputs), len(clips))
+        return SweepResult(tuple(inputs), tuple(clips))
+
+    async def _sweep_inputs(self) -> list[str]:
+        removed: list[str] = []
+        while True:
+            now = self.clock.now()
+            due = await self.store.inputs_to_remove(
+                now=now, finished_before=now - self.settings.input_keep_s, limit=self.settings.batch
+            )
+            for path in due:
+                await self._remove(path, self.inputs_dir)
+                await self.store.note_input_removed(path, now=now)
+                removed.append(path)
+            if len(due) < self.settings.batch:
+                return removed
+
+    async def _sweep_clips(self) -> list[str]:
+        keep = self.settings.clip_keep_s
+        if keep is None:
+            return []
+        removed: list[str] = []
+        while True:
+            now = self.clock.now()
+            due = await self.store.clips_to_remove(
+                delivered_before=now - keep, limit=self.settings.batch
+            )
+            for job in due:
+                assert job.result_path is not None
+                await self._remove(job.result_path, self.clips_dir)
+                await self.store.note_clip_removed(job.job_id, now=now)
+                removed.append(job.job_id)
+            if len(due) < self.settings.batch:
+                return removed
+
+    async def _remove(self, path: str, folder: Path) -> None:
+        """Delete ``path`` if it lies inside ``folder``; a file already gone is fine."""
+        await asyncio.to_thread(_unlink_inside, Path(path), folder)
+
+
+def _unlink_inside(path: Path, folder: Path) -> None:
+    if not path.resolve().is_relative_to(folder.resolve()):
+        log.warning("retention: %s is outside %s; left in place, noted as gone", path, folder)
+        return
+    path.unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""What many test packages share: virtual clocks, a clean environment, clips, the runner harness."""

@@ -1,0 +1,64 @@
+"""Time in tests: it moves only when something sleeps on it or the test says so.
+
+One virtual clock for every package: the job runner and the Telegram flood
+control take its ``sleep`` and ``monotonic``, the core takes it as its wall
+``Clock``. Nothing here waits for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.unit.fakes import FakeClock
+
+__all__ = ["FakeClock", "GatedTime", "VirtualTime"]
+
+
+class VirtualTime:
+    """Monotonic and wall-clock time that move only when a sleeper sleeps or ``advance`` is called.
+
+    ``monotonic()`` starts at ``monotonic_start``; ``now()`` (the core's
+    ``Clock`` port, whole Unix seconds) starts at ``start``; both move
+    together. Every sleep is recorded in ``sleeps`` and yields once to the
+    event loop, as a real sleep would.
+    """
+
+    def __init__(self, start: int = 1_764_000_000, monotonic_start: float = 0.0) -> None:
+        self.start = start
+        self.monotonic_start = monotonic_start
+        self.elapsed = 0.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.monotonic_start + self.elapsed
+
+    def now(self) -> int:
+        return self.start + int(self.elapsed)
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.elapsed += seconds
+        await asyncio.sleep(0)  # let the other tasks run
+
+    def timing(self) -> Any:
+        """The Telegram adapter's ``Timing`` on this clock."""
+        from adapters.telegram import Timing
+
+        return Timing(monotonic=self.monotonic, sleep=self.sleep)
+
+
+class GatedTime(VirtualTime):
+    """Virtual time whose sleepers stay asleep until the test opens ``gate``."""
+
+    def __init__(self, start: int = 1_764_000_000, monotonic_start: float = 0.0) -> None:
+        super().__init__(start, monotonic_start)
+        self.gate = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await self.gate.wait()
+        self.elapsed += seconds
