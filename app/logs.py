@@ -37,7 +37,7 @@ from typing import Any, TextIO
 from bot.metrics import job_context
 from bot.settings import Settings
 
-HIDDEN = "<redacted>"
+HIDDEN = "<token>"
 
 JOB_FIELDS = ("job", "tier", "platform", "user")
 
