@@ -331,7 +331,7 @@ async def _database(settings: Settings) -> list[Finding]:
             )
         )
     else:
-        detail = f"balances match their entries ({wallets} wallets)"
+        detail = f"balances match their entries ({wallets} wallet{'' if wallets == 1 else 's'})"
         findings.append(Finding("ok", "ledger", detail))
     return findings
 
