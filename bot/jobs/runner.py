@@ -308,12 +308,14 @@ class JobRunner:
                 "user": str(job.user),
             },
         )
-        task = asyncio.create_task(
-            self._life.drive(job), name=f"job-{job.job_id}", context=context
-        )
+        task = asyncio.create_task(self._drive(job), name=f"job-{job.job_id}", context=context)
         self._tasks[job.job_id] = task
         # Ids, not the Job: a finished Job copy must not stay alive with the task.
         task.add_done_callback(functools.partial(self._done, job.job_id, str(job.user)))
+
+    async def _drive(self, job: Job) -> None:
+        log.info("job %s starts in state %s", job.short_id, job.state)
+        await self._life.drive(job)
 
     def _done(self, job_id: str, user: str, _task: object) -> None:
         self._tasks.pop(job_id, None)
