@@ -51,7 +51,7 @@ EXPOSE 9464
 # klingbot run stops on SIGTERM within 8 s: no new updates, in-flight answers finish,
 # jobs stay in the database and resume at the next start.
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD ["klingbot", "health"]
 
 ENTRYPOINT ["klingbot"]

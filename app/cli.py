@@ -25,7 +25,6 @@ from app.operator import db_copy, export_command
 from app.serve import (
     Served,
     ShutdownDeadline,
-    health_command,
     start_operations,
     wait_for_stop,
     watch_discord,
@@ -118,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         setup_logging(settings, verbose=args.verbose, quiet=quiet)
         if args.command == "health":
+            from app.health import health_command
+
             return health_command(settings)
         # Everything imported so far lives as long as the process: keep the
         # garbage collector from walking it again and again (loop lag).

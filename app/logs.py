@@ -181,6 +181,7 @@ def setup_logging(
     if verbose:
         level = logging.DEBUG
     handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setLevel(level)  # loggers set lower on purpose (rate-limit counting) stay quiet
     handler.addFilter(JobContext())
     handler.addFilter(Redactor(secrets_of(settings) if settings is not None else ()))
     json_lines = settings is not None and settings.log_format == "json"

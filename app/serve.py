@@ -15,37 +15,28 @@ stopping :data:`SHUTDOWN_DEADLINE_S` after the signal, it exits at once
 (status 1; nothing is lost, SQLite is crash-safe and jobs resume), so
 ``docker stop`` never needs its SIGKILL. A second signal exits at once too.
 
-``klingbot health`` (the image's HEALTHCHECK) asks ``/healthz`` when
-``KLINGBOT_METRICS_LISTEN`` is set, and otherwise whether a klingbot process
-holds the database's lease.
+``klingbot health`` is in :mod:`app.health`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.lease import Lease
 from app.metrics import Check, OperationsServer, PrometheusMetrics
 from bot.commands import UserRef
 from bot.deps import Deps
-from bot.errors import StorageUnavailable
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 
 log = logging.getLogger("klingbot")
 
 SHUTDOWN_DEADLINE_S = 8.0
 """Seconds from the signal to a forced exit: inside Docker's default 10 s grace period."""
-HEALTH_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -110,7 +101,13 @@ async def start_operations(
     server.add_check("runner", runner_alive)
     for name, check in served.checks.items():
         server.add_check(name, check)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot listen on KLINGBOT_METRICS_LISTEN={settings.metrics_listen}:"
+            f" {error.strerror or error}"
+        ) from None
     return server
 
 
@@ -141,52 +138,6 @@ class ShutdownDeadline:
         for handler in logging.getLogger().handlers:
             handler.flush()
         os._exit(1)
-
-
-def health_command(settings: Settings) -> int:
-    """``klingbot health``: 0 healthy, 1 not; one line on stdout."""
-    if settings.metrics_listen is not None:
-        return _ask_healthz(settings.metrics_listen)
-    lease = Lease(settings.db)
-    try:
-        free = lease.take()
-    except StorageUnavailable as error:
-        print(f"unhealthy: {error}")
-        return 1
-    if free:
-        lease.release()
-        print(f"unhealthy: no klingbot process holds {settings.db}")
-        return 1
-    print(f"healthy: a klingbot process holds {settings.db}")
-    return 0
-
-
-def _ask_healthz(listen: str) -> int:
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if host in ("0.0.0.0", "", "*"):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
-            body = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        try:
-            body = json.loads(error.read())
-        except ValueError:
-            body = {"status": f"HTTP {error.code}"}
-    except (OSError, ValueError) as error:
-        print(f"unhealthy: {url} does not answer ({error})")
-        return 1
-    failing = {k: v for k, v in body.get("checks", {}).items() if v != "ok"}
-    if body.get("status") == "ok":
-        print(f"healthy: {', '.join(body.get('checks', {}))}")
-        return 0
-    shown = "; ".join(f"{k}: {v}" for k, v in failing.items()) or body.get("status")
-    print(f"unhealthy: {shown}", file=sys.stdout)
-    return 1
 
 
 async def wait_for_stop(stop: asyncio.Event, watched: set[asyncio.Future]) -> bool:

@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -196,3 +197,19 @@ async def test_the_image_command_serves_stops_on_sigterm_in_time_and_resumes(tmp
     assert {"klingbot.db", "klingbot.db.lock", "clips", f"clips/{job_id}.mp4"} <= set(layout)
     assert all(not name.startswith("..") for name in layout)
     assert TOKEN not in "\n".join(first.lines + second.lines)
+
+
+def test_a_shutdown_that_hangs_is_cut_short_by_the_deadline():
+    hung = (
+        "import threading\n"
+        "from app.serve import ShutdownDeadline\n"
+        "ShutdownDeadline(0.2).arm()\n"
+        "threading.Event().wait(60)  # a drain that never ends\n"
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", hung], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30
+    assert "still stopping after 0.2 s: exiting now" in result.stderr

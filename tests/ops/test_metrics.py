@@ -39,6 +39,7 @@ async def test_metrics_and_health_after_a_gen_on_telegram(tmp_path):
             welcome_credits=500,
             metrics_listen="127.0.0.1:0",
             log_format="json",
+            tiers={"master": {"resolution": 360}},  # a quick render
         )
         try:
             setup_logging(settings, stream=stream)
