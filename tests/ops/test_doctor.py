@@ -70,3 +70,26 @@ async def test_a_configured_installation_passes_and_a_wrong_token_is_named(tmp_p
     assert any(line.startswith("[✗] telegram: Telegram refused") for line in lines), lines
     output = "\n".join(lines)
     assert "wrong" not in output and TELEGRAM_TOKEN not in output and DISCORD_TOKEN not in output
+
+
+async def test_with_kling_the_doctor_asks_whether_the_keys_answer(tmp_path, monkeypatch):
+    from tests.providers.kling_standin import KlingStandin
+
+    kling = KlingStandin(tmp_path / "unused.mp4")
+    await kling.start()
+    try:
+        monkeypatch.setenv("KLINGBOT_DB", str(tmp_path / "klingbot.db"))
+        monkeypatch.setenv("KLINGBOT_PROVIDER", "kling")
+        monkeypatch.setenv("KLING_BASE_URL", kling.url)
+        monkeypatch.setenv("KLING_ACCESS_KEY", kling.access_key)
+        monkeypatch.setenv("KLING_SECRET_KEY", kling.secret_key)
+        lines: list[str] = []
+        await run_doctor(out=lines.append)
+        assert f"[✓] provider: Kling API at {kling.url}: keys accepted" in lines
+        monkeypatch.setenv("KLING_SECRET_KEY", "sk-not-the-right-secret-at-all-000")
+        lines.clear()
+        assert await run_doctor(out=lines.append) == 1
+    finally:
+        await kling.stop()
+    [provider] = [line for line in lines if line.startswith("[✗] provider:")]
+    assert "Kling refused the keys" in provider and "not-the-right" not in "\n".join(lines)
