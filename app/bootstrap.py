@@ -7,6 +7,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from app.lease import Lease
+from app.metrics import ObservedJobStore, ObservedProvider, PrometheusMetrics
 from bot.clock import Clock, SystemClock
 from bot.deps import Deps, Generation
 from bot.errors import StorageUnavailable
@@ -14,6 +16,7 @@ from bot.jobs.outbox import OutboxRouter
 from bot.jobs.retention import DAY, HOUR, Retention, RetentionSettings
 from bot.jobs.runner import JobRunner, RunnerSettings
 from bot.jobs.waits import ExpectedWaits
+from bot.metrics import NullMetrics
 from bot.providers.base import Provider
 from bot.providers.local.provider import LocalProvider
 from bot.settings import Settings
@@ -51,56 +54,66 @@ async def open_core(
         default_time_scale = 1.0  # Kling takes the time it takes: nothing to speed up
     time_scale = settings.time_scale if settings.time_scale is not None else default_time_scale
     catalog = settings.catalog()
+    metrics = PrometheusMetrics(catalog, settings.provider) if settings.metrics_listen else None
+    lease = Lease(settings.db)
     async with Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms) as database:
-        store = SqliteJobStore(database)
-        waits = ExpectedWaits(catalog, time_scale)
-        await waits.load(store)
-        provider = provider or build_provider(settings, time_scale)
-        outboxes = OutboxRouter()
-        runner = JobRunner(
-            store=store,
-            provider=provider,
-            outbox=outboxes,
-            catalog=catalog,
-            clock=clock,
-            waits=waits,
-            clips_dir=settings.clips_dir,
-            settings=RunnerSettings(
-                per_user=settings.max_jobs_per_user,
-                queue_per_user=settings.max_queue_per_user,
-                per_provider=settings.max_jobs_per_provider,
-                status_interval_s=settings.status_interval_s,
-                poll_interval_s=settings.poll_interval_s,
-                time_scale=time_scale,
-                **_remote_pacing(settings),
-            ),
-            retention=build_retention(settings, store, clock),
-        )
-        callbacks = await _serve_callbacks(settings, provider)
+        lease.share()  # klingbot db restore refuses while this process runs
         try:
-            yield Deps(
+            store = ObservedJobStore(database, metrics) if metrics else SqliteJobStore(database)
+            waits = ExpectedWaits(catalog, time_scale)
+            await waits.load(store)
+            provider = provider or build_provider(settings, time_scale)
+            served = ObservedProvider(provider, metrics) if metrics else provider
+            outboxes = OutboxRouter()
+            runner = JobRunner(
+                store=store,
+                provider=served,
+                outbox=outboxes,
                 catalog=catalog,
-                ledger=SqliteLedger(database),
                 clock=clock,
-                moderators=frozenset(settings.moderators),
-                max_topup=settings.max_topup,
-                welcome_credits=settings.welcome_credits,
-                generation=Generation(
-                    store=store,
-                    runner=runner,
-                    waits=waits,
-                    outboxes=outboxes,
-                    inputs_dir=settings.inputs_dir,
-                    quote_ttl_s=settings.quote_ttl_s,
-                    blocked_words=settings.blocked_words,
+                waits=waits,
+                clips_dir=settings.clips_dir,
+                settings=RunnerSettings(
+                    per_user=settings.max_jobs_per_user,
+                    queue_per_user=settings.max_queue_per_user,
+                    per_provider=settings.max_jobs_per_provider,
+                    status_interval_s=settings.status_interval_s,
+                    poll_interval_s=settings.poll_interval_s,
+                    time_scale=time_scale,
+                    **_remote_pacing(settings),
                 ),
-                state=SqliteAppState(database),
+                retention=build_retention(settings, store, clock),
             )
+            if metrics is not None:
+                metrics.watch_runner(runner)
+            callbacks = await _serve_callbacks(settings, provider)
+            try:
+                yield Deps(
+                    catalog=catalog,
+                    ledger=SqliteLedger(database),
+                    clock=clock,
+                    moderators=frozenset(settings.moderators),
+                    max_topup=settings.max_topup,
+                    welcome_credits=settings.welcome_credits,
+                    generation=Generation(
+                        store=store,
+                        runner=runner,
+                        waits=waits,
+                        outboxes=outboxes,
+                        inputs_dir=settings.inputs_dir,
+                        quote_ttl_s=settings.quote_ttl_s,
+                        blocked_words=settings.blocked_words,
+                    ),
+                    state=SqliteAppState(database),
+                    metrics=metrics or NullMetrics(),
+                )
+            finally:
+                await runner.stop()
+                if callbacks is not None:
+                    await callbacks.stop()
+                await provider.close()
         finally:
-            await runner.stop()
-            if callbacks is not None:
-                await callbacks.stop()
-            await provider.close()
+            lease.release()
 
 
 def build_retention(settings: Settings, store: SqliteJobStore, clock: Clock) -> Retention:

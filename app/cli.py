@@ -19,6 +19,17 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 from app.bootstrap import CONSOLE_TIME_SCALE, open_core
+from app.doctor import run_doctor
+from app.logs import setup_logging
+from app.operator import db_copy, export_command
+from app.serve import (
+    Served,
+    ShutdownDeadline,
+    start_operations,
+    wait_for_stop,
+    watch_discord,
+    watch_telegram,
+)
 from bot.access import resolve_user
 from bot.commands import Balance, Caller, UserRef
 from bot.deps import Deps
@@ -65,11 +76,26 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("user", help=USER_HELP)
     # Checked after parsing: argparse's choices would print all 50 values.
     history.add_argument("-n", default="10", metavar=f"1..{HISTORY_MAX}", help="how many (10)")
+    export = wallet_commands.add_parser("export", help="every ledger entry, for accounting")
+    export.add_argument("--csv", action="store_true", help="CSV (the only format, the default)")
+    export.add_argument("-o", "--output", help="write to this file instead of stdout")
+    export.add_argument("--lang", help="language of the bot's reasons: en or zh-CN")
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("migrate", help="apply pending migrations and exit")
     db_commands.add_parser("check", help="verify the ledger invariants")
+    backup = db_commands.add_parser("backup", help="copy the database, even while the bot runs")
+    backup.add_argument("path", help="the backup file (or a folder for a timestamped one)")
+    restore = db_commands.add_parser("restore", help="replace the database by a checked backup")
+    restore.add_argument("path", help="the backup file")
+
+    commands.add_parser("doctor", help="check the settings, database, provider and tokens")
+    commands.add_parser("health", help="exit 0 if a running bot is healthy (container checks)")
+    config = commands.add_parser("config", help="the settings")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    config_docs = config_commands.add_parser("docs", help="print docs/CONFIGURATION.md")
+    config_docs.add_argument("--write", action="store_true", help="write docs/CONFIGURATION.md")
 
     provider = commands.add_parser("provider", help="the video provider (Kling)")
     provider_commands = provider.add_subparsers(dest="provider_command", required=True)
@@ -81,16 +107,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``klingbot`` script."""
     args = build_parser().parse_args(argv)
     # The console chat owns the terminal: only warnings interrupt it.
-    quiet = args.command in ("console", "price", "wallet", "db")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Third-party HTTP clients log full request URLs, which carry bot tokens.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet = args.command not in ("run",)
+    setup_logging(None, verbose=args.verbose, quiet=True)
+    if args.command == "doctor":
+        return asyncio.run(run_doctor())
+    if args.command == "config":
+        return _config(args)
     try:
         settings = load_settings()
+        setup_logging(settings, verbose=args.verbose, quiet=quiet)
+        if args.command == "health":
+            from app.health import health_command
+
+            return health_command(settings)
         # Everything imported so far lives as long as the process: keep the
         # garbage collector from walking it again and again (loop lag).
         gc.collect()
@@ -116,6 +145,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from app.provider_check import check_provider
 
         return await check_provider(settings)
+    if args.db_command in ("backup", "restore"):
+        return await db_copy(settings, args.db_command, args.path)
     return await _db(settings, args.db_command)
 
 
@@ -155,40 +186,55 @@ async def _serve(settings: Settings) -> int:
         log.info("no platform adapter to start: opening the console chat")
         return await _console(settings, None, None)
     stop = asyncio.Event()
+    deadline = ShutdownDeadline()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
+
+    def on_signal() -> None:
+        if stop.is_set():
+            os._exit(1)  # a second signal: stop now (jobs resume at the next start)
+        stop.set()
+        deadline.arm()
+
     for number in signals:
-        loop.add_signal_handler(number, stop.set)
+        loop.add_signal_handler(number, on_signal)
     try:
         async with open_core(settings) as deps, AsyncExitStack() as adapters:
             assert deps.generation is not None
             watched: set[asyncio.Future] = set()
+            served = Served()
             if settings.telegram_token is not None:
-                failure = await _start_telegram(settings, deps, adapters)
+                failure = await _start_telegram(settings, deps, adapters, served)
                 if failure:
                     return failure
             if settings.discord_token is not None:
-                started = await _start_discord(settings, deps, adapters)
+                started = await _start_discord(settings, deps, adapters, served)
                 if isinstance(started, int):
                     return started
                 watched.add(started)
             # Every adapter's outbox is registered: resumed jobs can reach their chats.
             await deps.generation.runner.start()
             adapters.push_async_callback(deps.generation.runner.stop)  # before adapters close
-            stopping = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({stopping, *watched}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if stopping not in done:
+            for stop_intake in served.stop_intake:  # first of all: no new updates
+                adapters.push_async_callback(stop_intake)
+            operations = await start_operations(settings, deps, served)
+            if operations is not None:
+                adapters.push_async_callback(operations.stop)
+            if not await wait_for_stop(stop, watched):
                 log.error("the Discord connection ended; stopping (jobs resume on the next start)")
                 return 1
             log.info("stopping: unfinished jobs resume on the next start")
+        log.info("stopped")
     finally:
+        deadline.disarm()
         for number in signals:
             loop.remove_signal_handler(number)
     return 0
 
 
-async def _start_telegram(settings: Settings, deps, adapters: AsyncExitStack) -> int:
+async def _start_telegram(
+    settings: Settings, deps, adapters: AsyncExitStack, served: Served
+) -> int:
     """Start the Telegram adapter; 0, or the exit status when Telegram cannot be served."""
     from telegram.error import InvalidToken, NetworkError
 
@@ -196,8 +242,10 @@ async def _start_telegram(settings: Settings, deps, adapters: AsyncExitStack) ->
     from adapters.telegram.errors import redact, secrets_of
 
     assert settings.telegram_token is not None
+    application = build_application(settings, deps)
     try:
-        await adapters.enter_async_context(running(build_application(settings, deps)))
+        await adapters.enter_async_context(running(application))
+        watch_telegram(application, served)
     except InvalidToken:
         print(
             "klingbot: Telegram refused TELEGRAM_TOKEN (check it with @BotFather)",
@@ -212,7 +260,7 @@ async def _start_telegram(settings: Settings, deps, adapters: AsyncExitStack) ->
 
 
 async def _start_discord(
-    settings: Settings, deps, adapters: AsyncExitStack
+    settings: Settings, deps, adapters: AsyncExitStack, served: Served
 ) -> int | asyncio.Future:
     """Start the Discord adapter; its gateway connection, or the exit status on failure."""
     import aiohttp
@@ -222,8 +270,10 @@ async def _start_discord(
     from adapters.discord.errors import redact, secrets_of
 
     assert settings.discord_token is not None
+    client = build_client(settings, deps)
     try:
-        adapter = await adapters.enter_async_context(running(build_client(settings, deps)))
+        adapter = await adapters.enter_async_context(running(client))
+        watch_discord(client, served)
     except discord.LoginFailure:
         print(
             "klingbot: Discord refused DISCORD_TOKEN (reset it under Bot in the Developer Portal)",
@@ -252,6 +302,9 @@ async def _wallet(settings: Settings, args: argparse.Namespace) -> int:
     Users are named as in chat (``me``, ``@name``, an id, ``platform:id``);
     the operator has no platform, so a bare name or id is looked up on all.
     """
+    if args.wallet_command == "export":
+        translate = Translator(_operator(args.lang).locale)
+        return await export_command(settings, translate, args.output)
     caller = _operator(None)
     translate = Translator(caller.locale)
     if args.wallet_command == "history":
@@ -344,3 +397,14 @@ async def _stdin_lines(*, prompt: bool) -> AsyncIterator[str]:
                 print(flush=True)  # Ctrl-D: the shell's prompt starts on its own line
             return
         yield line
+
+
+def _config(args: argparse.Namespace) -> int:
+    from app.config_docs import DOCUMENT, render, write
+
+    if args.write:
+        write()
+        print(f"wrote {DOCUMENT}")
+    else:
+        print(render(), end="")
+    return 0

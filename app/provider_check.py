@@ -36,24 +36,33 @@ async def check_provider(settings: Settings) -> int:
         await client.close()
 
 
-async def _check(client: Any, base: str) -> int:
+async def probe_keys(client: Any, base: str) -> str | None:
+    """One cheap authenticated call; None when the keys work, else what is wrong and what to do.
+
+    ``klingbot doctor`` uses it too.
+    """
     try:
         await client.call("GET", "/v1/videos/text2video", params={"pageNum": 1, "pageSize": 1})
     except Unreachable as error:
-        _fail(f"cannot reach the Kling API at {base} ({error}): check the network and the URL")
-        return 1
+        return f"cannot reach the Kling API at {base} ({error}): check the network and the URL"
     except ApiFailure as failure:
         if failure.code in AUTH_CODES:
-            _fail(
+            return (
                 f"Kling refused the keys at {base}: {operator_hint(failure.code)} "
                 f"(code {failure.code}: {failure.message}). Keys work only in their own region: "
                 f"KLING_BASE_URL is {REGIONS}"
             )
-        elif failure.code == 0:
-            _fail(f"{base} does not answer like the Kling API ({failure}): check KLING_BASE_URL")
-        else:
-            hint = operator_hint(failure.code)
-            _fail(f"Kling answered {failure}" + (f": {hint}" if hint else ""))
+        if failure.code == 0:
+            return f"{base} does not answer like the Kling API ({failure}): check KLING_BASE_URL"
+        hint = operator_hint(failure.code)
+        return f"Kling answered {failure}" + (f": {hint}" if hint else "")
+    return None
+
+
+async def _check(client: Any, base: str) -> int:
+    problem = await probe_keys(client, base)
+    if problem is not None:
+        _fail(problem)
         return 1
     print(f"Kling API at {base}: keys accepted")
     end = int(time.time() * 1000)

@@ -14,6 +14,7 @@ from bot.jobs.outbox import OutboxRouter
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
+from bot.metrics import Metrics, NullMetrics
 from bot.ports import AppState, Ledger
 from bot.replies import Money
 
@@ -45,6 +46,8 @@ class Deps:
     new_id: Callable[[], str] = field(default=lambda: uuid.uuid4().hex)
     state: AppState | None = None
     """Adapters' small key/value facts kept between runs (None: nothing is kept)."""
+    metrics: Metrics = field(default_factory=NullMetrics)
+    """Where handled commands and tier presses are counted (``app.metrics``); no-op by default."""
 
     def money(self, credits: int) -> Money:
         """Credits with their yuan value, ready for a message."""

@@ -10,6 +10,7 @@ reach a chat.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -93,6 +94,9 @@ async def _dispatch(
     command: Command, caller: Caller, deps: Deps, request_id: str | None
 ) -> list[Reply]:
     handler = _HANDLERS[type(command)]
+    deps.metrics.command(caller.user.platform, _COMMAND_NAMES[type(command)])
+    if isinstance(command, Choose):
+        deps.metrics.press(command.tier)
     if not isinstance(command, Price):
         # /price stays read-only so it answers at once; everything else opens the wallet.
         await _open_wallet(caller, deps)
@@ -274,3 +278,8 @@ _HANDLERS: dict[type, Handler] = {
     Help: help_,
     Start: start,
 }
+
+_COMMAND_NAMES: dict[type, str] = {
+    kind: re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower() for kind in _HANDLERS
+}
+"""``CancelQuote`` -> ``cancel_quote``: the command label of the metrics."""

@@ -74,30 +74,52 @@ class Settings(BaseSettings):
     """Everything an operator can set."""
 
     model_config = SettingsConfigDict(
-        env_prefix="KLINGBOT_", extra="forbid", frozen=True, populate_by_name=True
+        env_prefix="KLINGBOT_",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        # A field's docstring is its meaning in docs/CONFIGURATION.md (``klingbot config docs``).
+        use_attribute_docstrings=True,
     )
 
     db: Path = Path("klingbot.db")
+    """The SQLite database (wallets, ledger, jobs); it and its folder are created if missing."""
     data_dir: Path | None = None
+    """Clips and members' images, created if missing; unset: ``klingbot-data/`` beside the db."""
     config: Path | None = None
+    """The TOML file the other settings are read from (only as an environment variable)."""
     db_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
+    """How long to wait for another process's database lock, in milliseconds."""
 
     moderators: Annotated[tuple[UserRef, ...], NoDecode] = ()
+    """Comma-separated ``platform:id`` entries who may /topup and /refund."""
     max_topup: int = Field(default=100_000, gt=0, le=MAX_CREDITS)
+    """The largest single top-up, in credits."""
     welcome_credits: int = Field(default=0, ge=0, le=MAX_CREDITS)
+    """Credits granted once to each new wallet."""
     credits_per_yuan: int = Field(default=10, gt=0, le=10_000)
+    """The exchange rate shown next to credits."""
     tiers: dict[str, TierSettings] = Field(default_factory=lambda: _merge_tiers({}))
+    """The quality tiers (``[tiers.<key>]`` tables): price, model, mode, resolution, wait, names."""
 
     time_scale: float | None = Field(default=None, gt=0, le=100)
     """Multiplies the local renderer's waits; None: 1.0 with platforms, 0.1 in the console demo."""
     quote_ttl_s: int = Field(default=600, ge=10, le=7 * 24 * 3600)
+    """How long a quote's tier buttons work, in seconds."""
     blocked_words: Annotated[tuple[str, ...], NoDecode] = ()
+    """Comma-separated words refused in prompts (case and spacing ignored)."""
     max_jobs_per_user: int = Field(default=2, ge=1, le=100)
+    """Jobs one member may have generating at once."""
     max_queue_per_user: int = Field(default=5, ge=0, le=1000)
+    """Further jobs one member may have waiting."""
     max_jobs_per_provider: int = Field(default=4, ge=1, le=100_000)
+    """Jobs generating at once on the backend."""
     status_interval_s: float = Field(default=3.0, ge=0, le=600)
+    """Least time between two edits of a status message, in seconds."""
     poll_interval_s: float = Field(default=2.0, gt=0, le=600)
+    """How often a running job is polled, in seconds (times the time scale)."""
     max_local_renders: int = Field(default=1, ge=1, le=64)
+    """Clips the local renderer encodes at once (CPU-bound)."""
     input_retention_h: int = Field(default=24, ge=0, le=24 * 366)
     """After a job finished, its input image is kept this long for Reroll and Other tier."""
     clip_retention_days: int = Field(default=7, ge=0, le=3660)
@@ -105,12 +127,41 @@ class Settings(BaseSettings):
     retention_sweep_interval_s: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     """Seconds between two sweeps for images and clips that are due (the first runs at start)."""
 
+    # --- operations (logs, metrics) -------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Least severe log lines written (``klingbot run``; other commands log warnings and up)."""
+    log_format: Literal["text", "json"] = "text"
+    """``text``: one readable line per event; ``json``: one JSON object per line, for collectors."""
+    metrics_listen: str | None = None
+    """``host:port`` serving ``/metrics`` (Prometheus) and ``/healthz``; unset: no endpoint."""
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _case_of_choices(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):
+            return value.upper() if info.field_name == "log_level" else value.lower()
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _check_metrics_listen(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # an empty KLINGBOT_METRICS_LISTEN= switches the endpoint off
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9464 (port 0: any free port)")
+        return value
+
+    # --- end of the operations block ------------------------------------------------
+
     telegram_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TELEGRAM_TOKEN", "telegram_token")
     )
+    """Serve Telegram with this bot token from @BotFather; never logged."""
     discord_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("DISCORD_TOKEN", "discord_token")
     )
+    """Serve Discord with this bot token from the Developer Portal; never logged."""
     discord_guild_ids: Annotated[tuple[int, ...], NoDecode] = Field(
         default=(), validation_alias=AliasChoices("DISCORD_GUILD_IDS", "discord_guild_ids")
     )
@@ -193,14 +244,16 @@ class Settings(BaseSettings):
     kling_access_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("KLING_ACCESS_KEY", "kling_access_key")
     )
+    """The Kling API access key (required with ``kling``); never logged."""
     kling_secret_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("KLING_SECRET_KEY", "kling_secret_key")
     )
+    """The Kling API secret key (required with ``kling``); never logged."""
     kling_base_url: str = Field(
         default="https://api-singapore.klingai.com",
         validation_alias=AliasChoices("KLING_BASE_URL", "kling_base_url"),
     )
-    """Global accounts; mainland China accounts use https://api-beijing.klingai.com."""
+    """The Kling API for global accounts; mainland China accounts use https://api-beijing.klingai.com."""
     kling_callback_url: str | None = Field(
         default=None, validation_alias=AliasChoices("KLING_CALLBACK_URL", "kling_callback_url")
     )

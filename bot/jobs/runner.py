@@ -12,6 +12,7 @@ tests: waits are multiplied by ``time_scale`` and tests await
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import time
@@ -30,6 +31,7 @@ from bot.jobs.model import TERMINAL, Job
 from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
+from bot.metrics import job_context
 from bot.ports import Outbox
 from bot.providers.base import (
     Provider,
@@ -95,6 +97,7 @@ class JobRunner:
         self._idle.set()
         self._positions: dict[str, int] = {}  # job id -> queue position last shown
         self._stopping = False
+        self._started = False
         self._background: set[asyncio.Task[None]] = set()
 
     # --- public -----------------------------------------------------------------
@@ -111,6 +114,7 @@ class JobRunner:
         their queue position again.
         """
         self.clips_dir.mkdir(parents=True, exist_ok=True)
+        self._started = True
         unfinished = await self.store.unfinished_jobs()  # in the order they were created
         in_flight = [job for job in unfinished if job.state != "held" or job.attempts > 0]
         queued = [job for job in unfinished if job.state == "held" and job.attempts == 0]
@@ -207,6 +211,19 @@ class JobRunner:
         """Jobs queued or running in this process."""
         return len(self._waiting) + len(self._tasks)
 
+    def waiting_count(self) -> int:
+        """Jobs paid for and waiting for a slot (the queue's length)."""
+        return len(self._waiting)
+
+    def running_count(self) -> int:
+        """Jobs started and not yet settled in this process."""
+        return len(self._tasks)
+
+    @property
+    def alive(self) -> bool:
+        """Started and not stopping: new and resumed jobs get driven (for health checks)."""
+        return self._started and not self._stopping
+
     async def stop(self) -> None:
         """Stop driving jobs; their state stays in the store for the next start."""
         self._stopping = True
@@ -261,10 +278,25 @@ class JobRunner:
         self._idle.clear()
         self._board.forget(job.job_id)  # "generating" must show at once
         self._running_users[str(job.user)] += 1
-        task = asyncio.create_task(self._life.drive(job), name=f"job-{job.job_id}")
+        # The job's task logs with its id, tier, platform and user (``app.logs``).
+        context = contextvars.copy_context()
+        context.run(
+            job_context.set,
+            {
+                "job": job.job_id,
+                "tier": job.tier,
+                "platform": job.user.platform,
+                "user": str(job.user),
+            },
+        )
+        task = asyncio.create_task(self._drive(job), name=f"job-{job.job_id}", context=context)
         self._tasks[job.job_id] = task
         # Ids, not the Job: a finished Job copy must not stay alive with the task.
         task.add_done_callback(functools.partial(self._done, job.job_id, str(job.user)))
+
+    async def _drive(self, job: Job) -> None:
+        log.info("job %s starts in state %s", job.short_id, job.state)
+        await self._life.drive(job)
 
     def _done(self, job_id: str, user: str, _task: object) -> None:
         self._tasks.pop(job_id, None)

@@ -1,0 +1,409 @@
+"""``klingbot doctor``: is this installation ready to serve? One line per check, and what to do.
+
+Like ``brew doctor``: each check prints ``[✓]`` (fine), ``[!]`` (works, but
+worth a look) or ``[✗]`` (will not work) with one line of detail and, when
+something is wrong, the fix after an arrow. The exit status is 1 when any
+check failed, else 0. Nothing is changed: a missing database is not
+created, a pending migration is not applied, the writability test rolls
+back, and the local renderer's test frame goes to a temporary folder.
+
+The checks: the settings load; a platform token is set and each set one is
+accepted (Telegram ``getMe``, Discord ``users/@me``, through
+``TELEGRAM_BASE_URL`` / ``DISCORD_API_BASE`` when set); moderators exist;
+the database (exists or can be created, schema current, WAL, integrity,
+writable, ledger invariants); the data folder (writable, free space); the
+provider (the local renderer encodes one frame; Kling accepts the keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from app.logs import redact, secrets_of
+from bot.errors import StorageUnavailable
+from bot.settings import ConfigError, Settings, load_settings
+from storage.audit import audit
+from storage.database import Database, explain, migration_scripts, prove_writable
+
+Status = Literal["ok", "warn", "fail"]
+MARKS: dict[Status, str] = {"ok": "[✓]", "warn": "[!]", "fail": "[✗]"}
+
+FAIL_FREE_BYTES = 256 * 2**20
+"""Below this much free space in the data folder, clips cannot be made reliably."""
+WARN_FREE_BYTES = 2 * 2**30
+HTTP_TIMEOUT_S = 10.0
+TELEGRAM_API = "https://api.telegram.org/bot"
+DISCORD_API = "https://discord.com/api"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The outcome of one check."""
+
+    status: Status
+    name: str
+    detail: str
+    fix: str | None = None
+
+    def line(self) -> str:
+        """``[✗] name: detail → fix``."""
+        text = f"{MARKS[self.status]} {self.name}: {self.detail}"
+        return f"{text} → {self.fix}" if self.fix and self.status != "ok" else text
+
+
+async def run_doctor(
+    environ: dict[str, str] | None = None,
+    *,
+    out: Callable[[str], None] = print,
+    http: httpx.AsyncClient | None = None,
+) -> int:
+    """Run every check, print one line each and a summary; return the exit status."""
+    findings: list[Finding] = []
+
+    def report(finding: Finding) -> None:
+        findings.append(finding)
+        out(finding.line())
+
+    try:
+        settings = load_settings(environ)
+    except ConfigError as error:
+        report(Finding("fail", "settings", str(error).replace("\n", " "), "fix the named field"))
+        return _summary(findings, out)
+    source = (os.environ if environ is None else environ).get("KLINGBOT_CONFIG")
+    report(Finding("ok", "settings", "the environment" + (f" and {source}" if source else "")))
+    client = http or httpx.AsyncClient(timeout=HTTP_TIMEOUT_S)
+    try:
+        for finding in await _platforms(settings, client):
+            report(finding)
+    finally:
+        if http is None:
+            await client.aclose()
+    report(_moderators(settings))
+    for finding in await _database(settings):
+        report(finding)
+    report(_data_dir(settings))
+    report(await _provider(settings))
+    return _summary(findings, out)
+
+
+def _summary(findings: list[Finding], out: Callable[[str], None]) -> int:
+    failed = sum(f.status == "fail" for f in findings)
+    warned = sum(f.status == "warn" for f in findings)
+    if failed:
+        out(f"doctor: {failed} problem(s) to fix" + (f", {warned} warning(s)" if warned else ""))
+        return 1
+    out("doctor: ready" + (f" ({warned} warning(s))" if warned else ""))
+    return 0
+
+
+# --- platforms -----------------------------------------------------------------------------
+
+
+async def _platforms(settings: Settings, client: httpx.AsyncClient) -> list[Finding]:
+    if settings.telegram_token is None and settings.discord_token is None:
+        return [
+            Finding(
+                "fail",
+                "platforms",
+                "no TELEGRAM_TOKEN or DISCORD_TOKEN: klingbot run would only open the console chat",
+                "set TELEGRAM_TOKEN (README: Run on Telegram) or DISCORD_TOKEN (Run on Discord)",
+            )
+        ]
+    findings = []
+    secrets = secrets_of(settings)
+    if settings.telegram_token is not None:
+        findings.append(await _telegram(settings, client, secrets))
+    if settings.discord_token is not None:
+        findings.append(await _discord(settings, client, secrets))
+    return findings
+
+
+async def _telegram(settings: Settings, client: httpx.AsyncClient, secrets) -> Finding:
+    assert settings.telegram_token is not None
+    base = settings.telegram_base_url or TELEGRAM_API
+    url = f"{base}{settings.telegram_token.get_secret_value()}/getMe"
+    try:
+        response = await client.get(url)
+    except httpx.HTTPError as error:
+        reason = redact(f"{type(error).__name__}: {error}", secrets)
+        return Finding(
+            "fail",
+            "telegram",
+            f"cannot reach the Bot API at {redact(base, secrets)} ({reason})",
+            "check the network, and TELEGRAM_BASE_URL if set",
+        )
+    if response.status_code in (401, 404):
+        return Finding(
+            "fail", "telegram", "Telegram refused TELEGRAM_TOKEN", "check it with @BotFather"
+        )
+    try:
+        body = response.json()
+        username = body["result"]["username"]
+    except (ValueError, KeyError, TypeError):
+        return Finding(
+            "fail",
+            "telegram",
+            f"{redact(base, secrets)} answered {response.status_code}, not like the Bot API",
+            "check TELEGRAM_BASE_URL",
+        )
+    return Finding("ok", "telegram", f"token accepted: @{username}")
+
+
+async def _discord(settings: Settings, client: httpx.AsyncClient, secrets) -> Finding:
+    assert settings.discord_token is not None
+    base = settings.discord_api_base or DISCORD_API
+    headers = {"Authorization": f"Bot {settings.discord_token.get_secret_value()}"}
+    try:
+        response = await client.get(f"{base}/v10/users/@me", headers=headers)
+    except httpx.HTTPError as error:
+        reason = redact(f"{type(error).__name__}: {error}", secrets)
+        return Finding(
+            "fail",
+            "discord",
+            f"cannot reach the Discord API at {base} ({reason})",
+            "check the network, and DISCORD_API_BASE if set",
+        )
+    if response.status_code == 401:
+        return Finding(
+            "fail",
+            "discord",
+            "Discord refused DISCORD_TOKEN",
+            "reset and copy the token under Bot in the Developer Portal",
+        )
+    try:
+        user = response.json()
+        name = user["username"]
+    except (ValueError, KeyError, TypeError):
+        return Finding(
+            "fail",
+            "discord",
+            f"{base} answered {response.status_code}, not like the Discord API",
+            "check DISCORD_API_BASE",
+        )
+    return Finding("ok", "discord", f"token accepted: {name} (id {user.get('id', '?')})")
+
+
+def _moderators(settings: Settings) -> Finding:
+    if not settings.moderators:
+        return Finding(
+            "warn",
+            "moderators",
+            "none configured: nobody can /topup or /refund in chat (group admins excepted)",
+            "set KLINGBOT_MODERATORS=telegram:<your id> or discord:<your id>",
+        )
+    return Finding("ok", "moderators", ", ".join(str(m) for m in settings.moderators))
+
+
+# --- database ------------------------------------------------------------------------------
+
+
+def _nearest_existing(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path("/")
+
+
+def _writable(folder: Path) -> bool:
+    effective = os.access in os.supports_effective_ids
+    return os.access(folder, os.W_OK | os.X_OK, effective_ids=effective)
+
+
+def _inspect(path: Path, busy_timeout_ms: int) -> tuple[int, str, list[str], str | None]:
+    """Schema version, journal mode, integrity problems, and why it cannot be written (or None)."""
+    connection = sqlite3.connect(
+        f"{path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None
+    )
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        version = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        mode = str(connection.execute("PRAGMA journal_mode").fetchone()[0])
+        rows = connection.execute("PRAGMA integrity_check").fetchall()
+        problems = [] if [tuple(r) for r in rows] == [("ok",)] else [str(r[0]) for r in rows]
+        try:
+            prove_writable(connection)
+            unwritable = None
+        except sqlite3.Error as error:
+            unwritable = str(explain(error, path))
+        return version, mode, problems, unwritable
+    finally:
+        connection.close()
+
+
+async def _database(settings: Settings) -> list[Finding]:
+    path = settings.db
+    shown = str(path.absolute())
+    if not path.exists():
+        folder = _nearest_existing(path.absolute().parent)
+        if not _writable(folder):
+            return [
+                Finding(
+                    "fail",
+                    "database",
+                    f"{shown} does not exist and {folder} is not writable",
+                    "make the folder writable for this user, or set KLINGBOT_DB",
+                )
+            ]
+        return [
+            Finding(
+                "warn",
+                "database",
+                f"{shown} does not exist yet",
+                "klingbot run creates it (check KLINGBOT_DB if you expected one)",
+            )
+        ]
+    try:
+        version, mode, problems, unwritable = await asyncio.to_thread(
+            _inspect, path, settings.db_busy_timeout_ms
+        )
+    except sqlite3.Error as error:
+        return [Finding("fail", "database", str(explain(error, path)), "restore a backup")]
+    latest = max(version for version, _, _ in migration_scripts())
+    findings = [Finding("ok", "database", shown)]
+    if version > latest:
+        findings.append(
+            Finding(
+                "fail",
+                "schema",
+                f"version {version} is newer than this klingbot knows ({latest})",
+                "upgrade klingbot",
+            )
+        )
+    elif version < latest:
+        findings.append(
+            Finding(
+                "warn",
+                "schema",
+                f"version {version}, {latest - version} migration(s) pending",
+                "klingbot run applies them at start, or run klingbot db migrate",
+            )
+        )
+    else:
+        findings.append(Finding("ok", "schema", f"version {version}, current"))
+    findings.append(
+        Finding("ok", "journal", "WAL")
+        if mode == "wal"
+        else Finding("warn", "journal", f"{mode}, not WAL", "klingbot run switches it at start")
+    )
+    if problems:
+        findings.append(
+            Finding(
+                "fail",
+                "integrity",
+                f"{len(problems)} problem(s): {problems[0]}",
+                "stop the bot and klingbot db restore a backup",
+            )
+        )
+        return findings
+    findings.append(Finding("ok", "integrity", "integrity_check ok"))
+    if unwritable:
+        findings.append(Finding("fail", "writable", unwritable))
+        return findings
+    findings.append(Finding("ok", "writable", "a write transaction commits (rolled back)"))
+    if version != latest:
+        return findings
+    try:
+        async with Database(path, busy_timeout_ms=settings.db_busy_timeout_ms, create=False) as db:
+            violations = await audit(db)
+            counted = await db.read_one("SELECT count(*) AS n FROM wallets")
+            wallets = counted["n"] if counted is not None else 0
+    except StorageUnavailable as error:
+        findings.append(Finding("fail", "ledger", str(error)))
+        return findings
+    if violations:
+        findings.append(
+            Finding(
+                "fail",
+                "ledger",
+                f"{len(violations)} invariant violation(s): {violations[0]}",
+                "run klingbot db check for the list; restore a backup",
+            )
+        )
+    else:
+        detail = f"balances match their entries ({wallets} wallet{'' if wallets == 1 else 's'})"
+        findings.append(Finding("ok", "ledger", detail))
+    return findings
+
+
+def _data_dir(settings: Settings) -> Finding:
+    assert settings.data_dir is not None
+    folder = settings.data_dir.absolute()
+    existing = _nearest_existing(folder)
+    if not _writable(existing):
+        return Finding(
+            "fail",
+            "data folder",
+            f"{existing} is not writable (clips go to {folder})",
+            "make it writable for this user, or set KLINGBOT_DATA_DIR",
+        )
+    free = shutil.disk_usage(existing).free
+    detail = f"{folder}: {free / 2**30:.1f} GiB free"
+    if free < FAIL_FREE_BYTES:
+        return Finding("fail", "data folder", detail, "free some space (old clips in clips/)")
+    if free < WARN_FREE_BYTES:
+        return Finding("warn", "data folder", detail, "clips will fill it soon: free some space")
+    return Finding("ok", "data folder", detail)
+
+
+# --- provider ------------------------------------------------------------------------------
+
+
+async def _provider(settings: Settings) -> Finding:
+    if settings.provider == "kling":
+        return await _kling(settings)
+    started = time.monotonic()
+    try:
+        await asyncio.to_thread(_encode_one_frame)
+    except Exception as error:
+        return Finding(
+            "fail",
+            "provider",
+            f"the local renderer cannot encode: {type(error).__name__}: {error}",
+            "reinstall klingbot (PyAV ships its own FFmpeg with libx264)",
+        )
+    seconds = time.monotonic() - started
+    return Finding("ok", "provider", f"local renderer encodes (one frame in {seconds:.2f} s)")
+
+
+def _encode_one_frame() -> None:
+    from importlib import resources
+
+    from bot.providers.local.render import RenderRequest, render_clip
+
+    image = resources.files("bot.assets").joinpath("sample.jpg").read_bytes()
+    with tempfile.TemporaryDirectory(prefix="klingbot-doctor-") as folder:
+        out = Path(folder) / "frame.mp4"
+        request = RenderRequest(image=image, prompt="doctor", height=360, duration_s=1, fps=1)
+        render_clip(request, out)
+        if out.stat().st_size == 0:
+            raise RuntimeError("the encoder wrote an empty file")
+
+
+async def _kling(settings: Settings) -> Finding:
+    from app.provider_check import probe_keys
+    from bot.providers.kling import kling_client
+
+    try:
+        client = kling_client(settings)
+    except ConfigError as error:
+        return Finding(
+            "fail", "provider", str(error), "set both Kling keys, or KLINGBOT_PROVIDER=local"
+        )
+    try:
+        problem = await probe_keys(client, settings.kling_base_url)
+    finally:
+        await client.close()
+    if problem is not None:
+        return Finding("fail", "provider", problem)
+    return Finding("ok", "provider", f"Kling API at {settings.kling_base_url}: keys accepted")

@@ -1,0 +1,79 @@
+"""``klingbot health``: whether the bot running here is healthy (the image's HEALTHCHECK).
+
+With ``KLINGBOT_METRICS_LISTEN`` set it asks the bot's ``/healthz`` (the
+database answers, the runner is alive, each adapter is connected); without
+it, it asks whether a klingbot process holds the database's lease. It exits
+0 when healthy, 1 when not, with one line on stdout.
+
+The container runtime runs it every 30 seconds, so it is kept light: the
+``klingbot`` script (:mod:`app.entry`) comes here without importing the
+bot, the adapters or the renderer.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from app.lease import Lease
+from bot.errors import StorageUnavailable
+from bot.settings import ConfigError, Settings, load_settings
+
+HEALTH_TIMEOUT_S = 3.0
+
+
+def main() -> int:
+    """Load the settings and check; a bad configuration is unhealthy (exit 1)."""
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"unhealthy: {error}")
+        return 1
+    return health_command(settings)
+
+
+def health_command(settings: Settings) -> int:
+    """``klingbot health``: 0 healthy, 1 not; one line on stdout."""
+    if settings.metrics_listen is not None:
+        return _ask_healthz(settings.metrics_listen)
+    lease = Lease(settings.db)
+    try:
+        free = lease.take()
+    except StorageUnavailable as error:
+        print(f"unhealthy: {error}")
+        return 1
+    if free:
+        lease.release()
+        print(f"unhealthy: no klingbot process holds {settings.db}")
+        return 1
+    print(f"healthy: a klingbot process holds {settings.db}")
+    return 0
+
+
+def _ask_healthz(listen: str) -> int:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if host in ("0.0.0.0", "", "*"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_S) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            body = json.loads(error.read())
+        except ValueError:
+            body = {"status": f"HTTP {error.code}"}
+    except (OSError, ValueError) as error:
+        print(f"unhealthy: {url} does not answer ({error})")
+        return 1
+    failing = {k: v for k, v in body.get("checks", {}).items() if v != "ok"}
+    if body.get("status") == "ok":
+        print(f"healthy: {', '.join(body.get('checks', {}))}")
+        return 0
+    shown = "; ".join(f"{k}: {v}" for k, v in failing.items()) or body.get("status")
+    print(f"unhealthy: {shown}")
+    return 1

@@ -1,0 +1,56 @@
+"""The operator's data commands: ``db backup``, ``db restore`` and ``wallet export``.
+
+The work itself is in :mod:`app.backup`; this turns it into printed lines
+and exit statuses (0 done, 1 refused, 2 an unusable database or file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from app.backup import RestoreRefused, backup_database, export_csv, restore_database
+from bot.errors import StorageUnavailable
+from bot.i18n import Translator
+from bot.settings import Settings
+from storage.database import Database
+
+
+async def db_copy(settings: Settings, action: str, path: str) -> int:
+    """``db backup PATH`` or ``db restore PATH``."""
+    if action == "backup":
+        result = await asyncio.to_thread(
+            backup_database, settings.db, Path(path), busy_timeout_ms=settings.db_busy_timeout_ms
+        )
+        print(
+            f"backed up {settings.db} to {result.path}"
+            f" ({result.size:,} bytes, {result.entries:,} ledger entries)"
+        )
+        return 0
+    try:
+        restored = await restore_database(
+            Path(path), settings.db, busy_timeout_ms=settings.db_busy_timeout_ms
+        )
+    except RestoreRefused as error:
+        print(f"klingbot: not restored: {error}", file=sys.stderr)
+        return 1
+    kept = f"; the previous database is kept as {restored.replaced}" if restored.replaced else ""
+    print(f"restored {path} into {restored.restored} (integrity and ledger checked){kept}")
+    return 0
+
+
+async def export_command(settings: Settings, translate: Translator, output: str | None) -> int:
+    """``wallet export --csv [-o FILE]``: the whole ledger, oldest entry first."""
+    database = Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms, create=False)
+    async with database:
+        if output is None:
+            await export_csv(database, settings.catalog(), translate)
+            return 0
+        try:
+            with open(output, "w", encoding="utf-8", newline="") as file:
+                count = await export_csv(database, settings.catalog(), translate, file)
+        except OSError as error:
+            raise StorageUnavailable(f"cannot write {output}: {error.strerror}") from None
+    print(f"exported {count:,} ledger entries to {output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,95 @@
+"""``klingbot doctor``: a fresh checkout is told what is missing; a configured one passes."""
+
+from __future__ import annotations
+
+from app.bootstrap import open_core
+from app.doctor import run_doctor
+from bot.commands import UserRef
+from bot.settings import Settings
+from tests.adapters.discord_standin import DiscordStandIn
+from tests.adapters.standin import BotApiStandIn
+from tests.e2e.conftest import run_cli
+
+TELEGRAM_TOKEN = "123456789:AAH-doctor-token-for-the-stand-in-only"
+DISCORD_TOKEN = "MTIz.doctor-discord.token-for-the-stand-in"
+
+
+def test_a_fresh_checkout_is_told_what_is_missing(tmp_path):
+    result = run_cli("doctor", cwd=tmp_path)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert lines[0] == "[✓] settings: the environment"
+    assert any(
+        line.startswith("[✗] platforms: no TELEGRAM_TOKEN or DISCORD_TOKEN") and "→ set" in line
+        for line in lines
+    ), lines
+    assert any(line.startswith("[!] moderators: none configured") for line in lines)
+    assert any(
+        line.startswith("[!] database:") and "does not exist yet → klingbot run creates it" in line
+        for line in lines
+    )
+    assert any(line.startswith("[✓] provider: local renderer encodes") for line in lines)
+    assert lines[-1] == "doctor: 1 problem(s) to fix, 2 warning(s)"
+    assert not (tmp_path / "klingbot.db").exists(), "the doctor created the database"
+
+
+async def test_a_configured_installation_passes_and_a_wrong_token_is_named(tmp_path, monkeypatch):
+    db = tmp_path / "data" / "klingbot.db"
+    async with open_core(Settings(db=db)) as deps:  # the bot has run once: a real ledger
+        await deps.ledger.top_up(
+            UserRef("telegram", "1"), 50, key="k", actor="cli:op", reason="", now=1,
+            create_wallet=True,
+        )  # fmt: skip
+    async with BotApiStandIn(TELEGRAM_TOKEN) as telegram, DiscordStandIn(DISCORD_TOKEN) as discord:
+        environment = {
+            "KLINGBOT_DB": str(db),
+            "KLINGBOT_MODERATORS": "telegram:1",
+            "TELEGRAM_TOKEN": TELEGRAM_TOKEN,
+            "TELEGRAM_BASE_URL": telegram.base_url,
+            "DISCORD_TOKEN": DISCORD_TOKEN,
+            "DISCORD_API_BASE": discord.api_base,
+        }
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        lines: list[str] = []
+        assert await run_doctor(out=lines.append) == 0, "\n".join(lines)
+        assert lines[-1] == "doctor: ready"
+        assert all(line.startswith("[✓]") for line in lines[:-1]), lines
+        assert "[✓] telegram: token accepted: @klingbot_test_bot" in lines
+        assert any(line.startswith("[✓] discord: token accepted: klingbot") for line in lines)
+        assert "[✓] ledger: balances match their entries (1 wallet)" in lines
+
+        monkeypatch.setenv("DISCORD_TOKEN", "MTIz.wrong.token-that-discord-refuses")
+        monkeypatch.setenv("TELEGRAM_TOKEN", "123456789:AAH-wrong-token-the-stand-in-refuses")
+        lines.clear()
+        assert await run_doctor(out=lines.append) == 1
+    assert (
+        "[✗] discord: Discord refused DISCORD_TOKEN → reset and copy the token under Bot"
+        " in the Developer Portal" in lines
+    )
+    assert any(line.startswith("[✗] telegram: Telegram refused") for line in lines), lines
+    output = "\n".join(lines)
+    assert "wrong" not in output and TELEGRAM_TOKEN not in output and DISCORD_TOKEN not in output
+
+
+async def test_with_kling_the_doctor_asks_whether_the_keys_answer(tmp_path, monkeypatch):
+    from tests.providers.kling_standin import KlingStandin
+
+    kling = KlingStandin(tmp_path / "unused.mp4")
+    await kling.start()
+    try:
+        monkeypatch.setenv("KLINGBOT_DB", str(tmp_path / "klingbot.db"))
+        monkeypatch.setenv("KLINGBOT_PROVIDER", "kling")
+        monkeypatch.setenv("KLING_BASE_URL", kling.url)
+        monkeypatch.setenv("KLING_ACCESS_KEY", kling.access_key)
+        monkeypatch.setenv("KLING_SECRET_KEY", kling.secret_key)
+        lines: list[str] = []
+        await run_doctor(out=lines.append)
+        assert f"[✓] provider: Kling API at {kling.url}: keys accepted" in lines
+        monkeypatch.setenv("KLING_SECRET_KEY", "sk-not-the-right-secret-at-all-000")
+        lines.clear()
+        assert await run_doctor(out=lines.append) == 1
+    finally:
+        await kling.stop()
+    [provider] = [line for line in lines if line.startswith("[✗] provider:")]
+    assert "Kling refused the keys" in provider and "not-the-right" not in "\n".join(lines)
