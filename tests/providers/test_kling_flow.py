@@ -240,7 +240,7 @@ async def test_a_task_that_never_finishes_times_out_and_refunds(tmp_path, standi
         assert "It took far longer than expected, so I stopped it." in gen.transcript()
         assert await gen.push(chat, "/balance") == "Your balance: 300 credits (¥30.00)."
         [task] = standin.tasks.values()
-        assert task.polls >= 2
+        assert task.polls >= 1  # polled while it ran: how often depends on the machine's speed
         await sound(gen)
 
 
