@@ -325,6 +325,7 @@ async def test_a_callback_makes_the_runner_poll_at_once_but_is_not_trusted(tmp_p
         probe_socket.bind(("127.0.0.1", 0))
         port = probe_socket.getsockname()[1]
     # Polls 60 s apart (600 s x 0.1): without the callback the clip would wait a minute.
+    standin.speed = 0.0  # Kling's clock moves only when the test says (advance below)
     settings = kling_settings(
         tmp_path,
         standin,
