@@ -105,7 +105,7 @@ def build_commands(handlers: Handlers) -> list[app_commands.Command[Any, Any, No
     @app_commands.describe(duration=label("price_duration"))
     @app_commands.choices(duration=DURATIONS)
     async def price(interaction: discord.Interaction, duration: int | None = None) -> None:
-        await handlers.command(interaction, f"/price {duration}" if duration else "/price")
+        await handlers.price(interaction, duration)
 
     @app_commands.command(name=label("name_balance"), description=label("balance"))
     @app_commands.rename(user=label("name_balance_user"))
