@@ -1001,6 +1001,7 @@ class DiscordStandIn:
         app.router.add_get("/attachments/{channel}/{id}/{filename}", self._download)
         app.router.add_get("/", self._gateway)
         app.router.add_get("/resume", self._gateway)
+        self.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         sock = socket.create_server(("127.0.0.1", 0))
@@ -1015,6 +1016,9 @@ class DiscordStandIn:
         await self._runner.cleanup()
         if self.internal_errors and exc_type is None:
             raise AssertionError("the stand-in failed") from self.internal_errors[0]
+
+    def add_routes(self, app: web.Application) -> None:
+        """Extra routes of a subclass (a benchmark's controls); none here."""
 
     @property
     def api_base(self) -> str:
