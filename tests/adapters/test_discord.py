@@ -351,6 +351,26 @@ async def test_a_channel_closed_to_the_bot_gets_the_clip_by_another_route(
         ]
 
 
+async def test_a_deleted_status_message_does_not_lose_the_clip(
+    tmp_path, api, guild, gate, provider
+):
+    alice = guild.add_member("alice")
+    channel = guild.text_channels[0]
+    async with discord_bot(tmp_path, api, guild, provider=provider) as bot:
+        await bot.fund(alice, 100)
+        quote = await bot.answered(alice.slash("gen", {"prompt": "a paper boat"}))
+        await api.wait_acknowledged(alice.press(quote, "Master"))
+        await provider.until(lambda: provider.is_blocked("a paper boat"))
+        [status] = [m for m in api.messages_in(channel) if m.via == "channel"]
+        api.delete_message(status)  # a moderator tidies the channel up
+        gate.set()
+        await bot.settle()
+        [delivered] = [m for m in api.messages_in(channel) if m.via == "channel"]
+        assert delivered.attachments and delivered.content.startswith(alice.mention)
+        [job] = await bot.deps.generation.store.jobs_of(UserRef("discord", alice.id), 5)
+        assert (job.state, job.delivery) == ("delivered", "uploaded")
+
+
 async def test_a_clip_nothing_can_deliver_is_recorded_and_shown_in_jobs(
     tmp_path, api, guild, gate, provider
 ):
