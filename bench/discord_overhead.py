@@ -141,7 +141,15 @@ async def running_bare(
 
     from tests.adapters.discord_standin import discord_py_pointed_at
 
-    client = discord.Client(intents=discord.Intents.none(), guild_ready_timeout=0.05)
+    intents = discord.Intents.none()
+    intents.guilds = True  # what ours asks for, as a server bot does (Intents.default() has it)
+    client = discord.Client(
+        intents=intents,
+        max_messages=None,
+        member_cache_flags=discord.MemberCacheFlags.none(),
+        chunk_guilds_at_startup=False,
+        guild_ready_timeout=0.05,
+    )
     tree = app_commands.CommandTree(client)
     scope = discord.Object(guild_id)
     if reply is None:
