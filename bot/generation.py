@@ -334,7 +334,7 @@ async def jobs(command: Jobs, caller: Caller, deps: Deps, _request_id: str | Non
                 when=Timestamp(job.created_at),
                 tier=TierName(deps.catalog.tier(job.tier)) if job.tier in _keys(deps) else job.tier,
                 duration=job.duration_s,
-                state=text(f"state.{job.state}"),
+                state=job_state(job),
                 money=deps.money(job.price),
                 who=str(job.user),
                 refunded=text(
@@ -345,6 +345,28 @@ async def jobs(command: Jobs, caller: Caller, deps: Deps, _request_id: str | Non
             )
         )
     return [Reply(tuple(lines))]
+
+
+_DELIVERY_STATES = {
+    "dm": "jobs.delivered_dm",
+    "followup": "jobs.delivered_followup",
+    "link": "jobs.delivered_link",
+    "too_large": "jobs.delivered_too_large",
+    "undeliverable": "jobs.undeliverable",
+}
+"""Delivered jobs whose member did not simply get the clip in their chat, and what /jobs says."""
+
+
+def job_state(job: Job) -> Text:
+    """The job's state as /jobs shows it; a delivered job says how it was delivered.
+
+    A clip that went by another route says which; one the member never got
+    (too large, or nothing could reach them) names the job, so they can ask
+    a moderator for the file it keeps.
+    """
+    if job.state == "delivered" and job.delivery in _DELIVERY_STATES:
+        return text(_DELIVERY_STATES[job.delivery], job=job.short_id)
+    return text(f"state.{job.state}")
 
 
 def _keys(deps: Deps) -> set[str]:

@@ -168,16 +168,54 @@ class AppState(ABC):
         """Store ``value`` under ``key``, replacing what was there."""
 
 
+Route = Literal["chat", "followup", "dm"]
+"""How a message reached its member: in the chat where they asked (``chat``), or,
+when that chat refused the bot, as a reply to one of their live interactions
+(``followup``, Discord) or in their direct messages (``dm``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A message an outbox sent: its id (for later edits) and the route it took."""
+
+    message_id: str
+    route: Route = "chat"
+
+
+class Undeliverable(Exception):
+    """The platform says no message can reach this member now, and retrying will not help.
+
+    Raised by an outbox when every route it has was refused for a permanent
+    reason (the bot may not post in the chat, was blocked, the chat is gone);
+    ``reason`` is the platform's own words or code. Network trouble, server
+    errors and rate limits are not permanent and raise something else.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Outbox(ABC):
     """Messages the core sends on its own, outside a command's reply: job status and clips.
 
     Each adapter implements it for its platform; ``bot.jobs.outbox.OutboxRouter``
-    picks the right one by the chat's platform.
+    picks the right one by the chat's platform. Both ``send`` and ``deliver``
+    raise :class:`Undeliverable` when the platform refuses the member for good.
     """
 
     @abstractmethod
     async def send(self, chat: ChatRef, reply: Reply, locale: str) -> str:
         """Send a new message (with its video, if any); return its id for later edits."""
+
+    async def deliver(self, chat: ChatRef, reply: Reply, locale: str) -> Sent:
+        """Send a message the member must get (their clip, or where to find it).
+
+        The same as :meth:`send`, but says by which route it went, so the job
+        records how it was delivered. An adapter with routes besides the chat
+        itself (Discord: an interaction follow-up, a DM) overrides it.
+        """
+        return Sent(await self.send(chat, reply, locale))
 
     @abstractmethod
     async def edit(self, chat: ChatRef, message_id: str, reply: Reply, locale: str) -> None:

@@ -9,6 +9,7 @@ reach a chat.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -130,11 +131,33 @@ def price_table(catalog: Catalog, duration_s: int, money: Callable[[int], Money]
     return lines
 
 
+@functools.lru_cache(maxsize=16)
+def _price_reply_parts(catalog: Catalog, duration_s: int) -> tuple[tuple[Text, ...], Button]:
+    """The lines and button of /price every member sees alike, made once per catalog.
+
+    Keyed by the catalog itself (its tiers and rate), so a catalog with other
+    prices gets its own table; the same Text objects each time also let the
+    translators find them rendered already.
+    """
+    lines = price_table(catalog, duration_s, lambda credits: _money(catalog, credits))
+    other = 10 if duration_s == BASE_DURATION else BASE_DURATION
+    return tuple(lines), Button(text("price.button", duration=other), f"price:{other}")
+
+
+def _money(catalog: Catalog, credits: int) -> Money:
+    return Money(credits, catalog.yuan_amount(credits))
+
+
 async def price(command: Price, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:
-    """Every tier with credits, yuan, resolution and wait; the caller's buying power."""
+    """Every tier with credits, yuan, resolution and wait; the caller's buying power.
+
+    The table is the same for everyone (see :func:`_price_reply_parts`); only
+    the caller's wallet line is read and written per call.
+    """
     duration = command.duration_s or BASE_DURATION
     catalog = deps.catalog
-    lines = price_table(catalog, duration, deps.money)
+    table, button = _price_reply_parts(catalog, duration)
+    lines = list(table)
     wallet = await deps.ledger.wallet(caller.user)
     if wallet is not None:
         affordable = catalog.clips_affordable(wallet.balance, duration)
@@ -145,8 +168,6 @@ async def price(command: Price, caller: Caller, deps: Deps, _request_id: str | N
             )
         )
         lines.append(text("price.balance", money=deps.money(wallet.balance), clips=clips))
-    other = 10 if duration == BASE_DURATION else BASE_DURATION
-    button = Button(text("price.button", duration=other), f"price:{other}")
     return [Reply(tuple(lines), buttons=(button,), edit=True)]
 
 

@@ -74,8 +74,50 @@ def fits(action: str) -> bool:
     return len(custom_id) <= MAX_CUSTOM_ID and TEMPLATE.fullmatch(custom_id) is not None
 
 
+class StaticView(discord.ui.View):
+    """A view discord.py only serializes: its buttons are dispatched by the client's template.
+
+    Every button is an :class:`ActionButton`, which the client registered
+    with ``add_dynamic_items``, so discord.py finds the handler of a press
+    from its ``custom_id`` alone. Reporting the view as finished tells
+    discord.py not to keep it in its view store, where each ephemeral reply
+    would otherwise start a 15-minute timeout task, and lets one view object
+    be sent with any number of messages.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(timeout=None)
+
+    def is_finished(self) -> bool:
+        """Always: nothing listens on this view itself."""
+        return True
+
+
+VIEWS_KEPT = 512
+"""Views :func:`make_view` keeps for buttons seen before (price tables, help)."""
+
+_views: dict[tuple[tuple[str, str], ...], StaticView | None] = {}
+
+
 def make_view(buttons: tuple[tuple[str, str], ...]) -> discord.ui.View | None:
-    """The buttons as a persistent view: short labels side by side, long ones one per row."""
+    """The buttons as a persistent view: short labels side by side, long ones one per row.
+
+    Views are kept by their buttons (labels and actions), so a reply every
+    member gets alike, such as the price table's "Show 10 s prices", builds
+    its view once.
+    """
+    if not buttons:
+        return None
+    view = _views.get(buttons)
+    if view is None and buttons not in _views:
+        view = _build_view(buttons)
+        if len(_views) >= VIEWS_KEPT:
+            _views.clear()
+        _views[buttons] = view
+    return view
+
+
+def _build_view(buttons: tuple[tuple[str, str], ...]) -> StaticView | None:
     usable = []
     for label, action in buttons:
         if not fits(action):
@@ -86,7 +128,7 @@ def make_view(buttons: tuple[tuple[str, str], ...]) -> discord.ui.View | None:
         return None
     short = all(len(label) <= SHORT_LABEL for label, _ in usable)
     one_per_row = not short and len(usable) <= ROWS
-    view = discord.ui.View(timeout=None)
+    view = StaticView()
     for index, (label, action) in enumerate(usable[: ROW_WIDTH * ROWS]):
         view.add_item(ActionButton(label, action, row=index if one_per_row else None))
     return view

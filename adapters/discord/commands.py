@@ -63,6 +63,8 @@ DURATIONS = [
     app_commands.Choice(name=label("choice_5"), value=5),
     app_commands.Choice(name=label("choice_10"), value=10),
 ]
+SCOPES = [app_commands.Choice(name=label("choice_all"), value="all")]
+"""``/jobs scope:all``: everyone's jobs, for moderators (the core refuses others)."""
 
 
 def _someone(interaction: discord.Interaction, user: discord.User | None) -> str:
@@ -103,7 +105,7 @@ def build_commands(handlers: Handlers) -> list[app_commands.Command[Any, Any, No
     @app_commands.describe(duration=label("price_duration"))
     @app_commands.choices(duration=DURATIONS)
     async def price(interaction: discord.Interaction, duration: int | None = None) -> None:
-        await handlers.command(interaction, f"/price {duration}" if duration else "/price")
+        await handlers.price(interaction, duration)
 
     @app_commands.command(name=label("name_balance"), description=label("balance"))
     @app_commands.rename(user=label("name_balance_user"))
@@ -121,10 +123,16 @@ def build_commands(handlers: Handlers) -> list[app_commands.Command[Any, Any, No
         await handlers.command(interaction, f"/history {n}" if n else "/history")
 
     @app_commands.command(name=label("name_jobs"), description=label("jobs"))
-    @app_commands.rename(user=label("name_jobs_user"))
-    @app_commands.describe(user=label("jobs_user"))
-    async def jobs(interaction: discord.Interaction, user: discord.User | None = None) -> None:
-        await handlers.command(interaction, "/jobs" + _someone(interaction, user))
+    @app_commands.rename(user=label("name_jobs_user"), scope=label("name_jobs_scope"))
+    @app_commands.describe(user=label("jobs_user"), scope=label("jobs_scope"))
+    @app_commands.choices(scope=SCOPES)
+    async def jobs(
+        interaction: discord.Interaction,
+        user: discord.User | None = None,
+        scope: str | None = None,
+    ) -> None:
+        target = " all" if scope == "all" else _someone(interaction, user)
+        await handlers.command(interaction, "/jobs" + target)
 
     @app_commands.command(name=label("name_topup"), description=label("topup"))
     @app_commands.rename(

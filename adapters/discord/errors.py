@@ -38,6 +38,17 @@ UNKNOWN_INTERACTION = 10062
 ALREADY_ACKNOWLEDGED = 40060
 INVALID_WEBHOOK_TOKEN = 50027
 """An interaction token past its 15 minutes."""
+UNKNOWN_CHANNEL = 10003
+UNKNOWN_USER = 10013
+MISSING_ACCESS = 50001
+CANNOT_MESSAGE_USER = 50007
+"""Cannot send messages to this user: their DMs are closed to the bot (or they blocked it)."""
+MISSING_PERMISSIONS = 50013
+
+REFUSED_FOR_GOOD = frozenset(
+    {UNKNOWN_CHANNEL, UNKNOWN_USER, MISSING_ACCESS, CANNOT_MESSAGE_USER, MISSING_PERMISSIONS}
+)
+"""Answers to a post that a retry will not change: the channel or member is out of reach."""
 
 
 def secrets_of(token: str) -> tuple[str, ...]:
@@ -82,6 +93,11 @@ def install_redaction(token: str) -> None:
             for existing in handler.filters
         ):
             handler.addFilter(RedactSecrets(secrets))
+
+
+def refused_for_good(error: BaseException) -> bool:
+    """Discord refused a post for a reason that stays (see :data:`REFUSED_FOR_GOOD`)."""
+    return isinstance(error, discord.HTTPException) and error.code in REFUSED_FOR_GOOD
 
 
 def _unwrap(error: BaseException) -> BaseException:

@@ -36,7 +36,7 @@ from adapters.discord.images import check_attachment, fetch_image
 from adapters.discord.outbox import ChannelFacts
 from adapters.discord.render import render, split_text
 from bot.catalog import BASE_DURATION
-from bot.commands import Caller, Command, Gen
+from bot.commands import Caller, Command, Gen, Price
 from bot.deps import Deps
 from bot.errors import UserError
 from bot.i18n import RenderedReply
@@ -210,11 +210,21 @@ class Handlers:
         answer = respond(
             lambda: parse_command(line), caller, self.deps, request_id=f"discord:{interaction.id}"
         )
-        if line.startswith("/price"):
-            replies = await answer  # read-only and instant: no deadline guard needed
-        else:
-            replies = await responder.in_time(answer, self.ack_budget_s)
+        replies = await responder.in_time(answer, self.ack_budget_s)
         await responder.show(self.rendered(replies, caller))
+
+    async def price(self, interaction: discord.Interaction, duration: int | None) -> None:
+        """``/price``: read-only and instant, so answered directly, with no deadline guard.
+
+        The busiest command: its options are typed already, so the core gets
+        the command itself rather than a line to parse.
+        """
+        with self._tracked():
+            caller = self.caller(interaction)
+            request_id = f"discord:{interaction.id}"
+            command = Price(duration_s=duration)
+            replies = await handle(command, caller, self.deps, request_id=request_id)
+            await Responder(interaction, public=False).show(self.rendered(replies, caller))
 
     async def gen(
         self,

@@ -9,9 +9,14 @@ its status and posts its clip. The finished clip mentions the requester.
 When the channel refuses the bot (it was deleted, or the bot lost Send
 Messages there), the message takes another route: the newest live
 interaction token of that member in that channel (interaction replies need
-no channel permission), else a DM to the requester. When nothing reaches
-them, ``send`` raises; the job then stays "finished, sending" in ``/jobs``
-and delivery is tried again at the next start.
+no channel permission), else a DM to the requester. ``deliver`` tells the
+core which route took the clip (``chat``, ``followup`` or ``dm``), and the
+job records it. When every route is refused for a reason Discord gives as
+permanent (50013 Missing Permissions, 50001 Missing Access, 10003 Unknown
+Channel, 50007 Cannot send messages to this user), the outbox raises
+:class:`~bot.ports.Undeliverable` and the job is recorded as undeliverable
+(its clip kept, ``/jobs`` says to ask a moderator); any other failure
+(a server error, the network) raises as it is, and the core retries.
 
 Status edits never hold up the job that asked for them: each message has at
 most one edit on its way, and a newer status replaces one still waiting
@@ -35,12 +40,12 @@ from discord.utils import DEFAULT_FILE_SIZE_LIMIT_BYTES
 
 from adapters.discord.buttons import make_view
 from adapters.discord.chats import Place, parse_chat
-from adapters.discord.errors import INVALID_WEBHOOK_TOKEN
+from adapters.discord.errors import INVALID_WEBHOOK_TOKEN, refused_for_good
 from adapters.discord.render import clip as clip_text
 from adapters.discord.render import render, translator
 from bot.commands import ChatRef
 from bot.i18n import RenderedReply
-from bot.ports import Outbox
+from bot.ports import Outbox, Sent, Undeliverable
 from bot.replies import Reply, text
 
 log = logging.getLogger(__name__)
@@ -51,9 +56,6 @@ TOKEN_LIFETIME_S = 15 * 60
 TOKEN_MARGIN_S = 30
 """Stop using a token this long before it dies."""
 MAX_REMEMBERED = 10_000
-
-_UNREACHABLE = (discord.Forbidden, discord.NotFound)
-"""The channel is gone or closed to the bot: try another route."""
 
 
 @dataclass
@@ -113,6 +115,10 @@ class DiscordOutbox(Outbox):
 
     async def send(self, chat: ChatRef, reply: Reply, locale: str) -> str:
         """Post a new message (the clip, mentioning its requester, when the reply has one)."""
+        return (await self.deliver(chat, reply, locale)).message_id
+
+    async def deliver(self, chat: ChatRef, reply: Reply, locale: str) -> Sent:
+        """Post like :meth:`send`, and say which route the message took."""
         place = parse_chat(chat)
         rendered = render(reply, locale)
         if rendered.video is None:
@@ -189,8 +195,12 @@ class DiscordOutbox(Outbox):
         *,
         mention: bool = False,
         clip: tuple[bytes, str] | None = None,
-    ) -> str:
-        """Post through the first route that takes it; return an id :meth:`edit` understands."""
+    ) -> Sent:
+        """Post through the first route that takes it; its id is one :meth:`edit` understands.
+
+        Raises :class:`Undeliverable` when every route was refused for good,
+        or the last transient error when one of them might work on a retry.
+        """
         content = clip_text(body)
         mentions = (
             discord.AllowedMentions(users=[discord.Object(place.user_id)])
@@ -208,10 +218,15 @@ class DiscordOutbox(Outbox):
             return fields
 
         channel = self.client.get_partial_messageable(place.channel_id, guild_id=place.guild_id)
+        refusals: list[str] = []
+        transient: Exception | None = None
         try:
             message = await channel.send(content, **extras())
-            return str(message.id)
-        except _UNREACHABLE as error:
+            return Sent(str(message.id))
+        except discord.HTTPException as error:
+            if not refused_for_good(error):
+                raise
+            refusals.append(f"channel: {error.code} {error.text}")
             log.warning(
                 "cannot post in channel %s (%s); trying another route", place.channel_id, error
             )
@@ -219,18 +234,35 @@ class DiscordOutbox(Outbox):
         if webhook is not None:
             try:
                 message = await webhook.send(content, wait=True, **extras())
-                return f"w:{message.id}"
+                return Sent(f"w:{message.id}", "followup")
             except discord.HTTPException as error:
                 if error.code == INVALID_WEBHOOK_TOKEN or isinstance(error, discord.NotFound):
                     self.facts.token_died(place)
+                    refusals.append(f"interaction token: {error.code} {error.text}")
+                else:
+                    transient = error
                 log.warning("interaction token of %s no longer works: %s", place.user_id, error)
-        if place.guild_id is None:
-            raise LookupError(f"the DM channel {place.channel_id} refuses the bot")
+        if place.guild_id is not None:
+            try:
+                sent = await self._direct(place, body, locale, extras)
+                log.info("job message for %s rerouted to their DMs", place.user_id)
+                return sent
+            except discord.HTTPException as error:
+                if not refused_for_good(error):
+                    raise
+                refusals.append(f"DM: {error.code} {error.text}")
+        if transient is not None:
+            raise transient
+        raise Undeliverable("; ".join(refusals))
+
+    async def _direct(
+        self, place: Place, body: str, locale: str, extras: Callable[[], dict]
+    ) -> Sent:
+        """The message in the requester's DMs, saying why it came there."""
         direct = await self.client.create_dm(discord.Object(place.user_id))
         rerouted = translator(locale)(text("discord.rerouted"))
         message = await direct.send(clip_text(f"{rerouted}\n{body}"), **extras())
-        log.info("job message for %s rerouted to their DMs", place.user_id)
-        return f"{direct.id}:{message.id}"
+        return Sent(f"{direct.id}:{message.id}", "dm")
 
     async def _edit_until_current(
         self, chat: ChatRef, message_id: str, key: tuple[str, str]

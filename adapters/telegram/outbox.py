@@ -8,6 +8,12 @@ latest state at the pace Telegram allows instead of a backlog.
 A clip goes with ``sendVideo`` when Telegram can play it (an MP4 with H.264
 video), otherwise as a file; one over the upload limit (50 MB on the public
 Bot API, 2000 MB on a self-hosted server) becomes a message saying so.
+
+When Telegram refuses a chat for good (the member blocked the bot, the bot
+was removed from the group or may not write there, the chat is gone), a
+send raises :class:`~bot.ports.Undeliverable`, so the core records the job
+as undeliverable instead of retrying it at every start; other errors
+(network, server, flood waits) raise as they are and the core retries.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 import av
 from telegram import InputFile, Message
 from telegram.constants import MessageLimit
+from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ExtBot
 
 from adapters.telegram.chats import parse_chat
@@ -27,13 +34,25 @@ from adapters.telegram.flood import EditTicket, Superseded
 from adapters.telegram.render import edit_text, keyboard, render, send_text, translator
 from bot.commands import ChatRef
 from bot.i18n import RenderedReply
-from bot.ports import Outbox
+from bot.ports import Outbox, Undeliverable
 from bot.replies import Reply, text
 
 log = logging.getLogger(__name__)
 
 MB = 1_000_000
 """Telegram states its upload limits in decimal megabytes (50 MB, 2000 MB)."""
+
+REFUSALS = ("chat not found", "not enough rights", "have no rights", "chat_write_forbidden")
+"""Bad Request answers (lower case) that mean the bot may not write in the chat."""
+
+
+def refused_for_good(error: TelegramError) -> bool:
+    """Telegram will keep refusing this chat: blocked, removed, no right to write, no chat."""
+    if isinstance(error, Forbidden):
+        return True
+    return isinstance(error, BadRequest) and any(
+        words in error.message.lower() for words in REFUSALS
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +104,15 @@ class TelegramOutbox(Outbox):
         """Send a new message (a clip when the reply has one); return its message id."""
         chat_id, topic_id = parse_chat(chat)
         rendered = render(reply, locale)
-        if rendered.video is not None:
-            message = await self._send_clip(chat_id, topic_id, rendered, locale)
-        else:
-            message = await send_text(self.bot, chat_id, topic_id, rendered)
+        try:
+            if rendered.video is not None:
+                message = await self._send_clip(chat_id, topic_id, rendered, locale)
+            else:
+                message = await send_text(self.bot, chat_id, topic_id, rendered)
+        except TelegramError as error:
+            if refused_for_good(error):
+                raise Undeliverable(f"chat {chat_id}: {error.message}") from error
+            raise
         return str(message.message_id)
 
     async def edit(self, chat: ChatRef, message_id: str, reply: Reply, locale: str) -> None:

@@ -96,18 +96,77 @@ class RenderedReply:
     video: Path | None = None
 
 
+MEMO_SIZE = 1024
+"""Rendered messages one translator remembers; it forgets them all when this is reached."""
+
+_LEAVES = frozenset({str, int, float, bool, Decimal, Money, Wait, TierName, Timestamp})
+"""Parameter types whose value alone decides how they render (all immutable and hashable)."""
+
+
+def _memo_key(item: Text) -> tuple[Any, ...] | None:
+    """What decides how ``item`` renders, as a hashable key; None if a parameter has none.
+
+    Each leaf carries its type, so ``True``, ``1`` and ``Decimal(1)`` (equal in
+    Python, rendered differently) never share a key.
+    """
+    parts: list[Any] = [item.key]
+    for name, value in item.params.items():
+        kind = type(value)
+        if kind is Text:
+            value = _memo_key(value)
+        elif kind is TextList:
+            value = (TextList, *(_memo_key(entry) for entry in value.items))
+            if None in value:
+                return None
+        elif kind in _LEAVES:
+            value = value if kind is str else (kind, value)
+        else:
+            return None
+        if value is None:
+            return None
+        parts.append(name)
+        parts.append(value)
+    return tuple(parts)
+
+
 class Translator:
-    """Renders :class:`Text` and :class:`Reply` in one locale."""
+    """Renders :class:`Text` and :class:`Reply` in one locale.
+
+    Rendering is a pure function of the message and its parameters, so each
+    translator remembers what it rendered (up to :data:`MEMO_SIZE` messages):
+    the lines every member sees alike, such as the price table, are formatted
+    by Babel once instead of on every ``/price``. The core hands out the
+    very same price table objects each time, which are found by identity
+    without even building their key.
+    """
 
     def __init__(self, locale: str) -> None:
         self.locale = locale if locale in LOCALES else DEFAULT_LOCALE
         self._messages = catalog(self.locale)
         self._fallback = catalog(DEFAULT_LOCALE)
         self._babel = babel_locale(self.locale)
+        self._memo: dict[tuple[Any, ...], str] = {}
+        self._seen: dict[int, tuple[Text, str]] = {}
+        """By object: messages the core reuses (the price table) skip even the key."""
 
     def __call__(self, item: Text) -> str:
         """Render one message with its parameters formatted for this locale."""
-        return self._render(item.key, item.params)
+        seen = self._seen.get(id(item))
+        if seen is not None and seen[0] is item:  # the very object (it is kept alive here)
+            return seen[1]
+        key = _memo_key(item)
+        if key is None:
+            return self._render(item.key, item.params)
+        rendered = self._memo.get(key)
+        if rendered is None:
+            rendered = self._render(item.key, item.params)
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = rendered
+        if len(self._seen) >= MEMO_SIZE:
+            self._seen.clear()
+        self._seen[id(item)] = (item, rendered)
+        return rendered
 
     def number(self, value: int | Decimal, pattern: str | None = None) -> str:
         """A number as this locale writes it (``1,234``); ``pattern`` as in Babel/CLDR."""

@@ -24,7 +24,7 @@ from bot.jobs.limits import RunnerSettings
 from bot.jobs.model import TERMINAL, Job
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
-from bot.ports import Outbox
+from bot.ports import Outbox, Sent, Undeliverable
 from bot.providers.base import (
     ContentRefused,
     GenerationRequest,
@@ -37,6 +37,18 @@ from bot.providers.base import (
 from bot.replies import text
 
 log = logging.getLogger(__name__)
+
+
+def delivery_of(how: str, sent: Sent) -> str:
+    """What a job records as its delivery: how the clip went, and by which route.
+
+    ``uploaded`` in the member's chat, or the route that took it instead
+    (``followup``, ``dm``); a clip too large for the chat stays
+    ``too_large`` whatever the route, since the member still lacks the file.
+    """
+    if how == "too_large" or sent.route == "chat":
+        return how
+    return sent.route
 
 
 class _Stop(Exception):
@@ -330,6 +342,16 @@ class JobLifecycle:
         raise RetryableError("the clip could not be downloaded")
 
     async def _deliver(self, job: Job) -> None:
+        """Send the clip; record how it went (see :func:`delivery_of`).
+
+        Transient errors are retried, then the clip's path is sent instead;
+        if even that fails the job stays ``succeeded`` and the next start
+        tries again. When the platform says the member cannot be reached at
+        all (:class:`~bot.ports.Undeliverable`), retrying is pointless: the
+        job is recorded ``delivered`` with delivery ``undeliverable``, still
+        paid for (the clip exists and is kept), and ``/jobs`` tells the member
+        to ask a moderator for the file.
+        """
         assert job.result_path is not None
         path = Path(job.result_path)
         reply = status.video(job, self.catalog, path)
@@ -339,7 +361,10 @@ class JobLifecycle:
             return
         for attempt in range(1, self.settings.delivery_attempts + 1):
             try:
-                await self.outbox.send(job.chat, reply, job.locale)
+                sent = await self.outbox.deliver(job.chat, reply, job.locale)
+            except Undeliverable as error:
+                await self._undeliverable(job, error)
+                return
             except Exception as error:
                 log.warning(
                     "delivery of job %s failed (attempt %d): %s", job.job_id, attempt, error
@@ -347,10 +372,13 @@ class JobLifecycle:
                 if attempt < self.settings.delivery_attempts:
                     await self._backoff(attempt)
                 continue
-            await self._mark_delivered(job, how)
+            await self._mark_delivered(job, delivery_of(how, sent))
             return
         try:
-            await self.outbox.send(job.chat, status.link(job, path), job.locale)
+            sent = await self.outbox.deliver(job.chat, status.link(job, path), job.locale)
+        except Undeliverable as error:
+            await self._undeliverable(job, error)
+            return
         except Exception:
             log.exception(
                 "could not even send the link of job %s; will retry on restart", job.job_id
@@ -370,12 +398,24 @@ class JobLifecycle:
         if url is None:
             return False
         try:
-            await self.outbox.send(job.chat, status.remote_link(job, url), job.locale)
+            await self.outbox.deliver(job.chat, status.remote_link(job, url), job.locale)
+        except Undeliverable as error:
+            await self._undeliverable(job, error)
+            return True
         except Exception as error:
             log.warning("the result link of job %s was not sent: %s", job.job_id, error)
             return False
         await self._mark_delivered(job, "link")
         return True
+
+    async def _undeliverable(self, job: Job, error: Undeliverable) -> None:
+        log.warning(
+            "job %s cannot be delivered (%s); its clip is kept at %s",
+            job.job_id,
+            error.reason,
+            job.result_path,
+        )
+        await self._mark_delivered(job, "undeliverable")
 
     async def _mark_delivered(self, job: Job, how: str) -> None:
         now = self.clock.now()

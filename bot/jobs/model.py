@@ -79,6 +79,9 @@ class Job:
     result_path: str | None = None
     status_message: str | None = None
     delivery: str | None = None
+    """How a ``delivered`` clip reached its member: ``uploaded`` in their chat, or by
+    another route (``followup``, ``dm``), ``too_large`` (a notice instead), ``link``,
+    or ``undeliverable`` (nothing reached them; the clip is kept and paid for)."""
     refunded: bool = False
     created_at: int = 0
     submitted_at: int | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.commands import ChatRef
-from bot.ports import Outbox
+from bot.ports import Outbox, Sent
 from bot.replies import Reply
 
 
@@ -26,6 +26,10 @@ class OutboxRouter(Outbox):
     async def send(self, chat: ChatRef, reply: Reply, locale: str) -> str:
         """Send through the chat's platform."""
         return await self._for(chat).send(chat, reply, locale)
+
+    async def deliver(self, chat: ChatRef, reply: Reply, locale: str) -> Sent:
+        """Deliver through the chat's platform, which names the route it took."""
+        return await self._for(chat).deliver(chat, reply, locale)
 
     async def edit(self, chat: ChatRef, message_id: str, reply: Reply, locale: str) -> None:
         """Edit through the chat's platform."""

@@ -71,7 +71,8 @@ Test-facing API, in brief
   → ``Guild``; ``guild.add_channel(name, *, postable, upload_limit)``,
   ``guild.add_thread(parent, name)``, ``guild.add_role(name, permissions)``,
   ``guild.add_member(name, *, roles, owner, locale)`` → ``Member``;
-  ``add_user(name)`` for DMs only (``member.dm_channel``);
+  ``add_user(name)`` for DMs only (``member.dm_channel``;
+  ``member.accepts_dms = False`` closes it to the bot);
   ``channel.set_bot_access(post=, view=)``; ``attachment(data, filename, *,
   content_type, size)`` → ``StoredFile`` on the CDN. Added while the bot is
   connected, roles, channels and threads are announced over the gateway.
@@ -105,7 +106,7 @@ items a row, a custom_id over 100 or duplicated, a label over 80: 400 50035
 with the ``errors`` tree; an empty message 400 50006; a missing or wrong bot
 token 401 code 0; a deleted (or, on the channel routes, ephemeral) message
 404 10008; a channel the bot may not post in 403 50013, may not see 403
-50001; over 200 command creations a day in one scope 400 30034; privileged
+50001; a DM to a member who closed their DMs 403 50007; over 200 command creations a day in one scope 400 30034; privileged
 intents not enabled: gateway close 4014; a bad token on IDENTIFY: close 4004.
 
 It binds to 127.0.0.1 only.
@@ -202,7 +203,8 @@ UPDATE_MESSAGE = 7
 _DISCORD_EPOCH_MS = 1_420_070_400_000
 _STATUS_OF_CODE = {
     0: 400, 10003: 404, 10008: 404, 10015: 404, 10062: 404, 30034: 400, 40005: 413,
-    40060: 400, 50001: 403, 50005: 403, 50006: 400, 50013: 403, 50027: 401, 50035: 400,
+    40060: 400, 50001: 403, 50005: 403, 50006: 400, 50007: 403, 50013: 403, 50027: 401,
+    50035: 400,
 }  # fmt: skip
 _REASONS = {
     400: "Bad Request",
@@ -224,6 +226,7 @@ _MESSAGE_OF_CODE = {
     50001: "Missing Access",
     50005: "Cannot edit a message authored by another user",
     50006: "Cannot send an empty message",
+    50007: "Cannot send messages to this user",
     50013: "Missing Permissions",
     50027: "Invalid Webhook Token",
     50035: "Invalid Form Body",
@@ -734,6 +737,8 @@ class Member:
     guild: Guild | None = None
     roles: list[Role] = field(default_factory=list)
     locale: str = "en-US"
+    accepts_dms: bool = True
+    """False: the member closed their DMs to the bot (or blocked it); posts there get 50007."""
     _dm: Channel | None = None
 
     @property
@@ -996,6 +1001,7 @@ class DiscordStandIn:
         app.router.add_get("/attachments/{channel}/{id}/{filename}", self._download)
         app.router.add_get("/", self._gateway)
         app.router.add_get("/resume", self._gateway)
+        self.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         sock = socket.create_server(("127.0.0.1", 0))
@@ -1010,6 +1016,9 @@ class DiscordStandIn:
         await self._runner.cleanup()
         if self.internal_errors and exc_type is None:
             raise AssertionError("the stand-in failed") from self.internal_errors[0]
+
+    def add_routes(self, app: web.Application) -> None:
+        """Extra routes of a subclass (a benchmark's controls); none here."""
 
     @property
     def api_base(self) -> str:
@@ -1929,6 +1938,8 @@ class DiscordStandIn:
 
     async def _post_message(self, request: _Request) -> Any:
         channel = self._channel(request)
+        if channel.recipient is not None and not channel.recipient.accepts_dms:
+            raise DiscordError(50007)
         allowed = self._bot_permissions_in(channel)
         if not allowed & (SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES):
             raise DiscordError(50013)

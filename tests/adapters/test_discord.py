@@ -338,8 +338,83 @@ async def test_a_channel_closed_to_the_bot_gets_the_clip_by_another_route(
             "I can no longer post in the channel where you asked, so your video comes here.\n"
             f"{alice.mention} 🎞️ Master"
         )
+        # Each job records the route its clip took (newest first).
         jobs = await bot.deps.generation.store.jobs_of(UserRef("discord", alice.id), 5)
-        assert [(job.state, job.delivery) for job in jobs] == [("delivered", "uploaded")] * 2
+        assert [(job.state, job.delivery) for job in jobs] == [
+            ("delivered", "dm"),
+            ("delivered", "followup"),
+        ]
+        listing = await bot.answered(alice.slash("jobs"))
+        assert [line.split(" · ")[4] for line in listing.content.splitlines()[1:]] == [
+            "delivered by DM",
+            "delivered as a reply to your command",
+        ]
+
+
+async def test_a_deleted_status_message_does_not_lose_the_clip(
+    tmp_path, api, guild, gate, provider
+):
+    alice = guild.add_member("alice")
+    channel = guild.text_channels[0]
+    async with discord_bot(tmp_path, api, guild, provider=provider) as bot:
+        await bot.fund(alice, 100)
+        quote = await bot.answered(alice.slash("gen", {"prompt": "a paper boat"}))
+        await api.wait_acknowledged(alice.press(quote, "Master"))
+        await provider.until(lambda: provider.is_blocked("a paper boat"))
+        [status] = [m for m in api.messages_in(channel) if m.via == "channel"]
+        api.delete_message(status)  # a moderator tidies the channel up
+        gate.set()
+        await bot.settle()
+        [delivered] = [m for m in api.messages_in(channel) if m.via == "channel"]
+        assert delivered.attachments and delivered.content.startswith(alice.mention)
+        [job] = await bot.deps.generation.store.jobs_of(UserRef("discord", alice.id), 5)
+        assert (job.state, job.delivery) == ("delivered", "uploaded")
+
+
+async def test_a_clip_nothing_can_deliver_is_recorded_and_shown_in_jobs(
+    tmp_path, api, guild, gate, provider
+):
+    closed = guild.add_channel("announcements", postable=False)
+    alice = guild.add_member("alice")
+    alice.accepts_dms = False
+    moderator = guild.add_member("mod")
+    async with discord_bot(
+        tmp_path, api, guild, provider=provider, moderators=(UserRef("discord", moderator.id),)
+    ) as bot:
+        await bot.fund(alice, 200)
+        quote = await bot.answered(alice.slash("gen", {"prompt": "lost"}, channel=closed))
+        pressed = alice.press(quote, "Master")
+        await api.wait_acknowledged(pressed)
+        await provider.until(lambda: provider.is_blocked("lost"))
+        api.advance(16 * 60)  # the press's token is dead: no channel, no token, no DM
+        gate.set()
+        await bot.settle()
+        [job] = await bot.deps.generation.store.jobs_of(UserRef("discord", alice.id), 5)
+        assert (job.state, job.delivery) == ("delivered", "undeliverable")
+        assert job.result_path and (tmp_path / job.result_path).exists()
+        # The clip was tried once by each route, each refused for good, and not retried.
+        uploads = [call.code for call in api.calls if call.files]
+        assert uploads == [50013, 50027, 50007]  # channel, dead token, closed DMs
+        assert await bot.balance(alice) == 100  # paid: the clip exists
+
+        # Nothing was lost: /jobs says so, in the member's language.
+        english = await bot.answered(alice.slash("jobs"))
+        assert english.content.splitlines()[1].split(" · ")[4] == (
+            f"could not be delivered: ask a moderator for the file (job {job.short_id})"
+        )
+        chinese = await bot.answered(alice.slash("jobs", locale="zh-CN"))
+        assert chinese.content.splitlines()[1].split(" · ")[4] == (
+            f"无法送达：请联系管理员获取文件（任务 {job.short_id}）"
+        )
+
+        # A moderator finds it among everyone's jobs, and may refund it.
+        refused = await bot.answered(alice.slash("jobs", {"scope": "all"}))
+        assert refused.content == NOT_MODERATOR
+        everyone = await bot.answered(moderator.slash("jobs", {"scope": "all"}))
+        assert job.short_id in everyone.content and "could not be delivered" in everyone.content
+        refund = await bot.answered(moderator.slash("refund", {"job": job.short_id}))
+        assert refund.content.startswith("Refunded 100 credits (¥10.00) to discord:")
+        assert await bot.balance(alice) == 200
 
 
 async def test_a_clip_over_the_upload_limit_becomes_a_notice(tmp_path, api, guild, gate, provider):

@@ -467,3 +467,31 @@ async def test_an_unaffordable_tier_is_refused_with_an_alert(telegram, lang, tie
     await telegram.idle()
     assert not api.of("editMessageText", since=since)
     assert await telegram.balance(1001) == 30
+
+
+async def test_a_member_who_blocked_the_bot_has_the_job_recorded_undeliverable(telegram):
+    api = telegram.api
+    alice = telegram.member(1001, "Alice", "alice")
+    await fund(telegram, alice, 100)
+    blocked = "Forbidden: bot was blocked by the user"
+    api.fail_next("sendVideo", error_code=403, description=blocked)
+    since = len(api.calls)
+    alice.send("/gen a robot waves", photo=sample_image())
+    quote = await api.wait_for("sendMessage", since=since, chat_id=1001)
+    alice.press(quote.result, "Standard")
+    await api.wait_for("sendVideo", since=since, timeout=90)
+    await telegram.settle()
+
+    [job] = await telegram.deps.generation.store.jobs_of(UserRef("telegram", "1001"), 5)
+    assert (job.state, job.delivery) == ("delivered", "undeliverable")
+    [refused] = api.of("sendVideo", since=since)  # refused for good: not tried again
+    assert refused.status == 403
+    assert not [c for c in api.of("sendMessage", since=since) if "saved at" in c.params["text"]]
+    assert await telegram.balance(1001) == 80  # paid: the clip exists and is kept
+
+    since = len(api.calls)
+    alice.send("/jobs")  # unblocked, the member looks for the clip
+    listing = await api.wait_for("sendMessage", since=since, chat_id=1001)
+    assert listing.params["text"].splitlines()[1].split(" · ")[4] == (
+        f"could not be delivered: ask a moderator for the file (job {job.short_id})"
+    )
