@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from app.lease import Lease
-from app.metrics import ObservedJobStore, ObservedProvider, PrometheusMetrics
 from bot.clock import Clock, SystemClock
 from bot.deps import Deps, Generation
 from bot.errors import StorageUnavailable
@@ -54,7 +53,11 @@ async def open_core(
         default_time_scale = 1.0  # Kling takes the time it takes: nothing to speed up
     time_scale = settings.time_scale if settings.time_scale is not None else default_time_scale
     catalog = settings.catalog()
-    metrics = PrometheusMetrics(catalog, settings.provider) if settings.metrics_listen else None
+    metrics = None
+    if settings.metrics_listen:
+        from app.metrics import ObservedJobStore, ObservedProvider, PrometheusMetrics
+
+        metrics = PrometheusMetrics(catalog, settings.provider)
     lease = Lease(settings.db)
     async with Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms) as database:
         lease.share()  # klingbot db restore refuses while this process runs

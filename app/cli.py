@@ -19,7 +19,6 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 from app.bootstrap import CONSOLE_TIME_SCALE, open_core
-from app.doctor import run_doctor
 from app.logs import setup_logging
 from app.operator import db_copy, export_command
 from app.serve import (
@@ -110,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = args.command not in ("run",)
     setup_logging(None, verbose=args.verbose, quiet=True)
     if args.command == "doctor":
+        from app.doctor import run_doctor  # HTTP clients for the token checks: load on demand
+
         return asyncio.run(run_doctor())
     if args.command == "config":
         return _config(args)
@@ -120,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.health import health_command
 
             return health_command(settings)
+        if args.command in ("run", "console") and settings.provider == "local":
+            import bot.providers.local.render  # noqa: F401 - loaded now, frozen below
         # Everything imported so far lives as long as the process: keep the
         # garbage collector from walking it again and again (loop lag).
         gc.collect()

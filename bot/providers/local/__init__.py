@@ -8,8 +8,21 @@ machine. Its public API:
 - :func:`choose_motion`: the camera motion a prompt asks for (one of :data:`MOTIONS`).
 """
 
+from typing import Any
+
 from bot.providers.local.motion import MOTIONS, choose_motion
-from bot.providers.local.render import RenderRequest, RenderResult, frame_size, render_clip
+
+_FROM_RENDER = frozenset({"RenderRequest", "RenderResult", "frame_size", "render_clip"})
+
+
+def __getattr__(name: str) -> Any:
+    """Load the renderer (PyAV, NumPy, Pillow: half a second) only when it is used."""
+    if name in _FROM_RENDER:
+        from bot.providers.local import render
+
+        return getattr(render, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MOTIONS",

@@ -24,7 +24,6 @@ from bot.providers.base import (
     ProviderError,
     TaskStatus,
 )
-from bot.providers.local.render import RenderRequest, render_clip
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +174,10 @@ class LocalProvider(Provider):
             log.exception("local render of %s failed", task.request.external_id)
 
     def _render(self, task: _Task) -> None:
+        # Imported here: PyAV, NumPy and Pillow take half a second to load, which
+        # wallet, db and price commands never need (``klingbot run`` loads them at start).
+        from bot.providers.local.render import RenderRequest, render_clip
+
         request = task.request
         image = request.image_path.read_bytes() if request.image_path else None
 
