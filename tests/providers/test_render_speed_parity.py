@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from bot.providers.local import MOTIONS, RenderRequest, frame_size, render_clip
-from bot.providers.local.motion import camera_at, crop_box
-from bot.providers.local.render import _scale_to_cover, _yuv_planes, decode_image
+from bot.providers.local.motion import MAX_ZOOM, camera_at, crop_box
+from bot.providers.local.render import _prepare_source, _yuv_planes, decode_image
 from bot.providers.local.scaler import (
     PAD,
     SOURCE_SCALE,
@@ -31,6 +31,7 @@ from bot.providers.local.scaler import (
     draw_plane,
     pad_plane,
     plan_plane,
+    usable_as_is,
 )
 
 SAMPLE = Path(__file__).resolve().parents[2] / "bot" / "assets" / "sample.jpg"
@@ -75,12 +76,13 @@ def test_the_grid_places_every_box_within_a_quarter_pixel(
 
 
 @pytest.mark.parametrize("motion", MOTIONS)
-def test_drawn_planes_match_pillows_fractional_box_resize(motion: str) -> None:
-    picture = decode_image(SAMPLE.read_bytes())
-    frame = frame_size(*picture.size, 360)
-    source = _scale_to_cover(picture, frame, SOURCE_SCALE)
+@pytest.mark.parametrize("resolution", [360, 720, 1080])  # resampled, downscaled, upscaled
+def test_drawn_planes_match_pillows_fractional_box_resize(motion: str, resolution: int) -> None:
+    picture = decode_image(SAMPLE.read_bytes())  # 1280x960
+    frame = frame_size(*picture.size, resolution)
+    source = _prepare_source(picture, frame)
     y_plane, u_plane, _ = _yuv_planes(source)
-    boxes = boxes_for(motion, frame, source.size, 24)
+    boxes = boxes_for(motion, frame, source.size, 12)
     half = (frame[0] // 2, frame[1] // 2)
     luma = plan_plane(boxes, (1.0, 1.0), source.size, frame)
     scale = chroma_scale(y_plane, u_plane)
@@ -98,6 +100,26 @@ def test_drawn_planes_match_pillows_fractional_box_resize(motion: str) -> None:
 
         assert psnr(drawn_y, np.asarray(exact_y)) > 40.0, f"frame {index}"
         assert psnr(drawn_u, np.asarray(exact_u)) > 40.0, f"frame {index}"
+
+
+@pytest.mark.parametrize(
+    ("resolution", "as_is"),
+    [(1080, True), (720, True), (360, False), (900, False), (990, False)],
+)
+def test_the_picture_is_resampled_first_only_when_needed(resolution: int, as_is: bool) -> None:
+    picture = decode_image(SAMPLE.read_bytes())  # 1280x960: 0.89, 1.33, 2.67, 1.07, 0.97 frames
+    frame = frame_size(*picture.size, resolution)
+
+    source = _prepare_source(picture, frame)
+
+    assert (source is picture) is as_is
+    ratio = min(source.width / frame[0], source.height / frame[1])
+    # Whatever the path, no frame (zoom 1 to MAX_ZOOM) is within 4% of a 1:1 copy.
+    for zoom in np.linspace(1.0, MAX_ZOOM, 41):
+        assert abs(zoom / ratio - 1.0) >= 0.04 - 1e-9
+    assert usable_as_is(ratio)
+    if not as_is:
+        assert ratio == pytest.approx(SOURCE_SCALE, abs=0.01)
 
 
 def test_push_in_frames_match_the_exact_motion_after_encoding(tmp_path: Path) -> None:

@@ -6,9 +6,11 @@ provider that wraps it for the bot runs :func:`render_clip` in a worker thread.
 How a clip is made:
 
 1. The picture is decoded (or, with no image, a title card is drawn from the
-   prompt) and scaled once to a little more than the frame size (1.25 times,
-   more than the largest zoom), so that the most zoomed-in frame is still sharp
-   and every frame is a cheap downscale.
+   prompt at 1.25 times the frame size). A picture much larger than the frame,
+   or so close to its size that some frame would be an exact 1:1 copy, is
+   scaled once (Lanczos) to 1.25 times the frame, more than the largest zoom,
+   so that the most zoomed-in frame is still sharp and every frame is a cheap
+   downscale; any other picture is filmed as it is.
 2. That picture is converted once to the video's own colour format, yuv420p
    (BT.709): a brightness plane Y, and two colour planes U and V at half width
    and half height.
@@ -47,6 +49,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageOps
 
 from bot.providers.local.motion import camera_at, choose_motion, crop_box
@@ -58,6 +61,7 @@ from bot.providers.local.scaler import (
     frame_planes,
     pad_plane,
     plan_plane,
+    usable_as_is,
 )
 from bot.providers.local.titlecard import render_title_card
 
@@ -169,7 +173,7 @@ def render_clip(
     if request.image is not None:
         picture = decode_image(request.image)
         width, height = frame_size(picture.width, picture.height, request.height)
-        source = _scale_to_cover(picture, (width, height), SOURCE_SCALE)
+        source = _prepare_source(picture, (width, height))
     else:
         width, height = _even(request.height * 16 / 9), _even(request.height)
         source = render_title_card(
@@ -264,6 +268,19 @@ def _crop_to_aspect(picture: Image.Image, max_aspect: float) -> Image.Image:
     return picture
 
 
+def _prepare_source(picture: Image.Image, frame: tuple[int, int]) -> Image.Image:
+    """Return the picture the camera films for ``frame``: ``picture`` itself, or resampled once.
+
+    See :func:`bot.providers.local.scaler.usable_as_is` for when the picture
+    is used as it is; otherwise it is scaled to cover
+    :data:`~bot.providers.local.scaler.SOURCE_SCALE` times the frame.
+    """
+    size_ratio = min(picture.width / frame[0], picture.height / frame[1])
+    if usable_as_is(size_ratio):
+        return picture
+    return _scale_to_cover(picture, frame, SOURCE_SCALE)
+
+
 def _scale_to_cover(picture: Image.Image, frame: tuple[int, int], margin: float) -> Image.Image:
     """Resize a picture once so that it covers ``margin`` times the frame.
 
@@ -321,8 +338,9 @@ def _encode(
         video_frame = av.VideoFrame(width, height, PIXEL_FORMAT)
         y, u, v = frame_planes(video_frame)
         draw_plane(padded[0], luma_plan, index, y)
-        draw_plane(padded[1], chroma_plan, index, u)
-        draw_plane(padded[2], chroma_plan, index, v)
+        chroma = VideoReformatter()  # U and V share their scaling filters
+        draw_plane(padded[1], chroma_plan, index, u, chroma)
+        draw_plane(padded[2], chroma_plan, index, v, chroma)
         video_frame.pts = index
         video_frame.time_base = time_base
         return video_frame

@@ -19,12 +19,14 @@ box and keeps the one whose first and last output pixels land closest to where
 the box puts them. The remaining error is a few hundredths of a pixel, well
 below what bilinear sampling itself blurs.
 
-This needs two things from the caller. The picture must be scaled down in every
-frame, never 1:1 (at exactly 1:1 the only positions on the grid are whole
-pixels): the renderer prepares the picture at :data:`SOURCE_SCALE` times the
-frame, more than the largest zoom. And each plane is padded with
-:data:`PAD` copied edge pixels (:func:`pad_plane`), so that a box touching the
-picture's edge still has room to shift its span.
+This needs two things from the caller. No frame may be an exact 1:1 copy of
+the picture (at 1:1 the only positions on the grid are whole pixels), so every
+frame's scale factor must stay clearly away from 1: :func:`usable_as_is` says
+whether the picture already ensures that, and otherwise the renderer resamples
+it once to :data:`SOURCE_SCALE` times the frame, more than the largest zoom.
+And each plane is padded with :data:`PAD` copied edge pixels
+(:func:`pad_plane`), so that a box touching the picture's edge still has room
+to shift its span.
 """
 
 from __future__ import annotations
@@ -33,17 +35,41 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from bot.providers.local.motion import MAX_ZOOM
 
-SOURCE_SCALE = 1.25
-"""The prepared picture covers this many times the frame.
+MIN_STEP = 0.04
+"""Every frame's scale factor is at least this far (4%) from 1:1, up or down."""
 
-It is more than :data:`~bot.providers.local.motion.MAX_ZOOM` (1.2), so even the
-most zoomed-in frame is a 4% downscale (still about one picture pixel per frame
-pixel, so still sharp) and never an exact 1:1 copy.
+SOURCE_SCALE = 1.25
+"""A picture that must be resampled first is resampled to cover this many times the frame.
+
+It is more than :data:`~bot.providers.local.motion.MAX_ZOOM` (1.2) by more than
+:data:`MIN_STEP`, so even the most zoomed-in frame is a 4% downscale: still
+about one picture pixel per frame pixel (sharp), and never an exact 1:1 copy.
 """
-assert SOURCE_SCALE > MAX_ZOOM  # see above: at 1:1 there is no sub-pixel placement
+assert SOURCE_SCALE >= MAX_ZOOM * (1 + MIN_STEP)
+
+MAX_SOURCE_SCALE = 1.5
+"""A picture larger than this many times the frame is resampled first (cheaper frames)."""
+
+
+def usable_as_is(size_ratio: float) -> bool:
+    """Whether a picture ``size_ratio`` times the frame can be filmed without resampling it first.
+
+    ``size_ratio`` is how many picture pixels cover one frame pixel at zoom 1 (the
+    widest view). Every frame then scales by ``zoom / size_ratio``, for zooms
+    from 1 to :data:`~bot.providers.local.motion.MAX_ZOOM`. The picture is
+    used as it is if all those frames are upscales, or all downscales, by at
+    least :data:`MIN_STEP`, and it is not needlessly large (drawing a frame
+    from a bigger picture costs more). Filming the original directly also
+    saves one resampling, so the frames are a little closer to it.
+    """
+    always_up = size_ratio * (1 + MIN_STEP) <= 1.0
+    always_down = MAX_ZOOM * (1 + MIN_STEP) <= size_ratio <= MAX_SOURCE_SCALE
+    return always_up or always_down
+
 
 PAD = 32
 """Edge pixels copied around each plane, room for the span to start before the edge.
@@ -151,16 +177,26 @@ def pad_plane(plane: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.pad(plane, PAD, mode="edge"))
 
 
-def draw_plane(padded: np.ndarray, plan: PlanePlan, index: int, target: np.ndarray) -> None:
+def draw_plane(
+    padded: np.ndarray,
+    plan: PlanePlan,
+    index: int,
+    target: np.ndarray,
+    reformatter: VideoReformatter | None = None,
+) -> None:
     """Draw frame ``index``'s box of a padded plane into ``target`` (``out`` sized).
 
     The span is handed to libswscale without a copy (a view of the padded
     plane) and scaled with the GIL released, so worker threads draw in parallel.
+    Planes drawn with the same plan (U and V) should share one ``reformatter``:
+    libswscale then sets its filters up once for both.
     """
     x, y = plan.x, plan.y
     left, top = PAD + int(x.start[index]), PAD + int(y.start[index])
     span = padded[top : top + int(y.span[index]), left : left + int(x.span[index])]
-    scaled = av.VideoFrame.from_numpy_buffer(span, format="gray").reformat(
+    source = av.VideoFrame.from_numpy_buffer(span, format="gray")
+    scaled = (reformatter or VideoReformatter()).reformat(
+        source,
         width=int(x.scaled[index]),
         height=int(y.scaled[index]),
         interpolation=INTERPOLATION,
