@@ -83,8 +83,18 @@ MARGIN = 3
 SEARCH = 16
 """How many span starts and span ends are tried along each axis (``SEARCH**2 * 2`` triples)."""
 
-INTERPOLATION = "BICUBIC"
-"""libswscale's filter: the same as ffmpeg's ``zoompan``, sharper than bilinear."""
+ENLARGE = "BICUBIC"
+"""libswscale's filter when a frame enlarges the picture: edges stay sharper than bilinear.
+
+It is also what ffmpeg's ``zoompan`` uses.
+"""
+SHRINK = "BILINEAR"
+"""libswscale's filter when a frame shrinks the picture.
+
+Shrinking widens either filter over several picture pixels, so bicubic is only a
+little sharper here (about 1 dB PSNR on the sample picture), and bilinear costs
+about 40% less per frame. It is also the filter the renderer used before, in Pillow.
+"""
 
 
 @dataclass(frozen=True)
@@ -195,18 +205,20 @@ def draw_plane(
     left, top = PAD + int(x.start[index]), PAD + int(y.start[index])
     span = padded[top : top + int(y.span[index]), left : left + int(x.span[index])]
     source = av.VideoFrame.from_numpy_buffer(span, format="gray")
+    width, height = int(x.scaled[index]), int(y.scaled[index])
+    enlarging = width * height > span.shape[0] * span.shape[1]
     scaled = (reformatter or VideoReformatter()).reformat(
         source,
-        width=int(x.scaled[index]),
-        height=int(y.scaled[index]),
-        interpolation=INTERPOLATION,
+        width=width,
+        height=height,
+        interpolation=ENLARGE if enlarging else SHRINK,
         threads=1,  # the renderer already draws frames on several threads
     )
     plane = scaled.planes[0]
     rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
-    width, height = plan.out
+    out_width, out_height = plan.out
     column, row = int(x.offset[index]), int(y.offset[index])
-    target[...] = rows[row : row + height, column : column + width]
+    target[...] = rows[row : row + out_height, column : column + out_width]
 
 
 def frame_planes(frame: av.VideoFrame) -> list[np.ndarray]:
