@@ -82,7 +82,7 @@ def test_drawn_planes_match_pillows_fractional_box_resize(motion: str, resolutio
     frame = frame_size(*picture.size, resolution)
     source = _prepare_source(picture, frame)
     y_plane, u_plane, _ = _yuv_planes(source)
-    boxes = boxes_for(motion, frame, source.size, 12)
+    boxes = boxes_for(motion, frame, source.size, 6)
     half = (frame[0] // 2, frame[1] // 2)
     luma = plan_plane(boxes, (1.0, 1.0), source.size, frame)
     scale = chroma_scale(y_plane, u_plane)
