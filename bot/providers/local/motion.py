@@ -148,9 +148,9 @@ def crop_box(
 
     The box has the frame's aspect ratio, is centred on the camera, shrinks as the
     zoom grows, and always lies inside the source (so no frame shows an edge of
-    the picture). Its corners are fractional: Pillow's ``resize(..., box=...)``
-    samples between pixels, which keeps slow moves smooth instead of jumping
-    a whole pixel at a time.
+    the picture). Its corners are fractional, and the renderer honours them to
+    a fraction of a pixel (see :mod:`bot.providers.local.scaler`), which keeps
+    slow moves smooth instead of jumping a whole pixel at a time.
     """
     frame_w, frame_h = frame_size
     source_w, source_h = source_size

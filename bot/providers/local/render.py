@@ -6,20 +6,25 @@ provider that wraps it for the bot runs :func:`render_clip` in a worker thread.
 How a clip is made:
 
 1. The picture is decoded (or, with no image, a title card is drawn from the
-   prompt) and scaled once to a little more than the frame size, so that the
-   most zoomed-in frame is still sharp and every frame is a cheap resample.
+   prompt at 1.25 times the frame size). A picture much larger than the frame,
+   or so close to its size that some frame would be an exact 1:1 copy, is
+   scaled once (Lanczos) to 1.25 times the frame, more than the largest zoom,
+   so that the most zoomed-in frame is still sharp and every frame is a cheap
+   downscale; any other picture is filmed as it is.
 2. That picture is converted once to the video's own colour format, yuv420p
    (BT.709): a brightness plane Y, and two colour planes U and V at half width
    and half height.
 3. For each frame, the camera position for that instant (see
    :mod:`bot.providers.local.motion`) picks a box of the picture, and that box
-   of each plane is scaled to the frame in one bilinear pass. No frame needs a
-   colour conversion, and the colour planes cost a quarter of the brightness
-   plane. Two worker threads draw the next frames while the current one is
-   encoded.
-4. The frames go to libx264 through PyAV (which ships its own FFmpeg), and the
-   MP4 is written to a temporary file next to ``out_path`` and then moved into
-   place, so a crash never leaves a half-written clip behind.
+   of each plane is scaled to the frame by libswscale, FFmpeg's SIMD scaler,
+   placed with sub-pixel precision (see :mod:`bot.providers.local.scaler`).
+   No frame needs a colour conversion, and the colour planes cost a quarter of
+   the brightness plane. Two worker threads draw the next frames while the
+   current one is encoded.
+4. The frames go to libx264 through PyAV (which ships its own FFmpeg), with
+   x264's frame threads as the ffmpeg command line uses them, and the MP4 is
+   written to a temporary file next to ``out_path`` and then moved into place,
+   so a crash never leaves a half-written clip behind.
 
 Frame size ("fit"): for a landscape or square picture the frame height is the
 tier's resolution (720 or 1080) and the width follows the picture's aspect
@@ -44,9 +49,20 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageOps
 
-from bot.providers.local.motion import MAX_ZOOM, camera_at, choose_motion, crop_box
+from bot.providers.local.motion import camera_at, choose_motion, crop_box
+from bot.providers.local.scaler import (
+    SOURCE_SCALE,
+    box_array,
+    chroma_scale,
+    draw_plane,
+    frame_planes,
+    pad_plane,
+    plan_plane,
+    usable_as_is,
+)
 from bot.providers.local.titlecard import render_title_card
 
 ProgressCallback = Callable[[float], None]
@@ -71,6 +87,14 @@ CODEC = "libx264"
 PRESET = "veryfast"
 CRF = 23
 PIXEL_FORMAT = "yuv420p"
+ENCODER_THREADS = 0
+"""x264 threads; 0 lets x264 choose (1.5 per core), as the ffmpeg command line does."""
+ENCODER_THREAD_TYPE = "FRAME"
+"""x264 works on several frames at once, as with the ffmpeg command line.
+
+PyAV asks for slice threads by default, which split each frame instead: they
+keep the cores less busy and compress a little worse.
+"""
 # Colours are converted and tagged as BT.709 (the HD standard), so that every
 # player shows them the same way.
 _BT709 = 1  # AVCOL_PRI_BT709 / AVCOL_TRC_BT709 / AVCOL_SPC_BT709 in FFmpeg
@@ -149,11 +173,11 @@ def render_clip(
     if request.image is not None:
         picture = decode_image(request.image)
         width, height = frame_size(picture.width, picture.height, request.height)
-        source = _scale_to_cover(picture, (width, height), MAX_ZOOM)
+        source = _prepare_source(picture, (width, height))
     else:
         width, height = _even(request.height * 16 / 9), _even(request.height)
         source = render_title_card(
-            request.prompt, (math.ceil(width * MAX_ZOOM), math.ceil(height * MAX_ZOOM))
+            request.prompt, (math.ceil(width * SOURCE_SCALE), math.ceil(height * SOURCE_SCALE))
         )
 
     frames = request.fps * request.duration_s
@@ -244,11 +268,24 @@ def _crop_to_aspect(picture: Image.Image, max_aspect: float) -> Image.Image:
     return picture
 
 
+def _prepare_source(picture: Image.Image, frame: tuple[int, int]) -> Image.Image:
+    """Return the picture the camera films for ``frame``: ``picture`` itself, or resampled once.
+
+    See :func:`bot.providers.local.scaler.usable_as_is` for when the picture
+    is used as it is; otherwise it is scaled to cover
+    :data:`~bot.providers.local.scaler.SOURCE_SCALE` times the frame.
+    """
+    size_ratio = min(picture.width / frame[0], picture.height / frame[1])
+    if usable_as_is(size_ratio):
+        return picture
+    return _scale_to_cover(picture, frame, SOURCE_SCALE)
+
+
 def _scale_to_cover(picture: Image.Image, frame: tuple[int, int], margin: float) -> Image.Image:
     """Resize a picture once so that it covers ``margin`` times the frame.
 
     Every frame is then a crop of this picture shrunk by at most ``margin``,
-    which bilinear sampling does well, whatever the size of the original.
+    which bicubic sampling does well, whatever the size of the original.
     """
     scale = margin * max(frame[0] / picture.width, frame[1] / picture.height)
     size = (max(1, math.ceil(picture.width * scale)), max(1, math.ceil(picture.height * scale)))
@@ -257,8 +294,8 @@ def _scale_to_cover(picture: Image.Image, frame: tuple[int, int], margin: float)
     return picture.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
-def _yuv_planes(picture: Image.Image) -> tuple[Image.Image, Image.Image, Image.Image]:
-    """Convert an RGB picture to BT.709 yuv420p, as three greyscale ("L") images.
+def _yuv_planes(picture: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Convert an RGB picture to BT.709 yuv420p, as three 2-D ``uint8`` arrays.
 
     Y (brightness) has the picture's size; U and V (colour) have half its width
     and height, as in the video itself.
@@ -268,7 +305,7 @@ def _yuv_planes(picture: Image.Image) -> tuple[Image.Image, Image.Image, Image.I
     for plane in yuv.planes:
         # FFmpeg pads each row to an aligned length: keep only the real pixels.
         rows = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
-        planes.append(Image.fromarray(np.ascontiguousarray(rows[:, : plane.width])))
+        planes.append(np.ascontiguousarray(rows[:, : plane.width]))
     return planes[0], planes[1], planes[2]
 
 
@@ -286,22 +323,24 @@ def _encode(
     half = (width // 2, height // 2)
     time_base = Fraction(1, fps)
     y_plane, u_plane, v_plane = _yuv_planes(source)
-    # The colour planes are half size: a box on the picture is scaled down to match.
-    chroma_x, chroma_y = u_plane.width / y_plane.width, u_plane.height / y_plane.height
+    # Where every frame's box lies on the scaler's grid, for the brightness plane
+    # and for the colour planes (half size, so the boxes are scaled down to match).
+    times = [index / (frames - 1) if frames > 1 else 0.0 for index in range(frames)]
+    boxes = box_array([crop_box(camera_at(motion, t), frame, source.size) for t in times])
+    luma_size = (y_plane.shape[1], y_plane.shape[0])
+    chroma_size = (u_plane.shape[1], u_plane.shape[0])
+    luma_plan = plan_plane(boxes, (1.0, 1.0), luma_size, frame)
+    chroma_plan = plan_plane(boxes, chroma_scale(y_plane, u_plane), chroma_size, half)
+    padded = [pad_plane(plane) for plane in (y_plane, u_plane, v_plane)]
 
     def draw(index: int) -> av.VideoFrame:
         """Draw frame ``index``: scale the camera's box of each plane to the frame."""
-        t = index / (frames - 1) if frames > 1 else 0.0
-        left, top, right, bottom = crop_box(camera_at(motion, t), frame, source.size)
-        chroma_box = (left * chroma_x, top * chroma_y, right * chroma_x, bottom * chroma_y)
-        y = y_plane.resize(frame, Image.Resampling.BILINEAR, box=(left, top, right, bottom))
-        u = u_plane.resize(half, Image.Resampling.BILINEAR, box=chroma_box)
-        v = v_plane.resize(half, Image.Resampling.BILINEAR, box=chroma_box)
-        # yuv420p as one array: the Y rows, then the U plane, then the V plane.
-        packed = np.concatenate([np.asarray(plane).ravel() for plane in (y, u, v)])
-        video_frame = av.VideoFrame.from_ndarray(
-            packed.reshape(height * 3 // 2, width), format=PIXEL_FORMAT
-        )
+        video_frame = av.VideoFrame(width, height, PIXEL_FORMAT)
+        y, u, v = frame_planes(video_frame)
+        draw_plane(padded[0], luma_plan, index, y)
+        chroma = VideoReformatter()  # U and V share their scaling filters
+        draw_plane(padded[1], chroma_plan, index, u, chroma)
+        draw_plane(padded[2], chroma_plan, index, v, chroma)
         video_frame.pts = index
         video_frame.time_base = time_base
         return video_frame
@@ -324,13 +363,15 @@ def _encode(
         stream.pix_fmt = PIXEL_FORMAT
         stream.time_base = time_base
         codec = stream.codec_context
+        codec.thread_type = ENCODER_THREAD_TYPE
+        codec.thread_count = ENCODER_THREADS
         codec.color_primaries = _BT709
         codec.color_trc = _BT709
         codec.colorspace = _BT709
         codec.color_range = _LIMITED_RANGE
 
         # Worker threads draw the next few frames while this thread encodes the
-        # current one (Pillow and FFmpeg release the GIL while they work). Only a
+        # current one (libswscale and x264 run with the GIL released). Only a
         # few frames are in flight at a time, so memory stays small.
         pending: deque[Future[av.VideoFrame]] = deque()
         next_to_draw = 0
