@@ -24,12 +24,12 @@ import discord
 from discord import app_commands
 
 from adapters.discord.render import translator
+from adapters.redaction import HIDDEN, install, replace_all
 from bot.i18n import resolve_locale
 from bot.replies import text
 
 log = logging.getLogger(__name__)
 
-HIDDEN = "<token>"
 
 _WEBHOOK_TOKEN = re.compile(r"(/webhooks/\d+/)[A-Za-z0-9_.\-]{20,}")
 
@@ -59,40 +59,12 @@ def secrets_of(token: str) -> tuple[str, ...]:
 
 def redact(message: str, secrets: Iterable[str]) -> str:
     """``message`` without the secrets or any interaction token."""
-    for secret in secrets:
-        message = message.replace(secret, HIDDEN)
-    return _WEBHOOK_TOKEN.sub(r"\g<1>" + HIDDEN, message)
-
-
-class RedactSecrets(logging.Filter):
-    """A handler filter: rewrites each record's message and traceback without the secrets."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = tuple(secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Blank the secrets out of the message and the traceback text; keep the record."""
-        message = record.getMessage()
-        cleaned = redact(message, self.secrets)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text, self.secrets)
-        return True
+    return _WEBHOOK_TOKEN.sub(r"\g<1>" + HIDDEN, replace_all(message, secrets))
 
 
 def install_redaction(token: str) -> None:
-    """Put a redacting filter on every handler of the root logger (once per token)."""
-    secrets = secrets_of(token)
-    for handler in logging.getLogger().handlers:
-        if not any(
-            isinstance(existing, RedactSecrets) and existing.secrets == secrets
-            for existing in handler.filters
-        ):
-            handler.addFilter(RedactSecrets(secrets))
+    """Keep this bot token, and every interaction token, out of every log line."""
+    install(secrets_of(token), redact)
 
 
 def refused_for_good(error: BaseException) -> bool:

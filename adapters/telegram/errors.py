@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterable
 
 from telegram import Update
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
+from adapters.redaction import install, replace_all
 from adapters.telegram.render import translator
 from bot.i18n import resolve_locale
 from bot.replies import text
 
 log = logging.getLogger(__name__)
 
-HIDDEN = "<token>"
 
 
 def secrets_of(token: str) -> tuple[str, ...]:
@@ -33,42 +32,13 @@ def secrets_of(token: str) -> tuple[str, ...]:
     return tuple(s for s in (token, secret) if len(s) >= 8)
 
 
-def redact(message: str, secrets: Iterable[str]) -> str:
-    """``message`` with every secret replaced by ``<token>``."""
-    for secret in secrets:
-        message = message.replace(secret, HIDDEN)
-    return message
-
-
-class RedactSecrets(logging.Filter):
-    """A handler filter: rewrites each record's message and traceback without the secrets."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = tuple(secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Blank the secrets out of the message and the traceback text; keep the record."""
-        message = record.getMessage()
-        cleaned = redact(message, self.secrets)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text, self.secrets)
-        return True
+redact = replace_all
+"""``message`` with every secret replaced by ``<token>``."""
 
 
 def install_redaction(token: str) -> None:
-    """Put a redacting filter on every handler of the root logger (once per token)."""
-    secrets = secrets_of(token)
-    for handler in logging.getLogger().handlers:
-        if not any(
-            isinstance(existing, RedactSecrets) and existing.secrets == secrets
-            for existing in handler.filters
-        ):
-            handler.addFilter(RedactSecrets(secrets))
+    """Keep this bot token out of every log line (once per token)."""
+    install(secrets_of(token))
 
 
 def _unreachable(error: Exception) -> bool:
