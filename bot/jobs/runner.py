@@ -32,7 +32,7 @@ from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
 from bot.metrics import job_context
-from bot.ports import Outbox
+from bot.ports import Outbox, Undeliverable
 from bot.providers.base import (
     Provider,
 )
@@ -142,6 +142,8 @@ class JobRunner:
             message_id = await self.outbox.send(
                 job.chat, status.queued(job, self.catalog, position), job.locale
             )
+        except Undeliverable as refused:  # the platform refuses this chat for good: no traceback
+            log.warning("no status message for job %s: %s", job.job_id, refused)
         except Exception:
             log.exception("could not send the status message of job %s", job.job_id)
         else:
