@@ -35,7 +35,7 @@ from app.lease import Lease
 from bot.catalog import Catalog
 from bot.errors import StorageUnavailable
 from bot.i18n import Translator
-from bot.reasons import reason_text
+from bot.reasons import reason_for
 from storage.audit import audit
 from storage.database import Database, explain
 
@@ -256,8 +256,7 @@ async def export_csv(
     writer.writerow(CSV_COLUMNS)
     count = 0
     async for row in ledger_entries(database):
-        shown = reason_text(row["reason"], catalog) if row["reason"] else ""
-        reason = shown if isinstance(shown, str) else translate(shown)
+        reason = reason_for(row["reason"], catalog, translate) if row["reason"] else ""
         when = datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         writer.writerow(
             (

@@ -36,7 +36,7 @@ from bot.errors import StorageUnavailable, UserError
 from bot.i18n import Translator, resolve_locale
 from bot.parsing import HISTORY_MAX
 from bot.ports import LedgerEntry
-from bot.reasons import reason_text
+from bot.reasons import reason_for
 from bot.replies import Money, Text, text
 from bot.service import handle, price_table, respond_to_text
 from bot.settings import ConfigError, Settings, load_settings
@@ -352,9 +352,8 @@ def _print_history(entries: list[LedgerEntry], deps: Deps, translate: Translator
     print("seq\ttime_utc\tkind\tamount\theld_delta\tbalance_after\tactor\treason")
     for entry in entries:
         when = datetime.fromtimestamp(entry.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        shown = reason_text(entry.reason, deps.catalog)
-        reason = shown if isinstance(shown, str) else translate(shown)
-        reason = " ".join(reason.split())  # one line per entry, tabs stay separators
+        # One line per entry: tabs stay separators.
+        reason = " ".join(reason_for(entry.reason, deps.catalog, translate).split())
         print(
             f"{entry.seq}\t{when}\t{entry.kind}\t{entry.amount:+}\t{entry.held_delta:+}\t"
             f"{entry.balance_after}\t{entry.actor}\t{reason}"

@@ -25,7 +25,7 @@ from typing import Final, NoReturn
 from PIL import Image, JpegImagePlugin, PngImagePlugin
 
 from bot.errors import UserError
-from bot.text import clean_text
+from bot.text import clean_text, is_invisible
 
 MAX_IMAGE_BYTES: Final = 10 * 1024 * 1024
 """Largest image file accepted (10 MB)."""
@@ -303,9 +303,9 @@ def _number(value: Fraction) -> str:
 
 
 def _fold(text: str) -> str:
-    """Text for matching: same width and case, no spaces or invisible format marks."""
+    """Text for matching: same width and case, nothing invisible (see :func:`is_invisible`)."""
     folded = unicodedata.normalize("NFKC", text).casefold()
-    return "".join(ch for ch in folded if not ch.isspace() and unicodedata.category(ch) != "Cf")
+    return "".join(ch for ch in folded if not is_invisible(ch))
 
 
 def _contains_blocked(text: str, blocked_words: Sequence[str]) -> bool:

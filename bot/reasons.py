@@ -11,6 +11,7 @@ existed hold English text and display as they are.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from bot.catalog import Catalog
@@ -58,3 +59,9 @@ def reason_text(stored: str, catalog: Catalog) -> Text | str:
     if isinstance(tier_key, str) and any(tier.key == tier_key for tier in catalog.tiers):
         shown["tier"] = TierName(catalog.tier(tier_key))
     return text(data["key"], **shown)
+
+
+def reason_for(stored: str, catalog: Catalog, translate: Callable[[Text], str]) -> str:
+    """The stored reason as one reader reads it (operator output: CLI history, CSV export)."""
+    shown = reason_text(stored, catalog)
+    return shown if isinstance(shown, str) else translate(shown)

@@ -37,6 +37,9 @@ def is_blank(text: str) -> bool:
     Whitespace, format characters (zero-width space and joiners, the byte
     order mark, bidi marks) and the fillers above draw nothing.
     """
-    return all(
-        ch.isspace() or ch in INVISIBLE_LETTERS or unicodedata.category(ch) == "Cf" for ch in text
-    )
+    return all(is_invisible(ch) for ch in text)
+
+
+def is_invisible(ch: str) -> bool:
+    """Whitespace, a format character (category Cf), or one of :data:`INVISIBLE_LETTERS`."""
+    return ch.isspace() or ch in INVISIBLE_LETTERS or unicodedata.category(ch) == "Cf"

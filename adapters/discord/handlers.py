@@ -34,7 +34,8 @@ from adapters.discord.chats import caller_for
 from adapters.discord.errors import report
 from adapters.discord.images import check_attachment, fetch_image
 from adapters.discord.outbox import ChannelFacts
-from adapters.discord.render import render, split_text
+from adapters.discord.render import MAX_CONTENT, render
+from adapters.messages import split_text
 from bot.catalog import BASE_DURATION
 from bot.commands import Caller, Command, Gen, Price
 from bot.deps import Deps
@@ -101,7 +102,7 @@ class Responder:
         """Send or edit every rendered reply, each within Discord's 2000 characters."""
         shown = False
         for item in items:
-            pieces = split_text(item.text or "…")
+            pieces = split_text(item.text or "…", MAX_CONTENT)
             for index, piece in enumerate(pieces):
                 view = make_view(item.buttons) if index == len(pieces) - 1 else None
                 if item.edit and self.component and index == 0:

@@ -43,30 +43,6 @@ def render(reply: Reply, locale: str) -> RenderedReply:
     return translator(locale).reply(reply)
 
 
-def split_text(text: str, limit: int = MAX_CONTENT) -> list[str]:
-    """Pieces of at most ``limit`` characters, cut at line ends where possible."""
-    if len(text) <= limit:
-        return [text]
-    pieces: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(line[:limit])
-            line = line[limit:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
-            pieces.append(current)
-            current = line
-        else:
-            current = candidate
-    if current:
-        pieces.append(current)
-    return pieces
-
-
 def clip(text: str, limit: int = MAX_CONTENT) -> str:
     """``text`` cut to ``limit`` characters (an ellipsis marks the cut); never empty."""
     if not text:

@@ -16,6 +16,7 @@ from telegram.constants import CallbackQueryLimit, InlineKeyboardButtonLimit, Me
 from telegram.error import BadRequest
 from telegram.ext import ExtBot
 
+from adapters.messages import split_text
 from adapters.telegram.flood import EditTicket
 from bot.i18n import RenderedReply, Translator
 from bot.replies import Reply
@@ -56,30 +57,6 @@ def keyboard(buttons: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | Non
     return InlineKeyboardMarkup(rows)
 
 
-def split_text(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:
-    """Pieces of at most ``limit`` characters, cut at line ends where possible."""
-    if len(text) <= limit:
-        return [text]
-    pieces: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(line[:limit])
-            line = line[limit:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
-            pieces.append(current)
-            current = line
-        else:
-            current = candidate
-    if current:
-        pieces.append(current)
-    return pieces
-
-
 def fits_alert(text: str) -> bool:
     """Short enough for a callback query's alert."""
     return 0 < len(text) <= CallbackQueryLimit.ANSWER_CALLBACK_QUERY_TEXT_LENGTH
@@ -94,7 +71,7 @@ async def send_text(
     reply_to: int | None = None,
 ) -> Message:
     """Send a rendered reply as one message (or several, if it is long); return the last."""
-    pieces = split_text(rendered.text or "…")
+    pieces = split_text(rendered.text or "…", MessageLimit.MAX_TEXT_LENGTH)
     markup = keyboard(rendered.buttons)
     message: Message | None = None
     for index, piece in enumerate(pieces):

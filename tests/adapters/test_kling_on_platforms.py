@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from adapters.console.chat import sample_image
 from bot.commands import UserRef
@@ -25,24 +22,8 @@ from tests.adapters.standin import BotApiStandIn
 from tests.adapters.test_telegram import fund
 from tests.e2e.video import probe
 from tests.providers.kling_standin import KlingStandin
-from tests.providers.kling_support import make_clip
 
 PROMPT = "a robot plays piano"
-
-
-@pytest.fixture(scope="module")
-def kling_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("kling") / "result.mp4")
-
-
-@pytest.fixture
-async def kling(kling_clip: Path) -> AsyncIterator[KlingStandin]:
-    service = KlingStandin(kling_clip)
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.stop()
 
 
 def kling_overrides(kling: KlingStandin) -> dict[str, object]:
@@ -67,7 +48,8 @@ def assert_one_pro_create(kling: KlingStandin, image: bytes, job_id: str) -> Non
     assert kling.downloads == 1
 
 
-async def test_a_telegram_member_gets_a_kling_clip(tmp_path, kling):
+async def test_a_telegram_member_gets_a_kling_clip(tmp_path, standin):
+    kling = standin
     async with (
         BotApiStandIn("123456789:AAH-test-token-for-the-stand-in-only") as api,
         telegram_bot(tmp_path, api, **kling_overrides(kling)) as telegram,
@@ -90,7 +72,8 @@ async def test_a_telegram_member_gets_a_kling_clip(tmp_path, kling):
         assert await audit(telegram.deps.ledger.db) == []
 
 
-async def test_a_discord_member_gets_a_kling_clip(tmp_path, kling):
+async def test_a_discord_member_gets_a_kling_clip(tmp_path, standin):
+    kling = standin
     async with DiscordStandIn(TOKEN) as api:
         guild = api.add_guild("Creators", channels=("general",))
         async with discord_bot(

@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import shutil
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -238,3 +241,23 @@ async def read_until(process, wanted, seen: list[str], timeout: float = GUARD_S)
         seen.append(line)
         if wanted(line):
             return line
+
+
+async def press_tier(console, tier: str, seen: list[str]) -> None:
+    """Wait for the quote's ``tier`` button in the console's output, then type its number."""
+    button = await read_until(
+        console, lambda line: line.startswith("  [") and f"] {tier} · " in line, seen
+    )
+    number = re.fullmatch(r"  \[(\d+)\] .*", button).group(1)
+    console.stdin.write(f"{number}\n".encode())
+    await console.stdin.drain()
+
+
+async def kill_console(process) -> int | None:
+    """SIGKILL the console if it still runs, close its pipes; return its exit status."""
+    if process.returncode is None:
+        os.kill(process.pid, signal.SIGKILL)
+        await wait(process.wait(), 10)
+    process.stdin.close()
+    await wait(process.stdout.read(), 10)
+    return process.returncode

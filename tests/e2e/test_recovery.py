@@ -11,7 +11,6 @@ with SIGKILL.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 from collections import Counter
@@ -30,8 +29,10 @@ from tests.e2e.recovery_support import (
     RemoteService,
     cli_env,
     hold_entries,
+    kill_console,
     let_others_run,
     order,
+    press_tier,
     read_until,
     session,
     start_console,
@@ -481,21 +482,11 @@ async def test_a_console_killed_mid_generation_delivers_the_clip_when_started_ag
     try:
         first.stdin.write(f"/topup me 100\n/gen sample {PROMPT}\n".encode())
         await first.stdin.drain()
-        button = await read_until(
-            first, lambda line: line.startswith("  [") and "] High Quality · " in line, seen
-        )
-        number = re.fullmatch(r"  \[(\d+)\] High Quality · .*", button).group(1)
-        first.stdin.write(f"{number}\n".encode())
-        await first.stdin.drain()
+        await press_tier(first, "High Quality", seen)
         generating = await read_until(first, lambda line: "generating" in line, seen)
-        os.kill(first.pid, signal.SIGKILL)
-        assert await wait(first.wait(), 10) == -signal.SIGKILL
     finally:
-        if first.returncode is None:
-            first.kill()
-            await first.wait()
-        first.stdin.close()
-        await wait(first.stdout.read(), 10)
+        status = await kill_console(first)
+    assert status == -signal.SIGKILL
     short_id = re.search(r"· job (\w+) · generating", generating).group(1)
     assert f"✅ High Quality chosen: 35 credits (¥3.50) held for job {short_id}." in seen
 
@@ -537,14 +528,11 @@ async def test_a_console_killed_again_and_again_delivers_every_paid_job(tmp_path
         for prompt in ("a robot waves", "a cat sleeps", "a sun rises"):
             console.stdin.write(f"/gen sample {prompt}\n".encode())
             await console.stdin.drain()
-            button = await read_until(console, lambda line: "] Standard · 720p" in line, seen)
-            number = re.fullmatch(r"  \[(\d+)\] Standard · .*", button).group(1)
-            console.stdin.write(f"{number}\n".encode())
-            await console.stdin.drain()
+            await press_tier(console, "Standard", seen)
             await read_until(console, lambda line: "queued, position" in line, seen)
         await read_until(console, lambda line: "· generating" in line, seen)
     finally:
-        await _kill(console)
+        await kill_console(console)
     paid = set(re.findall(r"held for job ([0-9a-f]{8})\.", "\n".join(seen)))
     assert len(paid) == 3, seen
 
@@ -553,7 +541,7 @@ async def test_a_console_killed_again_and_again_delivers_every_paid_job(tmp_path
         try:
             await read_until(console, lambda line: "· generating" in line, seen)
         finally:
-            await _kill(console)
+            await kill_console(console)
 
     final = await asyncio.to_thread(run_cli, "console", cwd=tmp_path, env=overrides, timeout=120)
     assert final.returncode == 0, final.stderr
@@ -571,11 +559,3 @@ async def test_a_console_killed_again_and_again_delivers_every_paid_job(tmp_path
     assert sorted(path.name[:8] for path in clips) == sorted(paid)
     for path in clips:
         assert probe(path).height == 720
-
-
-async def _kill(process) -> None:
-    if process.returncode is None:
-        os.kill(process.pid, signal.SIGKILL)
-        await wait(process.wait(), 10)
-    process.stdin.close()
-    await wait(process.stdout.read(), 10)

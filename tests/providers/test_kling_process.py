@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
 
 from app.provider_check import check_provider
 from storage.audit import audit
 from storage.database import Database
 from tests.e2e.conftest import run_cli
-from tests.e2e.recovery_support import PROMPT, cli_env, read_until, start_console, wait
+from tests.e2e.recovery_support import (
+    PROMPT,
+    cli_env,
+    kill_console,
+    press_tier,
+    read_until,
+    start_console,
+)
 from tests.providers.kling_support import kling_env, kling_settings
 
 
@@ -25,23 +30,13 @@ async def test_a_console_killed_after_the_create_adopts_the_same_task_when_start
     try:
         first.stdin.write(f"/topup me 100\n/gen sample {PROMPT}\n".encode())
         await first.stdin.drain()
-        button = await read_until(
-            first, lambda line: line.startswith("  [") and "] High Quality · " in line, seen
-        )
-        number = re.fullmatch(r"  \[(\d+)\] High Quality · .*", button).group(1)
-        first.stdin.write(f"{number}\n".encode())
-        await first.stdin.drain()
+        await press_tier(first, "High Quality", seen)
         await read_until(first, lambda line: "held for job" in line, seen)
         await standin.until(lambda: len(standin.tasks) == 1)
-        os.kill(first.pid, signal.SIGKILL)
-        assert await wait(first.wait(), 10) == -signal.SIGKILL
     finally:
+        status = await kill_console(first)
         standin.hold_creates.set()
-        if first.returncode is None:
-            first.kill()
-            await first.wait()
-        first.stdin.close()
-        await wait(first.stdout.read(), 10)
+    assert status == -signal.SIGKILL
     [task] = standin.tasks.values()
     job_id = task.body["external_task_id"]
     assert f"✅ High Quality chosen: 35 credits (¥3.50) held for job {job_id[:8]}." in seen
@@ -62,7 +57,9 @@ async def test_a_console_killed_after_the_create_adopts_the_same_task_when_start
         assert await audit(database) == []
         [row] = await database.read("SELECT balance, held FROM wallets")
         assert (row["balance"], row["held"]) == (65, 0)
-        kinds = await database.read("SELECT kind FROM ledger WHERE hold_id = ? ORDER BY seq", (job_id,))
+        kinds = await database.read(
+            "SELECT kind FROM ledger WHERE hold_id = ? ORDER BY seq", (job_id,)
+        )
         assert [r["kind"] for r in kinds] == ["hold", "capture"]
 
 
