@@ -232,9 +232,9 @@ class ObservedProvider(Provider):
         """The inner provider's result link."""
         return await self._watch(self.inner.result_link(task_id))
 
-    def wakeup(self, task_id: str) -> asyncio.Event | None:
-        """The inner provider's wake-up event."""
-        return self.inner.wakeup(task_id)
+    def listen(self, on_change: Callable[[str], None]) -> None:
+        """The inner provider tells ``on_change`` of its tasks' changes."""
+        self.inner.listen(on_change)
 
     async def close(self) -> None:
         """Close the inner provider."""

@@ -10,10 +10,10 @@ decides when a job starts and owns cancellation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot.catalog import Catalog
@@ -21,7 +21,7 @@ from bot.clock import Clock
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
 from bot.jobs.limits import RunnerSettings
-from bot.jobs.model import TERMINAL, Job
+from bot.jobs.model import TERMINAL, Job, JobRecord, pack_job, unpack_job
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
 from bot.ports import Outbox, Sent, Undeliverable
@@ -51,12 +51,63 @@ def delivery_of(how: str, sent: Sent) -> str:
     return sent.route
 
 
+WatchRecord = tuple[JobRecord, float, float, int, float, int, int]
+"""A :class:`Watch` between two polls, as plain values (see :meth:`Watch.pack`)."""
+
+
+@dataclass(slots=True, eq=False)
+class Watch:
+    """A job the provider is making, during one poll.
+
+    Between polls the runner keeps it packed (:meth:`pack`): a tuple of
+    strings and numbers, which the garbage collector stops tracking, in a
+    heap that one poll loop takes in order of ``due``. Ten thousand jobs in
+    flight are then no coroutine and no object graph each, and a full
+    collection stays short.
+    """
+
+    job: Job
+    started: float
+    """Monotonic time the watch began (in this process)."""
+    elapsed_before: float
+    """Seconds the job had already run before (a restart), by the wall clock."""
+    expected: int
+    """The tier's expected wait, for the progress bar."""
+    deadline: float
+    """Monotonic time after which the job fails as timed out."""
+    polls: int = 0
+    failures: int = 0
+    """Polls in a row that failed with a retryable error."""
+    due: float = 0.0
+    """Monotonic time of the next poll."""
+
+    def pack(self) -> WatchRecord:
+        """The watch as plain values, until its next poll."""
+        return (
+            pack_job(self.job),
+            self.started,
+            self.elapsed_before,
+            self.expected,
+            self.deadline,
+            self.polls,
+            self.failures,
+        )
+
+    @classmethod
+    def unpack(cls, record: WatchRecord, due: float) -> Watch:
+        """The watch :meth:`pack` packed, due at ``due``."""
+        job, started, elapsed_before, expected, deadline, polls, failures = record
+        return cls(
+            unpack_job(job), started, elapsed_before, expected, deadline, polls, failures, due
+        )
+
+
 class _Stop(Exception):
     """The job moved on elsewhere (cancelled, finished by another runner): stop driving it."""
 
 
 class JobLifecycle:
-    """Drives one started job at a time per call of :meth:`drive`; holds no per-job state."""
+    """Takes started jobs one step at a time (:meth:`begin`, :meth:`step`); no per-job state."""
 
     def __init__(
         self,
@@ -91,31 +142,50 @@ class JobLifecycle:
         self._alerts: set[str] = set()
         """Operator problems already logged; cleared when a submit works again."""
 
-    async def drive(self, job: Job) -> None:
-        """Take a started job as far as it goes: submit, wait for the clip, deliver."""
-        job_id = job.job_id
+    async def begin(self, job: Job) -> Watch | None:
+        """Take a job that may start as far as it goes now: submit, first poll, or delivery.
+
+        Returns the job's :class:`Watch` while the provider is still making
+        the clip (the runner polls it again at ``watch.due``), None once the
+        job has left the provider (delivered, failed, cancelled, or a
+        delivery to retry at the next start).
+        """
+        return await self._guarded(job.job_id, self._begin(job))
+
+    async def step(self, watch: Watch) -> Watch | None:
+        """Poll a job the provider is making, once; see :meth:`begin` for the result."""
+        return await self._guarded(watch.job.job_id, self._poll(watch))
+
+    async def _begin(self, job: Job) -> Watch | None:
+        if job.state == "held":
+            job = await self._submit(job)
+        if job.state in ("submitted", "running"):
+            return await self._poll(self._watch(job))
+        if job.state == "succeeded":
+            await self._deliver(job)
+        return None
+
+    async def _guarded(self, job_id: str, work: Awaitable[Watch | None]) -> Watch | None:
         try:
-            if job.state == "held":
-                job = await self._submit(job)
-            if job.state in ("submitted", "running"):
-                job = await self._await_clip(job)
-            if job.state == "succeeded":
-                await self._deliver(job)
+            watch = await work
         except _Stop:
-            pass
+            watch = None
         except asyncio.CancelledError:
             # Stopped (shutdown) or cancelled by a member: whoever cancelled settles it.
             raise
         except Exception:
             log.exception("job %s failed inside the runner", job_id)
+            watch = None
             current = await self.store.get_job(job_id)
             if current is not None and current.state in ("held", "submitted", "running"):
                 await self.finish_failed(
                     current, current.state, "failure.internal", kind="internal"
                 )
-        current = await self.reload_quietly(job_id)
-        if current is None or current.state in TERMINAL:
-            self._on_settled(job_id)
+        if watch is None:
+            current = await self.reload_quietly(job_id)
+            if current is None or current.state in TERMINAL:
+                self._on_settled(job_id)
+        return watch
 
     def _request(self, job: Job, attempt: int = 1) -> GenerationRequest:
         return GenerationRequest(
@@ -169,8 +239,8 @@ class JobLifecycle:
             raise _Stop
         return moved
 
-    async def _await_clip(self, job: Job) -> Job:
-        assert job.task_id is not None
+    def _watch(self, job: Job) -> Watch:
+        """Start watching a submitted job: its deadline counts from when it started."""
         started = self._monotonic()
         elapsed_before = max(0, self.clock.now() - (job.started_at or job.submitted_at or 0))
         expected = self.waits.seconds(job.tier)
@@ -184,49 +254,50 @@ class JobLifecycle:
                 + self.settings.timeout_grace_s
                 - elapsed_before
             )
-        failures = 0
-        polls = 0
+        return Watch(job, started, elapsed_before, expected, deadline)
+
+    async def _poll(self, watch: Watch) -> Watch | None:
+        """Poll until the clip is due again later (the watch), or the job is done with."""
+        job = watch.job
+        assert job.task_id is not None
         while True:
             try:
                 task = await self.provider.poll(job.task_id)
-                failures = 0
+                watch.failures = 0
             except RetryableError:
-                failures += 1
-                if failures >= self.settings.poll_failures:
+                watch.failures += 1
+                if watch.failures >= self.settings.poll_failures:
                     await self.provider_cancel(job.task_id)
-                    return await self.finish_failed(
-                        job, job.state, "failure.busy", kind="retryable"
-                    )
-                await self._backoff(failures)
+                    await self.finish_failed(job, job.state, "failure.busy", kind="retryable")
+                    return None
+                await self._backoff(watch.failures)
                 continue
             except ProviderError as error:
-                return await self._provider_failed(job, job.state, error)
-            elapsed = elapsed_before + self._monotonic() - started
-            job = await self._track(job, task, elapsed, expected)
+                await self._provider_failed(job, job.state, error)
+                return None
+            elapsed = watch.elapsed_before + self._monotonic() - watch.started
+            job = watch.job = await self._track(job, task, elapsed, watch.expected)
             if task.state == "succeeded":
-                return await self._collect(job)
+                job = await self._collect(job)
+                if job.state == "succeeded":
+                    await self._deliver(job)
+                return None
             if task.state == "failed":
-                error = task.error or ProviderError("failed")
-                return await self._provider_failed(job, job.state, error)
-            if task.state == "lost" and self._monotonic() <= deadline:
-                job = await self._resubmit(job)
+                await self._provider_failed(job, job.state, task.error or ProviderError("failed"))
+                return None
+            if task.state == "lost" and self._monotonic() <= watch.deadline:
+                job = watch.job = await self._resubmit(job)
                 if job.state not in ("submitted", "running"):
-                    return job
+                    return None
+                assert job.task_id is not None
                 continue
-            if self._monotonic() > deadline:
+            if self._monotonic() > watch.deadline:
                 await self.provider_cancel(job.task_id)
-                return await self.finish_failed(job, job.state, "failure.timeout", kind="timeout")
-            polls += 1
-            await self._nap(job.task_id, self._poll_interval(polls))
-
-    async def _nap(self, task_id: str, seconds: float) -> None:
-        """Wait until the next poll: the interval, or less if the provider hears of a change."""
-        wake = self.provider.wakeup(task_id)
-        if wake is None:
-            await self._sleep(seconds)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), seconds)
+                await self.finish_failed(job, job.state, "failure.timeout", kind="timeout")
+                return None
+            watch.polls += 1
+            watch.due = self._monotonic() + self._poll_interval(watch.polls)
+            return watch
 
     def _poll_interval(self, polls: int = 0) -> float:
         """The scaled poll interval, stretched to keep all polls under ``max_polls_per_s``.

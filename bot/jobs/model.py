@@ -13,7 +13,8 @@ ledger change it implies: ``succeeded`` captures the hold, ``failed`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Literal
 
 from bot.commands import ChatRef, UserRef
@@ -97,3 +98,34 @@ class Job:
     def short_id(self) -> str:
         """The first eight characters, enough to name a job in chat."""
         return self.job_id[:8]
+
+
+JobRecord = tuple[object, ...]
+"""A :class:`Job` as a tuple of strings, numbers and None (see :func:`pack_job`)."""
+
+_JOB_FIELDS = tuple(field.name for field in fields(Job))
+_USER = _JOB_FIELDS.index("user")
+_CHAT = _JOB_FIELDS.index("chat")
+_job_values = attrgetter(*_JOB_FIELDS)
+
+
+def pack_job(job: Job) -> JobRecord:
+    """The job as a flat tuple of plain values, for keeping many jobs in memory.
+
+    CPython's garbage collector stops tracking a tuple that holds only
+    strings, numbers and None, so ten thousand jobs kept this way cost a
+    full collection nothing; as :class:`Job` objects they would be thirty
+    thousand objects to walk. :func:`unpack_job` gives the job back.
+    """
+    values = list(_job_values(job))
+    values[_USER] = job.user.platform
+    values[_CHAT] = job.chat.platform
+    return (job.user.id, job.chat.id, *values)
+
+
+def unpack_job(record: JobRecord) -> Job:
+    """The :class:`Job` that :func:`pack_job` packed."""
+    user_id, chat_id, *values = record
+    values[_USER] = UserRef(values[_USER], user_id)  # type: ignore[arg-type]
+    values[_CHAT] = ChatRef(values[_CHAT], chat_id)  # type: ignore[arg-type]
+    return Job(*values)  # type: ignore[arg-type]

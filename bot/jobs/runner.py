@@ -1,7 +1,11 @@
 """The job runner: who runs next (queues and limits), cancels, restart recovery.
 
-Each started job is one asyncio task running :meth:`JobLifecycle.drive`
-(``bot.jobs.lifecycle``), which talks to the provider and delivers the clip.
+A started job moves in steps (``bot.jobs.lifecycle``): a submit with its
+first poll, then one poll at a time, then the delivery. Between two polls a
+job is a plain record (:class:`~bot.jobs.lifecycle.Watch`) in a heap ordered
+by when it is due, and one poll loop starts each step as a short task when
+its time comes: 10,000 jobs in flight are 10,000 small records, not 10,000
+waiting coroutines for the garbage collector to walk.
 Every state change is a compare-and-set in the store (with its ledger
 entry), so a cancel racing a completion, a second runner or a restart each
 find the state already moved and stand down. Nothing here sleeps for real in
@@ -14,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import heapq
+import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Literal
 
@@ -25,9 +31,9 @@ from bot.catalog import Catalog
 from bot.clock import Clock
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
-from bot.jobs.lifecycle import JobLifecycle
+from bot.jobs.lifecycle import JobLifecycle, Watch, WatchRecord
 from bot.jobs.limits import RunnerSettings
-from bot.jobs.model import TERMINAL, Job
+from bot.jobs.model import TERMINAL, Job, JobRecord, pack_job, unpack_job
 from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
@@ -40,6 +46,9 @@ from bot.providers.base import (
 log = logging.getLogger(__name__)
 
 CancelResult = Literal["cancelled", "too_late", "finished", "unknown"]
+
+EARLY_LIMIT = 10_000
+"""At most this many "task changed" calls kept for tasks the runner does not know yet."""
 
 __all__ = ["CancelResult", "JobRunner", "RunnerSettings"]
 
@@ -73,9 +82,39 @@ class JobRunner:
         self.retention = retention
         """Removes old input images and clips; swept from :meth:`start` until :meth:`stop`."""
         self._monotonic = monotonic
-        self._waiting: list[Job] = []
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._sleep = sleep
+        self._waiting: list[tuple[str, str, JobRecord]] = []
+        """Jobs paid for and waiting for a slot, in order: (job id, member, packed job).
+
+        Packed (:func:`~bot.jobs.model.pack_job`): a long queue is plain values
+        the garbage collector stops tracking, like the jobs between polls."""
+        self._running: dict[str, str] = {}
+        """Started job id -> its member (``platform:id``), until the job leaves the provider."""
         self._running_users: Counter[str] = Counter()
+        self._tasks: dict[str, asyncio.Task[Watch | None]] = {}
+        """The step under way of a started job (a submit, a poll, a delivery), if any."""
+        self._no_steps = asyncio.Event()
+        self._no_steps.set()
+        self._watches: dict[str, WatchRecord] = {}
+        """Started jobs the provider is making, packed between polls, by job id."""
+        self._next_poll: dict[str, float] = {}
+        """Job id -> when its next poll is due."""
+        self._poked: set[str] = set()
+        """Jobs whose task changed while a poll was under way: polled again at once."""
+        self._by_task: dict[str, str] = {}
+        """Provider task id -> job id, for the provider's "this task changed"."""
+        self._task_of: dict[str, str] = {}
+        """Job id -> provider task id (the reverse)."""
+        self._early: set[str] = set()
+        """Task ids the provider spoke of before their job's first poll ended."""
+        self._due: list[tuple[float, int, str]] = []
+        """(when, tie-breaker, job id): the poll loop's heap; stale entries are skipped."""
+        self._order = itertools.count()
+        self._wake = asyncio.Event()
+        """Set when an entry is due before the poll loop's current nap ends."""
+        self._napping_until = float("inf")
+        self._poller: asyncio.Task[None] | None = None
+        provider.listen(self._poke)
         self._board = StatusBoard(store, outbox, self.settings.status_interval_s, monotonic)
         self._life = JobLifecycle(
             store=store,
@@ -89,13 +128,14 @@ class JobRunner:
             board=self._board,
             sleep=sleep,
             monotonic=monotonic,
-            running_count=lambda: len(self._tasks),
+            running_count=lambda: len(self._running),
             on_settled=self._settle,
         )
         self._settled: dict[str, asyncio.Event] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        self._positions: dict[str, int] = {}  # job id -> queue position last shown
+        self._positions: dict[str, int] = {}
+        """Job id -> the queue position its member was last shown."""
         self._stopping = False
         self._started = False
         self._background: set[asyncio.Task[None]] = set()
@@ -121,7 +161,7 @@ class JobRunner:
         for job in (*in_flight, *queued):
             log.info("resuming job %s in state %s", job.job_id, job.state)
             self._idle.clear()
-            self._waiting.append(job)
+            self._waiting.append(_queued(job))
             if job.state == "held" and job.status_message:
                 self._positions[job.job_id] = 0  # not shown since the restart: show it
         self._schedule()
@@ -152,7 +192,7 @@ class JobRunner:
         if job.state != "held":  # cancelled while its status message was on its way
             self._schedule()
             return
-        self._waiting.append(job)
+        self._waiting.append(_queued(job))
         self._positions[job.job_id] = position
         self._schedule()
 
@@ -167,7 +207,7 @@ class JobRunner:
                 # A job already launched is inside provider.submit: its own
                 # compare-and-set fails next and it cancels the task at the
                 # provider, so it is left to finish that step.
-                self._waiting = [w for w in self._waiting if w.job_id != job.job_id]
+                self._waiting = [w for w in self._waiting if w[0] != job.job_id]
                 self._positions.pop(job.job_id, None)
                 await self._board.show(moved, status.cancelled(moved, self.catalog), force=True)
                 self._settle(job.job_id)
@@ -182,7 +222,7 @@ class JobRunner:
             )
             if moved is None:
                 return "finished"
-            await self._stop_task(job.job_id)
+            self._stop_task(job.job_id)
             await self._board.show(moved, status.cancelled(moved, self.catalog), force=True)
             self._settle(job.job_id)
             return "cancelled"
@@ -202,16 +242,24 @@ class JobRunner:
         """Wait until no job is queued or running."""
         await self._idle.wait()
 
+    async def between_steps(self) -> None:
+        """Wait until no step of any job is under way: every started job waits for its next poll."""
+        await self._no_steps.wait()
+
+    def polling_count(self) -> int:
+        """Started jobs waiting for their next poll (a record each, no task)."""
+        return len(self._watches)
+
     def position(self, job_id: str) -> int | None:
         """1-based place in the queue, or None if the job is not waiting."""
-        for index, job in enumerate(self._waiting, start=1):
-            if job.job_id == job_id:
+        for index, (waiting_id, _, _) in enumerate(self._waiting, start=1):
+            if waiting_id == job_id:
                 return index
         return None
 
     def active_count(self) -> int:
         """Jobs queued or running in this process."""
-        return len(self._waiting) + len(self._tasks)
+        return len(self._waiting) + len(self._running)
 
     def waiting_count(self) -> int:
         """Jobs paid for and waiting for a slot (the queue's length)."""
@@ -219,7 +267,7 @@ class JobRunner:
 
     def running_count(self) -> int:
         """Jobs started and not yet settled in this process."""
-        return len(self._tasks)
+        return len(self._running)
 
     @property
     def alive(self) -> bool:
@@ -231,11 +279,23 @@ class JobRunner:
         self._stopping = True
         self._waiting.clear()  # nothing new may start while the running ones stop
         tasks = [*self._tasks.values(), *self._background]
+        if self._poller is not None:
+            tasks.append(self._poller)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        self._no_steps.set()
         self._waiting.clear()
+        self._watches.clear()
+        self._early.clear()
+        self._next_poll.clear()
+        self._poked.clear()
+        self._by_task.clear()
+        self._task_of.clear()
+        self._due.clear()
+        self._running.clear()
+        self._running_users.clear()
 
     # --- scheduling -------------------------------------------------------------
 
@@ -243,16 +303,18 @@ class JobRunner:
         if self._stopping:
             return
         limit = self.settings
-        for job in list(self._waiting):
-            if len(self._tasks) >= limit.per_provider:
+        for entry in list(self._waiting):
+            if len(self._running) >= limit.per_provider:
                 break
-            if self._running_users[str(job.user)] >= limit.per_user:
+            job_id, user, record = entry
+            if self._running_users[user] >= limit.per_user:
                 continue
-            self._waiting.remove(job)
-            self._positions.pop(job.job_id, None)
-            self._launch(job)
+            self._waiting.remove(entry)
+            self._positions.pop(job_id, None)
+            self._launch(unpack_job(record))
         self._show_positions()
-        if not self._waiting and not self._tasks:
+        if not self._waiting and not self._running:
+            self._early.clear()  # every job has left: what they heard early is moot
             self._idle.set()
         else:
             self._idle.clear()
@@ -264,13 +326,14 @@ class JobRunner:
         so a long queue moving by one costs a dictionary look-up per job.
         """
         now = self._monotonic()
-        for position, job in enumerate(self._waiting, start=1):
-            shown = self._positions.get(job.job_id)
-            if shown is None or shown == position or not job.status_message:
+        for position, (job_id, _, record) in enumerate(self._waiting, start=1):
+            shown = self._positions.get(job_id)
+            if shown is None or shown == position or not self._board.due(job_id, now):
                 continue
-            if not self._board.due(job.job_id, now):
+            job = unpack_job(record)
+            if not job.status_message:
                 continue
-            self._positions[job.job_id] = position
+            self._positions[job_id] = position
             reply = status.queued(job, self.catalog, position)
             task = asyncio.create_task(self._board.show(job, reply))
             self._background.add(task)
@@ -279,8 +342,16 @@ class JobRunner:
     def _launch(self, job: Job) -> None:
         self._idle.clear()
         self._board.forget(job.job_id)  # "generating" must show at once
-        self._running_users[str(job.user)] += 1
-        # The job's task logs with its id, tier, platform and user (``app.logs``).
+        user = str(job.user)
+        self._running[job.job_id] = user
+        self._running_users[user] += 1
+        self._step(job, self._life.begin(job), starting=True)
+
+    def _step(
+        self, job: Job, work: Coroutine[object, object, Watch | None], *, starting: bool = False
+    ) -> None:
+        """Run one step of a started job as a task; :meth:`_stepped` takes its outcome."""
+        # The step logs with the job's id, tier, platform and user (``app.logs``).
         context = contextvars.copy_context()
         context.run(
             job_context.set,
@@ -291,27 +362,120 @@ class JobRunner:
                 "user": str(job.user),
             },
         )
-        task = asyncio.create_task(self._drive(job), name=f"job-{job.job_id}", context=context)
+        if starting:
+            context.run(log.info, "job %s starts in state %s", job.short_id, job.state)
+        task = asyncio.create_task(work, name=f"job-{job.job_id}", context=context)
         self._tasks[job.job_id] = task
-        # Ids, not the Job: a finished Job copy must not stay alive with the task.
-        task.add_done_callback(functools.partial(self._done, job.job_id, str(job.user)))
+        self._no_steps.clear()
+        # The id, not the Job: a finished Job copy must not stay alive with the task.
+        task.add_done_callback(functools.partial(self._stepped, job.job_id))
 
-    async def _drive(self, job: Job) -> None:
-        log.info("job %s starts in state %s", job.short_id, job.state)
-        await self._life.drive(job)
+    def _stepped(self, job_id: str, task: asyncio.Task[Watch | None]) -> None:
+        if self._tasks.get(job_id) is task:
+            del self._tasks[job_id]
+        if not self._tasks:
+            self._no_steps.set()
+        watch = None
+        if not task.cancelled():
+            if task.exception() is not None:
+                log.error("job %s step failed", job_id, exc_info=task.exception())
+            else:
+                watch = task.result()
+        if watch is None or self._stopping or job_id not in self._running:
+            self._leave(job_id)
+            return
+        self._watches[job_id] = watch.pack()
+        task_id = watch.job.task_id
+        if task_id and self._task_of.get(job_id) != task_id:
+            self._by_task.pop(self._task_of.get(job_id, ""), None)
+            self._by_task[task_id] = job_id
+            self._task_of[job_id] = task_id
+            if task_id in self._early:
+                self._early.discard(task_id)
+                self._poked.add(job_id)
+        due = watch.due
+        if job_id in self._poked:  # the provider spoke during the poll: look again now
+            self._poked.discard(job_id)
+            due = self._monotonic()
+        self._enqueue(job_id, due)
 
-    def _done(self, job_id: str, user: str, _task: object) -> None:
-        self._tasks.pop(job_id, None)
+    def _leave(self, job_id: str) -> None:
+        """The job no longer needs the provider: free its slot for the next one."""
+        self._watches.pop(job_id, None)
+        self._next_poll.pop(job_id, None)
+        self._poked.discard(job_id)
+        task_id = self._task_of.pop(job_id, None)
+        if task_id is not None:
+            self._by_task.pop(task_id, None)
+        user = self._running.pop(job_id, None)
+        if user is None:
+            return
         self._running_users[user] -= 1
         if self._running_users[user] <= 0:
             del self._running_users[user]
         self._board.forget(job_id)
         self._schedule()
 
-    async def _stop_task(self, job_id: str) -> None:
+    def _stop_task(self, job_id: str) -> None:
+        """Stop a cancelled job: its step under way, or its place in the poll loop."""
         task = self._tasks.get(job_id)
         if task is not None and task is not asyncio.current_task():
-            task.cancel()
+            task.cancel()  # its done callback frees the slot
+        elif task is None:
+            self._leave(job_id)
+
+    # --- the poll loop ------------------------------------------------------------
+
+    def _enqueue(self, job_id: str, due: float) -> None:
+        """Poll the watched job at ``due``."""
+        self._next_poll[job_id] = due
+        heapq.heappush(self._due, (due, next(self._order), job_id))
+        if self._poller is None or self._poller.done():
+            if not self._stopping:
+                self._poller = asyncio.create_task(self._poll_loop(), name="job-poller")
+        elif due < self._napping_until:
+            self._wake.set()
+
+    def _poke(self, task_id: str) -> None:
+        """The provider heard that a task changed: poll its job now (or after this poll)."""
+        job_id = self._by_task.get(task_id)
+        if job_id is None:  # a task whose first poll is under way (or not ours)
+            if len(self._early) < EARLY_LIMIT:
+                self._early.add(task_id)
+            return
+        if job_id not in self._watches:
+            return
+        if job_id in self._tasks:
+            self._poked.add(job_id)
+            return
+        self._enqueue(job_id, self._monotonic())
+
+    async def _poll_loop(self) -> None:
+        """Start each watched job's next poll when it is due; nap in between."""
+        while not self._stopping:
+            now = self._monotonic()
+            while self._due and self._due[0][0] <= now:
+                due, _, job_id = heapq.heappop(self._due)
+                if self._next_poll.get(job_id) != due or job_id in self._tasks:
+                    continue  # left, moved to another time, or a step under way
+                watch = Watch.unpack(self._watches[job_id], due)
+                self._step(watch.job, self._life.step(watch))
+            if not self._due:
+                return  # the next _enqueue starts the loop again
+            await self._nap(self._due[0][0] - now)
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if an earlier poll is enqueued meanwhile."""
+        self._napping_until = self._monotonic() + seconds
+        self._wake.clear()
+        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        waking = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait((sleeping, waking), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._napping_until = float("inf")
+            sleeping.cancel()
+            waking.cancel()
 
     def _settle(self, job_id: str) -> None:
         event = self._settled.pop(job_id, None)
@@ -319,4 +483,6 @@ class JobRunner:
             event.set()
 
 
-# --- failure ------------------------------------------------------------------
+def _queued(job: Job) -> tuple[str, str, JobRecord]:
+    """A job's entry in the queue: its id, its member, the job packed."""
+    return (job.job_id, str(job.user), pack_job(job))

@@ -11,8 +11,8 @@ Its errors say who can fix them, which decides what the runner does:
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -116,13 +116,15 @@ class Provider(ABC):
         """
         return None
 
-    def wakeup(self, task_id: str) -> asyncio.Event | None:
-        """An event set when the provider hears that the task changed (a callback).
+    def listen(self, on_change: Callable[[str], None]) -> None:  # noqa: B027 - optional hook
+        """Call ``on_change(task_id)`` whenever the provider hears that a task changed.
 
-        The runner then polls at once instead of at the end of its interval;
-        None (the default) means polling on the timer only.
+        The runner then polls that task at once instead of at the end of its
+        interval (a Kling callback, a local render that finished). Providers
+        that hear nothing between polls keep this default and are polled on
+        the timer only. What the provider heard is never trusted: it only
+        makes the next poll come sooner.
         """
-        return None
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (HTTP clients, worker tasks)."""

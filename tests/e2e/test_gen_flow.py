@@ -236,3 +236,24 @@ async def test_a_clip_too_large_for_the_chat_is_recorded_as_such_and_still_paid(
         assert "could not upload" not in transcript  # not mistaken for a failed upload
         assert await gen.push(chat, "/balance") == "Your balance: 80 credits (¥8.00)."
         assert await audit(deps.ledger.db) == []
+
+
+async def test_a_finished_render_is_delivered_at_once_not_at_the_next_poll(tmp_path):
+    """The local renderer tells the runner when a clip is done; nobody waits for a poll."""
+    from bot.providers.local.provider import LocalProvider
+    from tests.support.clock import GatedTime
+    from tests.support.runner_harness import harness
+
+    provider = LocalProvider(tmp_path / "renders", time_scale=0.001)
+    # The runner's clock stands still: no poll after the first can come from its timer.
+    async with harness(tmp_path, provider, time=GatedTime()) as gen:
+        chat = gen.chat()
+        await gen.push(chat, "/topup me 100")
+        await gen.order(chat, "a quick sunrise")
+        await asyncio.wait_for(gen.runner.idle(), 60)
+        job = await gen.job("a quick sunrise")
+        assert (job.state, job.delivery) == ("delivered", "uploaded")
+        [path] = gen.clips()
+        assert (probe(path).width, probe(path).height) == (960, 720)
+        assert f"✅ Standard · job {job.short_id}" in gen.transcript()
+        assert await gen.balance(chat) == "Your balance: 80 credits (¥8.00)."

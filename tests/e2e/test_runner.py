@@ -17,6 +17,7 @@ import pytest
 from bot.providers.base import ContentRefused, OperatorError, ProviderError
 from bot.service import respond_to_action
 from tests.e2e.scripted_provider import FOREVER, Script
+from tests.support.clock import GatedTime
 from tests.support.runner_harness import GUARD_S, harness, service
 from tests.support.video import probe
 
@@ -552,6 +553,62 @@ async def test_only_the_owner_or_a_moderator_cancels_a_job(tmp_path, tiny_clip):
             f"🚫 Standard · job {job.short_id} cancelled.\n20 credits (¥2.00) went back to your wallet."
         )
         assert await gen.balance(alice) == "Your balance: 100 credits (¥10.00)."
+        assert await gen.audit() == []
+
+
+# --- 8. many jobs in flight ---------------------------------------------------------------------
+
+
+async def test_jobs_between_polls_hold_no_task_and_one_loop_polls_them_all(tmp_path, tiny_clip):
+    """Thirty jobs the provider is making are records between polls, not waiting coroutines."""
+    provider = service(tiny_clip, Script(never_finishes=True))
+    time = GatedTime()  # the clock stands still until the gate opens
+    async with harness(
+        tmp_path, provider, time=time, max_jobs_per_provider=30, max_jobs_per_user=30
+    ) as gen:
+        chat = gen.chat()
+        await gen.push(chat, "/topup me 1000")
+        for n in range(30):
+            await gen.order(chat, f"clip {n}")
+        await provider.until(lambda: len(provider.polls) == 30)
+        await asyncio.wait_for(gen.runner.between_steps(), GUARD_S)
+
+        assert gen.runner.running_count() == gen.runner.polling_count() == 30
+        for n in range(30):
+            assert "generating" in (await gen.status(f"clip {n}"))[-1].text
+        job_tasks = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("job-")]
+        assert job_tasks == ["job-poller"]
+
+        time.gate.set()  # two seconds pass: the one loop polls every job again
+        await provider.until(lambda: all(polls >= 2 for polls in provider.polls.values()))
+        assert gen.runner.running_count() == 30
+
+
+async def test_cancelling_a_job_between_polls_refunds_it_and_starts_the_next(tmp_path, tiny_clip):
+    provider = service(tiny_clip, Script(never_finishes=True))
+    async with harness(tmp_path, provider, time=GatedTime(), max_jobs_per_provider=1) as gen:
+        chat = gen.chat()
+        await gen.push(chat, "/topup me 100")
+        await gen.order(chat, "first")
+        await gen.order(chat, "second")
+        await provider.until(lambda: len(provider.polls) == 1)
+        await asyncio.wait_for(gen.runner.between_steps(), GUARD_S)
+        first = await gen.job("first")
+        assert "queued, position 1" in (await gen.status("second"))[-1].text
+
+        shown = await gen.push(chat, gen.button("Cancel", chat, action=f"cancel:{first.job_id}"))
+        assert f"🚫 Standard · job {first.short_id} cancelled." in shown
+        await provider.until(lambda: len(provider.polls) == 2)  # the second job started
+        await asyncio.wait_for(gen.runner.between_steps(), GUARD_S)
+
+        assert provider.cancel_calls == [first.task_id]
+        assert (await gen.job("first")).state == "cancelled"
+        assert "generating" in (await gen.status("second"))[-1].text
+        assert gen.runner.running_count() == 1 and gen.runner.waiting_count() == 0
+        assert await gen.balance(chat) == (
+            "Your balance: 80 credits (¥8.00).\n"
+            "On hold for 1 running job: 20 credits (¥2.00)."  # the second's; the first's is back
+        )
         assert await gen.audit() == []
 
 

@@ -146,6 +146,7 @@ async def harness(
     provider: ScriptedProvider,
     *,
     virtual: bool = True,
+    time: VirtualTime | None = None,
     runner: dict | None = None,
     **settings_values,
 ) -> AsyncIterator[Harness]:
@@ -154,7 +155,8 @@ async def harness(
     ``virtual``: the runner gets the virtual clock's ``sleep`` and ``monotonic`` (and
     the core its wall clock), with real-life pacing (time_scale 1, polls every 2 s,
     status edits at most every 3 s) unless ``settings_values`` say otherwise;
-    ``runner`` overrides RunnerSettings fields the Settings do not expose. Without
+    ``runner`` overrides RunnerSettings fields the Settings do not expose; ``time``
+    replaces the virtual clock (e.g. a :class:`~tests.support.clock.GatedTime`). Without
     ``virtual`` the runner is exactly the one ``open_core`` wires, on ``fast_settings``.
     """
     if not virtual:
@@ -171,7 +173,7 @@ async def harness(
     )
     values.update(settings_values)
     settings = Settings(**values)
-    time = VirtualTime()
+    time = time or VirtualTime()
     async with open_core(settings, clock=time, provider=provider) as deps:
         wired = deps.generation.runner
         job_runner = JobRunner(

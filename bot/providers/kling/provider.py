@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,8 @@ class KlingProvider(Provider):
         self.callback_url = callback_url
         self.aspect_ratio = aspect_ratio
         self.max_download_bytes = max_download_bytes
-        self._active: set[str] = set()
-        """Kling task ids this process saw unfinished."""
+        self._active: dict[str, str] = {}
+        """Kling task id -> our task id (``kind/id``), for the tasks this process saw unfinished."""
         self._cap: int | None = None
         """After a 1303: at most this many tasks at once, until one finishes."""
         self._freed = asyncio.Event()
@@ -91,10 +92,8 @@ class KlingProvider(Provider):
         """External ids whose create got no answer: the task may exist."""
         self._results: dict[str, str] = {}
         """Task id -> result URL, from the poll that saw it succeed."""
-        self._wakeups: dict[str, asyncio.Event] = {}
-        """Kling task id -> event a callback sets (only with a callback URL)."""
-        self._pending: set[str] = set()
-        """Tasks a callback named while no poll was waiting: the next wait ends at once."""
+        self._on_change: Callable[[str], None] | None = None
+        """The runner's "poll this task now" (see :meth:`listen`)."""
 
     # --- the port ---------------------------------------------------------------------
 
@@ -138,7 +137,7 @@ class KlingProvider(Provider):
             raise to_port_error(failure) from None
         self._uncertain.discard(external)
         raw = str(data["task_id"])
-        self._active.add(raw)
+        self._active[raw] = f"{kind}/{raw}"
         log.info("job %s is Kling task %s/%s", external, kind, raw)
         return f"{kind}/{raw}"
 
@@ -151,10 +150,10 @@ class KlingProvider(Provider):
             return TaskStatus("lost")
         state = data.get("task_status")
         if state == "submitted":
-            self._active.add(raw)
+            self._active[raw] = task_id
             return TaskStatus("queued")
         if state == "processing":
-            self._active.add(raw)
+            self._active[raw] = task_id
             return TaskStatus("running")
         self._finished(raw)
         if state == "succeed":
@@ -191,28 +190,22 @@ class KlingProvider(Provider):
             return None
         return url if response.status_code == 200 else None
 
-    def wakeup(self, task_id: str) -> asyncio.Event | None:
-        """With a callback URL: the event :meth:`notify` sets for this task."""
-        if not self.callback_url:
-            return None
-        _, raw = split_task_id(task_id)
-        if raw in self._pending:  # the callback came while the runner was not waiting
-            self._pending.discard(raw)
-            event = asyncio.Event()
-            event.set()
-            return event
-        return self._wakeups.setdefault(raw, asyncio.Event())
+    def listen(self, on_change: Callable[[str], None]) -> None:
+        """Tell ``on_change`` when a callback names one of our tasks (with a callback URL)."""
+        self._on_change = on_change
 
     def notify(self, raw_task_id: str) -> bool:
-        """Kling posted a change of this task: poll it now (its content is not trusted)."""
-        event = self._wakeups.pop(raw_task_id, None)
-        if event is not None:
-            event.set()
-            return True
-        if raw_task_id in self._active:  # only tasks we run: posts cannot grow memory
-            self._pending.add(raw_task_id)
-            return True
-        return False
+        """Kling posted a change of this task: poll it now (its content is not trusted).
+
+        Only tasks this process runs are passed on, so posts naming other
+        tasks cost nothing; False for those.
+        """
+        task_id = self._active.get(raw_task_id)
+        if task_id is None:
+            return False
+        if self._on_change is not None:
+            self._on_change(task_id)
+        return True
 
     async def close(self) -> None:
         """Close the HTTP client."""
@@ -262,7 +255,7 @@ class KlingProvider(Provider):
         raw = str(data["task_id"])
         self._uncertain.discard(external)
         if data.get("task_status") in ("submitted", "processing"):
-            self._active.add(raw)
+            self._active[raw] = f"{kind}/{raw}"
         log.warning("job %s already had Kling task %s/%s: adopting it", external, kind, raw)
         return f"{kind}/{raw}"
 
@@ -286,9 +279,7 @@ class KlingProvider(Provider):
         )
 
     def _finished(self, raw: str) -> None:
-        self._active.discard(raw)
-        self._wakeups.pop(raw, None)
-        self._pending.discard(raw)
+        self._active.pop(raw, None)
         if self._cap is not None:
             self._cap = None
             freed, self._freed = self._freed, asyncio.Event()
