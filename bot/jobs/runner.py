@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 
 CancelResult = Literal["cancelled", "too_late", "finished", "unknown"]
 
+STEPS_PER_TURN = 16
+"""Polls the poll loop starts before it lets the rest of the bot run again."""
+
 EARLY_LIMIT = 10_000
 """At most this many "task changed" calls kept for tasks the runner does not know yet."""
 
@@ -454,14 +457,21 @@ class JobRunner:
         """Start each watched job's next poll when it is due; nap in between."""
         while not self._stopping:
             now = self._monotonic()
-            while self._due and self._due[0][0] <= now:
+            started = 0
+            while self._due and self._due[0][0] <= now and started < STEPS_PER_TURN:
                 due, _, job_id = heapq.heappop(self._due)
                 if self._next_poll.get(job_id) != due or job_id in self._tasks:
                     continue  # left, moved to another time, or a step under way
                 watch = Watch.unpack(self._watches[job_id], due)
                 self._step(watch.job, self._life.step(watch))
+                started += 1
             if not self._due:
                 return  # the next _enqueue starts the loop again
+            if self._due[0][0] <= now:
+                # More are due (the loop was held up): let these steps and whatever
+                # else waits (a member's /price) run before starting the next ones.
+                await asyncio.sleep(0)
+                continue
             await self._nap(self._due[0][0] - now)
 
     async def _nap(self, seconds: float) -> None:
