@@ -70,6 +70,19 @@ def babel_locale(locale: str) -> Locale:
     return Locale.parse(locale, sep="-")
 
 
+def load_locales() -> None:
+    """Load every catalog and Babel's CLDR data for it now, rather than at the first message.
+
+    ``klingbot run`` calls this before :func:`gc.freeze`, so the few thousand
+    objects of locale data are never walked by the garbage collector again.
+    """
+    for locale in LOCALES:
+        catalog(locale)
+        babel = babel_locale(locale)
+        babel.plural_form(2)
+        format_decimal(1234.5, locale=babel)
+
+
 def plural_forms(locale: str) -> frozenset[str]:
     """The plural forms a message in ``locale`` must have: ``other`` and each CLDR rule's."""
     return frozenset({"other", *babel_locale(locale).plural_form.tags})
