@@ -1,8 +1,11 @@
 """Jobs in flight: memory per waiting job, and the event loop's lag while /price is answered.
 
-Run ``.venv/bin/python bench/jobs_in_flight.py`` (10,000 jobs, about two
+Run ``.venv/bin/python bench/jobs_in_flight.py`` (10,000 jobs, about four
 minutes on 2 cores) or ``--quick`` (1,000 jobs, a smoke run); ``--jobs N`` picks
-the number. Everything goes through the real core, opened with
+the number and ``--window S`` the length of the measuring windows (60 s).
+The process starts as ``klingbot run`` does with a Telegram token: the
+renderer's and the Telegram adapter's modules are loaded, then frozen
+(:func:`app.cli.freeze_modules`). Everything goes through the real core, opened with
 :func:`app.bootstrap.open_core` on a fresh SQLite file in a temporary folder:
 
 - members (``telegram:<n>``) say ``/start`` (their wallet opens) and a
@@ -22,7 +25,8 @@ rendered; ``poll_interval_s`` is 0.02 so that the runner still polls every
 job every 2 s of real time (0.02 x 100), as it does in production, and status
 edits follow at most every 3 s. The per-provider limit is the number of jobs
 and the per-user limit the jobs per member (queue 0), so every job is really
-running: one runner task each, and a provider timer.
+running: a record in the runner's poll heap and one in the local
+provider's wait heap.
 
 It reports:
 
@@ -32,17 +36,25 @@ It reports:
   allocations only; 2,000 jobs by default, ``--trace-jobs``), with the files
   that hold most of it;
 - the event loop's worst lag: a ticker task sleeps 1 ms in a loop and keeps the
-  largest overshoot, during a window in which ``/price`` is answered
-  repeatedly (1,000 calls paced over 10 s);
-- ``/price`` latency p50 / p99 in that window, the same with no job in flight
-  (measured first, in the same process and the same database), and the ratio;
+  largest overshoot, during a window in which ``/price`` is answered 100
+  times a second (6,000 calls paced over 60 s);
+- ``/price`` latency p50 / p99 in that window, each call timed from when it
+  was due (so calls held up by a stalled loop count in full), the same with
+  no job in flight (measured first, in the same process and the same
+  database), and the ratio;
 - what explains the lag: the share of the window the loop's thread was on a
   CPU, the longest run of each garbage-collector generation in the window
-  (``gc.callbacks``), the objects the collector tracks per job, and the CPU
-  time of one full collection with and without the jobs (a full collection
-  may or may not fall inside a 10 s window; when it does, it is the worst lag).
+  (``gc.callbacks``), the objects the collector tracks per job, and the wall
+  time of one full collection with and without the jobs.
 
-Targets: under 20 KB per waiting job, worst lag under 50 ms.
+Nothing forces a collection between making the jobs and the end of the
+window: the collector runs when it would in production. A 60 s window does
+not always contain a full (generation 2) collection, so the verdict on lag
+takes the worse of the window's worst lag and a full collection timed right
+after the window: the lag the bot shows at all times, not on a lucky run.
+
+Targets: under 20 KB per waiting job, worst lag under 50 ms, ``/price`` p99
+under 10 ms.
 """
 
 from __future__ import annotations
@@ -69,6 +81,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing the pack
 
 from adapters.console.chat import sample_image  # noqa: E402
 from app.bootstrap import open_core  # noqa: E402
+from app.cli import freeze_modules  # noqa: E402
 from bot.commands import Caller, ChatRef, ImageInput, UserRef  # noqa: E402
 from bot.deps import Deps  # noqa: E402
 from bot.i18n import Translator  # noqa: E402
@@ -90,6 +103,9 @@ CREATORS = 64
 """Members sending /gen and pressing tiers at the same time while jobs are made."""
 TARGET_KB_PER_JOB = 20
 TARGET_LAG_MS = 50
+TARGET_PRICE_P99_MS = 10
+CALLS_PER_S = 100
+"""/price calls per second in a measuring window."""
 PROMPT = "a metal robot plays a black piano, the camera circles it"
 
 
@@ -233,7 +249,11 @@ class GcWatch:
 
 
 async def price_window(deps: Deps, calls: int, seconds: float, members: int) -> Window:
-    """Answer ``calls`` /price commands paced over ``seconds`` while the ticker watches."""
+    """Answer ``calls`` /price commands paced over ``seconds`` while the ticker watches.
+
+    Call ``i`` is due at ``start + i * gap``; its latency runs from then, so a
+    call that had to wait for a stalled loop is counted with the wait.
+    """
     window = Window()
     stop = asyncio.Event()
     watch = GcWatch(window)
@@ -245,16 +265,16 @@ async def price_window(deps: Deps, calls: int, seconds: float, members: int) -> 
     loop = asyncio.get_running_loop()
     start = loop.time()
     for i in range(calls):
-        caller = member(i % members)
-        began = time.perf_counter()
-        replies = await respond_to_text("/price", caller, deps)
-        rendered = translator.reply(replies[0]).text  # what the adapter would post
-        window.latencies_ms.append((time.perf_counter() - began) * 1000)
-        if "Your balance" not in rendered:
-            raise SystemExit(f"/price did not show the balance: {rendered!r}")
-        delay = start + (i + 1) * gap - loop.time()
+        due = start + i * gap
+        delay = due - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
+        caller = member(i % members)
+        replies = await respond_to_text("/price", caller, deps)
+        rendered = translator.reply(replies[0]).text  # what the adapter would post
+        window.latencies_ms.append((loop.time() - due) * 1000)
+        if "Your balance" not in rendered:
+            raise SystemExit(f"/price did not show the balance: {rendered!r}")
     stop.set()
     await watcher
     window.loop_cpu = (time.thread_time() - cpu_before) / (time.perf_counter() - wall_before)
@@ -274,13 +294,13 @@ def tracked_objects() -> int:
 
 
 def full_collection_ms() -> float:
-    """CPU time of the loop's thread for one full collection, best of three."""
-    best = float("inf")
+    """Wall time of one full collection (the loop's pause), median of three."""
+    times = []
     for _ in range(3):
-        before = time.thread_time()
+        before = time.perf_counter()
         gc.collect()
-        best = min(best, (time.thread_time() - before) * 1000)
-    return best
+        times.append((time.perf_counter() - before) * 1000)
+    return statistics.median(times)
 
 
 async def count(deps: Deps, sql: str) -> int:
@@ -383,10 +403,11 @@ async def run_measured(folder: Path, jobs: int, per_member: int, calls: int, sec
             make_s = time.perf_counter() - started
             await wait_for_running(deps, outbox, jobs, limit_s=30)
             await check_in_flight(deps, outbox, jobs)
-            rss_after = rss()
-            objects_after, gc_after_ms = tracked_objects(), full_collection_ms()
+            # No forced collection before the window: the collector runs when it would.
             loaded = await price_window(deps, calls, seconds, members)
             await check_in_flight(deps, outbox, jobs)  # and none finished during the window
+            rss_after = rss()
+            objects_after, gc_after_ms = tracked_objects(), full_collection_ms()
         finally:
             stopping = time.perf_counter()
             await runner.stop()
@@ -448,8 +469,9 @@ def verdict(ok: bool, jobs: int) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs in flight (10,000)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1,000 jobs, 3 s windows")
     parser.add_argument(
-        "--quick", action="store_true", help="a smoke run: 1,000 jobs, 200 /price calls over 3 s"
+        "--window", type=float, default=60.0, help="seconds of each measuring window (60)"
     )
     parser.add_argument(
         "--per-member", type=int, default=10, help="jobs per member (the per-user limit; 10)"
@@ -463,7 +485,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     jobs = 1_000 if args.quick and args.jobs == 10_000 else args.jobs
-    calls, seconds = (200, 3.0) if args.quick else (1_000, 10.0)
+    seconds = 3.0 if args.quick else args.window
+    calls = int(CALLS_PER_S * seconds)
     per_member = min(args.per_member, jobs)
     trace_jobs = min(args.trace_jobs, jobs, 500 if args.quick else jobs)
     for name in [n for n in os.environ if n.startswith(("KLINGBOT_", "TELEGRAM_", "DISCORD_"))]:
@@ -478,9 +501,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     folder = Path(tempfile.mkdtemp(prefix="klingbot-inflight-"))
     began = time.perf_counter()
-    # As `klingbot` does at start (app/cli.py): what is loaded now lives for good.
-    gc.collect()
-    gc.freeze()
+    # As `klingbot run` does at start with a Telegram token: load, then freeze.
+    freeze_modules(render=True, telegram=True, discord=False)
     try:
         result = asyncio.run(run_measured(folder / "measured", jobs, per_member, calls, seconds))
         shutil.rmtree(folder / "measured", ignore_errors=True)
@@ -518,18 +540,27 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{traced:<36} {'':>10} {traced_total / trace_jobs / 1024:>9.1f} KB")
     print(
         f"{'event loop worst lag':<36} {base.worst_lag_ms:>7.1f} ms {loaded.worst_lag_ms:>9.1f} ms"
-        f" {'':>6}  < {TARGET_LAG_MS} ms: {verdict(loaded.worst_lag_ms < TARGET_LAG_MS, jobs)}"
+    )
+    worst = max(loaded.worst_lag_ms, result.gc_after_ms)
+    print(
+        f"{'  worse of it and a full collection':<36} {'':>10} {worst:>9.1f} ms {'':>6}"
+        f"  < {TARGET_LAG_MS} ms: {verdict(worst < TARGET_LAG_MS, jobs)}"
     )
     print(f"{'event loop lag p99':<36} {base.lag_p(0.99):>7.1f} ms {loaded.lag_p(0.99):>9.1f} ms")
     for label, q in (("p50", 0.50), ("p99", 0.99)):
         ratio = loaded.p(q) / base.p(q)
+        target = ""
+        if label == "p99":
+            met = loaded.p(q) < TARGET_PRICE_P99_MS
+            target = f"  < {TARGET_PRICE_P99_MS} ms: {verdict(met, jobs)}"
         print(
-            f"{'/price latency ' + label:<36} {base.p(q):>7.2f} ms {loaded.p(q):>9.2f} ms"
-            f" {ratio:>6.2f}"
+            f"{'/price latency ' + label + ' (from due)':<36} {base.p(q):>7.2f} ms"
+            f" {loaded.p(q):>9.2f} ms {ratio:>6.2f}{target}"
         )
+    print(f"{'/price latency max (from due)':<36} {base.p(1):>7.2f} ms {loaded.p(1):>9.2f} ms")
     print(f"{'event loop thread busy (CPU)':<36} {base.loop_cpu:>9.0%} {loaded.loop_cpu:>12.0%}")
     print(
-        f"{'full collection (gc.collect, CPU)':<36} {result.gc_before_ms:>7.1f} ms"
+        f"{'full collection (gc.collect, wall)':<36} {result.gc_before_ms:>7.1f} ms"
         f" {result.gc_after_ms:>9.1f} ms"
     )
     for generation in (0, 1, 2):
