@@ -343,8 +343,8 @@ def _encode(
         video_frame = av.VideoFrame(width, height, PIXEL_FORMAT)
         y, u, v = frame_planes(video_frame)
         draw_plane(padded[0], luma_plan, index, y)
-        draw_plane(padded[1], chroma_plan, index, u)
-        draw_plane(padded[2], chroma_plan, index, v)
+        draw_plane(padded[1], chroma_plan, index, u, colour=True)
+        draw_plane(padded[2], chroma_plan, index, v, colour=True)
         video_frame.pts = index
         video_frame.time_base = time_base
         return video_frame

@@ -95,9 +95,17 @@ the margin.
 """
 
 ENLARGE = cv2.INTER_CUBIC
-"""OpenCV's filter when a frame enlarges the picture: edges stay sharper than bilinear.
+"""OpenCV's filter when a frame enlarges the brightness plane: edges stay sharper than bilinear.
 
 Bicubic is also what ffmpeg's ``zoompan`` uses.
+"""
+ENLARGE_COLOUR = cv2.INTER_LINEAR
+"""OpenCV's filter when a frame enlarges a colour plane: bilinear.
+
+The colour planes have half the resolution, and eyes see less detail in colour
+than in brightness. Bicubic there cost about 15% of drawing a 1080p frame of
+the sample picture, and made the clip 0.3 dB closer to the exact one (PSNR of
+all planes; the brightness plane's SSIM is the same either way).
 """
 SHRINK = cv2.INTER_LINEAR
 """OpenCV's filter when a frame shrinks the picture: bilinear, two taps.
@@ -204,11 +212,15 @@ def pad_plane(plane: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.pad(plane, PAD, mode="edge"))
 
 
-def draw_plane(padded: np.ndarray, plan: PlanePlan, index: int, target: np.ndarray) -> None:
+def draw_plane(
+    padded: np.ndarray, plan: PlanePlan, index: int, target: np.ndarray, *, colour: bool = False
+) -> None:
     """Draw frame ``index``'s box of a padded plane into ``target`` (``out`` sized).
 
-    The span is handed to OpenCV without a copy (a view of the padded plane) and
-    scaled with the GIL released, so worker threads draw in parallel.
+    ``colour`` says that the plane is a colour plane (U or V), enlarged with
+    :data:`ENLARGE_COLOUR` instead of :data:`ENLARGE`. The span is handed to
+    OpenCV without a copy (a view of the padded plane) and scaled with the GIL
+    released, so worker threads draw in parallel.
     """
     x, y = plan.x, plan.y
     left, top = PAD + int(x.start[index]), PAD + int(y.start[index])
@@ -219,7 +231,9 @@ def draw_plane(padded: np.ndarray, plan: PlanePlan, index: int, target: np.ndarr
         None,  # no size: OpenCV then scales by exactly these factors
         fx=factor_x,
         fy=factor_y,
-        interpolation=ENLARGE if factor_x * factor_y > 1.0 else SHRINK,
+        interpolation=(
+            SHRINK if factor_x * factor_y <= 1.0 else ENLARGE_COLOUR if colour else ENLARGE
+        ),
     )
     out_width, out_height = plan.out
     column, row = int(x.skip[index]), int(y.skip[index])
