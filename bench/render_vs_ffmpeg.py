@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import cv2
 import imageio_ffmpeg
 import numpy as np
 from PIL import Image
@@ -251,7 +252,10 @@ def main() -> None:
     image_bytes = args.image.read_bytes()
     image = decode_image(image_bytes)
     print(f"image: {args.image.name}; {DURATION_S} s at {FPS} fps, push-in 1.0 -> {MAX_ZOOM}")
-    print(f"ffmpeg: {ffmpeg} (imageio-ffmpeg {imageio_ffmpeg.__version__}); PyAV {av.__version__}")
+    print(
+        f"ffmpeg: {ffmpeg} (imageio-ffmpeg {imageio_ffmpeg.__version__}); PyAV {av.__version__}"
+        f", OpenCV {cv2.__version__} (ours draws frames with it)"
+    )
     print(
         f"x264: preset {PRESET}, crf {CRF}, threads {ENCODER_THREADS} (0 = x264 picks) "
         f"on both sides; {args.repeats} rounds, order rotated each round"

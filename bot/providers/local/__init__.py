@@ -16,7 +16,7 @@ _FROM_RENDER = frozenset({"RenderRequest", "RenderResult", "frame_size", "render
 
 
 def __getattr__(name: str) -> Any:
-    """Load the renderer (PyAV, NumPy, Pillow: half a second) only when it is used."""
+    """Load the renderer (PyAV, NumPy, Pillow, OpenCV: well under a second) only when used."""
     if name in _FROM_RENDER:
         from bot.providers.local import render
 

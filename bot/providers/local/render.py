@@ -16,8 +16,8 @@ How a clip is made:
    and half height.
 3. For each frame, the camera position for that instant (see
    :mod:`bot.providers.local.motion`) picks a box of the picture, and that box
-   of each plane is scaled to the frame by libswscale, FFmpeg's SIMD scaler,
-   placed with sub-pixel precision (see :mod:`bot.providers.local.scaler`).
+   of each plane is scaled to the frame by OpenCV's SIMD ``resize``, placed
+   with sub-pixel precision (see :mod:`bot.providers.local.scaler`).
    No frame needs a colour conversion, and the colour planes cost a quarter of
    the brightness plane. Two worker threads draw the next frames while the
    current one is encoded.
@@ -48,8 +48,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
-from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageOps
 
 from bot.providers.local.motion import camera_at, choose_motion, crop_box
@@ -77,7 +77,11 @@ PROGRESS_UPDATES = 20
 """At most this many progress calls per clip (the last one is always 1.0)."""
 
 RENDER_THREADS = 2
-"""Threads drawing frames while the main thread encodes (the target machine has 2 cores)."""
+"""Threads drawing frames while the main thread encodes (the target machine has 2 cores).
+
+Each frame is drawn on one thread: OpenCV is told not to split its work further
+(its own thread pool would only add hand-offs between the same two cores).
+"""
 FRAMES_AHEAD = 2 * RENDER_THREADS
 """How many frames may be drawn ahead of the encoder: enough to keep the threads busy."""
 
@@ -323,7 +327,8 @@ def _encode(
     half = (width // 2, height // 2)
     time_base = Fraction(1, fps)
     y_plane, u_plane, v_plane = _yuv_planes(source)
-    # Where every frame's box lies on the scaler's grid, for the brightness plane
+    cv2.setNumThreads(1)  # frames are drawn in parallel instead (RENDER_THREADS)
+    # Where every frame's box lies, for the brightness plane
     # and for the colour planes (half size, so the boxes are scaled down to match).
     times = [index / (frames - 1) if frames > 1 else 0.0 for index in range(frames)]
     boxes = box_array([crop_box(camera_at(motion, t), frame, source.size) for t in times])
@@ -338,9 +343,8 @@ def _encode(
         video_frame = av.VideoFrame(width, height, PIXEL_FORMAT)
         y, u, v = frame_planes(video_frame)
         draw_plane(padded[0], luma_plan, index, y)
-        chroma = VideoReformatter()  # U and V share their scaling filters
-        draw_plane(padded[1], chroma_plan, index, u, chroma)
-        draw_plane(padded[2], chroma_plan, index, v, chroma)
+        draw_plane(padded[1], chroma_plan, index, u, colour=True)
+        draw_plane(padded[2], chroma_plan, index, v, colour=True)
         video_frame.pts = index
         video_frame.time_base = time_base
         return video_frame
@@ -371,7 +375,7 @@ def _encode(
         codec.color_range = _LIMITED_RANGE
 
         # Worker threads draw the next few frames while this thread encodes the
-        # current one (libswscale and x264 run with the GIL released). Only a
+        # current one (OpenCV and x264 run with the GIL released). Only a
         # few frames are in flight at a time, so memory stays small.
         pending: deque[Future[av.VideoFrame]] = deque()
         next_to_draw = 0
