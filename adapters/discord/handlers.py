@@ -29,6 +29,7 @@ from typing import TypeVar
 
 import discord
 
+from adapters.discord import callbacks
 from adapters.discord.buttons import make_view
 from adapters.discord.chats import caller_for
 from adapters.discord.errors import report
@@ -132,7 +133,7 @@ class Responder:
         if interaction.response.is_done():
             await interaction.followup.send(content, ephemeral=ephemeral, **extra)
         else:
-            await interaction.response.send_message(content, ephemeral=ephemeral, **extra)
+            await callbacks.send_message(interaction, content, view=view, ephemeral=ephemeral)
 
     async def _nothing(self) -> None:
         """No reply (the runner already changed the message): acknowledge all the same."""
