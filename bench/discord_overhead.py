@@ -2,7 +2,8 @@
 
 Run ``.venv/bin/python bench/discord_overhead.py`` (part of ``make bench``);
 ``--quick`` for a smoke run, ``--interactions N``, ``--rounds R`` and
-``--concurrency C`` to change the load. Every side talks to the same Discord
+``--concurrency C`` to change the load, ``--profile PATH`` to save each
+side's CPU profile. Every side talks to the same Discord
 stand-in (``tests/adapters/discord_standin.py``), which runs in its own
 process, pinned to its own core, so that its work (parsing and checking each
 reply, storing its message) is charged to no side; it also drives the load,
@@ -18,7 +19,8 @@ so the bot process does nothing but be the bot:
 - **bare**: a ``discord.Client`` with one ``app_commands`` command answering
   ``/price`` with a constant string, ephemeral too: the issue's baseline.
 - **same**: that bare command answering with our exact ``/price`` text and
-  button (rendered once at start, the view built once), so that ours / same
+  button (rendered once at start, the view built once and, as ours' views,
+  never kept in discord.py's view store), so that ours / same
   is what the adapter and the core cost, and same / bare what sending a real
   price table with a button costs.
 
@@ -160,7 +162,19 @@ async def running_bare(
 
     else:
         content, buttons = reply
-        view = discord.ui.View(timeout=None)
+
+        class SentOnlyView(discord.ui.View):
+            """Sent as ours sends its views: serialized, not kept in discord.py's view store.
+
+            A plain ``View`` would be stored (and its ephemeral timeout armed) on
+            every send, work ours does not do and that says nothing about the
+            cost of the reply's payload.
+            """
+
+            def is_finished(self) -> bool:
+                return True
+
+        view = SentOnlyView(timeout=None)
         for label, custom_id in buttons:
             view.add_item(discord.ui.Button(label=label, custom_id=custom_id))
 
@@ -225,8 +239,17 @@ class Result:
         return statistics.median(self.cpu[name])
 
 
-async def measure(port: int, count: int, rounds: int, concurrency: int) -> Result:
-    """Alternate the three sides ``rounds`` times, after a warm-up round each."""
+async def measure(
+    port: int, count: int, rounds: int, concurrency: int, profile_to: Path | None = None
+) -> Result:
+    """Alternate the three sides ``rounds`` times, after a warm-up round each.
+
+    With ``profile_to``, each side's measured rounds run under cProfile on the
+    process's CPU time, saved as ``<profile_to>.<side>.pstats`` (the rates then
+    carry the profiler's own cost).
+    """
+    import cProfile
+
     import aiohttp
 
     from app.bootstrap import open_core
@@ -259,6 +282,7 @@ async def measure(port: int, count: int, rounds: int, concurrency: int) -> Resul
                     deps, world["members"][0], world["channel"], world["guild"]
                 )
                 samples = {}
+                profilers = {name: cProfile.Profile(time.process_time) for name in SIDES}
                 for round_number in range(rounds + 1):  # round 0 warms every side up
                     for name in SIDES:
                         if name == "ours":
@@ -268,9 +292,14 @@ async def measure(port: int, count: int, rounds: int, concurrency: int) -> Resul
                             context = running_bare(api_base, gateway_url, guild_id, reply)
                         async with context:
                             size = WARM_UP if round_number == 0 else count
+                            profiling = profile_to is not None and round_number > 0
+                            if profiling:
+                                profilers[name].enable()
                             rate, cpu_ms, samples[name] = await run_round(
                                 session, base, size, concurrency
                             )
+                            if profiling:
+                                profilers[name].disable()
                         if round_number:
                             result.rates[name].append(rate)
                             result.cpu[name].append(cpu_ms)
@@ -279,6 +308,9 @@ async def measure(port: int, count: int, rounds: int, concurrency: int) -> Resul
                                 f" ({cpu_ms:.2f} ms CPU)",
                                 flush=True,
                             )
+                if profile_to is not None:
+                    for name, profiler in profilers.items():
+                        profiler.dump_stats(f"{profile_to}.{name}.pstats")
                 if samples["ours"] != same_reply[0]:
                     raise AssertionError(f"ours and same differ:\n{samples['ours']}\n{same_reply}")
     return result
@@ -290,6 +322,9 @@ def main() -> int:
     parser.add_argument("--interactions", type=int, default=1000, help="per round")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds per side")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--profile", type=Path, help="save each side's cProfile (CPU time) as PROFILE.<side>.pstats"
+    )
     parser.add_argument("--serve-standin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_standin:
@@ -298,7 +333,7 @@ def main() -> int:
         return 0
     count, rounds = (300, 1) if args.quick else (args.interactions, args.rounds)
     _pin(0)
-    return asyncio.run(_main(count, rounds, args.concurrency))
+    return asyncio.run(_main(count, rounds, args.concurrency, args.profile))
 
 
 def _pin(cpu: int) -> None:
@@ -307,7 +342,7 @@ def _pin(cpu: int) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
-async def _main(count: int, rounds: int, concurrency: int) -> int:
+async def _main(count: int, rounds: int, concurrency: int, profile: Path | None) -> int:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         __file__,
@@ -324,7 +359,7 @@ async def _main(count: int, rounds: int, concurrency: int) -> int:
             f" {concurrency}, {rounds} rounds per side, {os.cpu_count()} CPUs"
             " (bot and stand-in pinned to one each)"
         )
-        result = await measure(port, count, rounds, concurrency)
+        result = await measure(port, count, rounds, concurrency, profile)
     finally:
         assert child.stdin is not None
         child.stdin.close()

@@ -7,7 +7,7 @@ Everything here is a pure function over operator data (the ``tiers`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 DURATIONS: tuple[int, ...] = (5, 10)
@@ -48,6 +48,14 @@ class Catalog:
 
     tiers: tuple[Tier, ...]
     credits_per_yuan: int = 10
+    _hash: int = field(init=False, repr=False, compare=False)
+    """Worked out once: the catalog keys the /price caches, looked up on every call."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.tiers, self.credits_per_yuan)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def tier(self, key: str) -> Tier:
         """The tier called ``key``; raises KeyError for an unknown key."""

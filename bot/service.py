@@ -148,27 +148,42 @@ def _money(catalog: Catalog, credits: int) -> Money:
     return Money(credits, catalog.yuan_amount(credits))
 
 
-async def price(command: Price, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:
-    """Every tier with credits, yuan, resolution and wait; the caller's buying power.
+PRICE_REPLIES_KEPT = 1024
+"""/price replies :func:`_price_reply` keeps, by catalog, duration and balance."""
 
-    The table is the same for everyone (see :func:`_price_reply_parts`); only
-    the caller's wallet line is read and written per call.
+
+@functools.lru_cache(maxsize=PRICE_REPLIES_KEPT)
+def _price_reply(catalog: Catalog, duration_s: int, balance: int | None) -> Reply:
+    """The whole /price reply for a wallet holding ``balance`` credits (None: no wallet).
+
+    A pure function of its arguments, so members whose balances are equal
+    (everyone who has not spent their welcome credits yet) share one reply
+    object, which the translators then find rendered already.
     """
-    duration = command.duration_s or BASE_DURATION
-    catalog = deps.catalog
-    table, button = _price_reply_parts(catalog, duration)
+    table, button = _price_reply_parts(catalog, duration_s)
     lines = list(table)
-    wallet = await deps.ledger.wallet(caller.user)
-    if wallet is not None:
-        affordable = catalog.clips_affordable(wallet.balance, duration)
+    if balance is not None:
+        affordable = catalog.clips_affordable(balance, duration_s)
         clips = TextList(
             tuple(
                 text("price.clips", count=affordable[tier.key], tier=TierName(tier))
                 for tier in catalog.tiers
             )
         )
-        lines.append(text("price.balance", money=deps.money(wallet.balance), clips=clips))
-    return [Reply(tuple(lines), buttons=(button,), edit=True)]
+        lines.append(text("price.balance", money=_money(catalog, balance), clips=clips))
+    return Reply(tuple(lines), buttons=(button,), edit=True)
+
+
+async def price(command: Price, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:
+    """Every tier with credits, yuan, resolution and wait; the caller's buying power.
+
+    The table is the same for everyone (see :func:`_price_reply_parts`); only
+    the caller's balance is read per call, fresh from the ledger, and the
+    reply for that balance made once (:func:`_price_reply`).
+    """
+    duration = command.duration_s or BASE_DURATION
+    wallet = await deps.ledger.wallet(caller.user)
+    return [_price_reply(deps.catalog, duration, wallet.balance if wallet is not None else None)]
 
 
 async def balance(

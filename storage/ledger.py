@@ -300,8 +300,8 @@ class SqliteLedger(Ledger):
         return wallet
 
     async def wallet(self, user: UserRef) -> Wallet | None:
-        """The user's wallet with the number of open holds."""
-        row = await self.db.read_one(
+        """The user's wallet with the number of open holds (a point read, on the loop's thread)."""
+        row = await self.db.read_point(
             """
             SELECT balance, held,
                    (SELECT count(*) FROM holds h WHERE h.platform = w.platform

@@ -87,10 +87,17 @@ class StaticView(discord.ui.View):
 
     def __init__(self) -> None:
         super().__init__(timeout=None)
+        self._components: list[dict[str, Any]] | None = None
 
     def is_finished(self) -> bool:
         """Always: nothing listens on this view itself."""
         return True
+
+    def to_components(self) -> list[dict[str, Any]]:
+        """The buttons as Discord's JSON, worked out once (the view never changes once sent)."""
+        if self._components is None:
+            self._components = super().to_components()
+        return self._components
 
 
 VIEWS_KEPT = 512

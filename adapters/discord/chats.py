@@ -77,6 +77,20 @@ def is_platform_admin(interaction: discord.Interaction, moderator_role: str | No
     )
 
 
+def reader_for(interaction: discord.Interaction) -> Caller:
+    """The member behind a read-only command that depends on who they are and their language only.
+
+    ``/price`` reads the caller's wallet and answers in their language: it
+    opens no wallet (so needs no names), grants no moderator rights and posts
+    nowhere but the interaction. The moderator check, names and chat that
+    :func:`caller_for` works out would never be looked at.
+    """
+    return Caller(
+        user=UserRef(PLATFORM, str(interaction.user.id)),
+        locale=resolve_locale(str(interaction.locale)),
+    )
+
+
 def caller_for(interaction: discord.Interaction, moderator_role: str | None) -> Caller:
     """The core's view of the member behind ``interaction``."""
     user = interaction.user

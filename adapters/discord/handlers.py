@@ -29,8 +29,9 @@ from typing import TypeVar
 
 import discord
 
+from adapters.discord import callbacks
 from adapters.discord.buttons import make_view
-from adapters.discord.chats import caller_for
+from adapters.discord.chats import caller_for, reader_for
 from adapters.discord.errors import report
 from adapters.discord.images import check_attachment, fetch_image
 from adapters.discord.outbox import ChannelFacts
@@ -132,7 +133,7 @@ class Responder:
         if interaction.response.is_done():
             await interaction.followup.send(content, ephemeral=ephemeral, **extra)
         else:
-            await interaction.response.send_message(content, ephemeral=ephemeral, **extra)
+            await callbacks.send_message(interaction, content, view=view, ephemeral=ephemeral)
 
     async def _nothing(self) -> None:
         """No reply (the runner already changed the message): acknowledge all the same."""
@@ -217,15 +218,21 @@ class Handlers:
     async def price(self, interaction: discord.Interaction, duration: int | None) -> None:
         """``/price``: read-only and instant, so answered directly, with no deadline guard.
 
-        The busiest command: its options are typed already, so the core gets
-        the command itself rather than a line to parse.
+        The busiest command, so it does only what its answer needs: its
+        options are typed already, so the core gets the command itself rather
+        than a line to parse, and its caller is only who asks and in which
+        language (:func:`~adapters.discord.chats.reader_for`).
         """
-        with self._tracked():
-            caller = self.caller(interaction)
+        task = asyncio.current_task()  # tracked as in _tracked, without a generator per call
+        if task is not None:
+            self._active.add(task)
+        try:
+            caller = reader_for(interaction)
             request_id = f"discord:{interaction.id}"
-            command = Price(duration_s=duration)
-            replies = await handle(command, caller, self.deps, request_id=request_id)
+            replies = await handle(Price(duration), caller, self.deps, request_id=request_id)
             await Responder(interaction, public=False).show(self.rendered(replies, caller))
+        finally:
+            self._active.discard(task)  # type: ignore[arg-type]
 
     async def gen(
         self,

@@ -90,6 +90,65 @@ async def test_price_in_english_and_chinese(bot, api, guild):
     assert shown.labels() == ["Show 5 s prices"]
 
 
+CALLBACK = "POST /interactions/{interaction_id}/{token}/callback"
+
+
+async def test_price_shows_each_balance_right_after_every_wallet_change(bot, api, guild):
+    """Equal balances share one rendered reply; every hold and top-up shows at once."""
+    alice = guild.add_member("alice")
+    bob = guild.add_member("bob")
+    ming = guild.add_member("ming", locale="zh-CN")
+    for member in (alice, bob, ming):
+        await bot.fund(member, 100 - await bot.balance(member))
+    hundred = (
+        "Your balance: 100 credits (¥10.00). It buys 5 × Standard, 2 × High Quality, 1 × Master."
+    )
+
+    async def balance_line(member) -> str:
+        shown = await bot.answered(member.slash("price"))
+        assert shown.ephemeral and len(shown.labels()) == 1
+        return shown.content.splitlines()[-1]
+
+    assert await balance_line(alice) == hundred
+    assert await balance_line(bob) == hundred
+    assert (
+        await balance_line(ming)
+        == "你的余额：100 灵感值（¥10.00），可生成 5 条标准、2 条高品质、1 条大师。"
+    )
+
+    alice_ref = UserRef("discord", alice.id)
+    await bot.deps.ledger.hold(alice_ref, 35, hold_id="job-1", actor="test", reason="test", now=0)
+    assert await balance_line(alice) == (
+        "Your balance: 65 credits (¥6.50). It buys 3 × Standard, 1 × High Quality, 0 × Master."
+    )
+    assert await balance_line(bob) == hundred
+    await bot.deps.ledger.release("job-1", actor="test", reason="test", now=0)
+    assert await balance_line(alice) == hundred
+    await bot.deps.ledger.top_up(alice_ref, 1, key="one-more", actor="test", reason="test", now=0)
+    assert await balance_line(alice) == (
+        "Your balance: 101 credits (¥10.10). It buys 5 × Standard, 2 × High Quality, 1 × Master."
+    )
+
+
+async def test_answers_do_not_ask_for_the_message_back(bot, api, guild):
+    """A reply's callback carries the whole message but no ``with_response``: 204, nothing parsed."""
+    alice = guild.add_member("alice")
+    since = len(api.calls)
+    asked = alice.slash("price")
+    shown = await bot.answered(asked)
+    [callback] = api.of(CALLBACK, since=since)
+    assert "with_response" not in callback.query and callback.status in (200, 204)
+    assert callback.json["data"]["content"] == shown.content == PRICE_EN
+    assert callback.json["data"]["flags"] == 64 and shown.ephemeral
+    assert callback.json["data"]["allowed_mentions"] == {"parse": []}
+    assert shown.labels() == ["Show 10 s prices"]
+    # Answered is answered: the press on that button still edits the same message.
+    press = alice.press(shown, "Show 10 s prices")
+    await api.wait_acknowledged(press)
+    assert press.ack_type == UPDATE_MESSAGE
+    assert shown.content.startswith("Kling 2.1 prices for a 10 s clip")
+
+
 async def test_topup_needs_a_moderator(tmp_path, api, guild):
     moderators_role = guild.add_role("Mods")
     plain = guild.add_member("plain")

@@ -97,6 +97,34 @@ async def test_concurrent_top_ups_from_many_tasks_sum_exactly(
     assert await audit(database) == []
 
 
+async def test_a_wallet_read_shows_every_write_as_soon_as_it_is_confirmed(
+    ledger: SqliteLedger, database: Database, open_wallet: OpenWallet
+) -> None:
+    """Wallets are read on the loop's thread, not the reader's: never a balance behind."""
+    users = [UserRef("discord", str(4000 + n)) for n in range(8)]  # writing alongside each other
+    for user in users:
+        await open_wallet(user)
+    expected = dict.fromkeys(users, 0)
+
+    async def member(n: int) -> None:
+        user = users[n]
+        for step in range(15):
+            await fund(ledger, user, 10, f"read:{n}:{step}")
+            expected[user] += 10
+            assert (await ledger.wallet(user)).balance == expected[user]
+            held = await hold(ledger, user, 3, f"read-hold:{n}:{step}")
+            expected[user] -= 3
+            wallet = await ledger.wallet(user)
+            assert (wallet.balance, wallet.held) == (expected[user], held.entry.held_after)
+            await ledger.release(f"read-hold:{n}:{step}", actor=MOD, reason="test", now=NOW)
+            expected[user] += 3
+            assert (await ledger.wallet(user)).balance == expected[user]
+
+    await asyncio.gather(*(member(n) for n in range(len(users))))
+    assert expected == dict.fromkeys(users, 150)
+    assert await audit(database) == []
+
+
 # --- idempotency ---------------------------------------------------------------
 
 
