@@ -1,12 +1,11 @@
 """The job runner: who runs next (queues and limits), cancels, restart recovery.
 
 A started job moves in steps (``bot.jobs.lifecycle``): a submit with its
-first poll, then one poll at a time, then the delivery. Between two polls a
-job is a plain record (:class:`~bot.jobs.lifecycle.Watch`) in a heap ordered
-by when it is due, and one poll loop starts each step as a short task when
-its time comes: 10,000 jobs in flight are 10,000 small records, not 10,000
-waiting coroutines for the garbage collector to walk.
-Every state change is a compare-and-set in the store (with its ledger
+first poll, then one poll at a time, then the delivery, each step a short
+task. Between two polls a job is a packed record in ``bot.jobs.polls``,
+whose one loop starts each poll when it is due: 10,000 jobs in flight are
+10,000 small records, not 10,000 waiting coroutines for the garbage
+collector to walk. Every state change is a compare-and-set in the store (with its ledger
 entry), so a cancel racing a completion, a second runner or a restart each
 find the state already moved and stand down. Nothing here sleeps for real in
 tests: waits are multiplied by ``time_scale`` and tests await
@@ -18,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import heapq
-import itertools
 import logging
 import time
 from collections import Counter
@@ -31,9 +28,10 @@ from bot.catalog import Catalog
 from bot.clock import Clock
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
-from bot.jobs.lifecycle import JobLifecycle, Watch, WatchRecord
+from bot.jobs.lifecycle import JobLifecycle, Watch
 from bot.jobs.limits import RunnerSettings
 from bot.jobs.model import TERMINAL, Job, JobRecord, pack_job, unpack_job
+from bot.jobs.polls import Polls
 from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
@@ -46,12 +44,6 @@ from bot.providers.base import (
 log = logging.getLogger(__name__)
 
 CancelResult = Literal["cancelled", "too_late", "finished", "unknown"]
-
-STEPS_PER_TURN = 16
-"""Polls the poll loop starts before it lets the rest of the bot run again."""
-
-EARLY_LIMIT = 10_000
-"""At most this many "task changed" calls kept for tasks the runner does not know yet."""
 
 __all__ = ["CancelResult", "JobRunner", "RunnerSettings"]
 
@@ -98,26 +90,14 @@ class JobRunner:
         """The step under way of a started job (a submit, a poll, a delivery), if any."""
         self._no_steps = asyncio.Event()
         self._no_steps.set()
-        self._watches: dict[str, WatchRecord] = {}
-        """Started jobs the provider is making, packed between polls, by job id."""
-        self._next_poll: dict[str, float] = {}
-        """Job id -> when its next poll is due."""
-        self._poked: set[str] = set()
-        """Jobs whose task changed while a poll was under way: polled again at once."""
-        self._by_task: dict[str, str] = {}
-        """Provider task id -> job id, for the provider's "this task changed"."""
-        self._task_of: dict[str, str] = {}
-        """Job id -> provider task id (the reverse)."""
-        self._early: set[str] = set()
-        """Task ids the provider spoke of before their job's first poll ended."""
-        self._due: list[tuple[float, int, str]] = []
-        """(when, tie-breaker, job id): the poll loop's heap; stale entries are skipped."""
-        self._order = itertools.count()
-        self._wake = asyncio.Event()
-        """Set when an entry is due before the poll loop's current nap ends."""
-        self._napping_until = float("inf")
-        self._poller: asyncio.Task[None] | None = None
-        provider.listen(self._poke)
+        self._polls = Polls(
+            start=lambda watch: self._step(watch.job, self._life.step(watch)),
+            busy=self._tasks.__contains__,
+            sleep=sleep,
+            monotonic=monotonic,
+        )
+        """Started jobs between two polls, and the loop that polls them."""
+        provider.listen(self._polls.poke)
         self._board = StatusBoard(store, outbox, self.settings.status_interval_s, monotonic)
         self._life = JobLifecycle(
             store=store,
@@ -251,7 +231,7 @@ class JobRunner:
 
     def polling_count(self) -> int:
         """Started jobs waiting for their next poll (a record each, no task)."""
-        return len(self._watches)
+        return len(self._polls)
 
     def position(self, job_id: str) -> int | None:
         """1-based place in the queue, or None if the job is not waiting."""
@@ -281,22 +261,14 @@ class JobRunner:
         """Stop driving jobs; their state stays in the store for the next start."""
         self._stopping = True
         self._waiting.clear()  # nothing new may start while the running ones stop
+        await self._polls.stop()  # nor any poll
         tasks = [*self._tasks.values(), *self._background]
-        if self._poller is not None:
-            tasks.append(self._poller)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._no_steps.set()
         self._waiting.clear()
-        self._watches.clear()
-        self._early.clear()
-        self._next_poll.clear()
-        self._poked.clear()
-        self._by_task.clear()
-        self._task_of.clear()
-        self._due.clear()
         self._running.clear()
         self._running_users.clear()
 
@@ -317,7 +289,7 @@ class JobRunner:
             self._launch(unpack_job(record))
         self._show_positions()
         if not self._waiting and not self._running:
-            self._early.clear()  # every job has left: what they heard early is moot
+            self._polls.forget_early()
             self._idle.set()
         else:
             self._idle.clear()
@@ -387,29 +359,11 @@ class JobRunner:
         if watch is None or self._stopping or job_id not in self._running:
             self._leave(job_id)
             return
-        self._watches[job_id] = watch.pack()
-        task_id = watch.job.task_id
-        if task_id and self._task_of.get(job_id) != task_id:
-            self._by_task.pop(self._task_of.get(job_id, ""), None)
-            self._by_task[task_id] = job_id
-            self._task_of[job_id] = task_id
-            if task_id in self._early:
-                self._early.discard(task_id)
-                self._poked.add(job_id)
-        due = watch.due
-        if job_id in self._poked:  # the provider spoke during the poll: look again now
-            self._poked.discard(job_id)
-            due = self._monotonic()
-        self._enqueue(job_id, due)
+        self._polls.put(watch)
 
     def _leave(self, job_id: str) -> None:
         """The job no longer needs the provider: free its slot for the next one."""
-        self._watches.pop(job_id, None)
-        self._next_poll.pop(job_id, None)
-        self._poked.discard(job_id)
-        task_id = self._task_of.pop(job_id, None)
-        if task_id is not None:
-            self._by_task.pop(task_id, None)
+        self._polls.remove(job_id)
         user = self._running.pop(job_id, None)
         if user is None:
             return
@@ -426,66 +380,6 @@ class JobRunner:
             task.cancel()  # its done callback frees the slot
         elif task is None:
             self._leave(job_id)
-
-    # --- the poll loop ------------------------------------------------------------
-
-    def _enqueue(self, job_id: str, due: float) -> None:
-        """Poll the watched job at ``due``."""
-        self._next_poll[job_id] = due
-        heapq.heappush(self._due, (due, next(self._order), job_id))
-        if self._poller is None or self._poller.done():
-            if not self._stopping:
-                self._poller = asyncio.create_task(self._poll_loop(), name="job-poller")
-        elif due < self._napping_until:
-            self._wake.set()
-
-    def _poke(self, task_id: str) -> None:
-        """The provider heard that a task changed: poll its job now (or after this poll)."""
-        job_id = self._by_task.get(task_id)
-        if job_id is None:  # a task whose first poll is under way (or not ours)
-            if len(self._early) < EARLY_LIMIT:
-                self._early.add(task_id)
-            return
-        if job_id not in self._watches:
-            return
-        if job_id in self._tasks:
-            self._poked.add(job_id)
-            return
-        self._enqueue(job_id, self._monotonic())
-
-    async def _poll_loop(self) -> None:
-        """Start each watched job's next poll when it is due; nap in between."""
-        while not self._stopping:
-            now = self._monotonic()
-            started = 0
-            while self._due and self._due[0][0] <= now and started < STEPS_PER_TURN:
-                due, _, job_id = heapq.heappop(self._due)
-                if self._next_poll.get(job_id) != due or job_id in self._tasks:
-                    continue  # left, moved to another time, or a step under way
-                watch = Watch.unpack(self._watches[job_id], due)
-                self._step(watch.job, self._life.step(watch))
-                started += 1
-            if not self._due:
-                return  # the next _enqueue starts the loop again
-            if self._due[0][0] <= now:
-                # More are due (the loop was held up): let these steps and whatever
-                # else waits (a member's /price) run before starting the next ones.
-                await asyncio.sleep(0)
-                continue
-            await self._nap(self._due[0][0] - now)
-
-    async def _nap(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less if an earlier poll is enqueued meanwhile."""
-        self._napping_until = self._monotonic() + seconds
-        self._wake.clear()
-        sleeping = asyncio.ensure_future(self._sleep(seconds))
-        waking = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait((sleeping, waking), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._napping_until = float("inf")
-            sleeping.cancel()
-            waking.cancel()
 
     def _settle(self, job_id: str) -> None:
         event = self._settled.pop(job_id, None)
