@@ -100,3 +100,20 @@ async def test_a_thousand_waiting_tasks_cost_no_asyncio_task(tmp_path: Path):
     finally:
         await provider.close()
     assert (await provider.poll("job-0")).state == "lost"  # closed: a restart forgets tasks
+
+
+async def test_files_an_earlier_process_left_are_removed_at_the_first_submit(tmp_path: Path):
+    work = tmp_path / "work"
+    work.mkdir()
+    leftovers = [work / f"{'a' * 32}.mp4", work / f".{'b' * 32}.mp4.x1y2z3.part"]
+    for path in leftovers:
+        path.write_bytes(b"half a clip")
+    unrelated = work / "README.txt"
+    unrelated.write_text("an operator's note")
+    provider = LocalProvider(work, time_scale=1.0)
+    try:
+        await provider.submit(request("job-3"))
+        assert [path.exists() for path in leftovers] == [False, False]
+        assert unrelated.exists()
+    finally:
+        await provider.close()

@@ -86,6 +86,8 @@ class LocalProvider(Provider):
         self._timer: asyncio.TimerHandle | None = None
         """Fires when the earliest wait ends."""
         self._on_change: Callable[[str], None] | None = None
+        self._leftovers: asyncio.Future[None] | None = None
+        """Removing what an earlier process left in ``work_dir`` (see :meth:`_remove_leftovers`)."""
 
     def listen(self, on_change: Callable[[str], None]) -> None:
         """Tell ``on_change`` when a render ends (done or failed)."""
@@ -93,6 +95,9 @@ class LocalProvider(Provider):
 
     async def submit(self, request: GenerationRequest) -> str:
         """Start waiting, then rendering; a second submit of the same job is the same task."""
+        if self._leftovers is None:
+            self._leftovers = asyncio.ensure_future(asyncio.to_thread(self._remove_leftovers))
+        await self._leftovers
         task_id = request.external_id
         existing = self._tasks.get(task_id)
         if task_id in self._waiting or (existing is not None and not existing.cancelled):
@@ -114,6 +119,19 @@ class LocalProvider(Provider):
         heapq.heappush(self._waits, (due, task_id))
         self._arm(loop)
         return task_id
+
+    def _remove_leftovers(self) -> None:
+        """Delete the clips and half-written files a stopped process left behind.
+
+        Tasks live in memory, so none of them belongs to a task of this
+        process: a lost task is rendered again from the start. Without this,
+        every crash during a render would leave a file here for good.
+        """
+        if not self.work_dir.is_dir():
+            return
+        for path in [*self.work_dir.glob("*.mp4"), *self.work_dir.glob(".*.mp4.*.part")]:
+            path.unlink(missing_ok=True)
+            log.info("removed %s, left by an earlier run", path.name)
 
     def _output(self, task_id: str) -> Path:
         return self.work_dir / f"{task_id}.mp4"
