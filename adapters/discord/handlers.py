@@ -223,16 +223,11 @@ class Handlers:
         than a line to parse, and its caller is only who asks and in which
         language (:func:`~adapters.discord.chats.reader_for`).
         """
-        task = asyncio.current_task()  # tracked as in _tracked, without a generator per call
-        if task is not None:
-            self._active.add(task)
-        try:
+        with self._tracked():
             caller = reader_for(interaction)
             request_id = f"discord:{interaction.id}"
             replies = await handle(Price(duration), caller, self.deps, request_id=request_id)
             await Responder(interaction, public=False).show(self.rendered(replies, caller))
-        finally:
-            self._active.discard(task)  # type: ignore[arg-type]
 
     async def gen(
         self,

@@ -36,31 +36,8 @@ def _for_discord(line: Text) -> Text:
     return line if key is None else Text(key, line.params)
 
 
-RENDERED_KEPT = 1024
-"""Replies :func:`render` remembers by identity; it forgets them all when this is reached."""
-
-_rendered: dict[tuple[int, str], tuple[Reply, RenderedReply]] = {}
-
-
 def render(reply: Reply, locale: str) -> RenderedReply:
-    """A reply in the reader's language, with Discord's wording where it differs.
-
-    Replies are immutable, and the core hands out the very same object for
-    replies many members get alike (the price table for a given balance), so
-    each is rendered once per language and then found by identity.
-    """
-    key = (id(reply), locale)
-    kept = _rendered.get(key)
-    if kept is not None and kept[0] is reply:  # the very object (kept alive here)
-        return kept[1]
-    rendered = _render(reply, locale)
-    if len(_rendered) >= RENDERED_KEPT:
-        _rendered.clear()
-    _rendered[key] = (reply, rendered)
-    return rendered
-
-
-def _render(reply: Reply, locale: str) -> RenderedReply:
+    """A reply in the reader's language, with Discord's wording where it differs."""
     if any(line.key in _DISCORD_LINES for line in reply.lines):
         reply = replace(reply, lines=tuple(_for_discord(line) for line in reply.lines))
     return translator(locale).reply(reply)
