@@ -1,10 +1,12 @@
-"""One job's life after it starts: the provider conversation, status edits, delivery.
+"""One job's life after it starts: the provider conversation, status edits, failure.
 
 :class:`JobLifecycle` drives a job through ``held -> submitted -> running ->
 succeeded -> delivered`` (or to ``failed``), each step a compare-and-set in
 the store with its ledger entry; ``bot.jobs.board.StatusBoard`` keeps each job's
-status message edited at most once per interval. The runner (``bot.jobs.runner``)
-decides when a job starts and owns cancellation.
+status message edited at most once per interval, and ``bot.jobs.delivery``
+sends the finished clip. The runner (``bot.jobs.runner``) decides when a job
+starts and owns cancellation; between two polls a job waits in
+``bot.jobs.polls``.
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from bot.catalog import Catalog
 from bot.clock import Clock
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
+from bot.jobs.delivery import Delivery
 from bot.jobs.limits import RunnerSettings
-from bot.jobs.model import TERMINAL, Job, JobRecord, pack_job, unpack_job
+from bot.jobs.model import TERMINAL, Job
+from bot.jobs.polls import Watch
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
-from bot.ports import Outbox, Sent, Undeliverable
+from bot.ports import Outbox
 from bot.providers.base import (
     ContentRefused,
     GenerationRequest,
@@ -37,69 +40,6 @@ from bot.providers.base import (
 from bot.replies import text
 
 log = logging.getLogger(__name__)
-
-
-def delivery_of(how: str, sent: Sent) -> str:
-    """What a job records as its delivery: how the clip went, and by which route.
-
-    ``uploaded`` in the member's chat, or the route that took it instead
-    (``followup``, ``dm``); a clip too large for the chat stays
-    ``too_large`` whatever the route, since the member still lacks the file.
-    """
-    if how == "too_large" or sent.route == "chat":
-        return how
-    return sent.route
-
-
-WatchRecord = tuple[JobRecord, float, float, int, float, int, int]
-"""A :class:`Watch` between two polls, as plain values (see :meth:`Watch.pack`)."""
-
-
-@dataclass(slots=True, eq=False)
-class Watch:
-    """A job the provider is making, during one poll.
-
-    Between polls the runner keeps it packed (:meth:`pack`): a tuple of
-    strings and numbers, which the garbage collector stops tracking, in a
-    heap that one poll loop takes in order of ``due``. Ten thousand jobs in
-    flight are then no coroutine and no object graph each, and a full
-    collection stays short.
-    """
-
-    job: Job
-    started: float
-    """Monotonic time the watch began (in this process)."""
-    elapsed_before: float
-    """Seconds the job had already run before (a restart), by the wall clock."""
-    expected: int
-    """The tier's expected wait, for the progress bar."""
-    deadline: float
-    """Monotonic time after which the job fails as timed out."""
-    polls: int = 0
-    failures: int = 0
-    """Polls in a row that failed with a retryable error."""
-    due: float = 0.0
-    """Monotonic time of the next poll."""
-
-    def pack(self) -> WatchRecord:
-        """The watch as plain values, until its next poll."""
-        return (
-            pack_job(self.job),
-            self.started,
-            self.elapsed_before,
-            self.expected,
-            self.deadline,
-            self.polls,
-            self.failures,
-        )
-
-    @classmethod
-    def unpack(cls, record: WatchRecord, due: float) -> Watch:
-        """The watch :meth:`pack` packed, due at ``due``."""
-        job, started, elapsed_before, expected, deadline, polls, failures = record
-        return cls(
-            unpack_job(job), started, elapsed_before, expected, deadline, polls, failures, due
-        )
 
 
 class _Stop(Exception):
@@ -141,6 +81,16 @@ class JobLifecycle:
         self._on_settled = on_settled
         self._alerts: set[str] = set()
         """Operator problems already logged; cleared when a submit works again."""
+        self.delivery = Delivery(
+            store=store,
+            provider=provider,
+            outbox=outbox,
+            catalog=catalog,
+            clock=clock,
+            settings=settings,
+            sleep=sleep,
+        )
+        """Sends finished clips."""
 
     async def begin(self, job: Job) -> Watch | None:
         """Take a job that may start as far as it goes now: submit, first poll, or delivery.
@@ -162,7 +112,7 @@ class JobLifecycle:
         if job.state in ("submitted", "running"):
             return await self._poll(self._watch(job))
         if job.state == "succeeded":
-            await self._deliver(job)
+            await self.delivery.deliver(job)
         return None
 
     async def _guarded(self, job_id: str, work: Awaitable[Watch | None]) -> Watch | None:
@@ -280,7 +230,7 @@ class JobLifecycle:
             if task.state == "succeeded":
                 job = await self._collect(job)
                 if job.state == "succeeded":
-                    await self._deliver(job)
+                    await self.delivery.deliver(job)
                 return None
             if task.state == "failed":
                 await self._provider_failed(job, job.state, task.error or ProviderError("failed"))
@@ -412,88 +362,6 @@ class JobLifecycle:
                 continue
         raise RetryableError("the clip could not be downloaded")
 
-    async def _deliver(self, job: Job) -> None:
-        """Send the clip; record how it went (see :func:`delivery_of`).
-
-        Transient errors are retried, then the clip's path is sent instead;
-        if even that fails the job stays ``succeeded`` and the next start
-        tries again. When the platform says the member cannot be reached at
-        all (:class:`~bot.ports.Undeliverable`), retrying is pointless: the
-        job is recorded ``delivered`` with delivery ``undeliverable``, still
-        paid for (the clip exists and is kept), and ``/jobs`` tells the member
-        to ask a moderator for the file.
-        """
-        assert job.result_path is not None
-        path = Path(job.result_path)
-        reply = status.video(job, self.catalog, path)
-        size = (await asyncio.to_thread(path.stat)).st_size
-        how = "uploaded" if self.outbox.fits(job.chat, size) else "too_large"
-        if how == "too_large" and await self._send_result_link(job):
-            return
-        for attempt in range(1, self.settings.delivery_attempts + 1):
-            try:
-                sent = await self.outbox.deliver(job.chat, reply, job.locale)
-            except Undeliverable as error:
-                await self._undeliverable(job, error)
-                return
-            except Exception as error:
-                log.warning(
-                    "delivery of job %s failed (attempt %d): %s", job.job_id, attempt, error
-                )
-                if attempt < self.settings.delivery_attempts:
-                    await self._backoff(attempt)
-                continue
-            await self._mark_delivered(job, delivery_of(how, sent))
-            return
-        try:
-            sent = await self.outbox.deliver(job.chat, status.link(job, path), job.locale)
-        except Undeliverable as error:
-            await self._undeliverable(job, error)
-            return
-        except Exception:
-            log.exception(
-                "could not even send the link of job %s; will retry on restart", job.job_id
-            )
-            return
-        await self._mark_delivered(job, "link")
-
-    async def _send_result_link(self, job: Job) -> bool:
-        """Too large for the chat: send the provider's download link, if it has a valid one."""
-        if job.task_id is None:
-            return False
-        try:
-            url = await self.provider.result_link(job.task_id)
-        except ProviderError as error:
-            log.warning("no result link for job %s: %s", job.job_id, error)
-            return False
-        if url is None:
-            return False
-        try:
-            await self.outbox.deliver(job.chat, status.remote_link(job, url), job.locale)
-        except Undeliverable as error:
-            await self._undeliverable(job, error)
-            return True
-        except Exception as error:
-            log.warning("the result link of job %s was not sent: %s", job.job_id, error)
-            return False
-        await self._mark_delivered(job, "link")
-        return True
-
-    async def _undeliverable(self, job: Job, error: Undeliverable) -> None:
-        log.warning(
-            "job %s cannot be delivered (%s); its clip is kept at %s",
-            job.job_id,
-            error.reason,
-            job.result_path,
-        )
-        await self._mark_delivered(job, "undeliverable")
-
-    async def _mark_delivered(self, job: Job, how: str) -> None:
-        now = self.clock.now()
-        await self.store.transition(
-            job.job_id, ("succeeded",), "delivered", now=now, delivered_at=now, delivery=how
-        )
-
     async def _provider_failed(self, job: Job, state: str, error: ProviderError) -> Job:
         if isinstance(error, ContentRefused):
             return await self.finish_failed(
@@ -507,9 +375,7 @@ class JobLifecycle:
         if isinstance(error, OperatorError):
             if error.condition not in self._alerts:
                 self._alerts.add(error.condition)
-                log.error(
-                    "provider needs the operator's attention (job %s): %s", job.job_id, error
-                )
+                log.error("provider needs the operator's attention (job %s): %s", job.job_id, error)
             else:  # already said: one error line per condition, not one per job
                 log.info("job %s failed on the same provider problem: %s", job.job_id, error)
             return await self.finish_failed(
@@ -569,7 +435,7 @@ class JobLifecycle:
             return None
 
     async def _backoff(self, attempt: int) -> None:
-        await self._sleep(self._scaled(self.settings.backoff_s * 2 ** min(attempt - 1, 5)))
+        await self._sleep(self.settings.backoff(attempt))
 
     def _scaled(self, seconds: float) -> float:
         return seconds * self.settings.time_scale

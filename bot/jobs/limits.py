@@ -34,6 +34,10 @@ class RunnerSettings:
     tier_timeouts_s: Mapping[str, float] = field(default_factory=dict)
     """A tier listed here fails after this long (scaled) instead of ``expected × factor``."""
 
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry ``attempt`` (1, 2, ...): doubling, scaled, capped."""
+        return self.backoff_s * 2 ** min(attempt - 1, 5) * self.time_scale
+
     @property
     def max_active(self) -> int:
         """Running plus queued jobs one user may have."""

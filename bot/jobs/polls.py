@@ -3,7 +3,7 @@
 The provider makes a clip for seconds (Standard) to many minutes (Master at
 Kling); meanwhile the runner polls each job every few seconds. Thousands of
 jobs may be in flight, so a job between two polls is no coroutine and no
-object graph: :class:`~bot.jobs.lifecycle.Watch` packed into a tuple of
+object graph: a :class:`Watch` packed into a tuple of
 plain values (which CPython's garbage collector stops tracking), its due
 time in a heap. :class:`Polls` runs one loop that sleeps until the earliest
 due time and hands each due job to the runner (``start``), which polls it
@@ -22,8 +22,60 @@ import asyncio
 import heapq
 import itertools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
-from bot.jobs.lifecycle import Watch, WatchRecord
+from bot.jobs.model import Job, JobRecord, pack_job, unpack_job
+
+WatchRecord = tuple[JobRecord, float, float, int, float, int, int]
+"""A :class:`Watch` between two polls, as plain values (see :meth:`Watch.pack`)."""
+
+
+@dataclass(slots=True, eq=False)
+class Watch:
+    """A job the provider is making, during one poll.
+
+    Between polls the runner keeps it packed (:meth:`pack`): a tuple of
+    strings and numbers, which the garbage collector stops tracking, in a
+    heap that one poll loop takes in order of ``due``. Ten thousand jobs in
+    flight are then no coroutine and no object graph each, and a full
+    collection stays short.
+    """
+
+    job: Job
+    started: float
+    """Monotonic time the watch began (in this process)."""
+    elapsed_before: float
+    """Seconds the job had already run before (a restart), by the wall clock."""
+    expected: int
+    """The tier's expected wait, for the progress bar."""
+    deadline: float
+    """Monotonic time after which the job fails as timed out."""
+    polls: int = 0
+    failures: int = 0
+    """Polls in a row that failed with a retryable error."""
+    due: float = 0.0
+    """Monotonic time of the next poll."""
+
+    def pack(self) -> WatchRecord:
+        """The watch as plain values, until its next poll."""
+        return (
+            pack_job(self.job),
+            self.started,
+            self.elapsed_before,
+            self.expected,
+            self.deadline,
+            self.polls,
+            self.failures,
+        )
+
+    @classmethod
+    def unpack(cls, record: WatchRecord, due: float) -> Watch:
+        """The watch :meth:`pack` packed, due at ``due``."""
+        job, started, elapsed_before, expected, deadline, polls, failures = record
+        return cls(
+            unpack_job(job), started, elapsed_before, expected, deadline, polls, failures, due
+        )
+
 
 STEPS_PER_TURN = 16
 """Polls the loop starts before it lets the rest of the bot run again."""

@@ -28,10 +28,10 @@ from bot.catalog import Catalog
 from bot.clock import Clock
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
-from bot.jobs.lifecycle import JobLifecycle, Watch
+from bot.jobs.lifecycle import JobLifecycle
 from bot.jobs.limits import RunnerSettings
 from bot.jobs.model import TERMINAL, Job, JobRecord, pack_job, unpack_job
-from bot.jobs.polls import Polls
+from bot.jobs.polls import Polls, Watch
 from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
