@@ -15,6 +15,7 @@ from bot.errors import InsufficientCredits, NoWallet
 from bot.jobs.model import Job, Quote
 from bot.jobs.store import QueueFull, QuoteTaken
 from bot.ports import UserProfile, Wallet
+from tests.support.jobs import a_job
 
 NOW = 1_764_000_000
 ALICE = UserRef("telegram", "1")
@@ -42,27 +43,8 @@ def quote(quote_id: str, user: UserRef = ALICE, **fields) -> Quote:
 
 
 def job(job_id: str, quote_id: str, user: UserRef = ALICE, **fields) -> Job:
-    values = dict(
-        job_id=job_id,
-        quote_id=quote_id,
-        user=user,
-        chat=ChatRef(user.platform, user.id),
-        locale="en",
-        tier="standard",
-        model="kling-v2-1",
-        mode="std",
-        resolution=720,
-        duration_s=5,
-        price=20,
-        expected_wait_s=45,
-        prompt="a robot waves",
-        negative_prompt="",
-        image_path=f"/data/inputs/{quote_id}.jpg",
-        state="held",
-        provider="local",
-    )
-    values.update(fields)
-    return Job(**values)
+    values: dict[str, object] = {"image_path": f"/data/inputs/{quote_id}.jpg", **fields}
+    return a_job(job_id=job_id, quote_id=quote_id, user=user, **values)
 
 
 async def wallet_of(storage, user: UserRef, credits: int) -> None:

@@ -5,19 +5,17 @@ from __future__ import annotations
 import gc
 
 from bot.commands import ChatRef, UserRef
-from bot.jobs.lifecycle import Watch
 from bot.jobs.model import Job, pack_job, unpack_job
+from bot.jobs.polls import Watch
+from tests.support.jobs import a_job
 
 
-def a_job(**changes: object) -> Job:
+def a_running_job(**changes: object) -> Job:
     values: dict[str, object] = dict(
-        job_id="0123456789abcdef0123456789abcdef",
-        quote_id="q-1",
         user=UserRef("discord", "111"),
         chat=ChatRef("discord", "222:333"),
         locale="zh-CN",
         tier="high_quality",
-        model="kling-v2-1",
         mode="pro",
         resolution=1080,
         duration_s=10,
@@ -37,18 +35,18 @@ def a_job(**changes: object) -> Job:
         started_at=1_764_000_020,
     )
     values.update(changes)
-    return Job(**values)  # type: ignore[arg-type]
+    return a_job(**values)
 
 
 def test_a_packed_job_unpacks_to_the_same_job():
-    for job in (a_job(), a_job(image_path=None, mode=None, task_id=None, state="held")):
+    for job in (a_running_job(), a_running_job(image_path=None, mode=None, task_id=None, state="held")):
         assert unpack_job(pack_job(job)) == job
 
 
 def test_the_garbage_collector_stops_tracking_packed_jobs_and_watches():
-    watch = Watch(a_job(), started=5.0, elapsed_before=12.0, expected=50, deadline=400.0)
+    watch = Watch(a_running_job(), started=5.0, elapsed_before=12.0, expected=50, deadline=400.0)
     watch.polls, watch.failures = 3, 1
-    records = [pack_job(a_job()), watch.pack()]
+    records = [pack_job(a_running_job()), watch.pack()]
     gc.collect()
     gc.collect()  # a tuple inside a tuple is untracked first, its holder at the next pass
     assert [gc.is_tracked(record) for record in records] == [False, False]

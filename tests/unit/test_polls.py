@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.jobs.lifecycle import Watch
-from bot.jobs.polls import Polls
+from bot.jobs.polls import Polls, Watch
 from tests.support.clock import GatedTime
-from tests.unit.test_job_records import a_job
+from tests.support.jobs import a_job
 
 GUARD_S = 10.0
 

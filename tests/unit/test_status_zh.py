@@ -12,33 +12,28 @@ from pathlib import Path
 
 import pytest
 
-from bot.commands import ChatRef, UserRef
+from bot.commands import UserRef
 from bot.i18n import Translator
 from bot.jobs import status
-from bot.jobs.model import Job
 from bot.replies import Money, text
 from bot.settings import Settings
+from tests.support.jobs import a_job
 
 CATALOG = Settings().catalog()
 ZH = Translator("zh-CN")
-JOB = Job(
+JOB = a_job(
     job_id="abcd1234" + "0" * 24,
     quote_id="q",
     user=UserRef("telegram", "3"),
-    chat=ChatRef("telegram", "3"),
     locale="zh-CN",
     tier="high_quality",
-    model="kling-v2-1",
     mode="pro",
     resolution=1080,
     duration_s=10,
     price=70,
     expected_wait_s=60,
     prompt="机器人",
-    negative_prompt="",
-    image_path=None,
     state="running",
-    provider="local",
 )
 
 
