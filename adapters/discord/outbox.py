@@ -43,6 +43,7 @@ from adapters.discord.chats import Place, parse_chat
 from adapters.discord.errors import INVALID_WEBHOOK_TOKEN, refused_for_good
 from adapters.discord.render import clip as clip_text
 from adapters.discord.render import render, translator
+from adapters.tasks import finish_or_cancel
 from bot.commands import ChatRef
 from bot.i18n import RenderedReply
 from bot.ports import Outbox, Sent, Undeliverable
@@ -176,13 +177,7 @@ class DiscordOutbox(Outbox):
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Let edits on their way finish (within ``timeout``), then stop the rest."""
-        tasks = list(self._editors.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await finish_or_cancel(list(self._editors.values()), timeout)
 
     # --- sending ---------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from telegram.ext import (
     filters,
 )
 
+from adapters.tasks import finish_or_cancel
 from adapters.telegram.admins import AdminCheck
 from adapters.telegram.chats import (
     caller_for,
@@ -229,15 +230,9 @@ class Handlers:
 
     async def drain(self, timeout: float = 10.0) -> None:
         """At shutdown: let replies on their way go out (within ``timeout``), drop the rest."""
-        tasks = list(self._sending)
-        if not tasks:
-            return
-        _, late = await asyncio.wait(tasks, timeout=timeout)
+        late = await finish_or_cancel(list(self._sending), timeout)
         if late:
-            log.warning("%d replies not sent: still waiting for Telegram's pace", len(late))
-        for task in late:
-            task.cancel()
-        await asyncio.gather(*late, return_exceptions=True)
+            log.warning("%d replies not sent: still waiting for Telegram's pace", late)
 
     async def _apply(
         self, bot: ExtBot, message: Message | None, chat: ChatRef, rendered: list[RenderedReply]

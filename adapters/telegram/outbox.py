@@ -29,6 +29,7 @@ from telegram.constants import MessageLimit
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ExtBot
 
+from adapters.tasks import finish_or_cancel
 from adapters.telegram.chats import parse_chat
 from adapters.telegram.flood import EditTicket, Superseded
 from adapters.telegram.render import edit_text, keyboard, render, send_text, translator
@@ -129,13 +130,7 @@ class TelegramOutbox(Outbox):
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Let edits on their way finish (within ``timeout``), then stop the rest."""
-        tasks = list(self._editors.values())
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await finish_or_cancel(list(self._editors.values()), timeout)
 
     async def _edit_until_current(
         self, chat: ChatRef, message_id: str, key: tuple[str, str]
