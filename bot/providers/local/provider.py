@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bot.providers.base import (
     GenerationRequest,
@@ -58,6 +59,12 @@ class _Task:
     cancelled: bool = False
     error: ProviderError | None = None
     runner: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @classmethod
+    def after(cls, waiting: _Waiting, **state: Any) -> _Task:
+        """The task of a waiting record whose wait has ended (or was cancelled)."""
+        _, _, _, image_path, prompt, height, duration_s = waiting
+        return cls(image_path, prompt, height, duration_s, **state)
 
 
 class LocalProvider(Provider):
@@ -158,8 +165,7 @@ class LocalProvider(Provider):
             if waiting is None or waiting[0] != due:
                 continue  # cancelled, or submitted again since
             del self._waiting[task_id]
-            _, _, _, image, prompt, height, duration_s = waiting
-            task = self._tasks[task_id] = _Task(image, prompt, height, duration_s)
+            task = self._tasks[task_id] = _Task.after(waiting)
             name = f"local-render-{task_id}"
             task.runner = asyncio.create_task(self._run(task_id, task), name=name)
         self._arm(loop)
@@ -200,15 +206,8 @@ class LocalProvider(Provider):
         """Stop waiting or rendering; a finished clip cannot be cancelled."""
         waiting = self._waiting.pop(task_id, None)
         if waiting is not None:  # its heap entry is skipped when due
-            _, _, _, image, prompt, height, duration_s = waiting
-            self._tasks[task_id] = _Task(
-                image,
-                prompt,
-                height,
-                duration_s,
-                phase="failed",
-                cancelled=True,
-                error=ProviderError("cancelled"),
+            self._tasks[task_id] = _Task.after(
+                waiting, phase="failed", cancelled=True, error=ProviderError("cancelled")
             )
             return True
         task = self._tasks.get(task_id)
