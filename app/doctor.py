@@ -34,7 +34,8 @@ from app.logs import redact, secrets_of
 from bot.errors import StorageUnavailable
 from bot.settings import ConfigError, Settings, load_settings
 from storage.audit import audit
-from storage.database import Database, explain, migration_scripts, prove_writable
+from storage.database import Database, explain, prove_writable
+from storage.migrate import migration_scripts
 
 Status = Literal["ok", "warn", "fail"]
 MARKS: dict[Status, str] = {"ok": "[✓]", "warn": "[!]", "fail": "[✗]"}

@@ -20,8 +20,9 @@ from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NoWallet
 from bot.ports import LedgerEntry
 from storage.audit import audit
-from storage.database import Database, migration_scripts
+from storage.database import Database
 from storage.ledger import SqliteLedger
+from storage.migrate import migration_scripts
 from tests.storage.conftest import NOW, OpenWallet, open_wallet_for
 
 ALICE = UserRef("telegram", "1001")
