@@ -3,7 +3,12 @@
 With ``KLINGBOT_METRICS_LISTEN`` set it asks the bot's ``/healthz`` (the
 database answers, the runner is alive, each adapter is connected); without
 it, it asks whether a klingbot process holds the database's lease. It exits
-0 when healthy, 1 when not, with one line on stdout.
+0 when healthy, 1 when not, with one line on stdout. Only ``klingbot run``
+serves ``/healthz``: when nothing answers there but another klingbot process
+(the console, a wallet command) holds the lease, the line says so.
+
+It never creates anything: where no klingbot process ever ran (no lease
+file), nobody can hold the lease, and no ``klingbot.db.lock`` is left behind.
 
 The container runtime runs it every 30 seconds, so it is kept light: the
 ``klingbot`` script (:mod:`app.entry`) comes here without importing the
@@ -16,7 +21,7 @@ import json
 import urllib.error
 import urllib.request
 
-from app.lease import Lease
+from app.lease import Lease, lease_path
 from bot.errors import StorageUnavailable
 from bot.settings import ConfigError, Settings, load_settings
 
@@ -36,22 +41,31 @@ def main() -> int:
 def health_command(settings: Settings) -> int:
     """``klingbot health``: 0 healthy, 1 not; one line on stdout."""
     if settings.metrics_listen is not None:
-        return _ask_healthz(settings.metrics_listen)
-    lease = Lease(settings.db)
+        return _ask_healthz(settings.metrics_listen, settings)
     try:
-        free = lease.take()
+        held = _lease_held(settings)
     except StorageUnavailable as error:
         print(f"unhealthy: {error}")
         return 1
-    if free:
-        lease.release()
-        print(f"unhealthy: no klingbot process holds {settings.db}")
+    if not held:
+        print(f"unhealthy: no klingbot process holds {settings.db.absolute()}")
         return 1
-    print(f"healthy: a klingbot process holds {settings.db}")
+    print(f"healthy: a klingbot process holds {settings.db.absolute()}")
     return 0
 
 
-def _ask_healthz(listen: str) -> int:
+def _lease_held(settings: Settings) -> bool:
+    """Whether a klingbot process holds the database's lease; creates no lock file."""
+    if not lease_path(settings.db).exists():
+        return False  # every holder creates it: nobody ever held it here
+    lease = Lease(settings.db)
+    if lease.take():
+        lease.release()
+        return False
+    return True
+
+
+def _ask_healthz(listen: str, settings: Settings) -> int:
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
     if host in ("0.0.0.0", "", "*"):
@@ -68,7 +82,18 @@ def _ask_healthz(listen: str) -> int:
         except ValueError:
             body = {"status": f"HTTP {error.code}"}
     except (OSError, ValueError) as error:
-        print(f"unhealthy: {url} does not answer ({error})")
+        try:
+            held = _lease_held(settings)
+        except StorageUnavailable:
+            held = False
+        if held:
+            print(
+                f"unhealthy: {url} does not answer, though a klingbot process holds"
+                f" {settings.db.absolute()}: the console and wallet commands serve no /healthz"
+                " (klingbot run does, once started)"
+            )
+        else:
+            print(f"unhealthy: {url} does not answer ({error})")
         return 1
     failing = {k: v for k, v in body.get("checks", {}).items() if v != "ok"}
     if body.get("status") == "ok":
