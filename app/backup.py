@@ -1,14 +1,19 @@
 """Online backups, checked restores, and the ledger as CSV for accounting.
 
-``klingbot db backup PATH`` copies the database with SQLite's online backup
+``klingbot db backup [PATH]`` copies the database with SQLite's online backup
 API in one step: the copy is one read transaction, so in WAL mode the bot
 keeps writing while it runs and the copy is the database exactly as it was
 at one commit (never a torn mix of two). The copy is written beside PATH,
 switched to a self-contained rollback journal (no ``-wal`` file to forget),
 checked (``integrity_check``), synced, and only then renamed to PATH.
+A PATH ending in ``/``, or naming a folder, is a folder (created if missing)
+that gets a timestamped copy, ``klingbot-20260101T120000Z.db``; without
+PATH that folder is ``backups/`` in the data folder. The live database
+itself is never a destination.
 
-``klingbot db restore PATH`` refuses while any klingbot process holds the
-database's lease (:mod:`app.lease`), checks a copy of the backup first
+``klingbot db restore PATH`` refuses a folder, the live database itself,
+and any restore while a klingbot process holds the database's lease
+(:mod:`app.lease`), checks a copy of the backup first
 (integrity, migrations, the ledger invariants of :mod:`storage.audit`),
 checkpoints the current database and moves it aside as
 ``<db>.replaced-<UTC time>`` (kept, never deleted), then moves the checked
@@ -31,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from app.lease import Lease
+from app.lease import Lease, lease_path
 from bot.catalog import Catalog
 from bot.errors import StorageUnavailable
 from bot.i18n import Translator
@@ -96,18 +101,69 @@ def _integrity_problems(connection: sqlite3.Connection) -> list[str]:
     return [] if [tuple(r) for r in rows] == [("ok",)] else [str(r[0]) for r in rows]
 
 
+BACKUP_FOLDER = "backups"
+"""The folder in the data folder that ``klingbot db backup`` without a path writes to."""
+
+
+class BackupRefused(Exception):
+    """The backup was not made; the message says why."""
+
+
+def backup_destination(path: str | None, database: Path, default_folder: Path) -> Path:
+    """The file a backup to ``path`` writes: a timestamped one when ``path`` means a folder.
+
+    ``path`` means a folder when it is None (then ``default_folder``), ends
+    with a slash, or names an existing folder. Raises BackupRefused when the
+    file would be the live database or one of its companion files.
+    """
+    if path is None:
+        folder: Path | None = default_folder
+    elif path.endswith(("/", os.sep)) or Path(path).is_dir():
+        folder = Path(path)
+    else:
+        folder = None
+    if folder is None:
+        destination = Path(path)  # type: ignore[arg-type]
+    else:
+        destination = _unused(folder / f"{database.stem}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.db")
+    live = database.resolve()
+    companions = {live.with_name(live.name + suffix) for suffix in ("-wal", "-shm", "-journal")}
+    if destination.resolve() in {live, *companions, lease_path(live)}:
+        shown = path if folder is None else destination
+        raise BackupRefused(
+            f"{shown} is the live database (KLINGBOT_DB) or one of its files:"
+            f" name another file, or a folder such as {BACKUP_FOLDER}/"
+        )
+    return destination
+
+
+def _unused(path: Path) -> Path:
+    """``path``, or ``path`` with ``-2``, ``-3``... when a backup of the same second exists."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
 def backup_database(
     source: Path, destination: Path, *, busy_timeout_ms: int = 5000
 ) -> BackupResult:
-    """Copy ``source`` to ``destination`` consistently, even while a bot writes to it.
+    """Copy ``source`` to the file ``destination`` consistently, even while a bot writes to it.
 
-    Synchronous (run it in a thread from async code). Raises
-    StorageUnavailable with an operator-readable reason.
+    Synchronous (run it in a thread from async code). Creates the
+    destination's folder. Raises StorageUnavailable with an
+    operator-readable reason.
     """
     source, destination = Path(source), Path(destination)
-    if destination.exists() and destination.is_dir():
-        destination = destination / f"klingbot-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.db"
-    destination.parent.mkdir(parents=True, exist_ok=True)
+    if destination.is_dir():
+        raise StorageUnavailable(f"{destination} is a folder, not a backup file")
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StorageUnavailable(
+            f"cannot create the folder {destination.parent}: {error.strerror or error}"
+        ) from None
     partial = destination.with_name(f".{destination.name}.partial")
     partial.unlink(missing_ok=True)
     src = _connect_existing(source, busy_timeout_ms)
@@ -173,8 +229,16 @@ async def restore_database(
     untouched then.
     """
     backup, database = Path(backup), Path(database)
+    if backup.is_dir():
+        newest = max(backup.glob("*.db"), key=lambda file: file.name, default=None)
+        example = f", such as {newest}" if newest is not None else ""
+        raise RestoreRefused(f"{backup} is a folder: name a backup file in it{example}")
     if not backup.is_file():
         raise RestoreRefused(f"there is no backup file {backup}")
+    if database.exists() and backup.samefile(database):
+        raise RestoreRefused(
+            f"{backup} is the live database itself (KLINGBOT_DB): name a backup file"
+        )
     database.parent.mkdir(parents=True, exist_ok=True)
     lease = Lease(database)
     if not lease.take():

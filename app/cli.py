@@ -85,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("migrate", help="apply pending migrations and exit")
     db_commands.add_parser("check", help="verify the ledger invariants")
     backup = db_commands.add_parser("backup", help="copy the database, even while the bot runs")
-    backup.add_argument("path", help="the backup file (or a folder for a timestamped one)")
+    backup.add_argument(
+        "path",
+        nargs="?",
+        help="the backup file, or a folder (ending in /) for a timestamped one;"
+        " default: backups/ in the data folder",
+    )
     restore = db_commands.add_parser("restore", help="replace the database by a checked backup")
     restore.add_argument("path", help="the backup file")
 

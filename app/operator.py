@@ -10,24 +10,39 @@ import asyncio
 import sys
 from pathlib import Path
 
-from app.backup import RestoreRefused, backup_database, export_csv, restore_database
+from app.backup import (
+    BACKUP_FOLDER,
+    BackupRefused,
+    RestoreRefused,
+    backup_database,
+    backup_destination,
+    export_csv,
+    restore_database,
+)
 from bot.errors import StorageUnavailable
 from bot.i18n import Translator
 from bot.settings import Settings
 from storage.database import Database
 
 
-async def db_copy(settings: Settings, action: str, path: str) -> int:
-    """``db backup PATH`` or ``db restore PATH``."""
+async def db_copy(settings: Settings, action: str, path: str | None) -> int:
+    """``db backup [PATH]`` or ``db restore PATH``."""
     if action == "backup":
+        assert settings.data_dir is not None
+        try:
+            destination = backup_destination(path, settings.db, settings.data_dir / BACKUP_FOLDER)
+        except BackupRefused as error:
+            print(f"klingbot: not backed up: {error}", file=sys.stderr)
+            return 1
         result = await asyncio.to_thread(
-            backup_database, settings.db, Path(path), busy_timeout_ms=settings.db_busy_timeout_ms
+            backup_database, settings.db, destination, busy_timeout_ms=settings.db_busy_timeout_ms
         )
         print(
             f"backed up {settings.db} to {result.path}"
             f" ({result.size:,} bytes, {result.entries:,} ledger entries)"
         )
         return 0
+    assert path is not None
     try:
         restored = await restore_database(
             Path(path), settings.db, busy_timeout_ms=settings.db_busy_timeout_ms
