@@ -21,7 +21,10 @@ copy into place.
 
 ``klingbot wallet export --csv`` writes every ledger entry, oldest first:
 who, what, the amounts, the balance after, the actor, the reason (the bot's
-own reasons in the reader's language) and the idempotency key.
+own reasons in the reader's language) and the idempotency key. A text cell
+that a spreadsheet would read as a formula (it starts with ``=``, ``+``,
+``-``, ``@``, a tab or a carriage return: a member's display name, a
+moderator's reason) is written with a leading ``'``; numbers stay numbers.
 """
 
 from __future__ import annotations
@@ -316,14 +319,16 @@ async def export_csv(
     database: Database, catalog: Catalog, translate: Translator, out: TextIO | None = None
 ) -> int:
     """Write the ledger as CSV to ``out`` (stdout); return the number of entries."""
-    writer = csv.writer(out or sys.stdout, lineterminator="\n")
+    # RFC 4180 line ends: the writer then quotes a cell holding a CR or LF, so a
+    # display name with a line break stays in its row.
+    writer = csv.writer(out or sys.stdout, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     count = 0
     async for row in ledger_entries(database):
         reason = reason_for(row["reason"], catalog, translate) if row["reason"] else ""
         when = datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         writer.writerow(
-            (
+            spreadsheet_safe(
                 row["seq"],
                 when,
                 f"{row['platform']}:{row['user_id']}",
@@ -341,3 +346,19 @@ async def export_csv(
         )
         count += 1
     return count
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a cell as a formula (CSV injection)."""
+
+
+def spreadsheet_safe(*cells: object) -> list[object]:
+    """The cells with every text that starts like a formula prefixed by ``'``.
+
+    Only text is changed: the integers of the ledger (a negative amount) are
+    numbers, not formulas, and stay as they are.
+    """
+    return [
+        f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
+        for cell in cells
+    ]

@@ -319,11 +319,14 @@ class Database:
             mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise sqlite3.OperationalError(f"attempt to write a readonly database ({mode})")
-            migrate(connection)
+            migrate(connection, where=str(self.path.absolute()))
             prove_writable(connection)
         except sqlite3.Error as error:
             connection.close()
             raise explain(error, self.path) from None
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def _run_batch(

@@ -2,7 +2,10 @@
 
 Each file is ``NNNN_name.sql``; ``PRAGMA user_version`` records the last one
 applied, and each applies in its own transaction, so a database is always at
-one version or the next.
+one version or the next. A database whose version is newer than the last
+bundled migration was written by a newer klingbot: it is refused
+(:class:`~bot.errors.StorageUnavailable`, one line, exit status 2), never
+used by code that does not know its schema.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 from importlib import resources
+
+from bot.errors import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -25,13 +30,22 @@ def migration_scripts() -> list[tuple[int, str, str]]:
     return scripts
 
 
-def migrate(connection: sqlite3.Connection) -> int:
+def migrate(connection: sqlite3.Connection, *, where: str = "the database") -> int:
     """Apply every migration newer than ``PRAGMA user_version``, each in its own transaction.
 
-    Returns the schema version reached.
+    Returns the schema version reached. Raises StorageUnavailable when the
+    database is newer than the code (``where`` names it in the message).
     """
     current = connection.execute("PRAGMA user_version").fetchone()[0]
-    for version, name, sql in migration_scripts():
+    scripts = migration_scripts()
+    latest = scripts[-1][0] if scripts else 0
+    if current > latest:
+        raise StorageUnavailable(
+            f"{where} is at schema version {current}, newer than this klingbot knows"
+            f" ({latest}): it was written by a newer klingbot; run that version, or restore a"
+            " backup made by this one"
+        )
+    for version, name, sql in scripts:
         if version <= current:
             continue
         connection.execute("BEGIN IMMEDIATE")

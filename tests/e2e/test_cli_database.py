@@ -15,11 +15,12 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
 
+from storage.migrate import migrate, migration_scripts
 from tests.e2e.conftest import run_cli
 
 PR_CAPBSET_DROP = 24
@@ -156,6 +157,33 @@ def test_db_maintenance_on_the_bots_database(tmp_path):
 
     assert (migrate.returncode, migrate.stdout) == (0, "database klingbot.db is up to date\n")
     assert (check.returncode, check.stdout) == (0, "ledger OK\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [(("db", "migrate"), ""), (("console",), "/price\n"), (("run",), "/price\n")],
+)
+def test_a_database_written_by_a_newer_klingbot_is_refused_in_one_line(tmp_path, args, stdin):
+    db = tmp_path / "klingbot.db"
+    latest = max(version for version, _, _ in migration_scripts())
+    with closing(sqlite3.connect(db, isolation_level=None)) as connection:
+        migrate(connection)  # the bot's schema, as this klingbot makes it
+        connection.execute(f"PRAGMA user_version = {latest + 1}")
+        tables = connection.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
+
+    result = run_cli(*args, cwd=tmp_path, stdin=stdin)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    refusal = (
+        f"klingbot: {db} is at schema version {latest + 1}, newer than this klingbot knows"
+        f" ({latest}): it was written by a newer klingbot; run that version, or restore a"
+        " backup made by this one"
+    )
+    # One line (``run`` logs what it starts before it opens the database).
+    assert [line for line in result.stderr.splitlines() if " INFO " not in line] == [refusal]
+    with closing(sqlite3.connect(db)) as connection:  # left exactly as it was
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == latest + 1
+        assert connection.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == tables
 
 
 # --- the bot creates the folders it was told to use --------------------------------

@@ -16,6 +16,7 @@ from bot.commands import UserRef
 from bot.ports import UserProfile
 from bot.reasons import reason
 from bot.settings import Settings
+from tests.e2e.conftest import run_cli
 
 NOW = 1_700_000_000
 USERS = [UserRef("telegram", str(1000 + n)) for n in range(20)]
@@ -103,3 +104,30 @@ async def test_wallet_export_lists_every_entry_with_translated_reasons(tmp_path,
     assert rows[0]["actor"] == "cli:op" and rows[0]["reason"] == "prize" and rows[0]["key"] == "t1"
     assert rows[1]["user"] == "telegram:1001" and rows[1]["key"] == "hold:job-abc"
     assert "高品质" in rows[1]["reason"] and "abcd1234" in rows[1]["reason"]
+
+
+async def test_wallet_export_neutralizes_cells_a_spreadsheet_would_run_as_formulas(tmp_path):
+    db = tmp_path / "klingbot.db"
+    names = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1)", "\tTab", "\rCR"]
+    async with open_core(Settings(db=db)) as deps:
+        for n, name in enumerate(names):
+            profile = UserProfile(USERS[n], name)
+            await deps.ledger.open_wallet(profile, welcome_credits=0, now=NOW)
+            await deps.ledger.top_up(
+                USERS[n], 10, key=f"k{n}", actor="cli:op", reason=f"=cmd|' /C calc'!A{n}", now=NOW
+            )
+            await deps.ledger.adjust(USERS[n], -3, key=f"a{n}", actor="cli:op", reason="ok", now=NOW)
+    out = tmp_path / "ledger.csv"
+    result = await asyncio.to_thread(
+        run_cli, "wallet", "export", "--csv", "-o", str(out), cwd=tmp_path, env={"KLINGBOT_DB": str(db)}
+    )
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+    tops = [r for r in rows if r["kind"] == "topup"]
+    assert [r["display_name"] for r in tops] == ["'" + name for name in names]
+    assert [r["reason"] for r in tops] == [f"'=cmd|' /C calc'!A{n}" for n in range(len(names))]
+    # Numbers stay numbers: a negative adjustment is not a formula.
+    assert [r["amount"] for r in rows if r["kind"] == "adjust"] == ["-3"] * len(names)
+    assert [r["balance_after"] for r in rows if r["kind"] == "adjust"] == ["7"] * len(names)
+    every_cell = [cell for row in rows for key, cell in row.items() if key not in ("amount", "held_delta")]
+    assert not [cell for cell in every_cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
