@@ -18,7 +18,12 @@ MAX_USER_ID = 64
 
 
 def is_moderator(caller: Caller, deps: Deps) -> bool:
-    """Listed in the moderators setting, or an admin of the chat by the platform's word."""
+    """Listed in the moderators setting, or granted by the adapter (``Caller.is_platform_admin``).
+
+    Rights to move money or read others' data come only from the operator's
+    configuration: ``KLINGBOT_MODERATORS``, and the groups and servers the
+    adapters are told are the community's own.
+    """
     return caller.user in deps.moderators or caller.is_platform_admin
 
 

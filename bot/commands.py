@@ -51,7 +51,13 @@ class Caller:
     username: str | None = None
     locale: str = "en"
     is_platform_admin: bool = False
-    """True when the platform says this user administers the chat (checked by the adapter)."""
+    """True when the adapter grants moderator rights by the platform's word.
+
+    Only from places the operator configured (Telegram: an admin of a group in
+    ``TELEGRAM_ADMIN_CHATS``; Discord: Administrator, Manage Server or the
+    moderator role in a server of ``DISCORD_GUILD_IDS``), never from the chat
+    the command came from: anyone can make a chat and administer it.
+    """
     chat: ChatRef | None = None
     """Where replies, status messages and clips go; None means the user's private chat."""
 

@@ -6,11 +6,16 @@ whose upload limit applies, and the requester, whom the finished clip
 mentions and who gets it by DM if the channel is gone. Only this module reads
 or writes that form.
 
-Moderators (``Caller.is_platform_admin``): in a server, members with Manage
-Server or Administrator (the permissions Discord sends with the
-interaction) and members holding ``DISCORD_MODERATOR_ROLE``; in a DM, nobody
-by platform right. The ``discord:<id>`` entries of ``KLINGBOT_MODERATORS``
-are checked by the core everywhere.
+Moderators (``Caller.is_platform_admin``): a server grants moderator rights
+only when it is one of the operator's own servers, listed in
+``DISCORD_GUILD_IDS`` (:class:`CommunityServers`). There, members with
+Manage Server or Administrator (the permissions Discord sends with the
+interaction) and members holding ``DISCORD_MODERATOR_ROLE`` (by id, or by
+name) are moderators. Anywhere else (another server the bot was added to,
+where whoever added it is Administrator and may name a role anything; a DM;
+a user install) nobody is a moderator by platform right, and without
+``DISCORD_GUILD_IDS`` nobody is, anywhere. The ``discord:<id>`` entries of
+``KLINGBOT_MODERATORS`` are checked by the core everywhere.
 """
 
 from __future__ import annotations
@@ -56,24 +61,39 @@ def interaction_chat(interaction: discord.Interaction) -> ChatRef:
     return chat_ref(interaction.guild_id, channel_id, interaction.user.id)
 
 
+@dataclass(frozen=True, slots=True)
+class CommunityServers:
+    """The operator's own servers (``DISCORD_GUILD_IDS``), the only ones whose rights count.
+
+    Anyone can add the bot to a server of their own and be its Administrator
+    there, and create a role with any name: such rights must not move money.
+    """
+
+    guild_ids: frozenset[int] = frozenset()
+    moderator_role: str | None = None
+    """``DISCORD_MODERATOR_ROLE``: a role id, or a role name, in those servers."""
+
+    def grant_moderator(self, interaction: discord.Interaction) -> bool:
+        """Manage Server, Administrator or the moderator role, in one of these servers only."""
+        if interaction.guild_id is None or interaction.guild_id not in self.guild_ids:
+            return False
+        permissions = interaction.permissions
+        if permissions.administrator or permissions.manage_guild:
+            return True
+        user = interaction.user
+        return (
+            self.moderator_role is not None
+            and isinstance(user, discord.Member)
+            and has_role(user, self.moderator_role)
+        )
+
+
 def has_role(member: discord.Member, role: str) -> bool:
-    """The member holds the role named (or numbered) ``role``."""
+    """The member holds the role numbered (or named) ``role``; @everyone never counts."""
     wanted = role.strip()
-    return any(str(held.id) == wanted or held.name == wanted for held in member.roles)
-
-
-def is_platform_admin(interaction: discord.Interaction, moderator_role: str | None) -> bool:
-    """Manage Server, Administrator or the moderator role, in a server; never in a DM."""
-    if interaction.guild_id is None:
-        return False
-    permissions = interaction.permissions
-    if permissions.administrator or permissions.manage_guild:
-        return True
-    user = interaction.user
-    return (
-        moderator_role is not None
-        and isinstance(user, discord.Member)
-        and has_role(user, moderator_role)
+    return any(
+        not held.is_default() and (str(held.id) == wanted or held.name == wanted)
+        for held in member.roles
     )
 
 
@@ -91,7 +111,7 @@ def reader_for(interaction: discord.Interaction) -> Caller:
     )
 
 
-def caller_for(interaction: discord.Interaction, moderator_role: str | None) -> Caller:
+def caller_for(interaction: discord.Interaction, community: CommunityServers) -> Caller:
     """The core's view of the member behind ``interaction``."""
     user = interaction.user
     return Caller(
@@ -99,6 +119,6 @@ def caller_for(interaction: discord.Interaction, moderator_role: str | None) -> 
         display_name=user.display_name,
         username=user.name,
         locale=resolve_locale(str(interaction.locale)),
-        is_platform_admin=is_platform_admin(interaction, moderator_role),
+        is_platform_admin=community.grant_moderator(interaction),
         chat=interaction_chat(interaction),
     )

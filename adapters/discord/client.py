@@ -37,7 +37,7 @@ from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
 from adapters.discord.buttons import ActionButton
-from adapters.discord.chats import PLATFORM
+from adapters.discord.chats import PLATFORM, CommunityServers
 from adapters.discord.commands import CatalogTranslator, build_commands, sync_commands
 from adapters.discord.errors import install_redaction, report, secrets_of
 from adapters.discord.handlers import ACK_BUDGET_S, Handlers
@@ -135,7 +135,9 @@ def build_client(
     handlers = Handlers(
         deps,
         facts,
-        moderator_role=settings.discord_moderator_role,
+        community=CommunityServers(
+            frozenset(settings.discord_guild_ids), settings.discord_moderator_role
+        ),
         secrets=secrets,
         ack_budget_s=ack_budget_s,
     )

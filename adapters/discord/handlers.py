@@ -31,7 +31,7 @@ import discord
 
 from adapters.discord import callbacks
 from adapters.discord.buttons import make_view
-from adapters.discord.chats import caller_for, reader_for
+from adapters.discord.chats import CommunityServers, caller_for, reader_for
 from adapters.discord.errors import report
 from adapters.discord.images import check_attachment, fetch_image
 from adapters.discord.outbox import ChannelFacts
@@ -162,13 +162,13 @@ class Handlers:
         deps: Deps,
         facts: ChannelFacts,
         *,
-        moderator_role: str | None,
+        community: CommunityServers,
         secrets: tuple[str, ...],
         ack_budget_s: float = ACK_BUDGET_S,
     ) -> None:
         self.deps = deps
         self.facts = facts
-        self.moderator_role = moderator_role
+        self.community = community
         self.secrets = secrets
         self.ack_budget_s = ack_budget_s
         self._active: set[asyncio.Task] = set()
@@ -194,7 +194,7 @@ class Handlers:
 
     def caller(self, interaction: discord.Interaction) -> Caller:
         """The core's caller for this interaction (moderator rights included)."""
-        return caller_for(interaction, self.moderator_role)
+        return caller_for(interaction, self.community)
 
     @staticmethod
     def rendered(replies: list[Reply], caller: Caller) -> list[RenderedReply]:

@@ -21,6 +21,7 @@ from adapters.telegram import TelegramAdapter, build_application, running
 from app.bootstrap import open_core
 from bot.commands import UserRef
 from bot.deps import Deps
+from bot.providers.base import Provider
 from tests.adapters.standin import BotApiStandIn, Member
 from tests.e2e.conftest import fast_settings
 from tests.support.clock import GatedTime, VirtualTime  # noqa: F401  (GatedTime: re-exported)
@@ -90,9 +91,17 @@ async def api() -> AsyncIterator[BotApiStandIn]:
 
 @asynccontextmanager
 async def telegram_bot(
-    tmp_path: Path, api: BotApiStandIn, *, clock: VirtualTime | None = None, **overrides
+    tmp_path: Path,
+    api: BotApiStandIn,
+    *,
+    clock: VirtualTime | None = None,
+    provider: Provider | None = None,
+    **overrides,
 ) -> AsyncIterator[TelegramBot]:
-    """The production application, polling the stand-in, with the job runner started."""
+    """The production application, polling the stand-in, with the job runner started.
+
+    ``provider`` replaces the one the settings name (a scripted service, for speed).
+    """
     values = dict(
         telegram_token=TOKEN,
         telegram_base_url=api.base_url,
@@ -103,7 +112,7 @@ async def telegram_bot(
     values.update(overrides)
     settings = fast_settings(tmp_path, **values)
     clock = clock or VirtualTime(monotonic_start=1_000.0)
-    async with open_core(settings) as deps:
+    async with open_core(settings, provider=provider) as deps:
         application = build_application(settings, deps, timing=clock.timing())
         async with running(application, poll_timeout_s=5) as adapter:
             await deps.generation.runner.start()

@@ -70,8 +70,10 @@ Test-facing API, in brief
 * World: ``add_guild(name, *, premium_tier, locale, bot_permissions, channels)``
   → ``Guild``; ``guild.add_channel(name, *, postable, upload_limit)``,
   ``guild.add_thread(parent, name)``, ``guild.add_role(name, permissions)``,
-  ``guild.add_member(name, *, roles, owner, locale)`` → ``Member``;
-  ``add_user(name)`` for DMs only (``member.dm_channel``;
+  ``guild.add_member(name, *, roles, owner, locale, user_id)`` → ``Member``
+  (one ``Member`` per guild: the same ``user_id`` in a second guild is the
+  same Discord user there); ``add_user(name, *, user_id)`` for DMs
+  (``member.dm_channel``;
   ``member.accepts_dms = False`` closes it to the bot);
   ``channel.set_bot_access(post=, view=)``; ``attachment(data, filename, *,
   content_type, size)`` → ``StoredFile`` on the CDN. Added while the bot is
@@ -743,10 +745,13 @@ class Member:
 
     @property
     def dm_channel(self) -> Channel:
-        """The DM channel between this user and the bot (made on first use)."""
+        """The DM channel between this user and the bot (made on first use; one per user id)."""
+        if self._dm is None:
+            self._dm = self.api.dm_channels.get(self.id)
         if self._dm is None:
             self._dm = Channel(self.api, self.api.snowflake(), "", DM, recipient=self)
             self.api.channels[self._dm.id] = self._dm
+            self.api.dm_channels[self.id] = self._dm
         return self._dm
 
     @property
@@ -965,6 +970,8 @@ class DiscordStandIn:
         self.guilds: dict[str, Guild] = {}
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, Member] = {}
+        self.dm_channels: dict[str, Channel] = {}
+        """Each user's DM channel with the bot, by user id (shared by their guild memberships)."""
         self.messages: dict[str, Message] = {}
         self.interactions: dict[str, Interaction] = {}
         self.calls: list[ApiCall] = []
@@ -1072,9 +1079,9 @@ class DiscordStandIn:
         self.guilds[guild.id] = guild
         return guild
 
-    def add_user(self, name: str, *, locale: str = "en-US") -> Member:
-        """Someone who talks to the bot in DMs only."""
-        user = Member(self, self.snowflake(), name, None, [], locale)
+    def add_user(self, name: str, *, locale: str = "en-US", user_id: str | None = None) -> Member:
+        """Someone who talks to the bot in DMs only (``user_id``: a guild member, in their DMs)."""
+        user = Member(self, user_id or self.snowflake(), name, None, [], locale)
         self.users[user.id] = user
         return user
 
