@@ -86,6 +86,7 @@ class TelegramBot:
 @pytest.fixture
 async def api() -> AsyncIterator[BotApiStandIn]:
     async with BotApiStandIn(TOKEN) as standin:
+        standin.add_chat(GROUP)  # the bot is in the moderators' group
         yield standin
 
 

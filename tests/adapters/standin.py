@@ -7,6 +7,26 @@ can press their buttons, serves files for ``getFile`` downloads, and records
 every request. Tests push updates (``Member.send``, ``Member.press``) and
 wait on the recorded requests; nothing sleeps.
 
+What it refuses, as the Bot API answers it (``{"ok": false, "error_code": N,
+"description": ...}``):
+
+* a text over 4,096 characters, or empty (400 "Bad Request: message is too
+  long", "Bad Request: message text is empty"); an edit to a text over 4,096
+  (400 "Bad Request: MESSAGE_TOO_LONG"); a caption over 1,024 (400 "Bad
+  Request: message caption is too long");
+* a chat it does not know (400 "Bad Request: chat not found"): a private chat
+  exists once its member has sent the bot something, a group once an update
+  came from it or the test said the bot is in it (``add_chat``);
+* a private chat whose member blocked the bot (``block``: 403 "Forbidden: bot
+  was blocked by the user");
+* an uploaded file over 50 MB (``upload_limit``: 413 "Request Entity Too
+  Large", as the Bot API's front end answers it);
+* a callback query answered more than 15 s after the press, twice, or unknown
+  (400 "Bad Request: query is too old and response timeout expired or query
+  ID is invalid"), on the stand-in's clock (``now=``, ``advance``);
+* an edit that changes nothing (400 "Bad Request: message is not modified:
+  ...").
+
 It binds to 127.0.0.1 on a free port and never listens anywhere else.
 """
 
@@ -26,6 +46,23 @@ from aiohttp import web
 
 BOT_ID = 7_000_000_001
 BOT_USERNAME = "klingbot_test_bot"
+
+MAX_TEXT = 4096
+"""Characters in a message's text (after entities parsing)."""
+MAX_CAPTION = 1024
+"""Characters in a media caption."""
+UPLOAD_LIMIT = 50_000_000
+"""Bytes of one uploaded file on the public Bot API (50 MB; a local server takes 2000 MB)."""
+CALLBACK_ANSWER_S = 15.0
+"""Seconds a bot has to answer a callback query."""
+
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply "
+    "markup are exactly the same as a current content and reply markup of the message"
+)
+QUERY_TOO_OLD = (
+    "Bad Request: query is too old and response timeout expired or query ID is invalid"
+)
 
 _STRING_PARAMS = frozenset(
     {"text", "caption", "callback_query_id", "url", "secret_token", "file_id", "language_code"}
@@ -59,8 +96,22 @@ class Failure:
 class BotApiStandIn:
     """The stand-in server; ``async with BotApiStandIn(token) as api: ...``."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(
+        self,
+        token: str,
+        *,
+        now: Callable[[], float] | None = None,
+        upload_limit: int = UPLOAD_LIMIT,
+    ) -> None:
         self.token = token
+        self.upload_limit = upload_limit
+        self._clock = now or time.monotonic
+        self._offset = 0.0
+        self.chats: set[int] = set()
+        """Chats the bot may write in (see ``add_chat``); others are "chat not found"."""
+        self.blocked: set[int] = set()
+        """Members who blocked the bot: sends to their private chat are 403."""
+        self._queries: dict[str, float] = {}  # callback query id -> when it was pressed
         self.calls: list[ApiCall] = []
         self.downloads: list[str] = []
         self.members: dict[tuple[int, int], str] = {}
@@ -112,11 +163,34 @@ class BotApiStandIn:
         """What TELEGRAM_BASE_FILE_URL should be."""
         return f"http://127.0.0.1:{self.port}/file/bot"
 
+    # --- clock ----------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The stand-in's clock: the injected ``now()`` plus everything ``advance`` added."""
+        return self._clock() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the stand-in's clock forward (callback queries age with it)."""
+        self._offset += seconds
+
     # --- what tests set up --------------------------------------------------------------
 
+    def add_chat(self, chat_id: int) -> None:
+        """The bot is in this group (or this member has started it): it may write there."""
+        self.chats.add(chat_id)
+
+    def block(self, user_id: int) -> None:
+        """The member blocks the bot: sends to their private chat answer 403."""
+        self.blocked.add(user_id)
+
     def push(self, update: dict[str, Any]) -> None:
-        """Queue an update for the bot's next getUpdates."""
+        """Queue an update for the bot's next getUpdates (its chat becomes known)."""
         update["update_id"] = next(self._update_ids)
+        message = update.get("message") or (update.get("callback_query") or {}).get("message")
+        if message is not None:
+            self.chats.add(int(message["chat"]["id"]))
+        if "callback_query" in update:
+            self._queries[update["callback_query"]["id"]] = self.now()
         self.updates.append(update)
         task = asyncio.get_running_loop().create_task(self._notify())
         self._tasks.add(task)
@@ -212,6 +286,13 @@ class BotApiStandIn:
         method = request.match_info["method"]
         params, files = await _read_params(request)
         call = ApiCall(len(self.calls), method, params, files)
+        if any(len(data) > self.upload_limit for data in files.values()):
+            call.status = 413
+            await self._record(call)
+            return web.json_response(
+                {"ok": False, "error_code": 413, "description": "Request Entity Too Large"},
+                status=413,
+            )
         if method == "getUpdates":
             result = await self._get_updates(params)
             return web.json_response({"ok": True, "result": result})
@@ -297,10 +378,14 @@ class BotApiStandIn:
         return True
 
     def _answerCallbackQuery(self, params, files):
+        pressed = self._queries.pop(params["callback_query_id"], None)
+        if pressed is None or self.now() - pressed > CALLBACK_ANSWER_S:
+            raise _ApiError(400, QUERY_TOO_OLD)
         return True
 
     def _getChatMember(self, params, files):
         chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
+        self._writable(chat_id)
         status = self.members.get((chat_id, user_id), "left")
         user = {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
         if status == "administrator":
@@ -329,8 +414,16 @@ class BotApiStandIn:
             "file_path": f"documents/{file_id}.bin",
         }
 
+    def _writable(self, chat_id: int) -> None:
+        """Refuse a chat the bot does not know, or a member who blocked it."""
+        if chat_id not in self.chats:
+            raise _ApiError(400, "Bad Request: chat not found")
+        if chat_id in self.blocked:
+            raise _ApiError(403, "Forbidden: bot was blocked by the user")
+
     def _new_message(self, params: dict[str, Any], **content: Any) -> dict[str, Any]:
         chat_id = int(params["chat_id"])
+        self._writable(chat_id)
         message = {
             "message_id": next(self._message_ids),
             "date": int(time.time()),
@@ -346,18 +439,26 @@ class BotApiStandIn:
         return message
 
     def _sendMessage(self, params, files):
-        return self._new_message(params, text=params["text"])
+        text = params.get("text") or ""
+        if not text.strip():
+            raise _ApiError(400, "Bad Request: message text is empty")
+        if len(text) > MAX_TEXT:
+            raise _ApiError(400, "Bad Request: message is too long")
+        return self._new_message(params, text=text)
 
     def _editMessageText(self, params, files):
         message = self._message(params)
+        text = params.get("text") or ""
+        if not text.strip():
+            raise _ApiError(400, "Bad Request: message text is empty")
+        if len(text) > MAX_TEXT:
+            raise _ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        if "text" not in message:
+            raise _ApiError(400, "Bad Request: there is no text in the message to edit")
         markup = params.get("reply_markup")
-        if message.get("text") == params["text"] and message.get("reply_markup") == markup:
-            raise _ApiError(
-                400,
-                "Bad Request: message is not modified: specified new message content and reply "
-                "markup are exactly the same as a current content and reply markup of the message",
-            )
-        message["text"] = params["text"]
+        if message.get("text") == text and message.get("reply_markup") == markup:
+            raise _ApiError(400, NOT_MODIFIED)
+        message["text"] = text
         message["edit_date"] = int(time.time())
         if markup:
             message["reply_markup"] = markup
@@ -367,6 +468,8 @@ class BotApiStandIn:
 
     def _editMessageReplyMarkup(self, params, files):
         message = self._message(params)
+        if message.get("reply_markup") == (params.get("reply_markup") or None):
+            raise _ApiError(400, NOT_MODIFIED)
         if params.get("reply_markup"):
             message["reply_markup"] = params["reply_markup"]
         else:
@@ -374,6 +477,7 @@ class BotApiStandIn:
         return message
 
     def _sendVideo(self, params, files):
+        _check_caption(params)
         data = files.get("video", b"")
         file_id, unique = self.add_file(data)
         video = {
@@ -388,6 +492,7 @@ class BotApiStandIn:
         return self._new_message(params, video=video, caption=params.get("caption", ""))
 
     def _sendDocument(self, params, files):
+        _check_caption(params)
         data = files.get("document", b"")
         file_id, unique = self.add_file(data)
         document = {"file_id": file_id, "file_unique_id": unique, "file_size": len(data)}
@@ -395,9 +500,15 @@ class BotApiStandIn:
 
     def _message(self, params: dict[str, Any]) -> dict[str, Any]:
         key = (int(params["chat_id"]), int(params["message_id"]))
+        self._writable(key[0])
         if key not in self.messages:
             raise _ApiError(400, "Bad Request: message to edit not found")
         return self.messages[key]
+
+
+def _check_caption(params: dict[str, Any]) -> None:
+    if len(params.get("caption") or "") > MAX_CAPTION:
+        raise _ApiError(400, "Bad Request: message caption is too long")
 
 
 class _ApiError(Exception):
@@ -488,8 +599,12 @@ class Member:
         size: tuple[int, int] = (400, 300),
         reply_to: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A message from this member (a photo or file with ``text`` as caption)."""
+        """A message from this member (a photo or file with ``text`` as caption).
+
+        Writing it opens the chat on Telegram's side: the bot may answer there.
+        """
         chat_id = self.id if chat_id is None else chat_id
+        self.api.add_chat(chat_id)
         message: dict[str, Any] = {
             "message_id": next(self._ids),
             "date": int(time.time()),

@@ -21,6 +21,14 @@ from tests.support.video import write_mp4
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
+ALICE = 1001
+
+
+@pytest.fixture(autouse=True)
+def alice_started_the_bot(api):
+    """The job runner writes only to members who talked to the bot: Alice did."""
+    api.add_chat(ALICE)
+
 
 def line(n: int) -> Reply:
     return Reply((text("status.bar", bar=f"update {n}"),))

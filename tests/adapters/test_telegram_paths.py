@@ -73,6 +73,7 @@ async def test_a_status_edit_overtaken_while_it_waits_is_dropped_for_the_newest(
     clock = GatedTime(monotonic_start=1_000.0)
     async with telegram_bot(tmp_path, api, clock=clock) as telegram:
         outbox, chat = telegram.adapter.outbox, ChatRef("telegram", "1001")
+        api.add_chat(1001)  # Alice has started the bot
         message_id = await outbox.send(chat, line(0), "en")
         api.fail_next("editMessageText", retry_after=4)
         await outbox.edit(chat, message_id, line(1), "en")
