@@ -9,7 +9,9 @@ back, and the local renderer's test frame goes to a temporary folder.
 
 The checks: the settings load; a platform token is set and each set one is
 accepted (Telegram ``getMe``, Discord ``users/@me``, through
-``TELEGRAM_BASE_URL`` / ``DISCORD_API_BASE`` when set); moderators exist;
+``TELEGRAM_BASE_URL`` / ``DISCORD_API_BASE`` when set); moderators exist,
+and which Discord servers' rights count (a moderator role without
+``DISCORD_GUILD_IDS`` counts nowhere);
 the database (exists or can be created, schema current, WAL, integrity,
 writable, ledger invariants); the data folder (writable, free space); the
 provider (the local renderer encodes one frame; Kling accepts the keys).
@@ -91,6 +93,8 @@ async def run_doctor(
         if http is None:
             await client.aclose()
     report(_moderators(settings))
+    if (discord_moderators := _discord_moderators(settings)) is not None:
+        report(discord_moderators)
     for finding in await _database(settings):
         report(finding)
     report(_data_dir(settings))
@@ -200,10 +204,39 @@ def _moderators(settings: Settings) -> Finding:
         return Finding(
             "warn",
             "moderators",
-            "none configured: nobody can /topup or /refund in chat (group admins excepted)",
+            "none configured: nobody can /topup or /refund in chat (except the admins of"
+            " TELEGRAM_ADMIN_CHATS and DISCORD_GUILD_IDS)",
             "set KLINGBOT_MODERATORS=telegram:<your id> or discord:<your id>",
         )
     return Finding("ok", "moderators", ", ".join(str(m) for m in settings.moderators))
+
+
+def _discord_moderators(settings: Settings) -> Finding | None:
+    """Which Discord servers' rights make moderators (only the listed ones); None: no Discord."""
+    role = settings.discord_moderator_role
+    if settings.discord_token is None and role is None:
+        return None
+    if not settings.discord_guild_ids:
+        detail = (
+            "only the discord:<id> entries of KLINGBOT_MODERATORS: without DISCORD_GUILD_IDS"
+            " no server's admins are moderators"
+        )
+        if role is None:
+            return Finding("ok", "discord moderators", detail)
+        return Finding(
+            "warn",
+            "discord moderators",
+            f"DISCORD_MODERATOR_ROLE ({role}) has no effect; {detail}, nor its holders",
+            "list your own servers in DISCORD_GUILD_IDS, or unset DISCORD_MODERATOR_ROLE",
+        )
+    servers = ", ".join(str(guild) for guild in settings.discord_guild_ids)
+    holders = f", the role {role}" if role is not None else ""
+    return Finding(
+        "ok",
+        "discord moderators",
+        f"Administrator, Manage Server{holders} in servers {servers} only;"
+        " elsewhere only the discord:<id> entries of KLINGBOT_MODERATORS",
+    )
 
 
 # --- database ------------------------------------------------------------------------------

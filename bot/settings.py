@@ -165,14 +165,16 @@ class Settings(BaseSettings):
     discord_guild_ids: Annotated[tuple[int, ...], NoDecode] = Field(
         default=(), validation_alias=AliasChoices("DISCORD_GUILD_IDS", "discord_guild_ids")
     )
-    """Servers to sync the slash commands to (instant updates); none: global commands."""
+    """Your own servers: commands sync there (instant updates), and only there do Administrator,
+    Manage Server and ``DISCORD_MODERATOR_ROLE`` make moderators. None: global commands, and
+    only the ``discord:<id>`` entries of ``KLINGBOT_MODERATORS`` are moderators."""
     discord_moderator_role: str | None = Field(
         default=None,
         min_length=1,
         max_length=100,
         validation_alias=AliasChoices("DISCORD_MODERATOR_ROLE", "discord_moderator_role"),
     )
-    """A role name or id whose members are moderators in their server."""
+    """A role id (or name) whose holders are moderators in the servers of ``DISCORD_GUILD_IDS``."""
     discord_api_base: str | None = Field(
         default=None, validation_alias=AliasChoices("DISCORD_API_BASE", "discord_api_base")
     )
@@ -236,7 +238,8 @@ class Settings(BaseSettings):
         default=(),
         validation_alias=AliasChoices("TELEGRAM_ADMIN_CHATS", "telegram_admin_chats"),
     )
-    """Group chats whose administrators are moderators (comma-separated chat ids)."""
+    """Group chats whose administrators are moderators wherever they talk to the bot
+    (comma-separated chat ids); the admins of any other group never are."""
 
     # --- the video provider (docs/PROVIDERS.md) ---------------------------------------
     provider: Literal["local", "kling"] = "local"

@@ -93,3 +93,27 @@ async def test_with_kling_the_doctor_asks_whether_the_keys_answer(tmp_path, monk
         await kling.stop()
     [provider] = [line for line in lines if line.startswith("[✗] provider:")]
     assert "Kling refused the keys" in provider and "not-the-right" not in "\n".join(lines)
+
+
+async def test_a_discord_moderator_role_counts_only_with_listed_servers(tmp_path, monkeypatch):
+    """Without DISCORD_GUILD_IDS no server's rights make moderators: the doctor says the role is idle."""
+    monkeypatch.setenv("KLINGBOT_DB", str(tmp_path / "klingbot.db"))
+    monkeypatch.setenv("KLINGBOT_MODERATORS", "discord:111")
+    monkeypatch.setenv("DISCORD_MODERATOR_ROLE", "Moderator")
+    lines: list[str] = []
+    await run_doctor(out=lines.append)
+    assert (
+        "[!] discord moderators: DISCORD_MODERATOR_ROLE (Moderator) has no effect; only the"
+        " discord:<id> entries of KLINGBOT_MODERATORS: without DISCORD_GUILD_IDS no server's"
+        " admins are moderators, nor its holders → list your own servers in DISCORD_GUILD_IDS,"
+        " or unset DISCORD_MODERATOR_ROLE"
+    ) in lines
+
+    monkeypatch.setenv("DISCORD_GUILD_IDS", "222,333")
+    lines.clear()
+    await run_doctor(out=lines.append)
+    assert (
+        "[✓] discord moderators: Administrator, Manage Server, the role Moderator in servers"
+        " 222, 333 only; elsewhere only the discord:<id> entries of KLINGBOT_MODERATORS"
+    ) in lines
+    assert not [line for line in lines if line.startswith("[!] discord moderators")]
