@@ -29,7 +29,6 @@ from typing import TypeVar
 
 import discord
 
-from adapters.discord import callbacks
 from adapters.discord.buttons import make_view
 from adapters.discord.chats import CommunityServers, caller_for, reader_for
 from adapters.discord.errors import report
@@ -133,7 +132,7 @@ class Responder:
         if interaction.response.is_done():
             await interaction.followup.send(content, ephemeral=ephemeral, **extra)
         else:
-            await callbacks.send_message(interaction, content, view=view, ephemeral=ephemeral)
+            await interaction.response.send_message(content, ephemeral=ephemeral, **extra)
 
     async def _nothing(self) -> None:
         """No reply (the runner already changed the message): acknowledge all the same."""

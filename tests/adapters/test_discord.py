@@ -130,14 +130,14 @@ async def test_price_shows_each_balance_right_after_every_wallet_change(bot, api
     )
 
 
-async def test_answers_do_not_ask_for_the_message_back(bot, api, guild):
-    """A reply's callback carries the whole message but no ``with_response``: 204, nothing parsed."""
+async def test_a_command_is_answered_in_one_callback_with_the_whole_message(bot, api, guild):
+    """discord.py's public ``send_message``: one callback, the reply, its button, no mentions."""
     alice = guild.add_member("alice")
     since = len(api.calls)
     asked = alice.slash("price")
     shown = await bot.answered(asked)
     [callback] = api.of(CALLBACK, since=since)
-    assert "with_response" not in callback.query and callback.status in (200, 204)
+    assert callback.status in (200, 204) and asked.ack_type == CHANNEL_MESSAGE
     assert callback.json["data"]["content"] == shown.content == PRICE_EN
     assert callback.json["data"]["flags"] == 64 and shown.ephemeral
     assert callback.json["data"]["allowed_mentions"] == {"parse": []}
