@@ -31,6 +31,7 @@ from tests.e2e.scripted_provider import Script, ScriptedProvider, render_tiny_cl
 
 NOT_MODERATOR = "Only moderators can do that."
 NOT_MODERATOR_ZH = "只有管理员可以这样做。"
+NOT_YOUR_JOB = "This is not your job."
 ROLE = "Moderator"
 
 
@@ -127,14 +128,31 @@ async def refused_everything(bot: DiscordBot, who: Member, victim: Member, job: 
     assert chinese.content == NOT_MODERATOR_ZH
 
 
-async def a_delivered_job(bot: DiscordBot, member: Member, gate: asyncio.Event) -> str:
-    """``member`` makes a Master clip in their server's first channel; its short id."""
+async def a_delivered_job(
+    bot: DiscordBot, member: Member, gate: asyncio.Event, meddler: Member | None = None
+) -> str:
+    """``member`` makes a Master clip in their server's first channel; its short id.
+
+    While it renders, ``meddler`` (another member there) presses its Cancel
+    button: refused, only to them, and the job goes on.
+    """
+    api = bot.api
     quote = await bot.answered(member.slash("gen", {"prompt": "a robot waves"}))
-    await bot.api.wait_acknowledged(member.press(quote, "Master"))
+    await api.wait_acknowledged(member.press(quote, "Master"))
+    if meddler is not None:
+        channel = quote.channel
+        await api.wait_until(
+            lambda: any(
+                m.via == "channel" and "Cancel" in m.labels() for m in api.messages_in(channel)
+            )
+        )
+        [status] = [m for m in api.messages_in(channel) if m.via == "channel"]
+        refused = await bot.answered(meddler.press(status, "Cancel"))
+        assert (refused.content, refused.ephemeral) == (NOT_YOUR_JOB, True)
     gate.set()
     await bot.settle()
     [job] = await bot.deps.generation.store.jobs_of(UserRef("discord", member.id), 5)
-    assert job.state == "delivered"
+    assert (job.state, job.delivery) == ("delivered", "uploaded")
     return job.short_id
 
 
@@ -151,7 +169,8 @@ async def test_a_public_bot_makes_nobody_a_moderator_by_server_rights(
     ) as bot:
         assert set(api.commands) == {None}  # global: the stranger's server has them too
         await bot.fund(world.alice, 300)
-        job = await a_delivered_job(bot, world.alice, gate)
+        # Alice makes a clip in the stranger's server: the stranger cannot cancel it.
+        job = await a_delivered_job(bot, world.alice_there, gate, meddler=world.stranger)
         await bot.answered(world.stranger.slash("balance"))  # the stranger's wallet opens at 0
         before = await books(bot, world.alice, world.stranger)
 

@@ -12,13 +12,15 @@ and an admin of a listed group, still can, wherever they talk.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from adapters.console.chat import sample_image
 from bot.commands import UserRef
 from storage.audit import audit
 from tests.adapters.conftest import GROUP, MODERATOR_ID, TelegramBot, telegram_bot
-from tests.adapters.standin import Member
+from tests.adapters.standin import Member, buttons
 from tests.e2e.scripted_provider import Script, ScriptedProvider, render_tiny_clip
 
 # PTB 22 warns when it builds a RetryAfter (its retry_after is becoming a timedelta).
@@ -27,6 +29,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecatio
 STRANGERS_GROUP = -1009876543210
 NOT_MODERATOR = "Only moderators can do that."
 NOT_MODERATOR_ZH = "只有管理员可以这样做。"
+NOT_YOUR_JOB = "This is not your job."
 ALICE, CREATOR, ADMIN, LISTED_ADMIN = 2002, 5005, 5006, 3001
 
 
@@ -48,22 +51,45 @@ async def books(telegram: TelegramBot, *user_ids: int) -> list[object]:
     return found
 
 
-async def a_delivered_job(telegram: TelegramBot, alice: Member) -> str:
-    """Alice is funded by the configured moderator and makes a Standard clip; its short id."""
+async def a_delivered_job(
+    telegram: TelegramBot,
+    alice: Member,
+    chat_id: int,
+    gate: asyncio.Event,
+    meddler: Member | None = None,
+) -> str:
+    """Alice, funded by the configured moderator, makes a Standard clip in ``chat_id``.
+
+    The clip is finished once ``gate`` opens. While it renders, ``meddler``
+    presses its Cancel button: refused with an alert, and the job goes on.
+    Returns the job's short id.
+    """
     api = telegram.api
     moderator = telegram.member(MODERATOR_ID, "Mod", "mod")
     await answer(telegram, alice, "/balance", ALICE)
-    assert (
-        await answer(telegram, moderator, f"/topup telegram:{ALICE} 300", MODERATOR_ID)
-    ).startswith("Added 300 credits")
+    done = await answer(telegram, moderator, f"/topup telegram:{ALICE} 300", MODERATOR_ID)
+    assert done.startswith("Added 300 credits")
     since = len(api.calls)
-    alice.send("/gen a robot waves", photo=sample_image())
-    quote = await api.wait_for("sendMessage", since=since, chat_id=ALICE)
+    alice.send("/gen a robot waves", chat_id=chat_id, photo=sample_image())
+    quote = await api.wait_for("sendMessage", since=since, chat_id=chat_id)
     alice.press(quote.result, "Standard")
-    await api.wait_for("sendVideo", since=since, chat_id=ALICE, timeout=60)
+    await api.wait_for("answerCallbackQuery", since=since)  # her press, answered
+    if meddler is not None:
+        status = await api.wait_for(
+            "sendMessage",
+            since=since,
+            chat_id=chat_id,
+            where=lambda c: any(a.startswith("cancel:") for _, a in buttons(c)),
+        )
+        pressed = len(api.calls)
+        meddler.press(status.result, "Cancel")
+        alert = await api.wait_for("answerCallbackQuery", since=pressed)
+        assert (alert.params["text"], alert.params["show_alert"]) == (NOT_YOUR_JOB, True)
+    gate.set()
+    await api.wait_for("sendVideo", since=since, chat_id=chat_id, timeout=60)
     await telegram.settle()
     [job] = await telegram.deps.generation.store.jobs_of(UserRef("telegram", str(ALICE)), 5)
-    assert job.state == "delivered"
+    assert (job.state, job.delivery) == ("delivered", "uploaded")
     return job.short_id
 
 
@@ -85,14 +111,19 @@ async def refused_everything(telegram: TelegramBot, who: Member, chat_id: int, j
 
 
 @pytest.fixture
-async def telegram(tmp_path, api):
-    """The bot with the usual settings, on a scripted video service (fast)."""
-    provider = ScriptedProvider(render_tiny_clip(tmp_path / "tiny.mp4"), Script())
+def gate():
+    return asyncio.Event()
+
+
+@pytest.fixture
+async def telegram(tmp_path, api, gate):
+    """The bot with the usual settings, on a scripted video service whose jobs wait for ``gate``."""
+    provider = ScriptedProvider(render_tiny_clip(tmp_path / "tiny.mp4"), Script(gate=gate))
     async with telegram_bot(tmp_path, api, provider=provider) as bot:
         yield bot
 
 
-async def test_the_admins_of_a_strangers_group_are_not_moderators(telegram):
+async def test_the_admins_of_a_strangers_group_are_not_moderators(telegram, gate):
     api = telegram.api
     api.members[(STRANGERS_GROUP, CREATOR)] = "creator"
     api.members[(STRANGERS_GROUP, ADMIN)] = "administrator"
@@ -101,7 +132,8 @@ async def test_the_admins_of_a_strangers_group_are_not_moderators(telegram):
     alice = telegram.member(ALICE, "Alice", "alice")
     creator = telegram.member(CREATOR, "Stranger", "stranger")
     admin = telegram.member(ADMIN, "Accomplice", "accomplice")
-    job = await a_delivered_job(telegram, alice)
+    # Alice makes a clip in the stranger's group: its creator cannot cancel it.
+    job = await a_delivered_job(telegram, alice, STRANGERS_GROUP, gate, meddler=creator)
     for who in (creator, admin):  # their wallets open at 0
         await answer(telegram, who, "/balance", STRANGERS_GROUP)
     before = await books(telegram, ALICE, CREATOR, ADMIN)
