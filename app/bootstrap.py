@@ -38,11 +38,14 @@ async def open_core(
 ) -> AsyncIterator[Deps]:
     """Open the database (migrating it), build the core, and close everything on exit.
 
-    The runner is built but not started: adapters register their outbox on
-    ``deps.generation.outboxes`` first, then call ``deps.generation.runner.start()``
-    so that resumed jobs can reach their chats. Creates the database's folder
-    and the data folder when they are missing. Raises StorageUnavailable when
-    a folder cannot be created or the database cannot be opened or written.
+    The runner is built and has queued the unfinished jobs of earlier runs
+    (``JobRunner.load``), but is not started: adapters register their outbox
+    on ``deps.generation.outboxes`` and may take presses (queued, not run),
+    then ``deps.generation.runner.start()`` runs the queue in order, so
+    resumed jobs can reach their chats and no job is launched twice.
+    Creates the database's folder and the data folder when they are
+    missing. Raises StorageUnavailable when a folder cannot be created or
+    the database cannot be opened or written.
     """
     assert settings.data_dir is not None
     make_folder(settings.db.absolute().parent, "the database (KLINGBOT_DB)")
@@ -87,6 +90,9 @@ async def open_core(
                 ),
                 retention=build_retention(settings, store, clock),
             )
+            # Before any adapter can take a press: a job of an earlier run is
+            # queued from here, a new one by admit(), never one twice.
+            await runner.load()
             if metrics is not None:
                 metrics.watch_runner(runner)
             callbacks = await _serve_callbacks(settings, provider)

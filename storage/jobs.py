@@ -209,6 +209,35 @@ class SqliteJobStore(JobStore):
 
         return await self.db.write(write)
 
+    async def claim_delivery(
+        self, job_id: str, claimant: str, *, now: int, stale_before: int
+    ) -> bool:
+        """Compare-and-set the claim columns while the job is ``succeeded``."""
+        return await self.db.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE jobs SET delivery_claimed_by = ?, delivery_claimed_at = ?"
+                    " WHERE job_id = ? AND state = 'succeeded' AND (delivery_claimed_by IS NULL"
+                    " OR delivery_claimed_by = ? OR delivery_claimed_at <= ?)",
+                    (claimant, now, job_id, claimant, stale_before),
+                ).rowcount
+                == 1
+            )
+        )
+
+    async def release_delivery(self, job_id: str, claimant: str) -> bool:
+        """Clear the claim if ``claimant`` holds it."""
+        return await self.db.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE jobs SET delivery_claimed_by = NULL, delivery_claimed_at = NULL"
+                    " WHERE job_id = ? AND delivery_claimed_by = ?",
+                    (job_id, claimant),
+                ).rowcount
+                == 1
+            )
+        )
+
     async def update(self, job_id: str, state: JobState, **fields: Any) -> bool:
         """Set fields while the job is still in ``state``."""
         assignments, values = _assignments(fields)

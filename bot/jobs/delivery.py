@@ -3,7 +3,9 @@
 The clip goes to the chat the job came from; if it is over the chat's upload
 limit, the provider's download link goes instead (when it has one). Transient
 errors are retried; a platform that refuses the member for good makes the
-job ``undeliverable``, still paid for, its clip kept.
+job ``undeliverable``, still paid for, its clip kept. Before anything is
+sent, the runner claims the job in the store (a compare-and-set), so two
+processes on one database can never both send a clip.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Delivery:
         clock: Clock,
         settings: RunnerSettings,
         sleep: Callable[[float], Awaitable[None]],
+        claimant: str,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -58,8 +61,31 @@ class Delivery:
         self.clock = clock
         self.settings = settings
         self._sleep = sleep
+        self.claimant = claimant
+        """This runner's name on the delivery claims it takes."""
 
     async def deliver(self, job: Job) -> None:
+        """Claim the job, send its clip (:meth:`_send`), then give the claim up.
+
+        Without the claim nothing is sent: another runner is sending this
+        clip now, or the job was delivered already.
+        """
+        now = self.clock.now()
+        stale = now - self.settings.delivery_claim_s
+        if not await self.store.claim_delivery(
+            job.job_id, self.claimant, now=now, stale_before=stale
+        ):
+            log.info("job %s is not sent here: delivered, or claimed by another runner", job.job_id)
+            return
+        try:
+            await self._send(job)
+        finally:  # also when stopped mid-send: the next runner need not wait for the claim
+            try:
+                await self.store.release_delivery(job.job_id, self.claimant)
+            except Exception as error:
+                log.warning("the delivery claim of job %s stays: %s", job.job_id, error)
+
+    async def _send(self, job: Job) -> None:
         """Send the clip; record how it went (see :func:`delivery_of`).
 
         Transient errors are retried, then the clip's path is sent instead;

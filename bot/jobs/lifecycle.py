@@ -65,6 +65,7 @@ class JobLifecycle:
         monotonic: Callable[[], float],
         running_count: Callable[[], int],
         on_settled: Callable[[str], None],
+        claimant: str,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -89,6 +90,7 @@ class JobLifecycle:
             clock=clock,
             settings=settings,
             sleep=sleep,
+            claimant=claimant,
         )
         """Sends finished clips."""
 

@@ -25,6 +25,9 @@ class RunnerSettings:
     submit_attempts: int = 5
     poll_failures: int = 10
     delivery_attempts: int = 3
+    delivery_claim_s: int = 600
+    """Wall-clock seconds a delivery claim holds (unscaled): an older claim is a runner
+    that died mid-send, and another runner may take the job over."""
     backoff_s: float = 2.0
     timeout_factor: float = 5.0
     timeout_grace_s: float = 120.0

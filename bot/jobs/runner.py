@@ -19,6 +19,7 @@ import contextvars
 import functools
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -49,7 +50,7 @@ __all__ = ["CancelResult", "JobRunner", "RunnerSettings"]
 
 
 class JobRunner:
-    """Drives jobs; ``admit`` new ones, ``start`` to resume old ones after a restart."""
+    """Drives jobs: ``load`` the unfinished ones, ``admit`` new ones, ``start`` to run them."""
 
     def __init__(
         self,
@@ -78,6 +79,8 @@ class JobRunner:
         """Removes old input images and clips; swept from :meth:`start` until :meth:`stop`."""
         self._monotonic = monotonic
         self._sleep = sleep
+        self.runner_id = uuid.uuid4().hex
+        """This runner's name on the delivery claims it takes (one per process run)."""
         self._waiting: list[tuple[str, str, JobRecord]] = []
         """Jobs paid for and waiting for a slot, in order: (job id, member, packed job).
 
@@ -113,6 +116,7 @@ class JobRunner:
             monotonic=monotonic,
             running_count=lambda: len(self._running),
             on_settled=self._settle,
+            claimant=self.runner_id,
         )
         self._settled: dict[str, asyncio.Event] = {}
         self._idle = asyncio.Event()
@@ -120,13 +124,22 @@ class JobRunner:
         self._positions: dict[str, int] = {}
         """Job id -> the queue position its member was last shown."""
         self._stopping = False
+        self._loaded = False
         self._started = False
         self._background: set[asyncio.Task[None]] = set()
 
     # --- public -----------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Resume every unfinished job found in the store (after a restart), under the limits.
+    async def load(self) -> None:
+        """Queue every unfinished job found in the store, once; nothing starts before :meth:`start`.
+
+        Called before any adapter takes input (``app.bootstrap.open_core``
+        does), so the snapshot holds only jobs of earlier runs: a press that
+        arrives afterwards, even one from a platform's backlog handed over
+        while another adapter is still connecting, makes a job this snapshot
+        cannot contain, which :meth:`admit` queues behind them. Each job is
+        therefore queued once and launched once, by :meth:`_schedule`, and
+        only after :meth:`start`, when every adapter's outbox can reach its chats.
 
         Jobs the provider already has (submitted, running, made but not
         delivered) go first, then the queued ones in the order they were
@@ -136,17 +149,33 @@ class JobRunner:
         sent anywhere: it is queued again, not refunded, and its member sees
         their queue position again.
         """
-        self.clips_dir.mkdir(parents=True, exist_ok=True)
-        self._started = True
+        if self._loaded:
+            return
+        self._loaded = True
         unfinished = await self.store.unfinished_jobs()  # in the order they were created
+        known = {job_id for job_id, _, _ in self._waiting} | set(self._running)
         in_flight = [job for job in unfinished if job.state != "held" or job.attempts > 0]
         queued = [job for job in unfinished if job.state == "held" and job.attempts == 0]
         for job in (*in_flight, *queued):
+            if job.job_id in known:  # admitted in this process already (a caller loaded late)
+                continue
             log.info("resuming job %s in state %s", job.job_id, job.state)
             self._idle.clear()
             self._waiting.append(_queued(job))
             if job.state == "held" and job.status_message:
                 self._positions[job.job_id] = 0  # not shown since the restart: show it
+
+    async def start(self) -> None:
+        """Start driving jobs: those :meth:`load` queued and those admitted since, in order.
+
+        Loads first if nothing did. Called once every adapter has registered
+        its outbox, so resumed jobs can reach their chats.
+        """
+        self.clips_dir.mkdir(parents=True, exist_ok=True)
+        await self.load()
+        if self._started:
+            return
+        self._started = True
         self._schedule()
         if self.retention is not None and not self._stopping:
             sweeping = asyncio.create_task(self.retention.run(), name="retention")
@@ -275,7 +304,7 @@ class JobRunner:
     # --- scheduling -------------------------------------------------------------
 
     def _schedule(self) -> None:
-        if self._stopping:
+        if self._stopping or not self._started:  # before start(): admitted jobs wait in order
             return
         limit = self.settings
         for entry in list(self._waiting):

@@ -70,6 +70,22 @@ class JobStore(ABC):
         """
 
     @abstractmethod
+    async def claim_delivery(
+        self, job_id: str, claimant: str, *, now: int, stale_before: int
+    ) -> bool:
+        """Take the right to send a ``succeeded`` job's clip (compare-and-set); False if not.
+
+        True when the job is ``succeeded`` and unclaimed, already claimed by
+        ``claimant``, or claimed at or before ``stale_before`` (a runner that
+        died mid-send). False when another claimant's claim is fresh or the
+        job is no longer ``succeeded``: then nothing may be sent.
+        """
+
+    @abstractmethod
+    async def release_delivery(self, job_id: str, claimant: str) -> bool:
+        """Give up ``claimant``'s claim (the send failed or stopped); False if it held none."""
+
+    @abstractmethod
     async def update(self, job_id: str, state: JobState, **fields: Any) -> bool:
         """Set bookkeeping fields (progress, status message) while the job is in ``state``."""
 

@@ -346,3 +346,28 @@ async def test_a_new_job_keeps_what_the_caller_gave_it(storage):
     given = job("job-1", "q1", mode=None, negative_prompt="blur", image_path=None, locale="zh-CN")
     created = await storage.jobs.create_job(given, max_active=1, now=NOW)
     assert created == replace(given, created_at=NOW)
+
+
+async def test_a_delivery_is_claimed_by_one_runner_at_a_time(storage):
+    await wallet_of(storage, ALICE, 100)
+    await made(storage, "job-1")
+    claim, release = storage.jobs.claim_delivery, storage.jobs.release_delivery
+    fresh = NOW - 600  # claims taken after this are held
+
+    assert await claim("job-1", "runner-a", now=NOW, stale_before=fresh) is False  # not made yet
+    move = storage.jobs.transition
+    await move("job-1", ("held",), "running", now=NOW)
+    await move("job-1", ("running",), "succeeded", now=NOW, result_path="/c")
+    assert await claim("job-1", "runner-a", now=NOW, stale_before=fresh) is True
+    assert await claim("job-1", "runner-b", now=NOW + 1, stale_before=fresh + 1) is False
+    assert await claim("job-1", "runner-a", now=NOW + 2, stale_before=fresh + 2) is True  # again
+    assert await release("job-1", "runner-b") is False  # not b's to give up
+    assert await release("job-1", "runner-a") is True
+    assert await release("job-1", "runner-a") is False
+    assert await claim("job-1", "runner-b", now=NOW + 3, stale_before=fresh + 3) is True
+    # Runner b died mid-send: once its claim is stale, a later runner takes the job over.
+    assert await claim("job-1", "runner-c", now=NOW + 500, stale_before=NOW + 2) is False
+    assert await claim("job-1", "runner-c", now=NOW + 603, stale_before=NOW + 3) is True
+    await move("job-1", ("succeeded",), "delivered", now=NOW + 604, delivery="uploaded")
+    assert await claim("job-1", "runner-c", now=NOW + 605, stale_before=NOW + 5) is False
+    assert await claim("nope", "runner-c", now=NOW, stale_before=fresh) is False

@@ -254,6 +254,8 @@ class InMemoryJobStore(JobStore):
         self.quotes: dict[str, Quote] = {}
         self.quote_inputs_removed: dict[str, int] = {}
         self.jobs: dict[str, Job] = {}  # in insertion order, like SQLite's rowid
+        self.delivery_claims: dict[str, tuple[str, int]] = {}
+        """Job id -> (claimant, claimed at): who may send the clip."""
 
     async def save_quote(self, quote: Quote) -> None:
         if quote.quote_id in self.quotes:
@@ -319,6 +321,25 @@ class InMemoryJobStore(JobStore):
         moved = replace(job, state=to_state, **fields)
         self.jobs[job_id] = moved
         return moved
+
+    async def claim_delivery(
+        self, job_id: str, claimant: str, *, now: int, stale_before: int
+    ) -> bool:
+        job = self.jobs.get(job_id)
+        if job is None or job.state != "succeeded":
+            return False
+        holder = self.delivery_claims.get(job_id)
+        if holder is not None and holder[0] != claimant and holder[1] > stale_before:
+            return False
+        self.delivery_claims[job_id] = (claimant, now)
+        return True
+
+    async def release_delivery(self, job_id: str, claimant: str) -> bool:
+        holder = self.delivery_claims.get(job_id)
+        if holder is None or holder[0] != claimant:
+            return False
+        del self.delivery_claims[job_id]
+        return True
 
     async def update(self, job_id: str, state: JobState, **fields: Any) -> bool:
         _check_settable(fields)
