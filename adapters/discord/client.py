@@ -42,6 +42,7 @@ from adapters.discord.commands import CatalogTranslator, build_commands, sync_co
 from adapters.discord.errors import install_redaction, report, secrets_of
 from adapters.discord.handlers import ACK_BUDGET_S, Handlers
 from adapters.discord.outbox import ChannelFacts, DiscordOutbox
+from adapters.discord.pace import ChannelPace
 from bot.deps import Deps
 from bot.settings import Settings
 
@@ -119,11 +120,13 @@ def build_client(
     *,
     guild_ready_timeout: float = 2.0,
     ack_budget_s: float = ACK_BUDGET_S,
+    pace: ChannelPace | None = None,
 ) -> KlingClient:
     """The bot's discord.py client, from the settings; ``DISCORD_TOKEN`` must be set.
 
     ``guild_ready_timeout`` (how long discord.py waits for more servers after
-    the last one at start) and ``ack_budget_s`` are for tests and benchmarks.
+    the last one at start), ``ack_budget_s`` and ``pace`` (the channel
+    pacing, on a virtual clock) are for tests and benchmarks.
     """
     if settings.discord_token is None:
         raise ValueError("DISCORD_TOKEN is not set")
@@ -151,7 +154,7 @@ def build_client(
         await report(interaction, error, secrets)
 
     client.adapter = DiscordAdapter(
-        settings, deps, handlers, DiscordOutbox(client, facts), facts, secrets
+        settings, deps, handlers, DiscordOutbox(client, facts, pace), facts, secrets
     )
     client.klingbot_handlers = handlers
     return client

@@ -18,12 +18,15 @@ Channel, 50007 Cannot send messages to this user), the outbox raises
 (its clip kept, ``/jobs`` says to ask a moderator); any other failure
 (a server error, the network) raises as it is, and the core retries.
 
-Status edits never hold up the job that asked for them: each message has at
-most one edit on its way, and a newer status replaces one still waiting
-(discord.py itself waits out Discord's rate limits; nothing here loops on a
-429). A clip over the upload limit (the guild's, or the smaller one Discord
-announced with the member's last interaction there) becomes a message saying
-so, and ``fits`` tells the core to record it as ``too_large``.
+Posts and edits in a channel take turns (:mod:`adapters.discord.pace`): at
+most 4 start in any 5 s in one channel, below Discord's 5, so a burst of
+jobs in one channel draws no 429. Status edits never hold up the job that
+asked for them: each message has at most one edit on its way, and a newer
+status replaces one still waiting for its turn (discord.py itself waits out
+any 429 that still comes; nothing here loops on one). A clip over the upload
+limit (the guild's, or the smaller one Discord announced with the member's
+last interaction there) becomes a message saying so, and ``fits`` tells the
+core to record it as ``too_large``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from discord.utils import DEFAULT_FILE_SIZE_LIMIT_BYTES
 from adapters.discord.buttons import make_view
 from adapters.discord.chats import Place, parse_chat
 from adapters.discord.errors import INVALID_WEBHOOK_TOKEN, refused_for_good
+from adapters.discord.pace import ChannelPace
 from adapters.discord.render import clip as clip_text
 from adapters.discord.render import render, translator
 from adapters.tasks import finish_or_cancel
@@ -106,9 +110,12 @@ class ChannelFacts:
 class DiscordOutbox(Outbox):
     """Sends and edits the runner's messages in Discord channels, threads and DMs."""
 
-    def __init__(self, client: discord.Client, facts: ChannelFacts) -> None:
+    def __init__(
+        self, client: discord.Client, facts: ChannelFacts, pace: ChannelPace | None = None
+    ) -> None:
         self.client = client
         self.facts = facts
+        self.pace = pace or ChannelPace()
         self._latest: dict[tuple[str, str], tuple[Reply, str]] = {}
         self._editors: dict[tuple[str, str], asyncio.Task[None]] = {}
 
@@ -216,7 +223,8 @@ class DiscordOutbox(Outbox):
         refusals: list[str] = []
         transient: Exception | None = None
         try:
-            message = await channel.send(content, **extras())
+            async with self.pace.turn(place.channel_id):
+                message = await channel.send(content, **extras())
             return Sent(str(message.id))
         except discord.HTTPException as error:
             if not refused_for_good(error):
@@ -256,7 +264,8 @@ class DiscordOutbox(Outbox):
         """The message in the requester's DMs, saying why it came there."""
         direct = await self.client.create_dm(discord.Object(place.user_id))
         rerouted = translator(locale)(text("discord.rerouted"))
-        message = await direct.send(clip_text(f"{rerouted}\n{body}"), **extras())
+        async with self.pace.turn(direct.id):
+            message = await direct.send(clip_text(f"{rerouted}\n{body}"), **extras())
         return Sent(f"{direct.id}:{message.id}", "dm")
 
     async def _edit_until_current(
@@ -267,7 +276,7 @@ class DiscordOutbox(Outbox):
             while key in self._latest:
                 reply, locale = self._latest.pop(key)
                 try:
-                    await self._edit(place, message_id, render(reply, locale))
+                    await self._edit(place, message_id, render(reply, locale), key)
                 except Exception as error:
                     log.warning(
                         "status message %s in channel %s not edited: %s",
@@ -278,7 +287,10 @@ class DiscordOutbox(Outbox):
         finally:
             self._editors.pop(key, None)
 
-    async def _edit(self, place: Place, message_id: str, rendered: RenderedReply) -> None:
+    async def _edit(
+        self, place: Place, message_id: str, rendered: RenderedReply, key: tuple[str, str]
+    ) -> None:
+        """Edit one status message, in its channel's turn; skipped if a newer one came meanwhile."""
         content = clip_text(rendered.text)
         view = make_view(rendered.buttons)
         if message_id.startswith("w:"):
@@ -293,4 +305,12 @@ class DiscordOutbox(Outbox):
             int(channel_id) if channel_id else place.channel_id,
             guild_id=None if channel_id else place.guild_id,
         )
-        await channel.get_partial_message(int(own_id)).edit(content=content, view=view)
+        turn = await self.pace.take(channel.id)
+        sent = False
+        try:
+            if key in self._latest:
+                return  # a newer status came while this one waited: the loop sends that one
+            sent = True
+            await channel.get_partial_message(int(own_id)).edit(content=content, view=view)
+        finally:
+            self.pace.give_back(turn, used=sent)

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.discord import DiscordAdapter, build_client, running
+from adapters.discord.pace import ChannelPace
 from app.bootstrap import open_core
 from bot.commands import UserRef
 from bot.deps import Deps
 from bot.providers.base import Provider
 from tests.adapters.discord_standin import DiscordStandIn, Guild, Interaction, Member, Message
 from tests.e2e.conftest import fast_settings
+from tests.support.clock import SkippingTime, VirtualTime
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.R2t5Zw.klingbot-test-token-for-the-stand-in"
 
@@ -32,6 +34,8 @@ class DiscordBot:
     api: DiscordStandIn
     deps: Deps
     adapter: DiscordAdapter
+    time: VirtualTime
+    """The clock the outbox paces channels on, and the stand-in counts its rate limits on."""
 
     async def balance(self, member: Member) -> int:
         wallet = await self.deps.ledger.wallet(UserRef("discord", member.id))
@@ -71,6 +75,7 @@ async def discord_bot(
     guild: Guild | None = None,
     *,
     provider: Provider | None = None,
+    clock: VirtualTime | None = None,
     settings_overrides: dict[str, object] | None = None,
     **overrides,
 ) -> AsyncIterator[DiscordBot]:
@@ -78,6 +83,11 @@ async def discord_bot(
 
     ``overrides`` and ``settings_overrides`` both go to the settings; the
     latter also takes names that clash with this function's (``provider``).
+    The outbox paces channels on ``clock`` (by default real time whose
+    sleeps are skipped), and the stand-in counts its rate-limit windows on
+    the same clock: the pacing's waits pass at once, and the stand-in still
+    answers 429 to any request let through too early. Interaction deadlines
+    stay on the stand-in's own clock.
     """
     values = dict(
         discord_token=TOKEN,
@@ -88,11 +98,14 @@ async def discord_bot(
     values.update(overrides)
     values.update(settings_overrides or {})
     settings = fast_settings(tmp_path, **values)
+    clock = clock or SkippingTime()
+    api.rate_limits.clock = clock.monotonic
+    pace = ChannelPace(monotonic=clock.monotonic, sleep=clock.sleep)
     async with open_core(settings, provider=provider) as deps:
-        client = build_client(settings, deps, guild_ready_timeout=0.05)
+        client = build_client(settings, deps, guild_ready_timeout=0.05, pace=pace)
         async with running(client) as adapter:
             await deps.generation.runner.start()
             try:
-                yield DiscordBot(api, deps, adapter)
+                yield DiscordBot(api, deps, adapter, clock)
             finally:
                 await deps.generation.runner.stop()

@@ -108,8 +108,16 @@ items a row, a custom_id over 100 or duplicated, a label over 80: 400 50035
 with the ``errors`` tree; an empty message 400 50006; a missing or wrong bot
 token 401 code 0; a deleted (or, on the channel routes, ephemeral) message
 404 10008; a channel the bot may not post in 403 50013, may not see 403
-50001; a DM to a member who closed their DMs 403 50007; over 200 command creations a day in one scope 400 30034; privileged
+50001; a DM to a member who closed their DMs 403 50007; an edit of a
+member's own message (``member.say``) 403 50005; over 200 command creations a day in one scope 400 30034; privileged
 intents not enabled: gateway close 4014; a bad token on IDENTIFY: close 4004.
+
+Rate limits (``rate_limits``, see ``tests/adapters/discord_ratelimits.py``): every
+REST answer carries its bucket's ``X-RateLimit-*`` headers; a request over its
+bucket (posting and editing in one channel: 5 every 5 s) is a 429 with
+``retry_after`` and the bucket headers, over 50 requests a second in all a
+global 429; ``rate_limited`` lists every 429 answered. The windows run on the
+stand-in's clock.
 
 It binds to 127.0.0.1 only.
 """
@@ -131,6 +139,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from tests.adapters.discord_ratelimits import RateLimits, bucket_headers, too_many_headers
 
 # --- Discord's numbers ----------------------------------------------------------------------
 
@@ -324,6 +334,8 @@ class Message:
     deleted: bool = False
     edits: list[Edit] = field(default_factory=list)
     edited_at: str | None = None
+    author: Member | None = None
+    """Who wrote it: None for the bot, else the member (the bot may not edit theirs: 50005)."""
 
     @property
     def ephemeral(self) -> bool:
@@ -365,7 +377,7 @@ class Message:
             "channel_id": self.channel.id,
             "type": 0,
             "content": self.content,
-            "author": api.bot_user(),
+            "author": api.bot_user() if self.author is None else self.author.user_payload(),
             "attachments": [f.payload() for f in self.attachments],
             "embeds": self.embeds,
             "mentions": [],
@@ -815,6 +827,10 @@ class Member:
         channel = channel or self._default_channel()
         return self.api._push_command(self, channel, name, values, locale, attachment_size_limit)
 
+    def say(self, content: str, *, channel: Channel | None = None) -> Message:
+        """Post a plain message of this member's own (``channel``: as for ``slash``)."""
+        return self.api._member_message(self, channel or self._default_channel(), content)
+
     def press(
         self,
         message: Message,
@@ -998,6 +1014,8 @@ class DiscordStandIn:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
         self._routes = self._route_table()
+        self.rate_limits = RateLimits(self.now)
+        """Per-route buckets and the global limit (``tests/adapters/discord_ratelimits.py``)."""
         self.port = 0
 
     # --- server ------------------------------------------------------------------------------
@@ -1125,6 +1143,25 @@ class DiscordStandIn:
             message = _MESSAGE_OF_CODE.get(code) or f"{status}: {_REASONS.get(status, 'Error')}"
         self._failures.append(Failure(route, status, code, message, retry_after, is_global, where))
 
+    def _member_message(self, member: Member, channel: Channel, content: str) -> Message:
+        message = Message(
+            id=self.snowflake(),
+            channel=channel,
+            content=content,
+            components=[],
+            embeds=[],
+            attachments=[],
+            flags=0,
+            via="member",
+            created_at=self.now(),
+            author=member,
+        )
+        self.messages[message.id] = message
+        intent = INTENT_DIRECT_MESSAGES if channel.guild is None else INTENT_GUILD_MESSAGES
+        self._dispatch_event("MESSAGE_CREATE", message.payload(self), intent)
+        self._notify_soon()
+        return message
+
     def delete_message(self, message: Message) -> None:
         """A moderator deletes ``message``: later edits of it answer 404 10008."""
         message.deleted = True
@@ -1143,6 +1180,11 @@ class DiscordStandIn:
     def intents(self) -> int | None:
         """The intents of the last IDENTIFY."""
         return self.session.intents if self.session else None
+
+    @property
+    def rate_limited(self) -> list[ApiCall]:
+        """Every call answered 429 (by the limits, or injected by ``fail_next``)."""
+        return [call for call in self.calls if call.status == 429]
 
     def of(self, route: str, *, since: int = 0) -> list[ApiCall]:
         """The calls of ``route`` from index ``since``."""
@@ -1610,6 +1652,7 @@ class DiscordStandIn:
             return _json({"message": "404: Not Found", "code": 0}, status=404)
         found, route, auth, handler = hit
         call = ApiCall(len(self.calls), method, path, route, found.groupdict(), dict(request.query))
+        limits: dict[str, str] = {}
         try:
             if request.match_info["version"] != "10":
                 raise DiscordError(0, f"Unsupported API version {request.match_info['version']}")
@@ -1623,11 +1666,17 @@ class DiscordStandIn:
             failure = self._take_failure(call)
             if failure is not None:
                 return await self._answer_failure(call, failure)
+            verdict = self.rate_limits.take(route, call.params)
+            if verdict.refused:
+                call.status = 429
+                await self._record(call)
+                return _json(verdict.body(), status=429, headers=verdict.headers)
+            limits = verdict.headers
             call.result = await handler(_Request(call, files))
         except DiscordError as error:
             call.status, call.code = error.status, error.code
             await self._record(call)
-            return _json(error.body(), status=error.status)
+            return _json(error.body(), status=error.status, headers=limits)
         except Exception as error:  # a bug of the stand-in: fail the test, not just the call
             self.internal_errors.append(error)
             call.status = 500
@@ -1636,9 +1685,9 @@ class DiscordStandIn:
         if call.result is None:
             call.status = 204
             await self._record(call)
-            return web.Response(status=204)
+            return web.Response(status=204, headers=limits)
         await self._record(call)
-        return _json(call.result)
+        return _json(call.result, headers=limits)
 
     async def _record(self, call: ApiCall) -> None:
         self.calls.append(call)
@@ -1658,18 +1707,9 @@ class DiscordStandIn:
         headers: dict[str, str] = {}
         if failure.retry_after is not None:
             body.update(retry_after=failure.retry_after, **{"global": failure.is_global})
-            headers = {
-                "Via": "1.1 google",
-                "Retry-After": str(max(1, round(failure.retry_after))),
-                "X-RateLimit-Limit": "5",
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": f"{time.time() + failure.retry_after:.3f}",
-                "X-RateLimit-Reset-After": f"{failure.retry_after:.3f}",
-                "X-RateLimit-Bucket": "stand-in-bucket",
-                "X-RateLimit-Scope": "global" if failure.is_global else "user",
-            }
-            if failure.is_global:
-                headers["X-RateLimit-Global"] = "true"
+            headers = too_many_headers(failure.retry_after, is_global=failure.is_global)
+            if not failure.is_global:
+                headers |= bucket_headers("injected", 5, 0, failure.retry_after)
         return _json(body, status=failure.status, headers=headers)
 
     # --- gateway, users, application -----------------------------------------------------------
@@ -1964,6 +2004,8 @@ class DiscordStandIn:
     async def _edit_message(self, request: _Request) -> Any:
         channel = self._channel(request)
         message = self._channel_message(request, channel)
+        if message.author is not None:
+            raise DiscordError(50005)
         data = request.call.json or {}
         _check_content(data, request.files, channel.upload_limit, [], creating=False)
         self._apply_edit(message, data, request.files, "channel", None)

@@ -8,11 +8,12 @@ control take its ``sleep`` and ``monotonic``, the core takes it as its wall
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from tests.unit.fakes import FakeClock
 
-__all__ = ["FakeClock", "GatedTime", "VirtualTime"]
+__all__ = ["FakeClock", "GatedTime", "SkippingTime", "VirtualTime"]
 
 
 class VirtualTime:
@@ -62,3 +63,15 @@ class GatedTime(VirtualTime):
         self.sleeps.append(seconds)
         await self.gate.wait()
         self.elapsed += seconds
+
+
+class SkippingTime(VirtualTime):
+    """Real monotonic time, plus every sleep skipped: sleepers move the clock instead of waiting.
+
+    For a pacer that must agree with a server counting windows on the same
+    clock, in a test where other requests keep the real pace (a global limit
+    per real second still resets while nobody sleeps).
+    """
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.elapsed

@@ -1,0 +1,91 @@
+"""Job messages in one Discord channel take turns: a crowd generating at once draws no 429.
+
+The stand-in answers 429 to a sixth post or edit in a channel within 5 s, as
+Discord does; the outbox's pacing runs on a virtual clock that the stand-in's
+rate-limit windows share, so its waits pass at once and are still checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from adapters.discord.pace import ChannelPace
+from bot.commands import UserRef
+from tests.adapters.discord_bot import TOKEN, discord_bot
+from tests.adapters.discord_standin import DiscordStandIn
+from tests.e2e.scripted_provider import Script, ScriptedProvider, render_tiny_clip
+from tests.support.clock import VirtualTime
+
+MEMBERS = 8
+
+
+async def test_a_channel_gets_four_turns_every_five_seconds_and_others_do_not_wait():
+    clock = VirtualTime(monotonic_start=100.0)
+    pace = ChannelPace(monotonic=clock.monotonic, sleep=clock.sleep)
+    started: list[tuple[int, float]] = []
+
+    async def message(channel: int) -> None:
+        async with pace.turn(channel):
+            started.append((channel, clock.monotonic() - 100.0))
+
+    await asyncio.gather(*(message(1) for _ in range(9)))
+    assert [at for _, at in started] == [0, 0, 0, 0, 5, 5, 5, 5, 10]
+    await message(2)  # another channel has its own turns
+    assert started[-1] == (2, 10)
+
+
+async def test_a_request_on_the_wire_holds_its_turn_until_it_comes_back():
+    clock = VirtualTime()
+    pace = ChannelPace(per_window=1, monotonic=clock.monotonic, sleep=clock.sleep)
+    upload_done = asyncio.Event()
+
+    async def upload() -> None:
+        async with pace.turn(1):
+            await upload_done.wait()  # a long upload, still on the wire
+
+    uploading = asyncio.create_task(upload())
+    await asyncio.sleep(0)
+    edit = asyncio.create_task(pace.take(1))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not edit.done() and clock.monotonic() == 0  # waits for the answer, not the clock
+    clock.advance(7)
+    upload_done.set()
+    await uploading
+    pace.give_back(await edit, used=True)
+    assert clock.monotonic() == 12  # the window counts from the upload's answer
+
+
+async def test_eight_members_generating_at_once_in_one_channel_draw_no_429(tmp_path):
+    clip = render_tiny_clip(tmp_path / "tiny.mp4")
+    provider = ScriptedProvider(clip, Script(progress=(20, 50, 80)))
+    async with DiscordStandIn(TOKEN) as api:
+        guild = api.add_guild("Creators", channels=("general",))
+        channel = guild.text_channels[0]
+        members = [guild.add_member(f"member{n}") for n in range(MEMBERS)]
+        async with discord_bot(tmp_path, api, guild, provider=provider) as bot:
+            for member in members:
+                await bot.fund(member, 100)
+            asked = [m.slash("gen", {"prompt": f"a paper boat {n}"}) for n, m in enumerate(members)]
+            quotes = await asyncio.gather(*(bot.answered(a) for a in asked))
+            presses = [m.press(quote, "Master") for m, quote in zip(members, quotes, strict=True)]
+            for pressed in presses:
+                await api.wait_acknowledged(pressed)
+
+            def clips():
+                return [m for m in api.messages_in(channel) if m.attachments]
+
+            await api.wait_until(lambda: len(clips()) == MEMBERS, timeout=60)
+            await bot.settle()
+            await bot.adapter.outbox.drain()
+
+            assert api.rate_limited == []
+            for member in members:
+                [mine] = [m for m in clips() if m.content.startswith(member.mention)]
+                assert mine.attachments[0].data == clip.read_bytes()
+                jobs = await bot.deps.generation.store.jobs_of(UserRef("discord", member.id), 5)
+                assert [(j.state, j.delivery) for j in jobs] == [("delivered", "uploaded")]
+                assert await bot.balance(member) == 0
+            statuses = [m for m in api.messages_in(channel) if m.via == "channel"]
+            assert len(statuses) == 2 * MEMBERS  # a status and a clip each, nothing sent twice
+            assert bot.adapter.outbox.pace.waits  # the crowd did have to take turns
