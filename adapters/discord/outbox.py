@@ -35,7 +35,7 @@ import asyncio
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import discord
@@ -305,12 +305,22 @@ class DiscordOutbox(Outbox):
             int(channel_id) if channel_id else place.channel_id,
             guild_id=None if channel_id else place.guild_id,
         )
-        turn = await self.pace.take(channel.id)
+        message = channel.get_partial_message(int(own_id))
+        await self._in_turn(channel.id, key, lambda: message.edit(content=content, view=view))
+
+    async def _in_turn(
+        self, channel_id: int, key: tuple[str, str], edit: Callable[[], Awaitable[object]]
+    ) -> None:
+        """Make the ``edit`` in its turn, unless a newer status came while it waited.
+
+        The loop in :meth:`_edit_until_current` then sends the newer one instead.
+        """
+        turn = await self.pace.take(channel_id)
         sent = False
         try:
             if key in self._latest:
-                return  # a newer status came while this one waited: the loop sends that one
+                return
             sent = True
-            await channel.get_partial_message(int(own_id)).edit(content=content, view=view)
+            await edit()
         finally:
             self.pace.give_back(turn, used=sent)

@@ -16,8 +16,11 @@ a channel:
   more than ``per_window`` of ours in one of its windows;
 - turns are first come, first served.
 
-Channels do not wait for each other. Time comes in through ``monotonic`` and
-``sleep``, so tests run the pacer on a virtual clock.
+Channels do not wait for each other. Messages through a member's
+interaction token (when the channel refuses the bot) are not paced here:
+discord.py sends those one at a time per token and waits whenever the
+token's bucket is empty. Time comes in through ``monotonic`` and ``sleep``,
+so tests run the pacer on a virtual clock.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -64,12 +67,12 @@ class ChannelPace:
         self.window_s = window_s
         self._monotonic = monotonic
         self._sleep = sleep
-        self._channels: dict[int, _Channel] = {}
-        self.waits: list[tuple[int, float]] = []
-        """Every wait for a turn, as (channel id, seconds): for logs and tests."""
+        self._channels: dict[Hashable, _Channel] = {}
+        self.waits: list[tuple[Hashable, float]] = []
+        """Every wait for a turn, as (channel, seconds): for logs and tests."""
 
     @asynccontextmanager
-    async def turn(self, channel_id: int) -> AsyncIterator[None]:
+    async def turn(self, channel_id: Hashable) -> AsyncIterator[None]:
         """Wait for the channel's next turn, and hold it while the request runs."""
         state = await self.take(channel_id)
         try:
@@ -77,7 +80,7 @@ class ChannelPace:
         finally:
             self.give_back(state, used=True)
 
-    async def take(self, channel_id: int) -> _Channel:
+    async def take(self, channel_id: Hashable) -> _Channel:
         """Wait for a turn in this channel; pair it with :meth:`give_back`."""
         state = self._channel(channel_id)
         async with state.lock:
@@ -109,7 +112,7 @@ class ChannelPace:
             return None
         return max(state.done[0] + self.window_s - now, 0.001)
 
-    def _channel(self, channel_id: int) -> _Channel:
+    def _channel(self, channel_id: Hashable) -> _Channel:
         state = self._channels.get(channel_id)
         if state is None:
             if len(self._channels) >= IDLE_CHANNELS:
