@@ -95,6 +95,7 @@ async def open_core(
             await runner.load()
             if metrics is not None:
                 metrics.watch_runner(runner)
+                metrics.watch_inputs(settings.inputs_dir)
             callbacks = await _serve_callbacks(settings, provider)
             try:
                 yield Deps(
@@ -112,6 +113,8 @@ async def open_core(
                         inputs_dir=settings.inputs_dir,
                         quote_ttl_s=settings.quote_ttl_s,
                         blocked_words=settings.blocked_words,
+                        max_open_quotes=settings.max_open_quotes,
+                        quotes_per_minute=settings.quotes_per_minute,
                     ),
                     state=SqliteAppState(database),
                     metrics=metrics or NullMetrics(),

@@ -14,7 +14,8 @@ itself is observed where it is committed:
   the bot wait (Telegram's flood control, discord.py's HTTP client), so the
   adapters need no metrics code;
 - the queue's length and the running jobs are read from the runner at each
-  scrape.
+  scrape, and the input images on disk (files and bytes) from their folder
+  (:class:`InputFiles`).
 
 :class:`OperationsServer` serves ``/metrics`` in the Prometheus text format
 and ``/healthz``: 200 when the database answers, the runner is alive and
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
 from bot.catalog import Catalog
@@ -155,9 +158,54 @@ class PrometheusMetrics:
         self.queue.set_function(runner.waiting_count)
         self.running.set_function(runner.running_count)
 
+    def watch_inputs(self, folder: Path) -> None:
+        """Count the input images in ``folder`` (files and bytes) at each scrape."""
+        self.registry.register(InputFiles(folder))
+
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class InputFiles:
+    """A collector: the members' input images on disk, as two gauges read at each scrape.
+
+    What the disk holds, not what the database believes: a file left behind
+    by a crash counts too. One ``scandir`` of one flat folder.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The two gauges, without values (so registering them reads no folder)."""
+        return [_input_files(), _input_bytes()]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        """Count the files and their bytes now."""
+        files = size = 0
+        try:
+            with os.scandir(self.folder) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_file(follow_symlinks=False):
+                            files += 1
+                            size += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue  # removed while counting
+        except OSError:
+            pass  # no folder yet: nothing stored
+        return [_input_files(files), _input_bytes(size)]
+
+
+def _input_files(value: int | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily("klingbot_input_files", "Members' input images on disk", value=value)
+
+
+def _input_bytes(value: int | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "klingbot_input_bytes", "Bytes of the members' input images on disk", value=value
+    )
 
 
 class ObservedJobStore(SqliteJobStore):
@@ -167,10 +215,11 @@ class ObservedJobStore(SqliteJobStore):
         super().__init__(database)
         self.metrics = metrics
 
-    async def save_quote(self, quote: Quote) -> None:
+    async def save_quote(self, quote: Quote, *, max_open: int | None = None) -> tuple[str, ...]:
         """Save, then count the quote."""
-        await super().save_quote(quote)
+        freed = await super().save_quote(quote, max_open=max_open)
         self.metrics.quote(quote.user.platform)
+        return freed
 
     async def create_job(self, job: Job, *, max_active: int, now: int) -> Job:
         """Create (hold the price), then count the credits held."""

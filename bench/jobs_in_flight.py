@@ -179,7 +179,7 @@ async def make_jobs(deps: Deps, members: int, per_member: int, image: bytes) -> 
                     quote = await respond_to_text(f"/gen {PROMPT} #{n}-{i}", caller, deps)
                     tier = "master"
                 else:
-                    picture = ImageInput(image, "sample.jpg")
+                    picture = ImageInput.of(image, "sample.jpg")
                     quote = await respond(
                         lambda: parse_gen(f"{PROMPT} #{n}-{i}", picture),  # noqa: B023
                         caller,

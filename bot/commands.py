@@ -6,6 +6,7 @@ and hand them to :func:`bot.service.handle`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 PLATFORMS: tuple[str, ...] = ("console", "telegram", "discord", "cli")
@@ -67,12 +68,33 @@ class Caller:
         return self.chat or ChatRef(self.user.platform, self.user.id)
 
 
+ImageFetch = Callable[[], Awaitable[bytes]]
+"""Downloads (or reads) an image's bytes; raises UserError when it cannot."""
+
+
 @dataclass(frozen=True, slots=True)
 class ImageInput:
-    """An image a member sent, as bytes; its name is only a hint (the content decides)."""
+    """An image a member sent: its size as the platform declares it, and how to fetch it.
 
-    data: bytes = field(repr=False)
+    The core decides before fetching: an image whose ``declared_size`` is
+    over the limit, or a member who is over their quote rate, costs no
+    download. ``declared_size`` is None when the platform says nothing
+    before the download (then the bytes decide). The name is only a hint
+    (the content decides the format).
+    """
+
+    fetch: ImageFetch = field(repr=False)
     filename: str = ""
+    declared_size: int | None = None
+
+    @classmethod
+    def of(cls, data: bytes, filename: str = "") -> ImageInput:
+        """An image already in memory (its size is its length)."""
+
+        async def fetch() -> bytes:
+            return data
+
+        return cls(fetch, filename, len(data))
 
 
 # --- commands ---------------------------------------------------------------

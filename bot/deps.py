@@ -30,6 +30,10 @@ class Generation:
     inputs_dir: Path
     quote_ttl_s: int = 600
     blocked_words: tuple[str, ...] = ()
+    max_open_quotes: int = 5
+    """Open quotes per member; a new one retires the oldest and removes its image."""
+    quotes_per_minute: int = 5
+    """Quote requests per member in any minute; past it, "slow down" (nothing stored)."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,12 @@
 A quote is free; pressing a tier creates the job and holds its price in one
 transaction (the quote can become a job only once, so a double click or two
 tiers pressed together hold credits once); the runner does the rest.
+
+Free must not mean unbounded: a member may ask for ``quotes_per_minute``
+quotes in any minute and keep ``max_open_quotes`` open (a new one retires
+the oldest and removes its image), both counted by the store in the
+database, and an image is downloaded only once both and its declared size
+allow it.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from bot.commands import (
 from bot.deps import Deps, Generation
 from bot.errors import InsufficientCredits, NotModerator, UserError
 from bot.jobs.model import Job, Quote
-from bot.jobs.store import QueueFull, QuoteTaken
-from bot.media import check_prompt, inspect_image
+from bot.jobs.retention import remove_input
+from bot.jobs.store import QueueFull, QuoteTaken, SlowDown
+from bot.media import check_file_size, check_prompt, inspect_image
 from bot.reasons import reason
 from bot.replies import Button, Reply, Text, TierName, Timestamp, Wait, text
 
@@ -51,34 +58,58 @@ def _private(key: str, **params: object) -> list[Reply]:
 
 
 async def gen(command: Gen, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:
-    """Check the inputs, keep the image, and quote every tier that can take them."""
+    """Check the inputs, keep the image, and quote every tier that can take them.
+
+    Cheapest first, so that a flood costs nothing: the image's declared size
+    and the prompts (no download yet), then the member's quote rate (counted
+    in the database), and only then the download and the checks of the
+    image's content. A refusal at any step stores nothing.
+    """
     generation = _generation(deps)
-    info = await asyncio.to_thread(inspect_image, command.image.data) if command.image else None
+    image = command.image
+    if image is not None and image.declared_size is not None:
+        check_file_size(image.declared_size)
     prompt = check_prompt(
-        command.prompt, required=info is None, blocked_words=generation.blocked_words
+        command.prompt, required=image is None, blocked_words=generation.blocked_words
     )
     negative = check_prompt(
         command.negative, required=False, blocked_words=generation.blocked_words, field="negative"
     )
+    await _admit_quote(caller, deps)
     quote_id = deps.new_id()[:12]
-    image_path = None
-    if command.image is not None and info is not None:
-        path = generation.inputs_dir / f"{quote_id}{info.extension}"
-        await asyncio.to_thread(_write, path, command.image.data)
-        image_path = str(path)
+    written = None
+    if image is not None:
+        data = await image.fetch()
+        info = await asyncio.to_thread(inspect_image, data)
+        written = generation.inputs_dir / f"{quote_id}{info.extension}"
+        await asyncio.to_thread(_write, written, data)
     return await _offer(
         caller,
         deps,
         quote_id=quote_id,
-        image_path=image_path,
+        image_path=str(written) if written else None,
         prompt=prompt,
         negative=negative,
         duration_s=command.duration_s,
-        tiers=_tiers_for(deps, image_path),
+        tiers=_tiers_for(deps, written),
+        written=written,
     )
 
 
-def _tiers_for(deps: Deps, image_path: str | None) -> tuple[str, ...]:
+async def _admit_quote(caller: Caller, deps: Deps) -> None:
+    """Count one quote request of the member; UserError ("slow down") past the rate."""
+    generation = _generation(deps)
+    try:
+        await generation.store.admit_quote_request(
+            caller.user, per_minute=generation.quotes_per_minute, now=deps.clock.now()
+        )
+    except SlowDown as error:
+        raise UserError(
+            "quote.slow_down", count=generation.quotes_per_minute, seconds=error.retry_after_s
+        ) from None
+
+
+def _tiers_for(deps: Deps, image_path: str | Path | None) -> tuple[str, ...]:
     """Every tier, less those that need an image when there is none."""
     return tuple(t.key for t in deps.catalog.tiers if image_path or not t.requires_image)
 
@@ -93,8 +124,15 @@ async def _offer(
     negative: str,
     duration_s: int,
     tiers: tuple[str, ...],
+    written: Path | None = None,
 ) -> list[Reply]:
-    """Save a quote for these inputs and show it with a button per tier."""
+    """Save a quote for these inputs and show it with a button per tier.
+
+    The member's open quotes beyond ``max_open_quotes`` are retired in the
+    same write, and the input images only they named are removed at once.
+    ``written`` is an image file made for this quote alone: it goes if the
+    quote cannot be saved.
+    """
     generation = _generation(deps)
     now = deps.clock.now()
     quote = Quote(
@@ -111,7 +149,14 @@ async def _offer(
         created_at=now,
         expires_at=now + generation.quote_ttl_s,
     )
-    await generation.store.save_quote(quote)
+    try:
+        freed = await generation.store.save_quote(quote, max_open=generation.max_open_quotes)
+    except BaseException:
+        if written is not None:
+            written.unlink(missing_ok=True)  # one system call: no thread for it
+        raise
+    for path in freed:
+        await remove_input(generation.store, path, inputs_dir=generation.inputs_dir, now=now)
     return [await _quote_reply(quote, caller, deps)]
 
 
@@ -177,6 +222,8 @@ async def choose(
         return _private("quote.not_yours")
     if quote.state == "used":
         return _private("quote.already_chosen")
+    if quote.retired_at is not None:
+        return [_retired(deps)]
     if quote.state == "cancelled":
         return _private("quote.was_cancelled")
     if deps.clock.now() > quote.expires_at:
@@ -252,9 +299,16 @@ async def cancel_quote(
         raise UserError("error.stale_button")
     if quote.user != caller.user:
         return _private("quote.not_yours")
+    if quote.retired_at is not None:
+        return [_retired(deps)]
     if not await store.cancel_quote(quote.quote_id):
         return _private("quote.already_chosen")
     return [Reply((text("quote.cancelled"),), edit=True)]
+
+
+def _retired(deps: Deps) -> Reply:
+    """A newer quote of the member closed this one: say so in place of its buttons."""
+    return Reply((text("quote.retired", count=_generation(deps).max_open_quotes),), edit=True)
 
 
 async def cancel_job(
@@ -295,6 +349,7 @@ async def reroll(
     tiers = (job.tier,) if isinstance(command, Reroll) and job.tier in all_tiers else all_tiers
     if not tiers:
         raise UserError("error.stale_button")
+    await _admit_quote(caller, deps)
     return await _offer(
         caller,
         deps,

@@ -121,12 +121,7 @@ def inspect_image(data: bytes) -> ImageInfo:
     decoded yet), and last a full decode that refuses truncated or corrupt files.
     """
     size = len(data)
-    if size == 0:
-        raise UserError("image.empty")
-    if size > MAX_IMAGE_BYTES:
-        raise UserError(
-            "image.file_too_big", size_mb=_megabytes(size), limit_mb=MAX_IMAGE_BYTES // _MB
-        )
+    check_file_size(size)
     kind = sniff(data)
     if kind not in ("jpeg", "png"):
         _refuse_format(kind)
@@ -144,6 +139,22 @@ def inspect_image(data: bytes) -> ImageInfo:
         height=height,
         size_bytes=size,
     )
+
+
+def check_file_size(size: int) -> None:
+    """Refuse (UserError) a file of ``size`` bytes that is empty or over :data:`MAX_IMAGE_BYTES`.
+
+    ``size`` is the file's real size: its length, or what the platform
+    declares before a download (Telegram's ``file_size``, Discord's
+    ``attachment.size``), or what the file system says. The message names
+    it, so a member who sent 18.5 MB reads 18.5 MB, not the limit.
+    """
+    if size == 0:
+        raise UserError("image.empty")
+    if size > MAX_IMAGE_BYTES:
+        raise UserError(
+            "image.file_too_big", size_mb=_megabytes(size), limit_mb=MAX_IMAGE_BYTES // _MB
+        )
 
 
 def sniff(data: bytes) -> str | None:

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     """How long a quote's tier buttons work, in seconds."""
     blocked_words: Annotated[tuple[str, ...], NoDecode] = ()
     """Comma-separated words refused in prompts (case and spacing ignored)."""
+    max_open_quotes: int = Field(default=5, ge=1, le=1000)
+    """Open quotes one member may have; a new quote closes their oldest and removes its image."""
+    quotes_per_minute: int = Field(default=5, ge=1, le=1000)
+    """Quotes one member may ask for in any minute; past it they are told to slow down."""
     max_jobs_per_user: int = Field(default=2, ge=1, le=100)
     """Jobs one member may have generating at once."""
     max_queue_per_user: int = Field(default=5, ge=0, le=1000)

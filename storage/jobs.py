@@ -8,7 +8,7 @@ from typing import Any
 from bot import reasons
 from bot.commands import ChatRef, UserRef
 from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
-from bot.jobs.store import JobStore, QueueFull, QuoteTaken
+from bot.jobs.store import QUOTE_RATE_WINDOW_S, JobStore, QueueFull, QuoteTaken, SlowDown
 from bot.ports import Outcome
 from storage.database import Database
 from storage.ledger import change_balance, end_hold, hold_credits
@@ -31,6 +31,7 @@ def _quote(row: sqlite3.Row) -> Quote:
         state=row["state"],
         created_at=row["created_at"],
         expires_at=row["expires_at"],
+        retired_at=row["retired_at"],
     )
 
 
@@ -56,16 +57,63 @@ def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:
     return ", ".join(f"{name} = ?" for name in fields), list(fields.values())
 
 
+def _retire_beyond(connection: sqlite3.Connection, quote: Quote, max_open: int) -> tuple[str, ...]:
+    """Cancel the member's open quotes but the ``max_open`` newest; their images nothing names."""
+    retired = connection.execute(
+        "SELECT quote_id, image_path FROM quotes"
+        " WHERE platform = ? AND user_id = ? AND state = 'open'"
+        " ORDER BY created_at DESC, rowid DESC LIMIT -1 OFFSET ?",
+        (quote.user.platform, quote.user.id, max_open),
+    ).fetchall()
+    if not retired:
+        return ()
+    connection.executemany(
+        "UPDATE quotes SET state = 'cancelled', retired_at = ? WHERE quote_id = ?",
+        [(quote.created_at, row["quote_id"]) for row in retired],
+    )
+    paths = sorted({row["image_path"] for row in retired if row["image_path"] is not None})
+    return tuple(
+        path
+        for path in paths
+        if not connection.execute(
+            "SELECT 1 FROM quotes WHERE image_path = ? AND state = 'open'"
+            " UNION ALL SELECT 1 FROM jobs WHERE image_path = ? LIMIT 1",
+            (path, path),
+        ).fetchone()
+    )
+
+
 class SqliteJobStore(JobStore):
     """:class:`bot.jobs.store.JobStore` on the shared :class:`storage.database.Database`."""
 
     def __init__(self, database: Database) -> None:
         self.db = database
 
-    async def save_quote(self, quote: Quote) -> None:
-        """Insert a quote."""
-        await self.db.write(
-            lambda c: c.execute(
+    async def admit_quote_request(self, user: UserRef, *, per_minute: int, now: int) -> None:
+        """Count the request in ``quote_requests`` unless the member's minute is used up."""
+        since = now - QUOTE_RATE_WINDOW_S
+
+        def write(connection: sqlite3.Connection) -> None:
+            connection.execute("DELETE FROM quote_requests WHERE requested_at <= ?", (since,))
+            count, oldest = connection.execute(
+                "SELECT count(*), min(requested_at) FROM quote_requests"
+                " WHERE platform = ? AND user_id = ?",
+                (user.platform, user.id),
+            ).fetchone()
+            if count >= per_minute:
+                raise SlowDown(max(1, oldest + QUOTE_RATE_WINDOW_S - now))
+            connection.execute(
+                "INSERT INTO quote_requests (platform, user_id, requested_at) VALUES (?, ?, ?)",
+                (user.platform, user.id, now),
+            )
+
+        await self.db.write(write)
+
+    async def save_quote(self, quote: Quote, *, max_open: int | None = None) -> tuple[str, ...]:
+        """Insert a quote and retire the member's open quotes beyond ``max_open``, at once."""
+
+        def write(connection: sqlite3.Connection) -> tuple[str, ...]:
+            connection.execute(
                 """
                 INSERT INTO quotes (quote_id, platform, user_id, chat_id, locale, image_path,
                     prompt, negative_prompt, duration_s, tiers, state, created_at, expires_at)
@@ -87,7 +135,11 @@ class SqliteJobStore(JobStore):
                     quote.expires_at,
                 ),
             )
-        )
+            if max_open is None:
+                return ()
+            return _retire_beyond(connection, quote, max_open)
+
+        return await self.db.write(write)
 
     async def get_quote(self, quote_id: str) -> Quote | None:
         """A quote by id."""

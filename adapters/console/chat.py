@@ -94,19 +94,26 @@ def is_image_argument(word: str) -> bool:
 def read_image_argument(word: str) -> ImageInput:
     """The image ``word`` names: ``sample`` (the bundled picture) or a file, ``~`` expanded."""
     if word == SAMPLE:
-        return ImageInput(sample_image(), "sample.jpg")
+        return ImageInput.of(sample_image(), "sample.jpg")
     shown = word[:200]
     try:
         path = Path(word).expanduser()
         with path.open("rb") as file:
-            data = file.read(MAX_IMAGE_BYTES + 1)  # enough to know it is too big
+            size = os.fstat(file.fileno()).st_size
+            # Over the limit: its size says so, and the core refuses it by that size, unread.
+            data = file.read(MAX_IMAGE_BYTES + 1) if size <= MAX_IMAGE_BYTES else b""
     except (FileNotFoundError, NotADirectoryError):
         raise UserError("console.no_such_file", path=shown) from None
     except IsADirectoryError:
         raise UserError("console.is_a_folder", path=shown) from None
     except (OSError, ValueError, RuntimeError):  # too long, permissions, no home for ~user
         raise UserError("console.unreadable_file", path=shown) from None
-    return ImageInput(data, path.name)
+
+    async def fetch() -> bytes:
+        return data
+
+    # A file that grew while read says so by its length (MAX_IMAGE_BYTES + 1 at most).
+    return ImageInput(fetch, path.name, max(size, len(data)))
 
 
 def parse_console_gen(rest: str) -> Command:

@@ -10,10 +10,11 @@ Visibility: ``/gen``'s quote is public in the channel (so is the job's
 status, posted by the outbox), everything else only to the caller
 (ephemeral), and every refusal the core marks private is ephemeral too.
 
-Discord's 3 seconds: ``/gen`` defers at once (after checking the
-attachment's declared size and type, which needs no request). Other
-commands and button presses answer directly, and defer only if the core has
-not answered within :data:`ACK_BUDGET_S`; a press in a channel where the bot
+Discord's 3 seconds: ``/gen`` defers just before the core downloads its
+image (a refusal by the attachment's declared size or type, or a member
+asking too fast, is answered at once, privately). Commands and button
+presses answer directly, and defer only if the core has not answered within
+:data:`ACK_BUDGET_S`; a press in a channel where the bot
 may not post defers first, because the job's messages will then go through
 the press's interaction token, which Discord honours only once acknowledged.
 """
@@ -32,7 +33,7 @@ import discord
 from adapters.discord.buttons import make_view
 from adapters.discord.chats import CommunityServers, caller_for, reader_for
 from adapters.discord.errors import report
-from adapters.discord.images import check_attachment, fetch_image
+from adapters.discord.images import check_attachment, image_input
 from adapters.discord.outbox import ChannelFacts
 from adapters.discord.render import MAX_CONTENT, render
 from adapters.messages import split_text
@@ -78,17 +79,19 @@ class Responder:
         self.component = component
         self._placeholder: bool | None = None
         """A deferred "thinking…" reply waits to be replaced (its value: is it ephemeral)."""
+        self._deferring = asyncio.Lock()
 
     async def defer(self) -> None:
-        """Acknowledge now, answer later."""
-        response = self.interaction.response
-        if response.is_done():
-            return
-        if self.component:
-            await response.defer()
-        else:
-            await response.defer(thinking=True, ephemeral=not self.public)
-            self._placeholder = not self.public
+        """Acknowledge now, answer later (once, however many callers ask at the same time)."""
+        async with self._deferring:
+            response = self.interaction.response
+            if response.is_done():
+                return
+            if self.component:
+                await response.defer()
+            else:
+                await response.defer(thinking=True, ephemeral=not self.public)
+                self._placeholder = not self.public
 
     async def in_time(self, work: Awaitable[T], budget_s: float = ACK_BUDGET_S) -> T:
         """Await ``work``; if it takes longer than ``budget_s``, defer meanwhile."""
@@ -236,7 +239,7 @@ class Handlers:
         duration: int | None,
         negative: str | None,
     ) -> None:
-        """``/gen``: check the attachment, defer, download, quote publicly."""
+        """``/gen``: check the attachment's type; the core quotes, downloading if it may."""
         with self._tracked():
             await self._gen(interaction, prompt, image, duration, negative)
 
@@ -259,16 +262,11 @@ class Handlers:
                 refusal = await respond(_raising(error), caller, self.deps)
                 await responder.show(self.rendered(refusal, caller))
                 return
-        await responder.defer()
         command = Gen(prompt=prompt, negative=negative or "", duration_s=duration or BASE_DURATION)
         if image is not None:
-            try:
-                command = replace(command, image=await fetch_image(image))
-            except UserError as error:
-                refusal = await respond(_raising(error), caller, self.deps)
-                await responder.show(self.rendered(refusal, caller))
-                return
-        replies = await handle(command, caller, self.deps, request_id=request_id)
+            command = replace(command, image=image_input(image, before_download=responder.defer))
+        answer = handle(command, caller, self.deps, request_id=request_id)
+        replies = await responder.in_time(answer, self.ack_budget_s)
         await responder.show(self.rendered(replies, caller))
 
     async def on_button(self, interaction: discord.Interaction, action: str) -> None:

@@ -1,25 +1,24 @@
 """The image of a ``/gen``: an attachment option, judged by its declared size and type first.
 
 Discord tells the bot an attachment's size and content type before anything
-is downloaded, so an image over the limit, or a GIF, a WebP or a video, is
-refused without fetching a byte. What the bytes really are is then the
-core's judgement, made on the content (``bot.media``).
+is downloaded, so a GIF, a WebP or a video is refused here, and an image
+over the limit (or a member asking for quotes too fast) by the core, without
+fetching a byte. What the bytes really are is then the core's judgement,
+made on the content (``bot.media``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import discord
 
 from bot.commands import ImageInput
 from bot.errors import UserError
-from bot.media import MAX_IMAGE_BYTES
 
 log = logging.getLogger(__name__)
-
-_MB = 1024 * 1024
 
 ACCEPTED_TYPES = frozenset({"image/jpeg", "image/jpg", "image/pjpeg", "image/png"})
 
@@ -36,19 +35,11 @@ _REFUSED_TYPES = {
 """Declared types with their own explanation; other non-images get ``image.not_image``."""
 
 
-def _too_big(size: int, limit: int) -> UserError:
-    tenths = -(-size * 10 // _MB)  # rounded up, so just over the limit never reads as it
-    return UserError(
-        "image.file_too_big", size_mb=f"{tenths // 10}.{tenths % 10}", limit_mb=limit // _MB
-    )
+def check_attachment(attachment: discord.Attachment) -> None:
+    """Refuse (UserError) an attachment whose declared type cannot be an image we take.
 
-
-def check_attachment(attachment: discord.Attachment, *, limit: int = MAX_IMAGE_BYTES) -> None:
-    """Refuse (UserError) an attachment whose declared size or type cannot be an image we take."""
-    if attachment.size > limit:
-        raise _too_big(attachment.size, limit)
-    if attachment.size == 0:
-        raise UserError("image.empty")
+    Its declared size is the core's to judge (:func:`image_input` passes it on).
+    """
     declared = (attachment.content_type or "").partition(";")[0].strip().lower()
     if not declared or declared in ACCEPTED_TYPES:
         return  # no type declared: the content decides
@@ -60,15 +51,21 @@ def check_attachment(attachment: discord.Attachment, *, limit: int = MAX_IMAGE_B
         raise UserError("image.not_image")
 
 
-async def fetch_image(
-    attachment: discord.Attachment, *, limit: int = MAX_IMAGE_BYTES
+def image_input(
+    attachment: discord.Attachment, *, before_download: Callable[[], Awaitable[None]]
 ) -> ImageInput:
-    """Download a checked attachment; UserError when it cannot be fetched or is too big."""
-    try:
-        data = await attachment.read()
-    except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as error:
-        log.warning("could not fetch attachment %s: %s", attachment.id, error)
-        raise UserError("discord.download_failed") from None
-    if len(data) > limit:
-        raise _too_big(len(data), limit)
-    return ImageInput(data, attachment.filename)
+    """The core's image: the size Discord declared, and a download made only if the core asks.
+
+    ``before_download`` runs first (the handler defers the interaction
+    there: a download may outlast Discord's 3 seconds).
+    """
+
+    async def fetch() -> bytes:
+        await before_download()
+        try:
+            return await attachment.read()
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as error:
+            log.warning("could not fetch attachment %s: %s", attachment.id, error)
+            raise UserError("discord.download_failed") from None
+
+    return ImageInput(fetch, attachment.filename, attachment.size)

@@ -30,7 +30,6 @@ from adapters.telegram.chats import PLATFORM
 from adapters.telegram.errors import install_redaction, make_error_handler
 from adapters.telegram.flood import FloodControl
 from adapters.telegram.handlers import Handlers
-from adapters.telegram.images import download_limit
 from adapters.telegram.outbox import TelegramOutbox
 from adapters.telegram.render import translator
 from adapters.telegram.webhook import WebhookServer, derived_secret
@@ -151,9 +150,7 @@ def build_application(
         FileSizeLimit.FILESIZE_UPLOAD_LOCAL_MODE if self_hosted else FileSizeLimit.FILESIZE_UPLOAD
     )
     outbox = TelegramOutbox(bot, upload_limit=upload_limit, local_mode=settings.telegram_local_mode)
-    handlers = Handlers(
-        deps, admins, image_limit=download_limit(local_mode=settings.telegram_local_mode)
-    )
+    handlers = Handlers(deps, admins)
     handlers.register(application)
     application.add_error_handler(make_error_handler(token))
     application.bot_data[ADAPTER_KEY] = TelegramAdapter(

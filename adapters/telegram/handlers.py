@@ -3,8 +3,9 @@
 One handler takes every new message (text, or a photo or file with a
 caption), one takes every button press. Each only translates: it works out
 who is asking and from where (:class:`~bot.commands.Caller`), builds the
-command with :mod:`bot.parsing`, fetches the image of a ``/gen``, hands the
-command to :mod:`bot.service`, and shows the replies.
+command with :mod:`bot.parsing` (a ``/gen``'s image as a download the core
+makes only if it takes the request), hands the command to
+:mod:`bot.service`, and shows the replies.
 
 In groups the bot answers only its own commands: ``/gen@otherbot`` and
 commands it does not know (another bot's, most likely) are left alone, and
@@ -42,7 +43,7 @@ from adapters.telegram.chats import (
     message_chat,
     parse_chat,
 )
-from adapters.telegram.images import fetch_image, find_image
+from adapters.telegram.images import find_image, image_input
 from adapters.telegram.render import edit_text, fits_alert, render, send_text
 from bot.commands import Caller, ChatRef, Command, Gen, Price
 from bot.deps import Deps
@@ -104,10 +105,9 @@ def with_reply_target(body: str, message: Message) -> str:
 class Handlers:
     """The adapter's update handlers, with what they need passed in."""
 
-    def __init__(self, deps: Deps, admins: AdminCheck, *, image_limit: int) -> None:
+    def __init__(self, deps: Deps, admins: AdminCheck) -> None:
         self.deps = deps
         self.admins = admins
-        self.image_limit = image_limit
         self._pending = asyncio.Semaphore(PENDING_SENDS)
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -170,15 +170,10 @@ class Handlers:
     async def _gen(
         self, bot: ExtBot, message: Message, command: Gen, caller: Caller, request_id: str
     ) -> list[Reply]:
-        """``/gen``: fetch the image (if the message or its reply has one), then quote."""
+        """``/gen``: the core quotes, downloading the image (here or in the reply) if it may."""
         image = find_image(message)
         if image is not None:
-            try:
-                command = replace(
-                    command, image=await fetch_image(bot, image, limit=self.image_limit)
-                )
-            except UserError as error:
-                return await respond(_raising(error), caller, self.deps, request_id=request_id)
+            command = replace(command, image=image_input(bot, image))
         return await handle(command, caller, self.deps, request_id=request_id)
 
     async def _not_a_command(

@@ -2,10 +2,12 @@
 
 A member can send a photo with ``/gen prompt`` as its caption, an image as a
 file (uncompressed) with that caption, or ``/gen prompt`` as a reply to a
-message holding either. The size Telegram reports is checked before
-anything is downloaded: an image over the limit is refused without fetching
-a byte. What the bytes are (JPEG, PNG, or something else) is the core's
-judgement, made on the content.
+message holding either. The core gets the size Telegram reports and a way
+to download: it refuses an image over the limit, or a member asking for
+quotes too fast, without fetching a byte, and names the image's real size.
+What the bytes are (JPEG, PNG, or something else) is the core's judgement,
+made on the content. (Telegram's own download limit, 20 MB, is above the
+core's 10 MB.)
 """
 
 from __future__ import annotations
@@ -14,17 +16,14 @@ import logging
 from dataclasses import dataclass
 
 from telegram import Message
-from telegram.constants import FileSizeLimit
 from telegram.error import TelegramError
 from telegram.ext import ExtBot
 
 from bot.commands import ImageInput
 from bot.errors import UserError
-from bot.media import MAX_IMAGE_BYTES
+from bot.media import check_file_size
 
 log = logging.getLogger(__name__)
-
-_MB = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,35 +52,18 @@ def find_image(message: Message) -> ImageFile | None:
     return None
 
 
-def download_limit(*, local_mode: bool) -> int:
-    """The most bytes worth downloading: Kling's image limit, within the Bot API's."""
-    api = (
-        FileSizeLimit.FILESIZE_DOWNLOAD_LOCAL_MODE
-        if local_mode
-        else FileSizeLimit.FILESIZE_DOWNLOAD
-    )
-    return min(MAX_IMAGE_BYTES, api)
+def image_input(bot: ExtBot, image: ImageFile) -> ImageInput:
+    """The core's image: the size Telegram declared, and a download that happens only if asked."""
 
+    async def fetch() -> bytes:
+        try:
+            file = await bot.get_file(image.file_id)
+            if file.file_size is not None:
+                check_file_size(file.file_size)  # the message did not say; getFile does
+            data = await file.download_as_bytearray()
+        except TelegramError as error:
+            log.warning("could not fetch image %s: %s", image.file_id, error)
+            raise UserError("telegram.download_failed") from None
+        return bytes(data)
 
-def _too_big(size: int, limit: int) -> UserError:
-    tenths = -(-size * 10 // _MB)  # rounded up, so just over the limit never reads as it
-    return UserError(
-        "image.file_too_big", size_mb=f"{tenths // 10}.{tenths % 10}", limit_mb=limit // _MB
-    )
-
-
-async def fetch_image(bot: ExtBot, image: ImageFile, *, limit: int) -> ImageInput:
-    """Download the image; raise UserError when it is too big or cannot be fetched."""
-    if image.size is not None and image.size > limit:
-        raise _too_big(image.size, limit)
-    try:
-        file = await bot.get_file(image.file_id)
-        if file.file_size is not None and file.file_size > limit:
-            raise _too_big(file.file_size, limit)
-        data = await file.download_as_bytearray()
-    except TelegramError as error:
-        log.warning("could not fetch image %s: %s", image.file_id, error)
-        raise UserError("telegram.download_failed") from None
-    if len(data) > limit:
-        raise _too_big(len(data), limit)
-    return ImageInput(bytes(data), image.filename)
+    return ImageInput(fetch, image.filename, image.size)

@@ -48,6 +48,8 @@ class Quote:
     state: QuoteState
     created_at: int
     expires_at: int
+    retired_at: int | None = None
+    """When a newer quote of the member closed this one (its ``state`` is then ``cancelled``)."""
 
 
 @dataclass(frozen=True, slots=True)

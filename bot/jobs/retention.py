@@ -106,8 +106,7 @@ class Retention:
                 now=now, finished_before=now - self.settings.input_keep_s, limit=self.settings.batch
             )
             for path in due:
-                await self._remove(path, self.inputs_dir)
-                await self.store.note_input_removed(path, now=now)
+                await remove_input(self.store, path, inputs_dir=self.inputs_dir, now=now)
                 removed.append(path)
             if len(due) < self.settings.batch:
                 return removed
@@ -133,6 +132,16 @@ class Retention:
     async def _remove(self, path: str, folder: Path) -> None:
         """Delete ``path`` if it lies inside ``folder``; a file already gone is fine."""
         await asyncio.to_thread(_unlink_inside, Path(path), folder)
+
+
+async def remove_input(store: JobStore, path: str, *, inputs_dir: Path, now: int) -> None:
+    """Remove an input image nothing needs, then note it on every row naming it.
+
+    The sweep calls this for what is due; ``bot.generation`` for the image of
+    a quote a newer one retired, at once. File first, note second (see above).
+    """
+    await asyncio.to_thread(_unlink_inside, Path(path), inputs_dir)
+    await store.note_input_removed(path, now=now)
 
 
 def _unlink_inside(path: Path, folder: Path) -> None:

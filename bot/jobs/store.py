@@ -26,12 +26,42 @@ class QueueFull(Exception):
         self.active = active
 
 
+class SlowDown(Exception):
+    """The member asked for as many quotes as the rate allows; ``retry_after_s`` until the next."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+QUOTE_RATE_WINDOW_S = 60
+"""The quote rate counts a member's quote requests over this many seconds (a sliding minute)."""
+
+
 class JobStore(ABC):
     """Quotes and jobs, with every job transition atomic with its ledger entry."""
 
     @abstractmethod
-    async def save_quote(self, quote: Quote) -> None:
-        """Record a new quote."""
+    async def admit_quote_request(self, user: UserRef, *, per_minute: int, now: int) -> None:
+        """Count one quote request of ``user``, or raise SlowDown if the rate is used up.
+
+        In one transaction: the requests of the last :data:`QUOTE_RATE_WINDOW_S`
+        seconds are counted; at ``per_minute`` or more nothing is recorded and
+        SlowDown says when the oldest of them leaves the window; otherwise
+        this request is recorded. Older requests are forgotten.
+        """
+
+    @abstractmethod
+    async def save_quote(self, quote: Quote, *, max_open: int | None = None) -> tuple[str, ...]:
+        """Record a new open quote; with ``max_open``, retire the member's oldest beyond it.
+
+        In one transaction: the quote is inserted, and every open quote of
+        the member but the ``max_open`` newest (the new one included; expired
+        ones count too, as their images are still on disk) becomes
+        ``cancelled`` with ``retired_at`` set. Returns the input images of
+        the retired quotes that nothing else names (no open quote, no job):
+        the caller removes them and notes it (:meth:`note_input_removed`).
+        """
 
     @abstractmethod
     async def get_quote(self, quote_id: str) -> Quote | None:

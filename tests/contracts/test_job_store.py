@@ -13,7 +13,7 @@ import pytest
 from bot.commands import ChatRef, UserRef
 from bot.errors import InsufficientCredits, NoWallet
 from bot.jobs.model import Job, Quote
-from bot.jobs.store import QueueFull, QuoteTaken
+from bot.jobs.store import QueueFull, QuoteTaken, SlowDown
 from bot.ports import UserProfile, Wallet
 from tests.support.jobs import a_job
 
@@ -78,6 +78,68 @@ async def test_a_quote_round_trips_and_cancels_once(jobs):
     assert await jobs.cancel_quote("q1") is False
     assert await jobs.cancel_quote("nope") is False
     assert (await jobs.get_quote("q1")).state == "cancelled"
+
+
+# --- floods: open quotes and the quote rate ----------------------------------------------
+
+
+async def test_a_new_quote_retires_the_oldest_beyond_the_limit_and_frees_its_image(storage):
+    jobs = storage.jobs
+    for n in range(3):
+        assert await jobs.save_quote(quote(f"q{n}", created_at=NOW + n), max_open=3) == ()
+    await jobs.save_quote(quote("bob", BOB, created_at=NOW), max_open=3)  # Bob's own count
+    # A reroll quote shares its job's image: retiring it frees nothing.
+    await wallet_of(storage, ALICE, 100)
+    await made(storage, "job-1", image_path="/data/inputs/shared.jpg")
+    await jobs.save_quote(quote("reroll", image_path="/data/inputs/shared.jpg", created_at=NOW))
+    text_only = quote("text", image_path=None, created_at=NOW)
+    await jobs.save_quote(text_only)
+
+    freed = await jobs.save_quote(quote("q3", created_at=NOW + 3), max_open=3)
+
+    # Alice had q0, q1, q2, reroll and text open; q3, q2 and q1 are her three newest.
+    assert freed == ("/data/inputs/q0.jpg",)
+    retired = [q for q in ("q0", "reroll", "text") if (await jobs.get_quote(q)).state != "open"]
+    assert retired == ["q0", "reroll", "text"]
+    for quote_id in retired:
+        found = await jobs.get_quote(quote_id)
+        assert (found.state, found.retired_at) == ("cancelled", NOW + 3)
+    for quote_id in ("q1", "q2", "q3"):
+        assert (await jobs.get_quote(quote_id)).state == "open"
+        assert (await jobs.get_quote(quote_id)).retired_at is None
+    assert (await jobs.get_quote("bob")).state == "open"
+
+
+async def test_quotes_created_in_the_same_second_retire_in_the_order_they_came(jobs):
+    for n in range(4):
+        freed = await jobs.save_quote(quote(f"q{n}"), max_open=2)
+    assert freed == ("/data/inputs/q1.jpg",)
+    states = [(await jobs.get_quote(f"q{n}")).state for n in range(4)]
+    assert states == ["cancelled", "cancelled", "open", "open"]
+
+
+async def test_a_retired_image_an_open_quote_still_names_is_kept(jobs):
+    shared = "/data/inputs/shared.jpg"
+    await jobs.save_quote(quote("old", image_path=shared, created_at=NOW))
+    await jobs.save_quote(quote("newer", image_path=shared, created_at=NOW + 1))
+    assert await jobs.save_quote(quote("newest", created_at=NOW + 2), max_open=2) == ()
+    assert (await jobs.get_quote("old")).state == "cancelled"
+
+
+async def test_the_quote_rate_counts_a_sliding_minute_per_member(jobs):
+    for second in (0, 10, 20):
+        await jobs.admit_quote_request(ALICE, per_minute=3, now=NOW + second)
+    with pytest.raises(SlowDown) as refused:
+        await jobs.admit_quote_request(ALICE, per_minute=3, now=NOW + 30)
+    assert refused.value.retry_after_s == 30  # the request at NOW leaves the minute at NOW + 60
+    await jobs.admit_quote_request(BOB, per_minute=3, now=NOW + 30)  # Bob has his own minute
+    with pytest.raises(SlowDown) as refused:
+        await jobs.admit_quote_request(ALICE, per_minute=3, now=NOW + 59)
+    assert refused.value.retry_after_s == 1
+    await jobs.admit_quote_request(ALICE, per_minute=3, now=NOW + 60)  # NOW's request left
+    with pytest.raises(SlowDown) as refused:  # refusals were not counted: 10, 20, 60 remain
+        await jobs.admit_quote_request(ALICE, per_minute=3, now=NOW + 61)
+    assert refused.value.retry_after_s == 9
 
 
 # --- a quote becomes a job once -------------------------------------------------------------

@@ -139,9 +139,19 @@ class GenConsole(ConsoleTester):
 
 
 def fast_settings(tmp_path: Path, **overrides) -> Settings:
-    """Waits scaled down a thousandfold; status edits at most every 0.2 s."""
+    """Waits scaled down a thousandfold; status edits at most every 0.2 s.
+
+    No flood limits: most tests ask for many quotes within one (virtual)
+    minute to test something else. tests/e2e/test_floods.py and the
+    adapters' flood tests pass the limits they test.
+    """
     values = dict(
-        db=tmp_path / "klingbot.db", time_scale=0.001, status_interval_s=0.2, poll_interval_s=20.0
+        db=tmp_path / "klingbot.db",
+        time_scale=0.001,
+        status_interval_s=0.2,
+        poll_interval_s=20.0,
+        max_open_quotes=1000,
+        quotes_per_minute=1000,
     )
     values.update(overrides)
     return Settings(**values)

@@ -13,7 +13,7 @@ from typing import Any
 from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NoWallet
 from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
-from bot.jobs.store import JobStore, QueueFull, QuoteTaken
+from bot.jobs.store import QUOTE_RATE_WINDOW_S, JobStore, QueueFull, QuoteTaken, SlowDown
 from bot.ports import AppState, Hold, Ledger, LedgerEntry, Outcome, UserProfile, Wallet
 from bot.reasons import reason
 from bot.reasons import reason as _reason
@@ -253,14 +253,37 @@ class InMemoryJobStore(JobStore):
         self.ledger = ledger
         self.quotes: dict[str, Quote] = {}
         self.quote_inputs_removed: dict[str, int] = {}
+        self.quote_requests: list[tuple[UserRef, int]] = []
         self.jobs: dict[str, Job] = {}  # in insertion order, like SQLite's rowid
         self.delivery_claims: dict[str, tuple[str, int]] = {}
         """Job id -> (claimant, claimed at): who may send the clip."""
 
-    async def save_quote(self, quote: Quote) -> None:
+    async def admit_quote_request(self, user: UserRef, *, per_minute: int, now: int) -> None:
+        since = now - QUOTE_RATE_WINDOW_S
+        self.quote_requests = [(u, at) for u, at in self.quote_requests if at > since]
+        mine = [at for u, at in self.quote_requests if u == user]
+        if len(mine) >= per_minute:
+            raise SlowDown(max(1, min(mine) + QUOTE_RATE_WINDOW_S - now))
+        self.quote_requests.append((user, now))
+
+    async def save_quote(self, quote: Quote, *, max_open: int | None = None) -> tuple[str, ...]:
         if quote.quote_id in self.quotes:
             raise ValueError(f"quote {quote.quote_id} exists")
         self.quotes[quote.quote_id] = quote
+        if max_open is None:
+            return ()
+        mine = [q for q in self.quotes.values() if q.user == quote.user and q.state == "open"]
+        # Newest first: by creation time, then by insertion order (SQLite's rowid).
+        order = {quote_id: index for index, quote_id in enumerate(self.quotes)}
+        mine.sort(key=lambda q: (q.created_at, order[q.quote_id]), reverse=True)
+        retired = mine[max_open:]
+        for old in retired:
+            self.quotes[old.quote_id] = replace(old, state="cancelled", retired_at=quote.created_at)
+        named = {q.image_path for q in self.quotes.values() if q.state == "open"} | {
+            j.image_path for j in self.jobs.values()
+        }
+        paths = {q.image_path for q in retired if q.image_path is not None}
+        return tuple(sorted(paths - named))
 
     async def get_quote(self, quote_id: str) -> Quote | None:
         return self.quotes.get(quote_id)

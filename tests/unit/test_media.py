@@ -11,6 +11,7 @@ from bot.media import (
     MAX_PROMPT,
     MESSAGE_KEYS,
     ImageInfo,
+    check_file_size,
     check_prompt,
     inspect_image,
     sniff,
@@ -95,6 +96,20 @@ def test_over_10_mb_is_refused_before_decoding():
 def test_the_size_in_mb_is_rounded_up():
     error = refusal(b"\x89PNG\r\n\x1a\n" + bytes(12 * 1024 * 1024))
     assert error.params["size_mb"] == "12.1"
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(123 * 1024 * 1024 // 10, "12.3"), (185 * 1024 * 1024 // 10, "18.5"), (0, None)],
+)
+def test_a_declared_size_is_judged_and_named_as_it_is(size, shown):
+    with pytest.raises(UserError) as refused:
+        check_file_size(size)
+    if shown is None:
+        assert refused.value.key == "image.empty"
+    else:
+        assert refused.value.params == {"size_mb": shown, "limit_mb": 10}
+    check_file_size(MAX_IMAGE_BYTES)  # the limit itself is fine
 
 
 @pytest.mark.parametrize(
