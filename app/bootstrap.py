@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from app.lease import Lease
+from app.lease import Lease, RunnerLease, take_runner_lease
 from bot.clock import Clock, SystemClock
 from bot.deps import Deps, Generation
 from bot.errors import StorageUnavailable
@@ -35,6 +35,7 @@ async def open_core(
     clock: Clock | None = None,
     default_time_scale: float = 1.0,
     provider: Provider | None = None,
+    runner_lease: RunnerLease | None = None,
 ) -> AsyncIterator[Deps]:
     """Open the database (migrating it), build the core, and close everything on exit.
 
@@ -46,6 +47,11 @@ async def open_core(
     Creates the database's folder and the data folder when they are
     missing. Raises StorageUnavailable when a folder cannot be created or
     the database cannot be opened or written.
+
+    With ``runner_lease`` (``klingbot run`` and ``console``), the lease is
+    taken before the database is opened and held until everything is
+    closed; while another process holds it this raises
+    :class:`~app.lease.RunnerBusy` and touches nothing.
     """
     assert settings.data_dir is not None
     make_folder(settings.db.absolute().parent, "the database (KLINGBOT_DB)")
@@ -55,6 +61,31 @@ async def open_core(
         settings.require_kling_keys()  # before any file is made
         default_time_scale = 1.0  # Kling takes the time it takes: nothing to speed up
     time_scale = settings.time_scale if settings.time_scale is not None else default_time_scale
+    async with (
+        _holding(runner_lease, settings.db),
+        _core(settings, clock, time_scale, provider) as deps,
+    ):
+        yield deps
+
+
+@asynccontextmanager
+async def _holding(lease: RunnerLease | None, database: Path) -> AsyncIterator[None]:
+    """Hold the runner lease (if any) for as long as the block runs."""
+    if lease is None:
+        yield
+        return
+    await take_runner_lease(lease, database)
+    try:
+        yield
+    finally:
+        await lease.release()
+
+
+@asynccontextmanager
+async def _core(
+    settings: Settings, clock: Clock, time_scale: float, provider: Provider | None
+) -> AsyncIterator[Deps]:
+    """The core on an open database, the shared lease held; see :func:`open_core`."""
     catalog = settings.catalog()
     metrics = None
     if settings.metrics_listen:

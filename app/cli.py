@@ -19,6 +19,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 from app.bootstrap import CONSOLE_TIME_SCALE, open_core
+from app.lease import FileRunnerLease
 from app.logs import setup_logging
 from app.operator import db_copy, export_command
 from app.serve import (
@@ -193,7 +194,11 @@ async def _print_prices(settings: Settings, duration: int, lang: str | None) -> 
 async def _console(settings: Settings, user: str | None, lang: str | None) -> int:
     from adapters.console import ConsoleChat, console_caller
 
-    async with open_core(settings, default_time_scale=CONSOLE_TIME_SCALE) as deps:
+    # The console runs jobs: it refuses a database whose runner is alive (exit 2).
+    runner_lease = FileRunnerLease(settings.db)
+    async with open_core(
+        settings, default_time_scale=CONSOLE_TIME_SCALE, runner_lease=runner_lease
+    ) as deps:
         chat = ConsoleChat(deps, console_caller(user, lang), lambda line: print(line, flush=True))
         assert deps.generation is not None
         deps.generation.outboxes.register("console", chat)
@@ -228,7 +233,12 @@ async def _serve(settings: Settings) -> int:
     for number in signals:
         loop.add_signal_handler(number, on_signal)
     try:
-        async with open_core(settings) as deps, AsyncExitStack() as adapters:
+        # One runner per database, taken before any job is loaded (exit 2 if alive).
+        runner_lease = FileRunnerLease(settings.db)
+        async with (
+            open_core(settings, runner_lease=runner_lease) as deps,
+            AsyncExitStack() as adapters,
+        ):
             assert deps.generation is not None
             watched: set[asyncio.Future] = set()
             served = Served()
