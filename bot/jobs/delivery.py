@@ -162,7 +162,18 @@ class Delivery:
         await self._mark_delivered(job, "undeliverable")
 
     async def _mark_delivered(self, job: Job, how: str) -> None:
-        now = self.clock.now()
-        await self.store.transition(
-            job.job_id, ("succeeded",), "delivered", now=now, delivered_at=now, delivery=how
-        )
+        """Record the delivery; the clip is out, so a store error is retried, never re-sent."""
+        attempt = 0
+        while True:
+            now = self.clock.now()
+            try:
+                await self.store.transition(
+                    job.job_id, ("succeeded",), "delivered", now=now, delivered_at=now, delivery=how
+                )
+                return
+            except Exception as error:
+                attempt += 1
+                log.warning(
+                    "delivery of job %s not recorded (attempt %d): %s", job.job_id, attempt, error
+                )
+                await self._sleep(self.settings.backoff(attempt))

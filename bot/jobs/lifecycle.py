@@ -128,16 +128,44 @@ class JobLifecycle:
         except Exception:
             log.exception("job %s failed inside the runner", job_id)
             watch = None
-            current = await self.store.get_job(job_id)
-            if current is not None and current.state in ("held", "submitted", "running"):
-                await self.finish_failed(
-                    current, current.state, "failure.internal", kind="internal"
-                )
+            await self._after_error(job_id)
         if watch is None:
             current = await self.reload_quietly(job_id)
             if current is None or current.state in TERMINAL:
                 self._on_settled(job_id)
         return watch
+
+    async def _after_error(self, job_id: str) -> None:
+        """A step raised: end the job here and now, retrying through storage errors.
+
+        A job the provider was making (or had not started) is failed and its
+        credits released, its task at the provider cancelled first; a job
+        whose clip is made is delivered. If that fails too (the store is
+        down), it is tried again after a backoff (capped at about a minute)
+        until it works or the runner stops, so no paid job waits for the
+        next restart to be released or delivered.
+        """
+        attempt = 0
+        while True:
+            try:
+                current = await self.store.get_job(job_id)
+                if current is None or current.state in TERMINAL:
+                    return
+                if current.state == "succeeded":
+                    await self.delivery.deliver(current)
+                    return
+                if current.task_id and current.state in ("submitted", "running"):
+                    await self.provider_cancel(current.task_id)
+                await self.finish_failed(
+                    current, current.state, "failure.internal", kind="internal"
+                )
+                return
+            except _Stop:  # it moved meanwhile: look again
+                continue
+            except Exception:
+                attempt += 1
+                log.exception("job %s: releasing it failed too (attempt %d)", job_id, attempt)
+                await self._backoff(attempt)
 
     def _request(self, job: Job, attempt: int = 1) -> GenerationRequest:
         return GenerationRequest(
@@ -178,14 +206,19 @@ class JobLifecycle:
             log.warning("the provider accepts jobs again")
             self._alerts.clear()
         now = self.clock.now()
-        moved = await self.store.transition(
-            job.job_id,
-            ("held",),
-            "submitted",
-            now=now,
-            task_id=task_id,
-            submitted_at=now,
-        )
+        try:
+            moved = await self.store.transition(
+                job.job_id,
+                ("held",),
+                "submitted",
+                now=now,
+                task_id=task_id,
+                submitted_at=now,
+            )
+        except Exception:
+            # The task id is not stored: stop the task before the job is released.
+            await self.provider_cancel(task_id)
+            raise
         if moved is None:  # cancelled while submitting
             await self.provider_cancel(task_id)
             raise _Stop

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -186,7 +187,9 @@ class JobRunner:
         """A member pressed a tier and the hold is made: show its status, then queue it.
 
         The status message is sent and stored before the job can start, so a
-        job never ends up with two status messages.
+        job never ends up with two status messages. Nothing here may leave a
+        paid job behind: if the platform or the store fails, the job is
+        queued all the same.
         """
         self._idle.clear()
         position = len(self._waiting) + 1
@@ -199,8 +202,12 @@ class JobRunner:
         except Exception:
             log.exception("could not send the status message of job %s", job.job_id)
         else:
-            if await self.store.update(job.job_id, "held", status_message=message_id):
-                job = await self._life.reload(job)
+            try:
+                if await self.store.update(job.job_id, "held", status_message=message_id):
+                    job = await self._life.reload(job)
+            except Exception:  # paid for: it runs even if its status message was not noted
+                log.exception("could not note the status message of job %s", job.job_id)
+                job = replace(job, status_message=message_id)
         if job.state != "held":  # cancelled while its status message was on its way
             self._schedule()
             return

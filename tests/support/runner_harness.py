@@ -11,7 +11,7 @@ throttling take no real time and always come out the same.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +19,7 @@ from pathlib import Path
 from app.bootstrap import open_core
 from bot.commands import ChatRef
 from bot.jobs.runner import JobRunner
+from bot.jobs.store import JobStore
 from bot.replies import Reply
 from bot.settings import Settings
 from storage.audit import audit
@@ -148,6 +149,7 @@ async def harness(
     virtual: bool = True,
     time: VirtualTime | None = None,
     runner: dict | None = None,
+    store: Callable[[JobStore], JobStore] | None = None,
     **settings_values,
 ) -> AsyncIterator[Harness]:
     """The core on a real SQLite file in ``tmp_path``, with ``provider`` as the video service.
@@ -156,14 +158,16 @@ async def harness(
     the core its wall clock), with real-life pacing (time_scale 1, polls every 2 s,
     status edits at most every 3 s) unless ``settings_values`` say otherwise;
     ``runner`` overrides RunnerSettings fields the Settings do not expose; ``time``
-    replaces the virtual clock (e.g. a :class:`~tests.support.clock.GatedTime`). Without
+    replaces the virtual clock (e.g. a :class:`~tests.support.clock.GatedTime`); ``store``
+    turns the wired job store into the one the runner and the handlers use (a
+    store whose writes fail on cue, for instance). Without
     ``virtual`` the runner is exactly the one ``open_core`` wires, on ``fast_settings``.
     """
     if not virtual:
         settings = fast_settings(tmp_path, **settings_values)
         async with open_core(settings, provider=provider) as deps:
-            if runner:
-                raise ValueError("runner overrides need virtual=True")
+            if runner or store:
+                raise ValueError("runner and store overrides need virtual=True")
             gen = Harness(settings, deps, provider, None)
             await deps.generation.runner.start()
             yield gen
@@ -176,8 +180,9 @@ async def harness(
     time = time or VirtualTime()
     async with open_core(settings, clock=time, provider=provider) as deps:
         wired = deps.generation.runner
+        job_store = store(wired.store) if store else wired.store
         job_runner = JobRunner(
-            store=wired.store,
+            store=job_store,
             provider=provider,
             outbox=wired.outbox,
             catalog=wired.catalog,
@@ -188,7 +193,9 @@ async def harness(
             sleep=time.sleep,
             monotonic=time.monotonic,
         )
-        deps = replace(deps, generation=replace(deps.generation, runner=job_runner))
+        deps = replace(
+            deps, generation=replace(deps.generation, runner=job_runner, store=job_store)
+        )
         gen = Harness(settings, deps, provider, time)
         await job_runner.start()
         try:
