@@ -11,17 +11,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 RUN python -m venv /opt/venv
 
-# Only pyproject.toml: this layer is rebuilt when the dependencies change, not the code.
-COPY pyproject.toml ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' > requirements.txt \
-    && /opt/venv/bin/pip install --requirement requirements.txt
+# Only the runtime lock file: this layer is rebuilt when the dependencies change, not the
+# code. Exact versions, each download checked against its hash (`make lock` writes it).
+COPY requirements/run.txt ./requirements/
+RUN /opt/venv/bin/pip install --require-hashes --requirement requirements/run.txt
 
-COPY README.md ./
+# The app as a wheel, without dependencies or build isolation: setuptools is in the lock.
+COPY pyproject.toml README.md ./
 COPY app ./app
 COPY bot ./bot
 COPY adapters ./adapters
 COPY storage ./storage
-RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
+RUN /opt/venv/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
     && /opt/venv/bin/pip install --no-deps /wheels/klingbot-*.whl
 
 # --- run: the virtualenv on a clean base, as an unprivileged user ----------------------

@@ -55,8 +55,16 @@ def test_the_dockerfile_follows_the_conventions():
     bases = image["BASES"]
     assert len(bases) == 2 and bases[0] == bases[1], "the build and run stages differ"
     assert all(re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", base) for base in bases), bases
-    assert text.index("COPY pyproject.toml") < text.index("--requirement") < text.index("COPY app")
-    assert "pip wheel" in text and "COPY --from=build /opt/venv /opt/venv" in text
+    # Dependencies from the lock, hash-checked, in a layer that the code does not invalidate;
+    # then the app alone, built with the locked setuptools.
+    assert (
+        text.index("COPY requirements/run.txt")
+        < text.index("pip install --require-hashes --requirement requirements/run.txt")
+        < text.index("COPY pyproject.toml")
+        < text.index("COPY app")
+    )
+    assert "pip wheel --no-deps --no-build-isolation" in text
+    assert "COPY --from=build /opt/venv /opt/venv" in text
     assert image["USER"] == "10001:10001"
     assert image["VOLUME"] == ["/data"]
     assert image["ENV"]["KLINGBOT_DB"] == "/data/klingbot.db"  # type: ignore[index]
@@ -66,6 +74,7 @@ def test_the_dockerfile_follows_the_conventions():
     assert image["ENTRYPOINT"] == ["klingbot"] and image["CMD"] == ["run"]
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
     assert "**" in ignored and "!pyproject.toml" in ignored and "tests" not in text
+    assert "!requirements/run.txt" in ignored
 
 
 class Bot:
