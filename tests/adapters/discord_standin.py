@@ -1002,6 +1002,9 @@ class DiscordStandIn:
         self.heartbeats = 0
         self.ready = False
         """Whether READY and every GUILD_CREATE were sent to the current session."""
+        self.identify_gate: asyncio.Event | None = None
+        """When set to an unset event, IDENTIFY is answered (READY) only once it is set:
+        a gateway slow to become ready."""
         self._files: dict[str, StoredFile] = {}
         self._by_token: dict[str, Interaction] = {}
         self.internal_errors: list[Exception] = []
@@ -1515,6 +1518,8 @@ class DiscordStandIn:
             return None
         if self.session is not None and self.session.connection is not None:
             self.session.connection = None  # an older client no longer gets events
+        if self.identify_gate is not None:
+            await self.identify_gate.wait()
         session = GatewaySession(self.snowflake(), dict(data), connection=connection)
         self.sessions.append(session)
         self.ready = False
