@@ -189,7 +189,7 @@ def build_provider(settings: Settings, time_scale: float) -> Provider:
     if settings.provider == "kling":
         from bot.providers.kling import kling_provider
 
-        return kling_provider(settings)
+        return kling_provider(settings, time_scale=time_scale)
     return LocalProvider(
         settings.data_dir / "renders",  # type: ignore[operator]
         time_scale=time_scale,

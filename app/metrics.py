@@ -250,6 +250,7 @@ class ObservedProvider(Provider):
         self.inner = inner
         self.metrics = metrics
         self.name = inner.name
+        self.stops_tasks = inner.stops_tasks
 
     async def _watch(self, call: Awaitable[Any]) -> Any:
         try:
@@ -276,6 +277,10 @@ class ObservedProvider(Provider):
     async def cancel(self, task_id: str) -> bool:
         """The inner provider's cancel."""
         return await self._watch(self.inner.cancel(task_id))
+
+    async def find(self, request: GenerationRequest) -> str | None:
+        """The inner provider's find."""
+        return await self._watch(self.inner.find(request))
 
     async def result_link(self, task_id: str) -> str | None:
         """The inner provider's result link."""

@@ -266,10 +266,13 @@ class Settings(BaseSettings):
     )
     """Public URL Kling posts task changes to; each post only triggers a poll of that task."""
     kling_callback_listen: str = Field(
-        default="0.0.0.0:8090",
+        default="127.0.0.1:8090",
         validation_alias=AliasChoices("KLING_CALLBACK_LISTEN", "kling_callback_listen"),
     )
-    """``host:port`` the callback server listens on when ``kling_callback_url`` is set."""
+    """``host:port`` the callback server listens on when ``kling_callback_url`` is set.
+
+    This machine only by default: put the HTTPS proxy that serves the callback URL in
+    front of it (or listen on ``0.0.0.0:8090`` when the proxy runs elsewhere)."""
     kling_timeouts_s: dict[str, float] = Field(
         default_factory=lambda: dict(KLING_TIMEOUTS_S),
         validation_alias=AliasChoices("KLING_TIMEOUTS_S", "kling_timeouts_s"),

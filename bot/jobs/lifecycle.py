@@ -187,7 +187,8 @@ class JobLifecycle:
         # may exist at the provider, so it is submitted again (idempotent by
         # job id) rather than refunded while the provider renders it anyway.
         attempts = job.attempts + 1
-        await self.store.update(job.job_id, "held", attempts=attempts)
+        if not await self.store.update(job.job_id, "held", attempts=attempts):
+            raise _Stop  # cancelled before it was sent: nothing to submit
         attempt = 0
         while True:
             attempt += 1
@@ -196,9 +197,13 @@ class JobLifecycle:
                 break
             except RetryableError as error:
                 if attempt >= self.settings.submit_attempts:
-                    return await self.finish_failed(
-                        job, "held", "failure.busy", kind="retryable", detail=str(error)
-                    )
+                    found = await self.last_look(job, attempts)
+                    if found is None:
+                        return await self.finish_failed(
+                            job, "held", "failure.busy", kind="retryable", detail=str(error)
+                        )
+                    task_id = found  # the provider made it after all: follow it, not refund
+                    break
                 await self._backoff(attempt)
             except ProviderError as error:
                 return await self._provider_failed(job, "held", error)
@@ -223,6 +228,25 @@ class JobLifecycle:
             await self.provider_cancel(task_id)
             raise _Stop
         return moved
+
+    async def last_look(self, job: Job, attempt: int | None = None) -> str | None:
+        """Before a job that was sent is refunded: the provider's task for it, if it has one.
+
+        A submit that got no answer may have made the task (the provider
+        bills it): if so the job follows it instead of being refunded.
+        None when the provider has none or cannot say.
+        """
+        request = self._request(job, attempt if attempt is not None else max(job.attempts, 1))
+        try:
+            found = await self.provider.find(request)
+        except ProviderError as error:
+            log.warning("could not ask the provider for the task of job %s: %s", job.job_id, error)
+            return None
+        if found is not None:
+            log.warning(
+                "job %s: the provider has task %s after all; following it", job.job_id, found
+            )
+        return found
 
     def _watch(self, job: Job) -> Watch:
         """Start watching a submitted job: its deadline counts from when it started."""

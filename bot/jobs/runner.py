@@ -218,6 +218,11 @@ class JobRunner:
     async def cancel(self, job: Job) -> CancelResult:
         """Cancel a queued or running job, releasing its credits, if the provider allows."""
         now = self.clock.now()
+        step = self._tasks.get(job.job_id)
+        sending = job.state == "held" and step is not None and step is not asyncio.current_task()
+        if sending and not self.provider.stops_tasks:
+            assert step is not None
+            return await self._cancel_sending(job, step)
         if job.state == "held":
             moved = await self.store.transition(
                 job.job_id, ("held",), "cancelled", now=now, finished_at=now
@@ -246,6 +251,36 @@ class JobRunner:
             self._settle(job.job_id)
             return "cancelled"
         return "finished" if job.state in (*TERMINAL, "succeeded") else "unknown"
+
+    async def _cancel_sending(self, job: Job, step: asyncio.Task[Watch | None]) -> CancelResult:
+        """Cancel a job whose submit is under way, with a provider that cannot stop tasks.
+
+        The provider may already have the job's task, and would bill it. The
+        submit is stopped (a create already sent still gets its answer,
+        inside the provider); then, as before any refund of a job that was
+        sent, the provider is asked for the job's task. A task it has is
+        followed: the job goes on and is paid for, and the member hears that
+        it is too late, as for any task the provider cannot stop. Without
+        one, the job is cancelled and its credits released.
+        """
+        step.cancel()
+        await asyncio.wait({step})  # its slot is freed once it has stopped
+        job = await self._life.reload(job)
+        if job.state == "held":
+            task_id = await self._life.last_look(job)
+            if task_id is not None:
+                now = self.clock.now()
+                moved = await self.store.transition(
+                    job.job_id, ("held",), "submitted", now=now, task_id=task_id, submitted_at=now
+                )
+                job = moved or await self._life.reload(job)
+        # No step any more: a held job is cancelled and refunded, a started one asks the provider.
+        result = await self.cancel(job)
+        current = await self._life.reload(job)
+        going_on = current.state in ("submitted", "running", "succeeded")
+        if going_on and current.job_id not in self._running and not self._stopping:
+            self._launch(current)  # the stopped step's work goes on
+        return result
 
     async def settled(self, job_id: str) -> None:
         """Wait until the job is delivered, failed or cancelled (for tests and shutdown)."""

@@ -91,6 +91,12 @@ class Provider(ABC):
     """A place that turns a :class:`GenerationRequest` into an MP4 file."""
 
     name: str = "provider"
+    stops_tasks: bool = True
+    """Whether :meth:`cancel` can stop a task the provider has started.
+
+    A member's cancel during a submit is settled differently with a provider
+    that cannot (Kling): see :meth:`find`.
+    """
 
     @abstractmethod
     async def submit(self, request: GenerationRequest) -> str:
@@ -107,6 +113,22 @@ class Provider(ABC):
     @abstractmethod
     async def cancel(self, task_id: str) -> bool:
         """Stop the task if the provider allows it; True if it is stopped."""
+
+    async def find(self, request: GenerationRequest) -> str | None:
+        """The task the provider already has for this job, if a submit of it may have made one.
+
+        Asked before a job that was sent is refunded: when its submits kept
+        failing without an answer (the last one may have reached the
+        provider), and, with a provider that cannot stop tasks
+        (``stops_tasks`` False), when its member cancels while a submit is
+        under way (the submit is stopped first; a create already sent is let
+        finish). A task found is followed, not refunded: the provider will
+        bill it. None when the provider has none or cannot say (then the job
+        is refunded). The default: nothing to find. (A provider that can stop
+        tasks has a cancel during a submit refunded at once, and the task the
+        submit then returns is stopped.)
+        """
+        return None
 
     async def result_link(self, task_id: str) -> str | None:
         """A link the member can download the finished clip from, while it is valid.

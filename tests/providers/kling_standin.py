@@ -10,11 +10,21 @@ duplicate ``external_task_id`` refused with 1201) and moves each task
 times faster than real time and can be pushed forward with :meth:`advance`.
 A finished task's URL serves a real MP4.
 
+Always on, as at Kling: the account runs at most ``max_running`` tasks at
+once (a create beyond them is refused with 1303 and makes nothing), and
+takes at most ``rate_burst`` API requests at once, refilled at ``rate_per_s``
+per second of real time (beyond: 1302; counted in ``throttled``, not in
+``refused``). A method a route does not take is 1202.
+
 Faults a test can ask for: ``create_faults`` / ``query_faults`` (codes to
 answer next), ``drop_creates`` (create the task, then drop the connection
-before answering), ``fail_tasks_with`` (tasks end ``failed`` with that
-message), ``never_finish``, ``expire_urls`` (result URLs answer 404),
-``costs_code`` (the account costs endpoint answers that code).
+before answering), ``lose_creates`` (drop the connection without making the
+task), ``stall_creates`` (a create waits for this event before anything is
+made; ``stalled`` counts the creates that reached it), ``hold_creates`` (the
+task is made, the answer waits for this event), ``fail_tasks_with`` (tasks
+end ``failed`` with that message), ``never_finish``, ``expire_urls`` (result
+URLs answer 404), ``costs_code`` (the account costs endpoint answers that
+code).
 """
 
 from __future__ import annotations
@@ -96,12 +106,22 @@ class KlingStandin:
     create_faults: deque[int] = field(default_factory=deque)
     query_faults: deque[int] = field(default_factory=deque)
     drop_creates: int = 0
+    lose_creates: int = 0
+    stall_creates: asyncio.Event | None = None
+    stalled: int = 0
     hold_creates: asyncio.Event | None = None
     """When set: the task is made, then the answer waits for this event (still on the wire)."""
     fail_tasks_with: str | None = None
     never_finish: bool = False
     expire_urls: bool = False
     costs_code: int = 0
+    max_running: int = 3
+    """Tasks the account runs at once (submitted or processing); more creates: 1303."""
+    rate_per_s: float = 200.0
+    rate_burst: int = 20
+    """API requests taken at once, refilled at ``rate_per_s`` per real second; more: 1302."""
+    throttled: int = 0
+    """Requests refused with 1302 for the rate."""
     downloads: int = 0
     queries: int = 0
     url: str = ""
@@ -112,6 +132,8 @@ class KlingStandin:
         self._t0 = time.monotonic()
         self._activity = asyncio.Event()
         self._runner: web.AppRunner | None = None
+        self._bucket = float(self.rate_burst)
+        self._refilled = time.monotonic()
 
     # --- control --------------------------------------------------------------------
 
@@ -135,6 +157,10 @@ class KlingStandin:
     def by_external(self, external: str) -> list[StandinTask]:
         return [t for t in self.tasks.values() if t.body["external_task_id"] == external]
 
+    def running(self) -> list[StandinTask]:
+        """The account's tasks that count against ``max_running`` now."""
+        return [t for t in self.tasks.values() if self._state(t) in ("submitted", "processing")]
+
     async def start(self) -> str:
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_post("/v1/videos/{kind}", self._create)
@@ -142,6 +168,8 @@ class KlingStandin:
         app.router.add_get("/v1/videos/{kind}/{id}", self._query)
         app.router.add_get("/account/costs", self._costs)
         app.router.add_get("/videos/{task_id}.mp4", self._video)
+        app.router.add_route("*", "/v1/{tail:.*}", self._wrong_method)
+        app.router.add_route("*", "/account/{tail:.*}", self._wrong_method)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -166,6 +194,12 @@ class KlingStandin:
         return web.json_response(body, status=STATUS_OF.get(code, 200 if code == 0 else 400))
 
     def _auth(self, request: web.Request) -> web.Response | None:
+        """Refuses a request without a valid token (1001-1004) or over the rate (1302)."""
+        if not self._take_token():
+            self.throttled += 1
+            self._activity.set()
+            body = {"code": 1302, "message": "API request too fast", "request_id": "req-throttled"}
+            return web.json_response(body, status=STATUS_OF[1302])
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer ") or not header[7:].strip():
             return self._answer(1001, "Authorization is empty")
@@ -192,7 +226,20 @@ class KlingStandin:
         self.tokens.add(token)
         return None
 
+    def _take_token(self) -> bool:
+        """One request out of the rate's bucket; False when it is empty."""
+        now = time.monotonic()
+        self._bucket = min(self.rate_burst, self._bucket + (now - self._refilled) * self.rate_per_s)
+        self._refilled = now
+        if self._bucket < 1:
+            return False
+        self._bucket -= 1
+        return True
+
     # --- routes ---------------------------------------------------------------------
+
+    async def _wrong_method(self, request: web.Request) -> web.Response:
+        return self._answer(1202, f"Invalid request method {request.method}")
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
         kind = request.match_info["kind"]
@@ -210,6 +257,18 @@ class KlingStandin:
             return self._answer(*problem)
         if self.create_faults:
             return self._answer(self.create_faults.popleft(), "scripted fault")
+        if len(self.running()) >= self.max_running:
+            return self._answer(1303, "parallel tasks over the resource pack limit")
+        if self.stall_creates is not None:
+            self.stalled += 1
+            self._activity.set()
+            await self.stall_creates.wait()
+        if self.lose_creates:
+            self.lose_creates -= 1
+            self._activity.set()
+            assert request.transport is not None
+            request.transport.close()  # lost on its way: nothing is made, no answer comes
+            return web.Response()
         task = StandinTask(str(next(self._ids)), kind, body, self.clock())
         self.tasks[task.task_id] = task
         self.creates.append(body)

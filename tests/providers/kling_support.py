@@ -1,7 +1,9 @@
-"""Shared pieces of the Kling tests: the stand-in's MP4, settings pointing at it, a console session."""
+"""Shared pieces of the Kling tests: the stand-in's MP4, settings pointing at it, a console session,
+ordering a clip and waiting for it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 from app.bootstrap import open_core
 from bot.providers.base import Provider
 from bot.settings import Settings
+from storage.audit import audit
 from tests.e2e.conftest import GenConsole, fast_settings
 from tests.providers.kling_standin import KlingStandin
 from tests.support.video import tiny_clip
@@ -56,3 +59,28 @@ async def kling_session(
         gen = GenConsole(settings, deps)
         await deps.generation.runner.start()
         yield gen
+
+
+async def order(gen, chat, line: str, tier: str, topup: int | None = 300):
+    """The member tops up (unless ``topup`` is None), asks for a quote and presses ``tier``."""
+    if topup:
+        await gen.push(chat, f"/topup me {topup}")
+    await gen.push(chat, line)
+    await gen.push(chat, gen.button(tier))
+    [job, *_] = await gen.deps.generation.store.jobs_of(None, 1)
+    return job
+
+
+async def finish(gen, job):
+    """The job once it is delivered, failed or cancelled, its messages sent."""
+    runner = gen.deps.generation.runner
+    await asyncio.wait_for(runner.settled(job.job_id), 30)
+    await gen.settle()
+    return await gen.deps.generation.store.get_job(job.job_id)
+
+
+async def sound(gen) -> None:
+    """The ledger audit passes and every job ended."""
+    assert await audit(gen.deps.ledger.db) == []
+    for job in await gen.deps.generation.store.jobs_of(None, 100):
+        assert job.state in ("delivered", "failed", "cancelled"), job

@@ -10,34 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from storage.audit import audit
 from tests.e2e.recovery_support import hold_entries
 from tests.e2e.video import probe
-from tests.providers.kling_support import kling_session, kling_settings
+from tests.providers.kling_support import finish, kling_session, kling_settings, order, sound
 
 PROMPT = "a robot plays piano"
-
-
-async def order(gen, chat, line: str, tier: str, topup: int | None = 300):
-    if topup:
-        await gen.push(chat, f"/topup me {topup}")
-    await gen.push(chat, line)
-    await gen.push(chat, gen.button(tier))
-    [job, *_] = await gen.deps.generation.store.jobs_of(None, 1)
-    return job
-
-
-async def finish(gen, job):
-    runner = gen.deps.generation.runner
-    await asyncio.wait_for(runner.settled(job.job_id), 30)
-    await gen.settle()
-    return await gen.deps.generation.store.get_job(job.job_id)
-
-
-async def sound(gen) -> None:
-    assert await audit(gen.deps.ledger.db) == []
-    for job in await gen.deps.generation.store.jobs_of(None, 100):
-        assert job.state in ("delivered", "failed", "cancelled"), job
 
 
 @pytest.mark.parametrize(
@@ -96,26 +73,6 @@ async def test_ten_seconds_with_a_negative_prompt(tmp_path, standin):
         assert (body["duration"], body["negative_prompt"], body["mode"]) == ("10", "blurry, text", "pro")
         assert final.state == "delivered"
         assert await gen.push(chat, "/balance") == "Your balance: 230 credits (¥23.00)."
-        await sound(gen)
-
-
-async def test_too_many_parallel_tasks_waits_for_a_running_task_then_succeeds(tmp_path, standin):
-    settings = kling_settings(tmp_path, standin)
-    async with kling_session(settings) as gen:
-        chat = gen.chat()
-        first = await order(gen, chat, f"/gen sample {PROMPT}", "Standard ·")
-        await standin.until(lambda: len(standin.creates) == 1)
-        standin.create_faults.append(1303)  # the pack allows one task at a time
-        second = await order(gen, chat, f"/gen sample {PROMPT} again", "Standard ·", topup=None)
-        await standin.until(lambda: standin.refused == [(1303, "scripted fault")])
-        for job in (first, second):
-            assert (await finish(gen, job)).state == "delivered"
-        # The retried create waited for the running task to finish, instead of a second 1303.
-        assert standin.refused == [(1303, "scripted fault")]
-        assert [b["external_task_id"] for b in standin.creates] == [first.job_id, second.job_id]
-        [task_1, task_2] = standin.tasks.values()
-        assert task_2.created >= task_1.created + standin.queued_s + standin.processing_s
-        assert await gen.push(chat, "/balance") == "Your balance: 260 credits (¥26.00)."
         await sound(gen)
 
 
@@ -321,11 +278,13 @@ async def test_a_callback_makes_the_runner_poll_at_once_but_is_not_trusted(tmp_p
 
     import httpx
 
+    from bot.providers.kling import kling_provider
+    from tests.support.clock import GatedTime
+
     with socket.socket() as probe_socket:
         probe_socket.bind(("127.0.0.1", 0))
         port = probe_socket.getsockname()[1]
-    # Polls 60 s apart (600 s x 0.1): without the callback the clip would wait a minute.
-    standin.speed = 0.0  # Kling's clock moves only when the test says (advance below)
+    # Timer polls 60 s apart (600 s x 0.1): without a callback the clip would wait a minute.
     settings = kling_settings(
         tmp_path,
         standin,
@@ -336,16 +295,25 @@ async def test_a_callback_makes_the_runner_poll_at_once_but_is_not_trusted(tmp_p
         kling_callback_listen=f"127.0.0.1:{port}",
     )
     standin.speed = 0.0  # Kling's clock moves only by advance(): the clip is not done by itself
-    async with kling_session(settings) as gen, httpx.AsyncClient() as http:
+    clock = GatedTime()  # the provider's clock for spacing the polls posts cause
+    provider = kling_provider(settings, time_scale=0.1, monotonic=clock.monotonic, sleep=clock.sleep)
+    async with kling_session(settings, provider=provider) as gen, httpx.AsyncClient() as http:
         chat = gen.chat()
         job = await order(gen, chat, f"/gen sample {PROMPT}", "Standard ·")
         [task] = await _tasks(standin)
         assert task.body["callback_url"] == "https://bot.example.com/kling/callback"
         await standin.until(lambda: task.polls == 1)
         url = f"http://127.0.0.1:{port}/kling/callback"
-        # A forged "succeed" while the task is still running: polled, not believed.
+        # Posts naming a task that is not ours change nothing.
+        assert (await http.post(url, json={"task_id": "840000000000009999"})).status_code == 200
+        assert clock.sleeps == []
+        # A flood of forged "succeed" posts right after a poll: one poll when the interval is up.
         forged = {"task_id": task.task_id, "task_status": "succeed", "task_result": {"videos": [{"url": "http://evil.example/x.mp4"}]}}
-        assert (await http.post(url, json=forged)).status_code == 200
+        for _ in range(20):
+            assert (await http.post(url, json=forged)).status_code == 200
+        assert clock.sleeps == [60.0]  # one poke waits for the task's poll interval to pass
+        assert task.polls == 1
+        clock.gate.set()  # the interval passes
         await standin.until(lambda: task.polls == 2)
         assert (await gen.deps.generation.store.get_job(job.job_id)).state in ("submitted", "running")
         standin.advance(100)  # Kling finishes the clip and says so
@@ -354,3 +322,21 @@ async def test_a_callback_makes_the_runner_poll_at_once_but_is_not_trusted(tmp_p
         assert (final.state, task.polls) == ("delivered", 3)
         assert (await http.post(url, content=b"not json")).status_code == 400
         await sound(gen)
+
+
+async def test_the_callback_server_listens_on_this_machine_only_by_default(tmp_path, standin):
+    import httpx
+
+    settings = kling_settings(tmp_path, standin, kling_callback_url="https://bot.example.com/kling")
+    assert settings.kling_callback_listen == "127.0.0.1:8090"
+    async with kling_session(settings), httpx.AsyncClient() as http:
+        listening = [line.split()[1] for line in _proc_net_tcp() if line.split()[3] == "0A"]
+        assert "0100007F:1F9A" in listening  # 127.0.0.1:8090
+        assert "00000000:1F9A" not in listening  # not 0.0.0.0:8090
+        posted = await http.post("http://127.0.0.1:8090/kling", json={"task_id": "1"})
+        assert posted.status_code == 200  # a task that is not ours: nothing happens
+
+
+def _proc_net_tcp() -> list[str]:
+    """The kernel's table of this machine's IPv4 TCP sockets (state 0A: listening)."""
+    return Path("/proc/net/tcp").read_text().splitlines()[1:]

@@ -4,13 +4,16 @@ Every Kling answer is ``{code, message, request_id, data}``; a non-zero code
 is a failure. :class:`ApiFailure` carries it inside this package;
 :func:`to_port_error` says who can fix it (docs/PROVIDERS.md has the table):
 
-- 1302 (rate limit), 1303 (too many parallel tasks), 5000-5002 (server) and
-  any transport problem: :class:`RetryableError`;
+- 1302 (rate limit) and 1303 (too many parallel tasks) are waited out where
+  they happen (:mod:`.client`, :mod:`.capacity`) and only reach this mapping
+  from a path that cannot wait: :class:`RetryableError`, as are 5000-5002
+  (server) and any transport problem;
 - 1300, 1301 (policy, content safety): :class:`ContentRefused`;
 - 1000-1004 (auth), 1100-1102 (account, balance), 1103 (no access to the
   model): :class:`OperatorError`, one condition per code;
-- 1200, 1201 (bad parameters) and 1202/1203 (no such task or resource): our
-  bug, a plain :class:`ProviderError` (the job fails and is refunded);
+- 1200, 1201 (bad parameters) and 1202 (wrong request method): our bug, a
+  plain :class:`ProviderError` (the job fails and is refunded); 1203 (no such
+  task) on a query means Kling has no task by that id (``lost``);
 - anything else: a plain :class:`ProviderError` naming the code.
 """
 
@@ -23,8 +26,10 @@ from bot.providers.base import ContentRefused, OperatorError, ProviderError, Ret
 AUTH_CODES = frozenset(range(1000, 1005))
 TOKEN_EXPIRED = 1004
 ACCOUNT_CODES = frozenset({1100, 1101, 1102, 1103})
-BAD_REQUEST_CODES = frozenset({1200, 1201})
-NOT_FOUND_CODES = frozenset({1202, 1203})
+BAD_REQUEST_CODES = frozenset({1200, 1201, 1202})
+"""Kling refused the request itself (parameters, method): a bug in klingbot, logged."""
+WRONG_METHOD = 1202
+TASK_NOT_FOUND = 1203
 POLICY = 1300
 CONTENT_SAFETY = 1301
 RATE_LIMIT = 1302
@@ -65,6 +70,11 @@ class ApiFailure(Exception):
         """The create was refused because a task with our ``external_task_id`` exists."""
         text = self.message.lower()
         return self.code == 1201 and "external" in text and ("exist" in text or "duplic" in text)
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """A server failure: the request may have been carried out anyway (a task made)."""
+        return self.code in SERVER_CODES or (self.code == 0 and self.status >= 500)
 
 
 class Unreachable(Exception):
