@@ -97,11 +97,14 @@ async def telegram_bot(
     *,
     clock: VirtualTime | None = None,
     provider: Provider | None = None,
+    settings_overrides: dict[str, object] | None = None,
     **overrides,
 ) -> AsyncIterator[TelegramBot]:
     """The production application, polling the stand-in, with the job runner started.
 
     ``provider`` replaces the one the settings name (a scripted service, for speed).
+    ``overrides`` and ``settings_overrides`` both go to the settings; the latter
+    also takes names that clash with this function's (the ``provider`` setting).
     """
     values = dict(
         telegram_token=TOKEN,
@@ -111,6 +114,7 @@ async def telegram_bot(
         moderators=(UserRef("telegram", str(MODERATOR_ID)),),
     )
     values.update(overrides)
+    values.update(settings_overrides or {})
     settings = fast_settings(tmp_path, **values)
     clock = clock or VirtualTime(monotonic_start=1_000.0)
     async with open_core(settings, provider=provider) as deps:

@@ -52,7 +52,7 @@ async def test_a_telegram_member_gets_a_kling_clip(tmp_path, standin):
     kling = standin
     async with (
         BotApiStandIn("123456789:AAH-test-token-for-the-stand-in-only") as api,
-        telegram_bot(tmp_path, api, **kling_overrides(kling)) as telegram,
+        telegram_bot(tmp_path, api, settings_overrides=kling_overrides(kling)) as telegram,
     ):
         alice = telegram.member(1001, "Alice", "alice")
         await fund(telegram, alice, 100)
