@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +24,8 @@ from storage.app_state import SqliteAppState
 from storage.database import Database
 from storage.jobs import SqliteJobStore
 from storage.ledger import SqliteLedger
+
+log = logging.getLogger(__name__)
 
 CONSOLE_TIME_SCALE = 0.1
 """The console demo's speed-up: Master's ~200 s wait becomes ~20 s."""
@@ -63,7 +66,7 @@ async def open_core(
     time_scale = settings.time_scale if settings.time_scale is not None else default_time_scale
     async with (
         _holding(runner_lease, settings.db),
-        _core(settings, clock, time_scale, provider) as deps,
+        _core(settings, clock, time_scale, provider, sole_runner=runner_lease is not None) as deps,
     ):
         yield deps
 
@@ -83,9 +86,20 @@ async def _holding(lease: RunnerLease | None, database: Path) -> AsyncIterator[N
 
 @asynccontextmanager
 async def _core(
-    settings: Settings, clock: Clock, time_scale: float, provider: Provider | None
+    settings: Settings,
+    clock: Clock,
+    time_scale: float,
+    provider: Provider | None,
+    *,
+    sole_runner: bool,
 ) -> AsyncIterator[Deps]:
-    """The core on an open database, the shared lease held; see :func:`open_core`."""
+    """The core on an open database, the shared lease held; see :func:`open_core`.
+
+    ``sole_runner``: this process holds the runner lease, so the delivery
+    claims in the database are those of runners killed mid-send; they are
+    cleared, and their clips are sent at once rather than when the claims
+    would have gone stale.
+    """
     catalog = settings.catalog()
     metrics = None
     if settings.metrics_listen:
@@ -123,6 +137,8 @@ async def _core(
             )
             # Before any adapter can take a press: a job of an earlier run is
             # queued from here, a new one by admit(), never one twice.
+            if sole_runner and (cleared := await store.clear_delivery_claims()):
+                log.info("cleared %d delivery claims a stopped runner left", cleared)
             await runner.load()
             if metrics is not None:
                 metrics.watch_runner(runner)

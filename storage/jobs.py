@@ -290,6 +290,15 @@ class SqliteJobStore(JobStore):
             )
         )
 
+    async def clear_delivery_claims(self) -> int:
+        """Clear the claim columns wherever they are set."""
+        return await self.db.write(
+            lambda c: c.execute(
+                "UPDATE jobs SET delivery_claimed_by = NULL, delivery_claimed_at = NULL"
+                " WHERE delivery_claimed_by IS NOT NULL"
+            ).rowcount
+        )
+
     async def update(self, job_id: str, state: JobState, **fields: Any) -> bool:
         """Set fields while the job is still in ``state``."""
         assignments, values = _assignments(fields)

@@ -116,6 +116,15 @@ class JobStore(ABC):
         """Give up ``claimant``'s claim (the send failed or stopped); False if it held none."""
 
     @abstractmethod
+    async def clear_delivery_claims(self) -> int:
+        """Drop every delivery claim; how many there were.
+
+        Only for a runner that holds the database's runner lease, at its
+        start: no other runner lives, so every claim is one that a runner
+        killed mid-send left behind.
+        """
+
+    @abstractmethod
     async def update(self, job_id: str, state: JobState, **fields: Any) -> bool:
         """Set bookkeeping fields (progress, status message) while the job is in ``state``."""
 

@@ -50,7 +50,9 @@ def job(job_id: str, quote_id: str, user: UserRef = ALICE, **fields) -> Job:
 async def wallet_of(storage, user: UserRef, credits: int) -> None:
     await storage.ledger.open_wallet(UserProfile(user, user.id), welcome_credits=0, now=NOW)
     if credits:
-        await storage.ledger.top_up(user, credits, key=f"fund:{user}", actor="t", reason="", now=NOW)
+        await storage.ledger.top_up(
+            user, credits, key=f"fund:{user}", actor="t", reason="", now=NOW
+        )
 
 
 async def made(storage, job_id: str, *, user: UserRef = ALICE, at: int = NOW, **fields) -> Job:
@@ -364,8 +366,9 @@ async def test_inputs_are_due_once_nothing_can_need_them(storage):
     assert await store.note_input_removed("/data/inputs/q-old.jpg", now=later) == 0
     assert (await store.get_job("old")).input_removed_at == later
     assert (await store.get_job("recent")).input_removed_at is None
-    assert await store.inputs_to_remove(now=later, finished_before=later - keep, limit=100) == (
-        due[:2]
+    assert (
+        await store.inputs_to_remove(now=later, finished_before=later - keep, limit=100)
+        == (due[:2])
     )
     # Once the Reroll quote expires, the shared image is due too.
     after = later + 1
@@ -433,3 +436,20 @@ async def test_a_delivery_is_claimed_by_one_runner_at_a_time(storage):
     await move("job-1", ("succeeded",), "delivered", now=NOW + 604, delivery="uploaded")
     assert await claim("job-1", "runner-c", now=NOW + 605, stale_before=NOW + 5) is False
     assert await claim("nope", "runner-c", now=NOW, stale_before=fresh) is False
+
+
+async def test_a_runner_alone_on_the_database_clears_the_claims_dead_runners_left(storage):
+    await wallet_of(storage, ALICE, 100)
+    for job_id in ("job-1", "job-2"):
+        await made(storage, job_id)
+        await storage.jobs.transition(job_id, ("held",), "running", now=NOW)
+        await storage.jobs.transition(job_id, ("running",), "succeeded", now=NOW, result_path="/c")
+    claim = storage.jobs.claim_delivery
+    assert await claim("job-1", "killed", now=NOW, stale_before=NOW - 600) is True
+    assert await claim("job-2", "killed", now=NOW, stale_before=NOW - 600) is True
+    assert await claim("job-1", "next", now=NOW + 1, stale_before=NOW - 599) is False
+
+    assert await storage.jobs.clear_delivery_claims() == 2
+    assert await claim("job-1", "next", now=NOW + 1, stale_before=NOW - 599) is True
+    assert await storage.jobs.clear_delivery_claims() == 1
+    assert await storage.jobs.clear_delivery_claims() == 0

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from app.bootstrap import open_core
+from app.lease import FileRunnerLease
 from bot.commands import ChatRef
 from bot.ports import Outbox
 from bot.providers.local.render import RenderRequest, render_clip
 from bot.replies import Reply
 from storage.audit import audit
-from tests.e2e.conftest import fast_settings
+from tests.e2e.conftest import GenConsole, fast_settings
 from tests.e2e.recovery_support import (
     RefusingUploads,
     RemoteService,
@@ -185,3 +187,40 @@ async def test_two_runners_on_one_database_never_both_send_a_clip(tmp_path, remo
         assert await hold_entries(first, job.job_id) == ["hold", "capture"]
         assert await audit(first.deps.ledger.db) == []
     assert remote.submits == [job.job_id]
+
+
+async def test_a_runner_killed_mid_send_leaves_a_claim_the_next_runner_takes_over(
+    tmp_path, remote_clip
+):
+    settings = fast_settings(tmp_path)
+    remote = RemoteService(remote_clip, running_polls=0)
+    async with session(settings, provider=remote) as gen:  # made, then every upload refused
+        chat = gen.chat()
+        gen.deps.generation.outboxes.register("console", RefusingUploads(gen.router))
+        await gen.deps.generation.runner.start()
+        job = await order(gen, chat)
+        await wait(remote.poll_parked.wait())
+        remote.finish(job.job_id)
+        await wait(gen.deps.generation.runner.idle())
+        # The process is killed while it sends the clip: its claim stays in the database.
+        now = gen.deps.clock.now()
+        store = gen.deps.generation.store
+        assert await store.claim_delivery(job.job_id, "killed", now=now, stale_before=now - 600)
+
+    # A process without the runner lease respects the fresh claim: nothing is sent.
+    async with session(settings, provider=remote) as gen:
+        gen.chat()
+        await gen.deps.generation.runner.start()
+        await wait(gen.deps.generation.runner.idle())
+        assert gen.clips() == [] and await state_of(gen, job.job_id) == "succeeded"
+
+    # The next runner holds the lease: no other runner lives, the claim is a dead one's.
+    lease = FileRunnerLease(settings.db)
+    async with open_core(settings, provider=remote, runner_lease=lease) as deps:
+        gen = GenConsole(settings, deps)
+        gen.chat()
+        await deps.generation.runner.start()
+        await wait(deps.generation.runner.settled(job.job_id))
+        assert clips_per_job(gen) == {job.job_id: 1}
+        assert await hold_entries(gen, job.job_id) == ["hold", "capture"]
+        assert await audit(deps.ledger.db) == []

@@ -364,6 +364,11 @@ class InMemoryJobStore(JobStore):
         del self.delivery_claims[job_id]
         return True
 
+    async def clear_delivery_claims(self) -> int:
+        cleared = len(self.delivery_claims)
+        self.delivery_claims.clear()
+        return cleared
+
     async def update(self, job_id: str, state: JobState, **fields: Any) -> bool:
         _check_settable(fields)
         job = self.jobs.get(job_id)
