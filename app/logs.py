@@ -14,44 +14,33 @@ sets in each job's task, so every line logged while driving a job (the
 runner's, the provider's, the HTTP client's) carries them without the code
 that logs knowing about it.
 
-Secrets: :class:`Redactor` knows every secret of the settings (platform
-tokens, the Kling keys, the webhook secret) and the shapes secrets take in
-URLs and headers (Discord interaction tokens, ``Bearer`` and ``Bot``
-authorizations), and rewrites every record's message, arguments and
-traceback before any handler formats it. The adapters keep their own
-filters for their tokens, so an application built without this setup (in
-tests) is covered too.
+Secrets: :func:`setup_logging` registers every secret of the settings
+(platform tokens, the Kling keys, the webhook secret) with the process's one
+redaction (:mod:`adapters.redaction`), which also hides whatever is shaped
+like a token (Discord interaction tokens, ``Bearer`` and ``Bot``
+authorizations, Telegram tokens in URLs) from every log record's message
+and traceback, whichever logger made it and whichever handler writes it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-import traceback
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from adapters.redaction import HIDDEN, install, redact
 from bot.metrics import job_context
 from bot.settings import Settings
 
-HIDDEN = "<token>"
+__all__ = ["HIDDEN", "redact", "secrets_of", "setup_logging"]
 
 JOB_FIELDS = ("job", "tier", "platform", "user")
 
-_PATTERNS = (
-    # Discord interaction tokens in webhook URLs: /webhooks/<application id>/<token>
-    re.compile(r"(/webhooks/\d+/)[A-Za-z0-9_.\-]{20,}"),
-    # HTTP authorizations: Kling's JWT, a Discord bot token
-    re.compile(r"((?:Bearer|Bot)\s+)[A-Za-z0-9_.\-]{20,}"),
-    # A Telegram bot token wherever it appears (URLs carry it: /bot<id>:<secret>/)
-    re.compile(r"()\b\d{5,}:[A-Za-z0-9_\-]{30,}"),
-)
-
 NOISY_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
-"""Third-party loggers that print full request URLs (which carry tokens) at INFO."""
+"""Third-party loggers that print every request URL at INFO: noise (the tokens in them are
+redacted anyway), so they speak from WARNING up unless the level is lower still."""
 
 
 def secrets_of(settings: Settings) -> tuple[str, ...]:
@@ -74,37 +63,6 @@ def secrets_of(settings: Settings) -> tuple[str, ...]:
         values.append(settings.discord_token.get_secret_value().rpartition(".")[2])
     unique = {value.strip() for value in values if len(value.strip()) >= 8}
     return tuple(sorted(unique, key=len, reverse=True))  # longest first: no partial leftovers
-
-
-def redact(message: str, secrets: Iterable[str]) -> str:
-    """``message`` without the given secrets and without anything shaped like a token."""
-    for secret in secrets:
-        message = message.replace(secret, HIDDEN)
-    for pattern in _PATTERNS:
-        message = pattern.sub(r"\g<1>" + HIDDEN, message)
-    return message
-
-
-class Redactor(logging.Filter):
-    """Rewrites each record's message and traceback without secrets; keeps every record."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__()
-        self.secrets = tuple(secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Merge the arguments into the message, redact it and the traceback text."""
-        message = record.getMessage()
-        cleaned = redact(message, self.secrets)
-        if cleaned != message or record.args:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text, self.secrets)
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info, self.secrets)
-        return True
 
 
 class JobContext(logging.Filter):
@@ -183,7 +141,7 @@ def setup_logging(
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setLevel(level)  # loggers set lower on purpose (rate-limit counting) stay quiet
     handler.addFilter(JobContext())
-    handler.addFilter(Redactor(secrets_of(settings) if settings is not None else ()))
+    install(secrets_of(settings) if settings is not None else ())  # every record, every handler
     json_lines = settings is not None and settings.log_format == "json"
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
     root = logging.getLogger()

@@ -8,15 +8,17 @@ translated private message when one can still be sent; anything else is
 logged once with its traceback and the member gets a short apology.
 
 Tokens: the bot token rides in every request's headers, and interaction
-tokens sit in webhook URLs (``/webhooks/<app id>/<token>``), which
-discord.py's debug logs and exceptions can print. :class:`RedactSecrets` blanks
-both out of every log line and traceback.
+tokens sit in URLs (``/interactions/<id>/<token>/callback``,
+``/webhooks/<app id>/<token>``) and in the gateway's interaction events,
+which discord.py's debug logs and exceptions can print.
+:func:`install_redaction` registers the bot token with the process's one
+redaction (:mod:`adapters.redaction`), which hides it and every interaction
+token from every log line and traceback.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import traceback
 from collections.abc import Iterable
 
@@ -24,14 +26,12 @@ import discord
 from discord import app_commands
 
 from adapters.discord.render import translator
-from adapters.redaction import HIDDEN, install, replace_all
+from adapters.redaction import install, redact
 from bot.i18n import resolve_locale
 from bot.replies import text
 
 log = logging.getLogger(__name__)
 
-
-_WEBHOOK_TOKEN = re.compile(r"(/webhooks/\d+/)[A-Za-z0-9_.\-]{20,}")
 
 UNKNOWN_INTERACTION = 10062
 """Discord's code for an interaction answered too late (or unknown)."""
@@ -57,14 +57,9 @@ def secrets_of(token: str) -> tuple[str, ...]:
     return tuple(s for s in (token, signature) if len(s) >= 8)
 
 
-def redact(message: str, secrets: Iterable[str]) -> str:
-    """``message`` without the secrets or any interaction token."""
-    return _WEBHOOK_TOKEN.sub(r"\g<1>" + HIDDEN, replace_all(message, secrets))
-
-
 def install_redaction(token: str) -> None:
     """Keep this bot token, and every interaction token, out of every log line."""
-    install(secrets_of(token), redact)
+    install(secrets_of(token))
 
 
 def refused_for_good(error: BaseException) -> bool:

@@ -25,6 +25,7 @@ from telegram.constants import FileSizeLimit
 from telegram.error import TelegramError
 from telegram.ext import Application, ApplicationBuilder, ExtBot
 
+from adapters.redaction import register
 from adapters.telegram.admins import AdminCheck
 from adapters.telegram.chats import PLATFORM
 from adapters.telegram.errors import install_redaction, make_error_handler
@@ -189,6 +190,7 @@ async def running(
                     if settings.telegram_webhook_secret is not None
                     else derived_secret(application.bot.token)
                 )
+                register([secret])  # a configured secret is kept out of the logs too
                 adapter.webhook = WebhookServer(
                     application,
                     url=settings.telegram_webhook_url,

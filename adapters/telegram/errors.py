@@ -1,4 +1,4 @@
-"""The one error handler, and the log filter that keeps the bot token out of every log line.
+"""The one error handler, and the bot token kept out of every log line.
 
 The core already answers every error it knows of (:func:`bot.service.respond`
 never raises); what reaches this handler went wrong in the adapter or
@@ -17,8 +17,9 @@ from telegram import Update
 from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
-from adapters.redaction import install, replace_all
+from adapters.redaction import install, redact
 from adapters.telegram.render import translator
+from adapters.telegram.webhook import derived_secret
 from bot.i18n import resolve_locale
 from bot.replies import text
 
@@ -27,17 +28,13 @@ log = logging.getLogger(__name__)
 
 
 def secrets_of(token: str) -> tuple[str, ...]:
-    """The strings to hide: the token, and its secret half on its own."""
+    """The strings to hide: the token, its secret half, the webhook secret derived from it."""
     _, _, secret = token.partition(":")
-    return tuple(s for s in (token, secret) if len(s) >= 8)
-
-
-redact = replace_all
-"""``message`` with every secret replaced by ``<token>``."""
+    return tuple(s for s in (token, secret, derived_secret(token)) if len(s) >= 8)
 
 
 def install_redaction(token: str) -> None:
-    """Keep this bot token out of every log line (once per token)."""
+    """Keep this bot token (and the webhook secret made from it) out of every log line."""
     install(secrets_of(token))
 
 
