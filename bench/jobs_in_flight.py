@@ -355,6 +355,7 @@ def settings_for(folder: Path, jobs: int, per_member: int) -> Settings:
         max_jobs_per_provider=jobs,
         max_jobs_per_user=per_member,
         max_queue_per_user=0,
+        quotes_per_minute=max(5, per_member),  # each member asks for all its quotes at once
     )
 
 
