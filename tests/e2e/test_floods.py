@@ -103,3 +103,26 @@ def test_the_console_names_an_image_over_the_limit_at_its_real_size(tmp_path):
     assert "Pick a tier" not in result.stdout
     inputs = tmp_path / "klingbot-data" / "inputs"  # beside the default database
     assert (tmp_path / "klingbot.db").exists() and not (inputs.exists() and any(inputs.iterdir()))
+
+
+async def test_reroll_counts_as_a_quote_and_closing_it_keeps_the_jobs_image(tmp_path):
+    clock = FakeClock()
+    settings = fast_settings(tmp_path, max_open_quotes=2, quotes_per_minute=4)
+    async with open_core(settings, clock=clock) as deps:
+        gen = GenConsole(settings, deps)
+        await deps.generation.runner.start()
+        chat = gen.chat()
+        await gen.push(chat, "/topup me 100")
+        await gen.push(chat, "/gen sample a robot waves")
+        await gen.push(chat, gen.button("Standard ·"))
+        await gen.settle()
+        [image] = inputs_on_disk(gen)
+        first = gen.button("Reroll")
+        for _ in range(3):  # three quotes of the job's image: the first is closed
+            assert "Pick a tier" in await gen.push(chat, first)
+        assert inputs_on_disk(gen) == [image]  # the job still names it: kept
+        slow = await gen.push(chat, gen.button("Other tier"))
+        assert slow.startswith("Slow down: 4 quotes a minute at most. Try again in 60 s.")
+        clock.advance(60)
+        assert "High Quality ·" in await gen.push(chat, gen.button("Other tier"))
+        assert await gen.push(chat, "/balance") == "Your balance: 80 credits (¥8.00)."

@@ -173,7 +173,12 @@ async def harness(
             yield gen
         return
     values = dict(
-        db=tmp_path / "klingbot.db", time_scale=1.0, status_interval_s=3.0, poll_interval_s=2.0
+        db=tmp_path / "klingbot.db",
+        time_scale=1.0,
+        status_interval_s=3.0,
+        poll_interval_s=2.0,
+        max_open_quotes=1000,  # no flood limits: these tests make many quotes a minute
+        quotes_per_minute=1000,
     )
     values.update(settings_values)
     settings = Settings(**values)
