@@ -14,11 +14,11 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
-from app.bootstrap import CONSOLE_TIME_SCALE, open_core
+from app.bootstrap import open_core
 from app.lease import FileRunnerLease
 from app.logs import setup_logging
 from app.operator import db_copy, export_command
@@ -111,8 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``klingbot`` script."""
     args = build_parser().parse_args(argv)
-    # The console chat owns the terminal: only warnings interrupt it.
-    quiet = args.command not in ("run",)
     setup_logging(None, verbose=args.verbose, quiet=True)
     if args.command == "doctor":
         from app.doctor import run_doctor  # HTTP clients for the token checks: load on demand
@@ -122,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config(args)
     try:
         settings = load_settings()
+        # The console chat (``run`` without tokens too) owns the terminal: only warnings
+        # interrupt it. So do the wallet and database commands, whose output is their answer.
+        quiet = args.command != "run" or not _has_platform(settings)
         setup_logging(settings, verbose=args.verbose, quiet=quiet)
         if args.command == "health":
             from app.health import health_command
@@ -139,6 +140,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+NO_PLATFORM = (
+    "no platform to serve: set TELEGRAM_TOKEN or DISCORD_TOKEN (with compose, in klingbot.env;"
+    " see klingbot.env.example). Without them klingbot run opens the console chat, and only on"
+    " a terminal"
+)
+"""Why ``klingbot run`` with no token and no terminal exits 2 (one line)."""
+
+
+def _has_platform(settings: Settings) -> bool:
+    """Whether ``klingbot run`` has a platform to serve (else it is the console chat)."""
+    return settings.telegram_token is not None or settings.discord_token is not None
 
 
 def freeze_modules(*, render: bool, telegram: bool, discord: bool) -> None:
@@ -192,22 +206,9 @@ async def _print_prices(settings: Settings, duration: int, lang: str | None) -> 
 
 
 async def _console(settings: Settings, user: str | None, lang: str | None) -> int:
-    from adapters.console import ConsoleChat, console_caller
+    from app.console import run_console
 
-    # The console runs jobs: it refuses a database whose runner is alive (exit 2).
-    runner_lease = FileRunnerLease(settings.db)
-    async with open_core(
-        settings, default_time_scale=CONSOLE_TIME_SCALE, runner_lease=runner_lease
-    ) as deps:
-        chat = ConsoleChat(deps, console_caller(user, lang), lambda line: print(line, flush=True))
-        assert deps.generation is not None
-        deps.generation.outboxes.register("console", chat)
-        await deps.generation.runner.start()
-        on_terminal = sys.stdin.isatty()
-        if on_terminal:
-            print(Translator(chat.caller.locale)(text("cli.console_hint")), flush=True)
-        await chat.run(_stdin_lines(prompt=on_terminal))
-    return 0
+    return await run_console(settings, user, lang)
 
 
 async def _serve(settings: Settings) -> int:
@@ -216,9 +217,13 @@ async def _serve(settings: Settings) -> int:
     With both tokens, Telegram and Discord share one core, one database
     writer and one job runner; each job reports on the platform it came from.
     """
-    if settings.telegram_token is None and settings.discord_token is None:
-        log.info("no platform adapter to start: opening the console chat")
-        return await _console(settings, None, None)
+    if not _has_platform(settings):
+        if not sys.stdin.isatty():
+            # A container or a service: a console would read end of input, exit 0, and be
+            # restarted for ever by its restart policy.
+            print(f"klingbot: {NO_PLATFORM}", file=sys.stderr)
+            return 2
+        return await _console(settings, None, None)  # make run on a fresh machine
     stop = asyncio.Event()
     deadline = ShutdownDeadline()
     loop = asyncio.get_running_loop()
@@ -422,19 +427,6 @@ def _operator(lang: str | None) -> Caller:
         name = "operator"
     tag = lang or os.environ.get("LC_ALL") or os.environ.get("LANG")
     return Caller(UserRef("cli", name), name, None, resolve_locale(tag), is_platform_admin=True)
-
-
-async def _stdin_lines(*, prompt: bool) -> AsyncIterator[str]:
-    """Lines from stdin, read on a thread so the event loop keeps running."""
-    while True:
-        if prompt:
-            print("> ", end="", flush=True)
-        line = await asyncio.to_thread(sys.stdin.readline)
-        if not line:
-            if prompt:
-                print(flush=True)  # Ctrl-D: the shell's prompt starts on its own line
-            return
-        yield line
 
 
 def _config(args: argparse.Namespace) -> int:

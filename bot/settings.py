@@ -188,6 +188,14 @@ class Settings(BaseSettings):
     )
     """Gateway websocket through an operator's proxy, e.g. ``ws://proxy:8081/``."""
 
+    @field_validator("telegram_token", "discord_token", mode="before")
+    @classmethod
+    def _blank_token_is_unset(cls, value: Any) -> Any:
+        # TELEGRAM_TOKEN= left empty in an env file means no token, not an empty one.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("discord_guild_ids", mode="before")
     @classmethod
     def _parse_guild_ids(cls, value: Any) -> Any:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import pty
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+import termios
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -55,16 +59,18 @@ def run_cli(
     timeout: float = 60,
     prefix: Sequence[str] = (),
     preexec_fn: Callable[[], None] | None = None,
+    terminal: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``klingbot ARGS`` as a real process (``python -m app``) in ``cwd``.
 
     ``prefix`` runs it under another program (``unshare ...``); ``preexec_fn``
-    runs in the child before it starts (dropping privileges).
+    runs in the child before it starts (dropping privileges). ``terminal``
+    gives it a pseudo-terminal as standard input, with ``stdin`` typed into it
+    before it starts and Ctrl-D after (stdout and stderr stay pipes).
     """
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "app", *args],
+    command = [*prefix, sys.executable, "-m", "app", *args]
+    options = dict(
         cwd=cwd,
-        input=stdin,
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -73,6 +79,40 @@ def run_cli(
         check=False,
         preexec_fn=preexec_fn,
     )
+    if not terminal:
+        return subprocess.run(command, input=stdin, **options)
+    with typed_terminal(stdin.encode("utf-8")) as terminal:
+        return subprocess.run(command, stdin=terminal.tty, **options)
+
+
+class Terminal:
+    """A pseudo-terminal with echo off: ``tty`` is a process's standard input, ``type`` types."""
+
+    def __init__(self) -> None:
+        self.main, self.tty = pty.openpty()
+        settings = termios.tcgetattr(self.tty)
+        settings[3] &= ~termios.ECHO  # only the process's output, not the typing echoed back
+        termios.tcsetattr(self.tty, termios.TCSANOW, settings)
+
+    def type(self, typed: bytes) -> None:
+        """Type ``typed`` (lines end in \\n; b"\\x04" at a line's start is Ctrl-D)."""
+        for line in typed.splitlines(keepends=True):
+            os.write(self.main, line)
+
+    def close(self) -> None:
+        os.close(self.main)
+        os.close(self.tty)
+
+
+@contextlib.contextmanager
+def typed_terminal(typed: bytes, *, end: bool = True) -> Iterator[Terminal]:
+    """A :class:`Terminal` with ``typed`` (then Ctrl-D, if ``end``) queued before it is read."""
+    terminal = Terminal()
+    try:
+        terminal.type(typed + (b"\x04" if end else b""))
+        yield terminal
+    finally:
+        terminal.close()
 
 
 class ChatsById(Outbox):

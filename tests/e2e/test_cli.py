@@ -35,11 +35,25 @@ def test_piped_console_session(tmp_path):
     assert (tmp_path / "klingbot.db").exists()
 
 
-def test_run_without_tokens_opens_the_console(tmp_path):
-    result = run_cli("run", cwd=tmp_path, stdin="/price\n")
+def test_run_without_tokens_on_a_terminal_opens_the_console_with_only_the_chat(tmp_path):
+    # make run on a fresh machine: the chat, and no log line between its messages.
+    result = run_cli("run", cwd=tmp_path, stdin="/topup me 300\n/price\n", terminal=True)
     assert result.returncode == 0, result.stderr
+    assert "Added 300 credits (¥30.00) to " in result.stdout
     assert "Kling 2.1 prices for a 5 s clip" in result.stdout
-    assert "opening the console" in result.stderr
+    assert result.stderr == ""
+
+
+def test_run_without_tokens_or_terminal_exits_2_naming_the_tokens(tmp_path):
+    # A container or a service with no token: one line, and no restart loop at status 0.
+    result = run_cli("run", cwd=tmp_path, stdin="/price\n")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "klingbot: no platform to serve: set TELEGRAM_TOKEN or DISCORD_TOKEN (with compose, in"
+        " klingbot.env; see klingbot.env.example). Without them klingbot run opens the console"
+        " chat, and only on a terminal\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # no database was created
 
 
 def test_tokens_are_never_logged(tmp_path):

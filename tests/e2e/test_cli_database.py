@@ -171,7 +171,8 @@ def test_a_database_written_by_a_newer_klingbot_is_refused_in_one_line(tmp_path,
         connection.execute(f"PRAGMA user_version = {latest + 1}")
         tables = connection.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall()
 
-    result = run_cli(*args, cwd=tmp_path, stdin=stdin)
+    # Without a terminal, run wants a token: on one, it is the console.
+    result = run_cli(*args, cwd=tmp_path, stdin=stdin, terminal=args == ("run",))
 
     assert (result.returncode, result.stdout) == (2, "")
     refusal = (
@@ -206,11 +207,13 @@ def test_the_bot_creates_missing_folders_for_its_database_and_data(tmp_path, arg
         cwd=tmp_path,
         stdin=stdin,
         env={"KLINGBOT_DB": str(db), "KLINGBOT_DATA_DIR": str(data)},
+        terminal=args == ("run",),  # without a terminal, run wants a token
     )
 
     assert result.returncode == 0, result.stderr
     assert db.is_file() and data.is_dir()
-    assert result.stdout.startswith(expected)
+    answer = result.stdout.partition("> ")[2] if args == ("run",) else result.stdout
+    assert answer.startswith(expected)
 
 
 def test_a_folder_that_cannot_be_created_is_one_line(tmp_path, permission_bits_apply):
@@ -253,7 +256,13 @@ def test_a_read_only_database_file_in_a_writable_folder_stops_the_bot(
     before = ledger_rows(db)
 
     with read_only(db):
-        result = run_cli(*args, cwd=tmp_path, stdin=stdin, preexec_fn=without_permission_override)
+        result = run_cli(
+            *args,
+            cwd=tmp_path,
+            stdin=stdin,
+            terminal=args == ("run",),  # without a terminal, run wants a token
+            preexec_fn=without_permission_override,
+        )
         # SQLite made -wal and -shm beside it, with the file's own read-only mode.
         side_modes = [
             (tmp_path / f"klingbot.db-{s}").stat().st_mode & 0o777 for s in ("wal", "shm")

@@ -29,13 +29,13 @@ async def test_a_second_runner_on_a_database_refuses_in_one_line(tmp_path):
             "TELEGRAM_TOKEN": "123456:" + "A" * 35,
             "TELEGRAM_BASE_URL": "http://127.0.0.1:9/bot",  # never reached
         }
-        for args, env in (
-            (("console",), overrides),
-            (("run",), overrides),
-            (("run",), telegram),
+        for args, env, terminal in (
+            (("console",), overrides, False),
+            (("run",), overrides, True),  # on a terminal, run without a token is the console
+            (("run",), telegram, False),
         ):
             refused = await asyncio.to_thread(
-                run_cli, *args, cwd=tmp_path, env=env, stdin="/topup me 5\n"
+                run_cli, *args, cwd=tmp_path, env=env, stdin="/topup me 5\n", terminal=terminal
             )
             assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
             assert refused.stdout == "" and "Traceback" not in refused.stderr

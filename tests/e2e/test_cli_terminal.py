@@ -17,8 +17,11 @@ import pytest
 from tests.e2e.conftest import run_cli
 from tests.support.env import process_environment
 
-HINT = "Type /help for the commands; Ctrl-D quits."
-HINT_ZH = "输入 /help 查看命令；按 Ctrl-D 退出。"
+HINT = (
+    "Type /help for the commands. Ctrl-D quits once running jobs finish; Ctrl-C quits now (they"
+    " resume at the next start)."
+)
+HINT_ZH = "输入 /help 查看命令。按 Ctrl-D 在进行中的任务完成后退出；按 Ctrl-C 立即退出（任务在下次启动时继续）。"
 
 
 def console_on_a_terminal(tmp_path, typed: bytes, *args: str, lang: str = "C.UTF-8") -> str:
