@@ -12,6 +12,7 @@ from app.lease import Lease, RunnerLease, take_runner_lease
 from bot.clock import Clock, SystemClock
 from bot.deps import Deps, Generation
 from bot.errors import StorageUnavailable
+from bot.jobs.links import ClipLinks, link_secret
 from bot.jobs.outbox import OutboxRouter
 from bot.jobs.retention import DAY, HOUR, Retention, RetentionSettings
 from bot.jobs.runner import JobRunner, RunnerSettings
@@ -116,6 +117,12 @@ async def _core(
             provider = provider or build_provider(settings, time_scale)
             served = ObservedProvider(provider, metrics) if metrics else provider
             outboxes = OutboxRouter()
+            state = SqliteAppState(database)
+            links = None
+            if settings.public_url:
+                links = ClipLinks(
+                    settings.public_url, await link_secret(state), settings.link_ttl_h * HOUR
+                )
             runner = JobRunner(
                 store=store,
                 provider=served,
@@ -131,9 +138,11 @@ async def _core(
                     status_interval_s=settings.status_interval_s,
                     poll_interval_s=settings.poll_interval_s,
                     time_scale=time_scale,
+                    delivery_retry_s=settings.delivery_retry_h * HOUR,
                     **_remote_pacing(settings),
                 ),
                 retention=build_retention(settings, store, clock),
+                links=links,
             )
             # Before any adapter can take a press: a job of an earlier run is
             # queued from here, a new one by admit(), never one twice.
@@ -163,7 +172,7 @@ async def _core(
                         max_open_quotes=settings.max_open_quotes,
                         quotes_per_minute=settings.quotes_per_minute,
                     ),
-                    state=SqliteAppState(database),
+                    state=state,
                     metrics=metrics or NullMetrics(),
                 )
             finally:

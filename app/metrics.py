@@ -20,6 +20,8 @@ itself is observed where it is committed:
 :class:`OperationsServer` serves ``/metrics`` in the Prometheus text format
 and ``/healthz``: 200 when the database answers, the runner is alive and
 each adapter is connected, 503 with the failing checks otherwise (JSON).
+With ``KLINGBOT_PUBLIC_URL`` it also serves the signed clip links
+(``app.clip_links``).
 """
 
 from __future__ import annotations
@@ -349,6 +351,8 @@ class OperationsServer:
         self.host = host.strip("[]")
         self.port = int(port)
         self.checks: dict[str, Check] = {}
+        self.routes: list[tuple[str, Any]] = []
+        """More ``GET`` routes (path, handler) on the same server, added before :meth:`start`."""
         self._runner: Any = None
         self._watcher = RateLimitWatcher(metrics)
 
@@ -363,6 +367,8 @@ class OperationsServer:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
+        for path, handler in self.routes:
+            app.router.add_get(path, handler)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET

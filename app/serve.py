@@ -97,6 +97,11 @@ async def start_operations(
     async def runner_alive() -> str | None:
         return None if runner.alive else "the job runner is stopped"
 
+    links = runner.links
+    if links is not None:
+        from app.clip_links import ROUTE, ClipLinkRoute
+
+        server.routes.append((ROUTE, ClipLinkRoute(links, deps.generation.store, deps.clock)))
     server.add_check("database", database)
     server.add_check("runner", runner_alive)
     for name, check in served.checks.items():

@@ -187,6 +187,13 @@ class OtherTier:
 
 
 @dataclass(frozen=True, slots=True)
+class Resend:
+    """Send again: a made clip the platform did not take yet is tried at once."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Jobs:
     """``/jobs [user]``: recent jobs with state and cost (others' for moderators)."""
 
@@ -214,6 +221,7 @@ Command = (
     | CancelJob
     | Reroll
     | OtherTier
+    | Resend
     | Jobs
     | Refund
 )

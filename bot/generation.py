@@ -1,4 +1,4 @@
-"""Handlers of the /gen feature: quotes, tier presses, cancels, rerolls, /jobs and /refund.
+"""Handlers of the /gen feature: quotes, tier presses, cancels, rerolls, Send again, /jobs, /refund.
 
 A quote is free; pressing a tier creates the job and holds its price in one
 transaction (the quote can become a job only once, so a double click or two
@@ -29,6 +29,7 @@ from bot.commands import (
     OtherTier,
     Refund,
     Reroll,
+    Resend,
 )
 from bot.deps import Deps, Generation
 from bot.errors import InsufficientCredits, NotModerator, UserError
@@ -362,6 +363,25 @@ async def reroll(
     )
 
 
+async def resend(
+    command: Resend, caller: Caller, deps: Deps, _request_id: str | None
+) -> list[Reply]:
+    """Send again: try a made clip the platform did not take yet, at once."""
+    generation = _generation(deps)
+    job = await generation.store.get_job(command.job_id)
+    if job is None:
+        raise UserError("error.stale_button")
+    if job.user != caller.user and not is_moderator(caller, deps):
+        return _private("job.not_yours")
+    result = await generation.runner.resend(job)
+    key = {
+        "sending": "delivery.resending",
+        "busy": "delivery.already_sending",
+        "finished": "delivery.already_delivered",
+    }[result]
+    return _private(key, job=job.short_id)
+
+
 def _exists(path: str) -> bool:
     return Path(path).exists()
 
@@ -399,7 +419,12 @@ async def jobs(command: Jobs, caller: Caller, deps: Deps, _request_id: str | Non
                 ),
             )
         )
-    return [Reply(tuple(lines))]
+    resend = tuple(
+        Button(text("jobs.resend_button", job=job.short_id), f"resend:{job.job_id}")
+        for job in found
+        if job.state == "succeeded"
+    )
+    return [Reply(tuple(lines), buttons=resend)]
 
 
 _DELIVERY_STATES = {

@@ -27,6 +27,7 @@ from bot.commands import (
     Price,
     Refund,
     Reroll,
+    Resend,
     Start,
     TopUp,
 )
@@ -73,7 +74,13 @@ def parse_action(action: str) -> Command:
     if name == "tier" and argument.count(":") == 1:
         quote_id, tier = argument.split(":")
         return Choose(quote_id, tier)
-    by_id = {"qcancel": CancelQuote, "cancel": CancelJob, "reroll": Reroll, "again": OtherTier}
+    by_id = {
+        "qcancel": CancelQuote,
+        "cancel": CancelJob,
+        "reroll": Reroll,
+        "again": OtherTier,
+        "resend": Resend,
+    }
     if name in by_id and _ID.fullmatch(argument):
         return by_id[name](argument)
     raise UserError("error.stale_button")

@@ -33,6 +33,7 @@ from bot.commands import (
     Price,
     Refund,
     Reroll,
+    Resend,
     Start,
     TopUp,
 )
@@ -305,6 +306,7 @@ _HANDLERS: dict[type, Handler] = {
     CancelJob: generation.cancel_job,
     Reroll: generation.reroll,
     OtherTier: generation.reroll,
+    Resend: generation.resend,
     Jobs: generation.jobs,
     Refund: generation.refund,
     Price: price,

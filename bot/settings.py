@@ -130,6 +130,24 @@ class Settings(BaseSettings):
     """Delivered clips are removed this many days after delivery; 0 keeps them."""
     retention_sweep_interval_s: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     """Seconds between two sweeps for images and clips that are due (the first runs at start)."""
+    delivery_retry_h: float = Field(default=24, gt=0, le=24 * 30)
+    """How long a made clip whose sending fails is tried again before it counts as undeliverable.
+
+    In hours. Meanwhile the job is "made, not yet delivered": its member sees
+    a Send again button, and the running bot retries at least every two
+    minutes during the first hour, then every ten minutes.
+    """
+    public_url: str | None = None
+    """The bot's public ``https://`` address; set: clips too large for a chat go as signed links.
+
+    The links (``<public_url>/clips/<job>?...``) are served by the bot's HTTP
+    server (``KLINGBOT_METRICS_LISTEN``), which this address must reach
+    (forward only ``/clips/`` to it); each one expires after
+    ``KLINGBOT_LINK_TTL_H`` or when the clip is removed. Unset: no links of
+    our own.
+    """
+    link_ttl_h: int = Field(default=72, ge=1, le=24 * 366)
+    """How long a signed clip link works, in hours (less if the clip is removed first)."""
 
     # --- operations (logs, metrics) -------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -145,6 +163,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return value.upper() if info.field_name == "log_level" else value.lower()
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http://), e.g. https://bot.example.com")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _links_need_a_server(self) -> Settings:
+        if self.public_url and not self.metrics_listen:
+            raise ValueError(
+                "KLINGBOT_PUBLIC_URL needs KLINGBOT_METRICS_LISTEN: the bot's HTTP server serves"
+                " the clip links"
+            )
+        return self
 
     @field_validator("metrics_listen")
     @classmethod

@@ -1,28 +1,50 @@
-"""Sending a finished clip to its member, and recording how it went.
+"""Sending a finished clip to its member, retrying until it arrives, and recording how it went.
 
-The clip goes to the chat the job came from; if it is over the chat's upload
-limit, the provider's download link goes instead (when it has one). Transient
-errors are retried; a platform that refuses the member for good makes the
-job ``undeliverable``, still paid for, its clip kept. Before anything is
-sent, the runner claims the job in the store (a compare-and-set), so two
-processes on one database can never both send a clip.
+The clip goes to the chat the job came from. One too large for the chat goes
+as a link the member can open: the provider's download link when it has one,
+else (with ``KLINGBOT_PUBLIC_URL``) a signed, expiring link to the bot's own
+HTTP server (``bot.jobs.links``); with neither, the chat gets a notice and
+the job records ``too_large``. No message to a member ever names a path on
+the bot's server.
+
+A send that fails for a reason the platform may get over (a 502, the
+network) leaves the job ``succeeded``, "made, not yet delivered": its
+status message says the clip is ready and will come as soon as the platform
+accepts it, with a Send again button, and the running process tries again on
+a schedule (``RunnerSettings.delivery_retry_in``: at least every two minutes
+during the first hour) kept on the job's row and in ``bot.jobs.retries``.
+Only when sends have failed for the whole retry window
+(``KLINGBOT_DELIVERY_RETRY_H``), and no link could be sent either, is the
+job ``undeliverable``: still paid for, its clip kept, refundable by a
+moderator. A platform that refuses the member for good (blocked bot, no
+right to post, chat gone) makes the job undeliverable at once, as retrying
+cannot help.
+
+Before anything is sent, the runner claims the job in the store (a
+compare-and-set), so two processes on one database can never both send a
+clip; within one process, one send of a clip runs at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bot.catalog import Catalog
 from bot.clock import Clock
 from bot.jobs import status
+from bot.jobs.board import StatusBoard
 from bot.jobs.limits import RunnerSettings
+from bot.jobs.links import ClipLinks
 from bot.jobs.model import Job
+from bot.jobs.retries import DeliveryRetries
 from bot.jobs.store import JobStore
 from bot.ports import Outbox, Sent, Undeliverable
 from bot.providers.base import Provider, ProviderError
+from bot.replies import Reply
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +62,7 @@ def delivery_of(how: str, sent: Sent) -> str:
 
 
 class Delivery:
-    """Delivers ``succeeded`` jobs (:meth:`deliver`); holds no per-job state."""
+    """Delivers ``succeeded`` jobs (:meth:`deliver`) and retries those that failed."""
 
     def __init__(
         self,
@@ -51,8 +73,12 @@ class Delivery:
         catalog: Catalog,
         clock: Clock,
         settings: RunnerSettings,
+        board: StatusBoard,
         sleep: Callable[[float], Awaitable[None]],
         claimant: str,
+        monotonic: Callable[[], float],
+        on_settled: Callable[[str], None],
+        links: ClipLinks | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -60,120 +86,204 @@ class Delivery:
         self.catalog = catalog
         self.clock = clock
         self.settings = settings
+        self.board = board
+        self.links = links
         self._sleep = sleep
+        self._monotonic = monotonic
+        self._on_settled = on_settled
         self.claimant = claimant
         """This runner's name on the delivery claims it takes."""
+        self._sending: set[str] = set()
+        """Jobs whose clip is being sent by this process: never two sends of one clip."""
+        self.retries = DeliveryRetries(self._retry, sleep=sleep, monotonic=monotonic)
+        """The clips waiting for their next try, and the loop that tries them."""
+
+    def sending(self, job_id: str) -> bool:
+        """A send of this job's clip is under way."""
+        return job_id in self._sending
 
     async def deliver(self, job: Job) -> None:
-        """Claim the job, send its clip (:meth:`_send`), then give the claim up.
+        """Send the clip (or a link to it) once; record how it went, or when to try again.
 
-        Without the claim nothing is sent: another runner is sending this
-        clip now, or the job was delivered already.
+        Does nothing while another send of the same clip is under way, or
+        once the job is no longer ``succeeded`` (delivered meanwhile).
         """
-        now = self.clock.now()
-        stale = now - self.settings.delivery_claim_s
-        if not await self.store.claim_delivery(
-            job.job_id, self.claimant, now=now, stale_before=stale
-        ):
-            log.info("job %s is not sent here: delivered, or claimed by another runner", job.job_id)
+        if job.job_id in self._sending:
             return
+        self._sending.add(job.job_id)
         try:
-            await self._send(job)
-        finally:  # also when stopped mid-send: the next runner need not wait for the claim
+            now = self.clock.now()
+            stale = now - self.settings.delivery_claim_s
+            if not await self.store.claim_delivery(
+                job.job_id, self.claimant, now=now, stale_before=stale
+            ):
+                log.info(
+                    "job %s is not sent here: delivered, or claimed by another runner", job.job_id
+                )
+                return
             try:
-                await self.store.release_delivery(job.job_id, self.claimant)
-            except Exception as error:
-                log.warning("the delivery claim of job %s stays: %s", job.job_id, error)
+                current = await self.store.get_job(job.job_id)
+                if current is not None and current.state == "succeeded":
+                    await self._deliver(current)
+            finally:  # also when stopped mid-send: the next runner need not wait for the claim
+                try:
+                    await self.store.release_delivery(job.job_id, self.claimant)
+                except Exception as error:
+                    log.warning("the delivery claim of job %s stays: %s", job.job_id, error)
+        finally:
+            self._sending.discard(job.job_id)
 
-    async def _send(self, job: Job) -> None:
-        """Send the clip; record how it went (see :func:`delivery_of`).
+    def resume(self, job_id: str) -> None:
+        """After a restart: try a made, undelivered clip at once.
 
-        Transient errors are retried, then the clip's path is sent instead;
-        if even that fails the job stays ``succeeded`` and the next start
-        tries again. When the platform says the member cannot be reached at
-        all (:class:`~bot.ports.Undeliverable`), retrying is pointless: the
-        job is recorded ``delivered`` with delivery ``undeliverable``, still
-        paid for (the clip exists and is kept), and ``/jobs`` tells the member
-        to ask a moderator for the file.
+        Its row keeps how many sends failed since when, so the schedule and
+        the retry window go on from there.
         """
+        self.retries.now(job_id)
+
+    async def _deliver(self, job: Job) -> None:
+        try:
+            how = await self._send(job)
+        except Undeliverable as error:
+            log.warning(
+                "job %s cannot be delivered (%s); its clip is kept", job.job_id, error.reason
+            )
+            how = "undeliverable"
+        except Exception as error:
+            await self._failed(job, error)
+            return
+        await self._delivered(job, how)
+
+    async def _send(self, job: Job) -> str:
+        """Send the clip, or a link, or the notice that it is too large; say which went."""
         assert job.result_path is not None
         path = Path(job.result_path)
-        reply = status.video(job, self.catalog, path)
         size = (await asyncio.to_thread(path.stat)).st_size
-        how = "uploaded" if self.outbox.fits(job.chat, size) else "too_large"
-        if how == "too_large" and await self._send_result_link(job):
-            return
-        for attempt in range(1, self.settings.delivery_attempts + 1):
-            try:
-                sent = await self.outbox.deliver(job.chat, reply, job.locale)
-            except Undeliverable as error:
-                await self._undeliverable(job, error)
-                return
-            except Exception as error:
-                log.warning(
-                    "delivery of job %s failed (attempt %d): %s", job.job_id, attempt, error
-                )
-                if attempt < self.settings.delivery_attempts:
-                    await self._sleep(self.settings.backoff(attempt))
-                continue
-            await self._mark_delivered(job, delivery_of(how, sent))
-            return
-        try:
-            sent = await self.outbox.deliver(job.chat, status.link(job, path), job.locale)
-        except Undeliverable as error:
-            await self._undeliverable(job, error)
-            return
-        except Exception:
-            log.exception(
-                "could not even send the link of job %s; will retry on restart", job.job_id
+        if self.outbox.fits(job.chat, size):
+            sent = await self.outbox.deliver(
+                job.chat, status.video(job, self.catalog, path), job.locale
             )
-            return
-        await self._mark_delivered(job, "link")
+            return delivery_of("uploaded", sent)
+        if await self._send_link(job):
+            return "link"
+        # No link to give: the chat gets a notice instead of the clip.
+        await self.outbox.deliver(job.chat, status.video(job, self.catalog, path), job.locale)
+        return "too_large"
 
-    async def _send_result_link(self, job: Job) -> bool:
-        """Too large for the chat: send the provider's download link, if it has a valid one."""
-        if job.task_id is None:
+    async def _send_link(self, job: Job) -> bool:
+        """Send a link the member can open (the provider's, else our signed one); False: none.
+
+        A failed send raises, like an upload.
+        """
+        reply = await self._link(job)
+        if reply is None:
             return False
-        try:
-            url = await self.provider.result_link(job.task_id)
-        except ProviderError as error:
-            log.warning("no result link for job %s: %s", job.job_id, error)
-            return False
-        if url is None:
-            return False
-        try:
-            await self.outbox.deliver(job.chat, status.remote_link(job, url), job.locale)
-        except Undeliverable as error:
-            await self._undeliverable(job, error)
-            return True
-        except Exception as error:
-            log.warning("the result link of job %s was not sent: %s", job.job_id, error)
-            return False
-        await self._mark_delivered(job, "link")
+        await self.outbox.deliver(job.chat, reply, job.locale)
         return True
 
-    async def _undeliverable(self, job: Job, error: Undeliverable) -> None:
-        log.warning(
-            "job %s cannot be delivered (%s); its clip is kept at %s",
-            job.job_id,
-            error.reason,
-            job.result_path,
-        )
-        await self._mark_delivered(job, "undeliverable")
+    async def _link(self, job: Job) -> Reply | None:
+        if job.task_id is not None:
+            try:
+                url = await self.provider.result_link(job.task_id)
+            except ProviderError as error:
+                log.warning("no result link for job %s: %s", job.job_id, error)
+                url = None
+            if url is not None:
+                return status.remote_link(job, url)
+        if self.links is not None:
+            url = self.links.url(job.job_id, self.clock.now())
+            return status.signed_link(job, url, max(1, self.links.ttl_s // 3600))
+        return None
 
-    async def _mark_delivered(self, job: Job, how: str) -> None:
+    async def _failed(self, job: Job, error: Exception) -> None:
+        """Schedule the next try, or give up once the retry window is over."""
+        now = self.clock.now()
+        since = job.delivery_failing_since or now
+        failures = job.delivery_attempts + 1
+        if now - since >= self.settings.delivery_retry_s:
+            await self._give_up(job, error)
+            return
+        wait = self.settings.delivery_retry_in(failures, now - since)
+        if not await self.store.update(
+            job.job_id,
+            "succeeded",
+            delivery_attempts=failures,
+            delivery_failing_since=since,
+            delivery_retry_at=now + math.ceil(wait),
+        ):
+            return  # delivered or refunded meanwhile
+        log.warning(
+            "sending the clip of job %s failed (%d so far): %s; trying again in %.0f s",
+            job.job_id,
+            failures,
+            error,
+            wait,
+        )
+        if failures == 1:
+            await self.board.show(job, status.not_yet_delivered(job, self.catalog), force=True)
+        self.retries.put(job.job_id, self._monotonic() + wait)
+
+    async def _give_up(self, job: Job, error: Exception) -> None:
+        """Every send failed for the whole window: a link as the last way, else undeliverable."""
+        try:
+            if await self._send_link(job):
+                await self._delivered(job, "link")
+                return
+        except Exception as last:  # Undeliverable too: nothing reaches the member
+            error = last
+        log.warning(
+            "job %s could not be delivered for %.0f h (last: %s); it is undeliverable,"
+            " its clip kept",
+            job.job_id,
+            self.settings.delivery_retry_s / 3600,
+            error,
+        )
+        await self._delivered(job, "undeliverable")
+        await self.board.show(job, status.undelivered(job), force=True)
+
+    async def _retry(self, job_id: str) -> None:
+        """The retry loop's turn for this job; any surprise reschedules it rather than drop it."""
+        try:
+            job = await self.store.get_job(job_id)
+            if job is not None and job.state == "succeeded":
+                await self.deliver(job)
+        except Exception:
+            log.exception("retrying the delivery of job %s failed; trying again later", job_id)
+            self.retries.put(
+                job_id,
+                self._monotonic() + self.settings.delivery_retry_cap_s * self.settings.time_scale,
+            )
+
+    async def _delivered(self, job: Job, how: str) -> None:
         """Record the delivery; the clip is out, so a store error is retried, never re-sent."""
         attempt = 0
         while True:
             now = self.clock.now()
             try:
-                await self.store.transition(
-                    job.job_id, ("succeeded",), "delivered", now=now, delivered_at=now, delivery=how
+                moved = await self.store.transition(
+                    job.job_id,
+                    ("succeeded",),
+                    "delivered",
+                    now=now,
+                    delivered_at=now,
+                    delivery=how,
+                    delivery_retry_at=None,
                 )
-                return
+                break
             except Exception as error:
                 attempt += 1
                 log.warning(
                     "delivery of job %s not recorded (attempt %d): %s", job.job_id, attempt, error
                 )
                 await self._sleep(self.settings.backoff(attempt))
+        if moved is not None and job.delivery_attempts and how != "undeliverable":
+            # The status message still offers Send again: it is done now.
+            await self.board.show(
+                moved, status.done(moved, self.catalog, _made_in(moved)), force=True
+            )
+        self._on_settled(job.job_id)
+
+
+def _made_in(job: Job) -> int:
+    began = job.started_at or job.submitted_at or job.finished_at or 0
+    return max(0, (job.finished_at or began) - began)

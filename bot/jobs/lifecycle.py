@@ -23,6 +23,7 @@ from bot.jobs import status
 from bot.jobs.board import StatusBoard
 from bot.jobs.delivery import Delivery
 from bot.jobs.limits import RunnerSettings
+from bot.jobs.links import ClipLinks
 from bot.jobs.model import TERMINAL, Job
 from bot.jobs.polls import Watch
 from bot.jobs.store import JobStore
@@ -66,6 +67,7 @@ class JobLifecycle:
         running_count: Callable[[], int],
         on_settled: Callable[[str], None],
         claimant: str,
+        links: ClipLinks | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -89,10 +91,14 @@ class JobLifecycle:
             catalog=catalog,
             clock=clock,
             settings=settings,
+            board=board,
             sleep=sleep,
             claimant=claimant,
+            monotonic=monotonic,
+            on_settled=on_settled,
+            links=links,
         )
-        """Sends finished clips."""
+        """Sends finished clips, and retries those the platform did not take."""
 
     async def begin(self, job: Job) -> Watch | None:
         """Take a job that may start as far as it goes now: submit, first poll, or delivery.
@@ -100,7 +106,7 @@ class JobLifecycle:
         Returns the job's :class:`Watch` while the provider is still making
         the clip (the runner polls it again at ``watch.due``), None once the
         job has left the provider (delivered, failed, cancelled, or a
-        delivery to retry at the next start).
+        clip waiting for its next send in ``bot.jobs.retries``).
         """
         return await self._guarded(job.job_id, self._begin(job))
 

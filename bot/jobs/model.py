@@ -2,6 +2,7 @@
 
 ```
 quote --choose--> held --submit--> submitted --> running --> succeeded --> delivered
+                                                               (made, not yet delivered)
                     |                  |            |
                     +--cancel----------+------------+--> cancelled / failed (hold released)
 ```
@@ -95,6 +96,12 @@ class Job:
     """When the retention sweep removed the input image (None: kept, or there was none)."""
     clip_removed_at: int | None = None
     """When the retention sweep removed the delivered clip (None: kept)."""
+    delivery_attempts: int = 0
+    """Sends of the clip that failed so far (``bot.jobs.delivery`` retries them)."""
+    delivery_failing_since: int | None = None
+    """When the first of them failed: the retry window counts from here."""
+    delivery_retry_at: int | None = None
+    """When the clip is tried again (wall clock); a restart resumes the schedule from it."""
 
     @property
     def short_id(self) -> str:

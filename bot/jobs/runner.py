@@ -32,6 +32,7 @@ from bot.jobs import status
 from bot.jobs.board import StatusBoard
 from bot.jobs.lifecycle import JobLifecycle
 from bot.jobs.limits import RunnerSettings
+from bot.jobs.links import ClipLinks
 from bot.jobs.model import TERMINAL, Job, JobRecord, pack_job, unpack_job
 from bot.jobs.polls import Polls, Watch
 from bot.jobs.retention import Retention
@@ -46,8 +47,9 @@ from bot.providers.base import (
 log = logging.getLogger(__name__)
 
 CancelResult = Literal["cancelled", "too_late", "finished", "unknown"]
+ResendResult = Literal["sending", "busy", "finished"]
 
-__all__ = ["CancelResult", "JobRunner", "RunnerSettings"]
+__all__ = ["CancelResult", "JobRunner", "ResendResult", "RunnerSettings"]
 
 
 class JobRunner:
@@ -65,6 +67,7 @@ class JobRunner:
         clips_dir: Path,
         settings: RunnerSettings | None = None,
         retention: Retention | None = None,
+        links: ClipLinks | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -77,6 +80,8 @@ class JobRunner:
         self.clips_dir = clips_dir
         self.settings = settings or RunnerSettings()
         self.retention = retention
+        self.links = links
+        """Signs the clip links the bot's HTTP server serves (None: no ``KLINGBOT_PUBLIC_URL``)."""
         """Removes old input images and clips; swept from :meth:`start` until :meth:`stop`."""
         self._monotonic = monotonic
         self._sleep = sleep
@@ -118,7 +123,9 @@ class JobRunner:
             running_count=lambda: len(self._running),
             on_settled=self._settle,
             claimant=self.runner_id,
+            links=links,
         )
+        self._delivery = self._life.delivery
         self._settled: dict[str, asyncio.Event] = {}
         self._idle = asyncio.Event()
         self._idle.set()
@@ -126,6 +133,8 @@ class JobRunner:
         """Job id -> the queue position its member was last shown."""
         self._stopping = False
         self._loaded = False
+        self._undelivered: list[str] = []
+        """Made, not yet delivered jobs :meth:`load` found: their sends resume at :meth:`start`."""
         self._started = False
         self._background: set[asyncio.Task[None]] = set()
 
@@ -142,19 +151,22 @@ class JobRunner:
         therefore queued once and launched once, by :meth:`_schedule`, and
         only after :meth:`start`, when every adapter's outbox can reach its chats.
 
-        Jobs the provider already has (submitted, running, made but not
-        delivered) go first, then the queued ones in the order they were
-        paid for; all of them wait for a slot like new jobs, so a restart
+        Jobs the provider already has (submitted, running) go first, then the
+        queued ones in the order they were paid for; all of them wait for a
+        slot like new jobs, so a restart
         never starts more than ``per_provider`` at once nor more than
         ``per_user`` for one member. A queued job was paid for and never
         sent anywhere: it is queued again, not refunded, and its member sees
-        their queue position again.
+        their queue position again. A clip made but not yet delivered needs
+        no slot: it is tried again at once, and on its schedule after that.
         """
         if self._loaded:
             return
         self._loaded = True
         unfinished = await self.store.unfinished_jobs()  # in the order they were created
         known = {job_id for job_id, _, _ in self._waiting} | set(self._running)
+        self._undelivered = [job.job_id for job in unfinished if job.state == "succeeded"]
+        unfinished = [job for job in unfinished if job.state != "succeeded"]
         in_flight = [job for job in unfinished if job.state != "held" or job.attempts > 0]
         queued = [job for job in unfinished if job.state == "held" and job.attempts == 0]
         for job in (*in_flight, *queued):
@@ -178,6 +190,10 @@ class JobRunner:
             return
         self._started = True
         self._schedule()
+        for job_id in self._undelivered:
+            log.info("resuming the delivery of job %s", job_id)
+            self._delivery.resume(job_id)
+        self._undelivered.clear()
         if self.retention is not None and not self._stopping:
             sweeping = asyncio.create_task(self.retention.run(), name="retention")
             self._background.add(sweeping)
@@ -282,6 +298,16 @@ class JobRunner:
             self._launch(current)  # the stopped step's work goes on
         return result
 
+    async def resend(self, job: Job) -> ResendResult:
+        """Send again: try a made, not yet delivered clip at once (never twice at the same time)."""
+        current = await self.store.get_job(job.job_id)
+        if current is None or current.state != "succeeded":
+            return "finished"
+        if self._delivery.sending(job.job_id) or not self.alive:
+            return "busy"
+        self._delivery.retries.now(job.job_id)
+        return "sending"
+
     async def settled(self, job_id: str) -> None:
         """Wait until the job is delivered, failed or cancelled (for tests and shutdown)."""
         event = self._settled.setdefault(job_id, asyncio.Event())
@@ -293,8 +319,12 @@ class JobRunner:
         await event.wait()
 
     async def idle(self) -> None:
-        """Wait until no job is queued or running."""
-        await self._idle.wait()
+        """Wait until no job is queued or running, and no made clip waits for its next send."""
+        while True:
+            await self._idle.wait()
+            await self._delivery.retries.drained()
+            if self._idle.is_set():
+                return
 
     async def between_steps(self) -> None:
         """Wait until no step of any job is under way: every started job waits for its next poll."""
@@ -333,6 +363,7 @@ class JobRunner:
         self._stopping = True
         self._waiting.clear()  # nothing new may start while the running ones stop
         await self._polls.stop()  # nor any poll
+        await self._delivery.retries.stop()  # nor any retried send: the rows keep the schedule
         tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
             task.cancel()

@@ -126,9 +126,34 @@ def video(job: Job, catalog: Catalog, path: Path) -> Reply:
     )
 
 
-def link(job: Job, path: Path) -> Reply:
-    """The upload failed for good: say where the clip is."""
-    return Reply((text("delivery.link", job=job.short_id, path=str(path)),))
+def resend_button(job: Job) -> Button:
+    """Send again: try to deliver a made, not yet delivered clip at once."""
+    return Button(text("status.resend_button"), f"resend:{job.job_id}")
+
+
+def not_yet_delivered(job: Job, catalog: Catalog) -> Reply:
+    """Made and paid for, but the platform did not take it yet: it comes as soon as it does."""
+    return Reply(
+        (
+            text(
+                "status.not_yet_delivered",
+                tier=TierName(catalog.tier(job.tier)),
+                money=_money(catalog, job.price),
+                job=job.short_id,
+            ),
+        ),
+        buttons=(resend_button(job),),
+    )
+
+
+def undelivered(job: Job) -> Reply:
+    """Every way of sending the clip failed for the whole retry window."""
+    return Reply((text("status.undelivered", job=job.short_id),))
+
+
+def signed_link(job: Job, url: str, hours: int) -> Reply:
+    """The clip is too large for this chat (or the chat kept refusing it): our own link."""
+    return Reply((text("delivery.signed_link", job=job.short_id, url=url, hours=hours),))
 
 
 def remote_link(job: Job, url: str) -> Reply:

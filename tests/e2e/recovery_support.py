@@ -149,7 +149,7 @@ class RemoteService(Provider):
 
 
 class RefusingUploads(Outbox):
-    """A chat platform that takes text and edits but refuses every clip upload (and the link).
+    """A chat platform that takes text and edits but refuses every clip upload.
 
     With ``hang`` the first upload never answers, so the runner can be stopped mid-upload.
     """
@@ -159,10 +159,13 @@ class RefusingUploads(Outbox):
         self.hang = hang
         self.refused = 0
         self.upload_started = asyncio.Event()
+        self.refused_thrice = asyncio.Event()
 
     async def send(self, chat: ChatRef, reply: Reply, locale: str) -> str:
-        if reply.video is not None or any(line.key == "delivery.link" for line in reply.lines):
+        if reply.video is not None:
             self.refused += 1
+            if self.refused >= 3:
+                self.refused_thrice.set()
             self.upload_started.set()
             if self.hang:
                 await asyncio.Event().wait()

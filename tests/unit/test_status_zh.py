@@ -86,8 +86,18 @@ def test_delivery_in_chinese():
         "🎞️ 高品质 · 1080p · 10 秒 · 70 灵感值（¥7.00） · 任务 abcd1234",
         ["🎲 再来一次", "🔁 换个档位"],
     )
-    assert seen(status.link(JOB, clip)) == (
-        "任务 abcd1234 的视频已生成，但无法上传到这里。文件保存在：/data/clips/abcd.mp4",
+    assert seen(status.not_yet_delivered(JOB, CATALOG)) == (
+        "✅ 高品质 · 任务 abcd1234 · 你的视频已生成（已支付 70 灵感值（¥7.00））。"
+        "此聊天暂未接收该视频；一旦可以接收，我会立即发送。",
+        ["📤 重新发送"],
+    )
+    assert seen(status.signed_link(JOB, "https://bot.example/clips/x.mp4?sig=s", 72)) == (
+        "任务 abcd1234 的视频太大，无法上传到这里。请在此下载（链接 72 小时内有效）："
+        "https://bot.example/clips/x.mp4?sig=s",
+        [],
+    )
+    assert seen(status.undelivered(JOB)) == (
+        "⚠️ 任务 abcd1234：多次尝试后仍无法在这里交付你的视频。请联系管理员获取文件或退款。",
         [],
     )
     assert seen(status.remote_link(JOB, "https://cdn.example/x.mp4")) == (
