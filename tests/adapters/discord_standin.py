@@ -95,6 +95,8 @@ Test-facing API, in brief
 * Waiting: ``await wait_for(route or predicate, *, since, where, count)``,
   ``await wait_until(condition)``, ``await wait_acknowledged(interaction)``.
 * Faults: ``fail_next(route, *, code=, status=, retry_after=, where=)``,
+  ``uploads_refused = True`` (or a function of the test's clock: every request
+  with a file answers ``upload_outage_status``, 503 by default),
   ``delete_message(message)``, ``await drop_connection()``,
   ``request_reconnect()``.
 
@@ -1010,6 +1012,12 @@ class DiscordStandIn:
         self.internal_errors: list[Exception] = []
         """Bugs of the stand-in itself: answered 400 (not 500, which discord.py retries), raised at exit."""
         self._failures: list[Failure] = []
+        self.uploads_refused: bool | Callable[[], bool] = False
+        """While true (or while it returns true), every request carrying a file answers
+        ``upload_outage_status``, as Discord's edge does in an upload outage."""
+        self.upload_outage_status = 503
+        """503 reaches the adapter at once; discord.py retries a 502 itself, sleeping
+        1 + 2n real seconds five times, so a test that wants 502 pays 25 s per send."""
         self.connections: list[dict[str, Any]] = []
         """Each websocket opened: its ``path`` (``/`` or ``/resume``) and ``compress`` mode."""
         self._open: set[_Connection] = set()
@@ -1668,6 +1676,12 @@ class DiscordStandIn:
                 StoredFile("", filename, data, "application/octet-stream", len(data), "")
                 for _, filename, data in files
             ]
+            refused = self.uploads_refused
+            if call.files and (refused() if callable(refused) else refused):
+                call.status = self.upload_outage_status
+                await self._record(call)
+                reason = _REASONS.get(call.status, "Error")
+                return web.Response(status=call.status, text=f"{call.status}: {reason}")
             failure = self._take_failure(call)
             if failure is not None:
                 return await self._answer_failure(call, failure)

@@ -25,7 +25,9 @@ What it refuses, as the Bot API answers it (``{"ok": false, "error_code": N,
   (400 "Bad Request: query is too old and response timeout expired or query
   ID is invalid"), on the stand-in's clock (``now=``, ``advance``);
 * an edit that changes nothing (400 "Bad Request: message is not modified:
-  ...").
+  ...");
+* every upload while ``uploads_refused`` is true (or a function of the test's
+  clock that returns true): 502 Bad Gateway, an HTML page from the front end.
 
 It binds to 127.0.0.1 on a free port and never listens anywhere else.
 """
@@ -63,6 +65,12 @@ NOT_MODIFIED = (
 QUERY_TOO_OLD = (
     "Bad Request: query is too old and response timeout expired or query ID is invalid"
 )
+
+UPLOADS = frozenset({"sendVideo", "sendDocument"})
+"""The methods that carry a clip."""
+
+BAD_GATEWAY = "<html><head><title>502 Bad Gateway</title></head><body>502 Bad Gateway</body></html>"
+"""What nginx in front of the Bot API answers when the server behind it fails."""
 
 _STRING_PARAMS = frozenset(
     {"text", "caption", "callback_query_id", "url", "secret_token", "file_id", "language_code"}
@@ -118,6 +126,10 @@ class BotApiStandIn:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.updates: list[dict[str, Any]] = []
         self._failures: list[Failure] = []
+        self.uploads_refused: bool | Callable[[], bool] = False
+        """While true (or while it returns true), every upload (sendVideo, sendDocument)
+        answers 502 Bad Gateway, as Telegram's front end does in an upload outage; other
+        methods work."""
         self._files: dict[str, tuple[bytes, int]] = {}  # file_id -> (data, size reported)
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
@@ -296,6 +308,11 @@ class BotApiStandIn:
         if method == "getUpdates":
             result = await self._get_updates(params)
             return web.json_response({"ok": True, "result": result})
+        refused = self.uploads_refused
+        if method in UPLOADS and (refused() if callable(refused) else refused):
+            call.status = 502
+            await self._record(call)
+            return web.Response(status=502, text=BAD_GATEWAY, content_type="text/html")
         failure = self._take_failure(method, params)
         if failure is not None:
             body: dict[str, Any] = {

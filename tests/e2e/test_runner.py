@@ -192,10 +192,18 @@ async def test_a_job_that_never_finishes_times_out_is_cancelled_and_refunded(tmp
 # --- 2. delivery ----------------------------------------------------------------------
 
 
-async def test_an_upload_that_fails_twice_is_retried_and_charged_once(tmp_path, tiny_clip, caplog):
+def _no_server_path(gen, clips_dir: Path) -> None:
+    """No message the member read names a file on the bot's server (the clip itself may go)."""
+    for shown in gen.router.shown:
+        assert str(clips_dir) not in shown.text and ".mp4" not in shown.text, shown.text
+
+
+async def test_uploads_refused_for_a_while_then_the_clip_arrives_without_a_restart(
+    tmp_path, tiny_clip, caplog
+):
     provider = service(tiny_clip)
     async with harness(tmp_path, provider) as gen:
-        gen.router.video_failures = 2
+        gen.router.video_failures = 5
         chat = gen.chat()
         await gen.push(chat, "/topup me 100")
         with caplog.at_level(logging.WARNING):
@@ -203,41 +211,101 @@ async def test_an_upload_that_fails_twice_is_retried_and_charged_once(tmp_path, 
             await gen.settle()
 
         job = await gen.job("a red kite")
-        assert gen.router.failed_uploads == 2
-        assert len([r for r in caplog.records if "delivery of job" in r.getMessage()]) == 2
+        assert gen.router.failed_uploads == 5
+        assert len([r for r in caplog.records if "sending the clip of job" in r.getMessage()]) == 5
+        # Tried again in this process, sooner than every two minutes (virtual seconds).
+        tries = [*gen.router.refused_at, gen.router.shown[-1].at]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(tries)]
+        assert all(0 < gap <= 120 for gap in gaps), gaps
         [clip] = gen.clips()
         assert clip == Path(job.result_path) and probe(clip).frames == 8
-        assert (job.state, job.delivery) == ("delivered", "uploaded")
-        assert "could not upload" not in gen.transcript()
+        assert (job.state, job.delivery, job.delivery_attempts) == ("delivered", "uploaded", 5)
+        status = [shown.text for shown in await gen.status("a red kite")]
+        assert status[-2] == (
+            f"✅ Standard · job {job.short_id} · your clip is ready (20 credits (¥2.00) paid)."
+            " This chat did not accept it yet; I will send it as soon as it does."
+        )
+        assert status[-1].startswith(f"✅ Standard · job {job.short_id} · done in")
+        _no_server_path(gen, tmp_path)
         assert await gen.balance(chat) == "Your balance: 80 credits (¥8.00)."
         assert await gen.entries(job) == ["hold", "capture"]
         assert await gen.audit() == []
 
 
-async def test_an_upload_that_always_fails_sends_where_the_clip_is_and_still_charges(
+async def test_uploads_refused_for_the_whole_window_end_undeliverable_and_refundable(
     tmp_path, tiny_clip
 ):
     provider = service(tiny_clip)
-    async with harness(tmp_path, provider) as gen:
-        gen.router.video_failures = 1_000
-        chat = gen.chat()
+    async with harness(tmp_path, provider, delivery_retry_h=24) as gen:
+        gen.router.video_failures = 1_000_000
+        chat = gen.chat()  # the console's own user, a moderator
         await gen.push(chat, "/topup me 100")
         await gen.order(chat, "a blue kite")
         await gen.settle()
 
         job = await gen.job("a blue kite")
-        assert gen.router.failed_uploads == gen.runner.settings.delivery_attempts
-        path = Path(job.result_path)
-        assert (
-            f"Your clip for job {job.short_id} is ready, but I could not upload it here."
-            f" It is saved at: {path}" in gen.transcript()
+        refused = gen.router.refused_at
+        gaps = [later - earlier for earlier, later in itertools.pairwise(refused)]
+        first_hour = [gap for at, gap in zip(refused, gaps, strict=False) if at - refused[0] < 3600]
+        assert first_hour and max(first_hour) <= 120
+        assert max(gaps) <= 600
+        assert 24 * 3600 <= refused[-1] - refused[0] <= 24 * 3600 + 600
+        assert (job.state, job.delivery) == ("delivered", "undeliverable")
+        assert (await gen.status("a blue kite"))[-1].text == (
+            f"⚠️ Job {job.short_id}: your clip could not be delivered here, however often I"
+            " tried. Ask a moderator for the file or a refund."
         )
-        assert probe(path).codec == "h264"  # the clip exists, so it is paid for
-        assert (job.state, job.delivery) == ("delivered", "link")
+        assert probe(Path(job.result_path)).codec == "h264"  # the clip exists and is kept
         assert gen.clips() == []
+        _no_server_path(gen, tmp_path)
         assert await gen.balance(chat) == "Your balance: 80 credits (¥8.00)."
         assert await gen.entries(job) == ["hold", "capture"]
+        assert f"could not be delivered: ask a moderator for the file (job {job.short_id})" in (
+            await gen.push(chat, "/jobs")
+        )
+        assert await gen.push(chat, f"/refund {job.short_id}") == (
+            f"Refunded 20 credits (¥2.00) to console:local for job {job.short_id}."
+        )
+        assert await gen.balance(chat) == "Your balance: 100 credits (¥10.00)."
         assert await gen.audit() == []
+
+
+async def test_send_again_tries_at_once_and_never_sends_a_clip_twice(tmp_path, tiny_clip):
+    provider = service(tiny_clip, Script(progress=()))
+    time = GatedTime()  # no retry falls due on its own: only the button sends
+    async with harness(tmp_path, provider, time=time) as gen:
+        gen.router.video_failures = 1
+        chat = gen.chat()
+        await gen.push(chat, "/topup me 100")
+        await gen.order(chat, "a green kite")
+        job = await gen.job("a green kite")
+        await asyncio.wait_for(gen.router.refused.wait(), GUARD_S)
+        await asyncio.wait_for(gen.runner.between_steps(), GUARD_S)
+        assert (await gen.job("a green kite")).state == "succeeded"
+
+        listed = await gen.push(chat, "/jobs")
+        assert "made, not yet delivered" in listed
+        assert f"Send again: {job.short_id}" in listed
+        gen.router.hold_uploads = asyncio.Event()
+        pressed = await gen.push(chat, gen.button("Send again", chat, action="resend:"))
+        assert pressed == f"Sending the clip of job {job.short_id} again now."
+        await asyncio.wait_for(gen.router.uploading.wait(), GUARD_S)
+        again = gen.button(f"Send again: {job.short_id}", chat, action="resend:")
+        assert await gen.push(chat, again) == (
+            f"The clip of job {job.short_id} is being sent right now."
+        )
+        gen.router.hold_uploads.set()
+        await asyncio.wait_for(gen.runner.settled(job.job_id), GUARD_S)
+        assert await gen.push(chat, again) == (
+            f"The clip of job {job.short_id} was already delivered."
+        )
+        await asyncio.wait_for(gen.runner.idle(), GUARD_S)
+
+        assert time.elapsed == 0  # at once: no retry waited its turn
+        job = await gen.job("a green kite")
+        assert gen.router.uploaded == [Path(job.result_path)]  # one clip, sent once
+        assert (job.state, job.delivery) == ("delivered", "uploaded")
+        assert await gen.entries(job) == ["hold", "capture"]
 
 
 # --- 3. a hundred presses of one button ---------------------------------------------------

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from app.bootstrap import open_core
 from bot.commands import ChatRef
+from bot.deps import Deps
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
 from bot.replies import Reply
@@ -47,9 +48,10 @@ class RecordingChats(ChatsById):
     """The console outbox, recording what the runner showed; video uploads and sends can fail.
 
     This plays the chat platform, like ``ChatsById`` does: ``video_failures``
-    uploads raise first, as a flaky platform API would, and with
-    ``hold_queued`` set a "queued" status message is held on the wire until
-    the event is set.
+    uploads raise first, as a flaky platform API would (``refused_at``: when,
+    in virtual seconds), and with ``hold_queued`` set a "queued" status
+    message is held on the wire until the event is set; with ``hold_uploads``
+    set an upload is held the same way (``uploading`` says one is).
     """
 
     def __init__(self, chats: dict, time: VirtualTime | None) -> None:
@@ -61,6 +63,11 @@ class RecordingChats(ChatsById):
         self.failed_uploads = 0
         self.hold_queued: asyncio.Event | None = None
         self.holding = asyncio.Event()
+        self.refused_at: list[float] = []
+        self.refused = asyncio.Event()
+        self.hold_uploads: asyncio.Event | None = None
+        self.uploading = asyncio.Event()
+        self.uploaded: list[Path] = []
 
     def _text(self, chat: ChatRef, reply: Reply) -> str:
         return self.chats[chat.id].translate.reply(reply).text
@@ -72,12 +79,19 @@ class RecordingChats(ChatsById):
         if reply.video is not None and self.video_failures > 0:
             self.video_failures -= 1
             self.failed_uploads += 1
-            raise ConnectionError("upload failed: 413 Request Entity Too Large")
+            self.refused_at.append(self._at())
+            self.refused.set()
+            raise ConnectionError("upload failed: 502 Bad Gateway")
+        if reply.video is not None and self.hold_uploads is not None:
+            self.uploading.set()
+            await self.hold_uploads.wait()
         text = self._text(chat, reply)
         if self.hold_queued is not None and "queued, position" in text:
             self.holding.set()
             await self.hold_queued.wait()
         message = await super().send(chat, reply, locale)
+        if reply.video is not None:
+            self.uploaded.append(reply.video)
         self.shown.append(Shown("send", chat.id, message, text, reply.video, self._at()))
         return message
 
@@ -184,29 +198,43 @@ async def harness(
     settings = Settings(**values)
     time = time or VirtualTime()
     async with open_core(settings, clock=time, provider=provider) as deps:
-        wired = deps.generation.runner
-        job_store = store(wired.store) if store else wired.store
-        job_runner = JobRunner(
-            store=job_store,
-            provider=provider,
-            outbox=wired.outbox,
-            catalog=wired.catalog,
-            clock=time,
-            waits=wired.waits,
-            clips_dir=wired.clips_dir,
-            settings=replace(wired.settings, **(runner or {})),
-            sleep=time.sleep,
-            monotonic=time.monotonic,
-        )
-        deps = replace(
-            deps, generation=replace(deps.generation, runner=job_runner, store=job_store)
-        )
+        wired_store = deps.generation.runner.store
+        job_store = store(wired_store) if store else wired_store
+        deps = on_virtual_time(deps, time, store=job_store, **(runner or {}))
+        job_runner = deps.generation.runner
         gen = Harness(settings, deps, provider, time)
         await job_runner.start()
         try:
             yield gen
         finally:
             await job_runner.stop()
+
+
+def on_virtual_time(
+    deps: Deps, time: VirtualTime, *, store: JobStore | None = None, **runner_settings: object
+) -> Deps:
+    """``deps`` whose job runner sleeps and reads time on ``time`` (open_core's is not started).
+
+    ``store`` replaces the job store (of the runner and the handlers);
+    ``runner_settings`` override :class:`~bot.jobs.limits.RunnerSettings` fields.
+    """
+    assert deps.generation is not None
+    wired = deps.generation.runner
+    job_store = store or wired.store
+    job_runner = JobRunner(
+        store=job_store,
+        provider=wired.provider,
+        outbox=wired.outbox,
+        catalog=wired.catalog,
+        clock=time,
+        waits=wired.waits,
+        clips_dir=wired.clips_dir,
+        settings=replace(wired.settings, **runner_settings),  # type: ignore[arg-type]
+        links=wired.links,
+        sleep=time.sleep,
+        monotonic=time.monotonic,
+    )
+    return replace(deps, generation=replace(deps.generation, runner=job_runner, store=job_store))
 
 
 def service(tiny_clip: Path, default: Script | None = None) -> ScriptedProvider:
