@@ -29,7 +29,7 @@ class ClipLinkRoute:
         self.store = store
         self.clock = clock
 
-    async def __call__(self, request: Any) -> Any:
+    async def serve(self, request: Any) -> Any:
         """The clip (aiohttp's ``FileResponse`` handles ranges), or 404."""
         from aiohttp import web
 

@@ -101,7 +101,8 @@ async def start_operations(
     if links is not None:
         from app.clip_links import ROUTE, ClipLinkRoute
 
-        server.routes.append((ROUTE, ClipLinkRoute(links, deps.generation.store, deps.clock)))
+        route = ClipLinkRoute(links, deps.generation.store, deps.clock)
+        server.routes.append((ROUTE, route.serve))
     server.add_check("database", database)
     server.add_check("runner", runner_alive)
     for name, check in served.checks.items():

@@ -68,6 +68,8 @@ class RecordingChats(ChatsById):
         self.hold_uploads: asyncio.Event | None = None
         self.uploading = asyncio.Event()
         self.uploaded: list[Path] = []
+        self.upload_limit: int | None = None
+        """Bytes a clip may have here (None: any); a larger one is "too large" (``fits``)."""
 
     def _text(self, chat: ChatRef, reply: Reply) -> str:
         return self.chats[chat.id].translate.reply(reply).text
@@ -94,6 +96,9 @@ class RecordingChats(ChatsById):
             self.uploaded.append(reply.video)
         self.shown.append(Shown("send", chat.id, message, text, reply.video, self._at()))
         return message
+
+    def fits(self, chat: ChatRef, size_bytes: int) -> bool:
+        return self.upload_limit is None or size_bytes <= self.upload_limit
 
     async def edit(self, chat: ChatRef, message_id: str, reply: Reply, locale: str) -> None:
         await super().edit(chat, message_id, reply, locale)

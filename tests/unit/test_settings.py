@@ -93,6 +93,21 @@ def test_moderators_from_the_environment(monkeypatch):
         load_settings()
 
 
+def test_clip_links_and_delivery_retries_from_the_environment(monkeypatch):
+    settings = load_settings()
+    assert (settings.delivery_retry_h, settings.public_url, settings.link_ttl_h) == (24, None, 72)
+    monkeypatch.setenv("KLINGBOT_DELIVERY_RETRY_H", "6")
+    monkeypatch.setenv("KLINGBOT_PUBLIC_URL", "https://bot.example.com/")
+    with pytest.raises(ConfigError, match="KLINGBOT_PUBLIC_URL needs KLINGBOT_METRICS_LISTEN"):
+        load_settings()  # nothing would serve the links
+    monkeypatch.setenv("KLINGBOT_METRICS_LISTEN", "127.0.0.1:9464")
+    settings = load_settings()
+    assert (settings.delivery_retry_h, settings.public_url) == (6, "https://bot.example.com")
+    monkeypatch.setenv("KLINGBOT_PUBLIC_URL", "bot.example.com")
+    with pytest.raises(ConfigError, match="public_url"):
+        load_settings()
+
+
 def test_tokens_never_show_in_the_settings_repr(monkeypatch):
     monkeypatch.setenv("TELEGRAM_TOKEN", "123456:SECRET-telegram")
     monkeypatch.setenv("DISCORD_TOKEN", "SECRET-discord")
