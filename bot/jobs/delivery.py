@@ -111,6 +111,7 @@ class Delivery:
         if job.job_id in self._sending:
             return
         self._sending.add(job.job_id)
+        retry_in = None
         try:
             now = self.clock.now()
             stale = now - self.settings.delivery_claim_s
@@ -124,7 +125,7 @@ class Delivery:
             try:
                 current = await self.store.get_job(job.job_id)
                 if current is not None and current.state == "succeeded":
-                    await self._deliver(current)
+                    retry_in = await self._deliver(current)
             finally:  # also when stopped mid-send: the next runner need not wait for the claim
                 try:
                     await self.store.release_delivery(job.job_id, self.claimant)
@@ -132,6 +133,8 @@ class Delivery:
                     log.warning("the delivery claim of job %s stays: %s", job.job_id, error)
         finally:
             self._sending.discard(job.job_id)
+        if retry_in is not None:  # once this send is over, so the next try is not skipped
+            self.retries.put(job.job_id, self._monotonic() + retry_in)
 
     def resume(self, job_id: str) -> None:
         """After a restart: try a made, undelivered clip at once.
@@ -141,7 +144,8 @@ class Delivery:
         """
         self.retries.now(job_id)
 
-    async def _deliver(self, job: Job) -> None:
+    async def _deliver(self, job: Job) -> float | None:
+        """One send; the seconds until the next try when it failed and may be retried."""
         try:
             how = await self._send(job)
         except Undeliverable as error:
@@ -150,9 +154,9 @@ class Delivery:
             )
             how = "undeliverable"
         except Exception as error:
-            await self._failed(job, error)
-            return
+            return await self._failed(job, error)
         await self._delivered(job, how)
+        return None
 
     async def _send(self, job: Job) -> str:
         """Send the clip, or a link, or the notice that it is too large; say which went."""
@@ -195,14 +199,14 @@ class Delivery:
             return status.signed_link(job, url, max(1, self.links.ttl_s // 3600))
         return None
 
-    async def _failed(self, job: Job, error: Exception) -> None:
-        """Schedule the next try, or give up once the retry window is over."""
+    async def _failed(self, job: Job, error: Exception) -> float | None:
+        """Record the failure and say when to try next, or give up once the window is over."""
         now = self.clock.now()
         since = job.delivery_failing_since or now
         failures = job.delivery_attempts + 1
         if now - since >= self.settings.delivery_retry_s:
             await self._give_up(job, error)
-            return
+            return None
         wait = self.settings.delivery_retry_in(failures, now - since)
         if not await self.store.update(
             job.job_id,
@@ -211,7 +215,7 @@ class Delivery:
             delivery_failing_since=since,
             delivery_retry_at=now + math.ceil(wait),
         ):
-            return  # delivered or refunded meanwhile
+            return None  # delivered meanwhile
         log.warning(
             "sending the clip of job %s failed (%d so far): %s; trying again in %.0f s",
             job.job_id,
@@ -221,7 +225,7 @@ class Delivery:
         )
         if failures == 1:
             await self.board.show(job, status.not_yet_delivered(job, self.catalog), force=True)
-        self.retries.put(job.job_id, self._monotonic() + wait)
+        return wait
 
     async def _give_up(self, job: Job, error: Exception) -> None:
         """Every send failed for the whole window: a link as the last way, else undeliverable."""
