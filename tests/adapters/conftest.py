@@ -9,7 +9,7 @@ it decides on is recorded and passes at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +98,7 @@ async def telegram_bot(
     clock: VirtualTime | None = None,
     provider: Provider | None = None,
     settings_overrides: dict[str, object] | None = None,
+    rewire: Callable[[Deps], Deps] | None = None,
     **overrides,
 ) -> AsyncIterator[TelegramBot]:
     """The production application, polling the stand-in, with the job runner started.
@@ -105,6 +106,8 @@ async def telegram_bot(
     ``provider`` replaces the one the settings name (a scripted service, for speed).
     ``overrides`` and ``settings_overrides`` both go to the settings; the latter
     also takes names that clash with this function's (the ``provider`` setting).
+    ``rewire`` changes the core before the application is built (a job runner
+    on virtual time, for instance).
     """
     values = dict(
         telegram_token=TOKEN,
@@ -118,6 +121,7 @@ async def telegram_bot(
     settings = fast_settings(tmp_path, **values)
     clock = clock or VirtualTime(monotonic_start=1_000.0)
     async with open_core(settings, provider=provider) as deps:
+        deps = rewire(deps) if rewire else deps
         application = build_application(settings, deps, timing=clock.timing())
         async with running(application, poll_timeout_s=5) as adapter:
             await deps.generation.runner.start()

@@ -9,7 +9,7 @@ stand-in (``Member.slash``, ``Member.press``) and wait on what it recorded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +77,7 @@ async def discord_bot(
     provider: Provider | None = None,
     clock: VirtualTime | None = None,
     settings_overrides: dict[str, object] | None = None,
+    rewire: Callable[[Deps], Deps] | None = None,
     **overrides,
 ) -> AsyncIterator[DiscordBot]:
     """The production client connected to the stand-in, with the job runner started.
@@ -87,7 +88,8 @@ async def discord_bot(
     sleeps are skipped), and the stand-in counts its rate-limit windows on
     the same clock: the pacing's waits pass at once, and the stand-in still
     answers 429 to any request let through too early. Interaction deadlines
-    stay on the stand-in's own clock.
+    stay on the stand-in's own clock. ``rewire`` changes the core before the
+    client is built (a job runner on virtual time, for instance).
     """
     values = dict(
         discord_token=TOKEN,
@@ -102,6 +104,7 @@ async def discord_bot(
     api.rate_limits.clock = clock.monotonic
     pace = ChannelPace(monotonic=clock.monotonic, sleep=clock.sleep)
     async with open_core(settings, provider=provider) as deps:
+        deps = rewire(deps) if rewire else deps
         client = build_client(settings, deps, guild_ready_timeout=0.05, pace=pace)
         async with running(client) as adapter:
             await deps.generation.runner.start()

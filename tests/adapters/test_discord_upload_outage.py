@@ -10,19 +10,15 @@ ledger), and no message may name a path on the bot's server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from adapters.discord import build_client, running
-from app.bootstrap import open_core
 from bot.commands import UserRef
 from storage.audit import audit
-from tests.adapters.discord_bot import TOKEN, DiscordBot
+from tests.adapters.discord_bot import TOKEN, discord_bot
 from tests.adapters.discord_standin import DiscordStandIn
-from tests.adapters.upload_outage import OUTAGE_S, no_server_path, paid_for, real_time
+from tests.adapters.upload_outage import OUTAGE_S, no_server_path, paid_for
 from tests.e2e.scripted_provider import Script, ScriptedProvider
 from tests.support.clock import VirtualTime
 from tests.support.runner_harness import on_virtual_time
@@ -39,26 +35,6 @@ def guild(api):
     return api.add_guild("Creators", channels=("general", "showcase"))
 
 
-@asynccontextmanager
-async def virtual_discord(tmp_path, api, guild, time, provider) -> AsyncIterator[DiscordBot]:
-    settings = real_time(
-        tmp_path,
-        discord_token=TOKEN,
-        discord_api_base=api.api_base,
-        discord_gateway_url=api.gateway_url,
-        discord_guild_ids=(int(guild.id),),
-    )
-    async with open_core(settings, clock=time, provider=provider) as deps:
-        deps = on_virtual_time(deps, time)
-        client = build_client(settings, deps, guild_ready_timeout=0.05)
-        async with running(client) as adapter:
-            await deps.generation.runner.start()
-            try:
-                yield DiscordBot(api, deps, adapter)
-            finally:
-                await deps.generation.runner.stop()
-
-
 async def test_a_discord_upload_outage_ends_with_the_clip_in_the_channel_paid_once(
     tmp_path, api, guild, tiny_clip
 ):
@@ -66,7 +42,17 @@ async def test_a_discord_upload_outage_ends_with_the_clip_in_the_channel_paid_on
     provider = ScriptedProvider(tiny_clip, Script(progress=()))
     alice = guild.add_member("alice")
     channel = guild.text_channels[0]
-    async with virtual_discord(tmp_path, api, guild, time, provider) as bot:
+    async with discord_bot(
+        tmp_path,
+        api,
+        guild,
+        provider=provider,
+        clock=time,
+        rewire=lambda deps: on_virtual_time(deps, time),
+        time_scale=1.0,
+        status_interval_s=3.0,
+        poll_interval_s=2.0,
+    ) as bot:
         await bot.fund(alice, 100)
         quote = await bot.answered(alice.slash("gen", {"prompt": "a robot waves"}, channel=channel))
         since = len(api.calls)

@@ -10,20 +10,16 @@ the bot's server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from adapters.console.chat import sample_image
-from adapters.telegram import build_application, running
-from app.bootstrap import open_core
 from bot.commands import UserRef
 from storage.audit import audit
-from tests.adapters.conftest import GROUP, MODERATOR_ID, TOKEN, TelegramBot
+from tests.adapters.conftest import MODERATOR_ID, telegram_bot
 from tests.adapters.standin import buttons
-from tests.adapters.upload_outage import OUTAGE_S, no_server_path, paid_for, real_time
+from tests.adapters.upload_outage import OUTAGE_S, no_server_path, paid_for
 from tests.e2e.scripted_provider import Script, ScriptedProvider
 from tests.support.clock import VirtualTime
 from tests.support.runner_harness import on_virtual_time
@@ -31,33 +27,21 @@ from tests.support.runner_harness import on_virtual_time
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
 
-@asynccontextmanager
-async def virtual_telegram(tmp_path, api, time, provider) -> AsyncIterator[TelegramBot]:
-    settings = real_time(
-        tmp_path,
-        telegram_token=TOKEN,
-        telegram_base_url=api.base_url,
-        telegram_base_file_url=api.base_file_url,
-        telegram_admin_chats=(GROUP,),
-        moderators=(UserRef("telegram", str(MODERATOR_ID)),),
-    )
-    async with open_core(settings, clock=time, provider=provider) as deps:
-        deps = on_virtual_time(deps, time)
-        application = build_application(settings, deps, timing=time.timing())
-        async with running(application, poll_timeout_s=5) as adapter:
-            await deps.generation.runner.start()
-            try:
-                yield TelegramBot(api, deps, adapter, time, application)
-            finally:
-                await deps.generation.runner.stop()
-
-
 async def test_a_telegram_upload_outage_ends_with_the_clip_in_the_chat_paid_once(
     tmp_path, api, tiny_clip
 ):
     time = VirtualTime(monotonic_start=1_000.0)
     provider = ScriptedProvider(tiny_clip, Script(progress=()))
-    async with virtual_telegram(tmp_path, api, time, provider) as telegram:
+    async with telegram_bot(
+        tmp_path,
+        api,
+        clock=time,
+        provider=provider,
+        rewire=lambda deps: on_virtual_time(deps, time),
+        time_scale=1.0,
+        status_interval_s=3.0,
+        poll_interval_s=2.0,
+    ) as telegram:
         alice = telegram.member(1001, "Alice", "alice")
         moderator = telegram.member(MODERATOR_ID, "Mod", "mod")
         since = len(api.calls)

@@ -6,18 +6,9 @@ from pathlib import Path
 
 from bot.commands import UserRef
 from bot.deps import Deps
-from bot.settings import Settings
-from tests.e2e.conftest import fast_settings
 
 OUTAGE_S = 45
 """Seconds (virtual) the platform refuses uploads after the press."""
-
-
-def real_time(tmp_path: Path, **values: object) -> Settings:
-    """The runner's real-life pacing (waits unscaled): the virtual clock makes them free."""
-    return fast_settings(
-        tmp_path, time_scale=1.0, status_interval_s=3.0, poll_interval_s=2.0, **values
-    )
 
 
 def no_server_path(texts: list[str], tmp_path: Path) -> None:

@@ -153,12 +153,13 @@ async def test_two_runners_on_one_database_never_both_send_a_clip(tmp_path, remo
     remote = RemoteService(remote_clip, running_polls=0)
     async with session(settings, provider=remote) as gen:  # made, then every upload refused
         chat = gen.chat()
-        gen.deps.generation.outboxes.register("console", RefusingUploads(gen.router))
+        refusing = RefusingUploads(gen.router)
+        gen.deps.generation.outboxes.register("console", refusing)
         await gen.deps.generation.runner.start()
         job = await order(gen, chat)
         await wait(remote.poll_parked.wait())
         remote.finish(job.job_id)
-        await wait(gen.deps.generation.runner.idle())
+        await wait(refusing.refused_thrice.wait())  # retried until this process stops
         assert await state_of(gen, job.job_id) == "succeeded"
 
     # Two processes start on the database; the first is mid-upload when the second looks.
@@ -196,12 +197,14 @@ async def test_a_runner_killed_mid_send_leaves_a_claim_the_next_runner_takes_ove
     remote = RemoteService(remote_clip, running_polls=0)
     async with session(settings, provider=remote) as gen:  # made, then every upload refused
         chat = gen.chat()
-        gen.deps.generation.outboxes.register("console", RefusingUploads(gen.router))
+        refusing = RefusingUploads(gen.router)
+        gen.deps.generation.outboxes.register("console", refusing)
         await gen.deps.generation.runner.start()
         job = await order(gen, chat)
         await wait(remote.poll_parked.wait())
         remote.finish(job.job_id)
-        await wait(gen.deps.generation.runner.idle())
+        await wait(refusing.refused_thrice.wait())  # retried until this process stops
+        await gen.deps.generation.runner.stop()
         # The process is killed while it sends the clip: its claim stays in the database.
         now = gen.deps.clock.now()
         store = gen.deps.generation.store
