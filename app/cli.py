@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import getpass
 import logging
 import os
 import signal
@@ -30,22 +29,58 @@ from app.serve import (
     watch_discord,
     watch_telegram,
 )
-from bot.access import resolve_user
-from bot.commands import Balance, Caller, UserRef
+from bot.access import LOCAL_OPERATOR, resolve_user
+from bot.catalog import BASE_DURATION, DURATIONS
+from bot.commands import Balance, Caller
 from bot.deps import Deps
 from bot.errors import StorageUnavailable, UserError
-from bot.i18n import Translator, load_locales, resolve_locale
+from bot.i18n import Translator, load_locales
 from bot.parsing import HISTORY_MAX
 from bot.ports import LedgerEntry
 from bot.reasons import reason_for
-from bot.replies import Money, Text, text
-from bot.service import handle, price_table, respond_to_text
+from bot.replies import Money, Reply, Text, text
+from bot.service import balance, price_table, respond_to_text
 from bot.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("klingbot")
 
 DESCRIPTION = "klingbot: run the bot, open the console chat, print prices, manage wallets offline."
-USER_HELP = "me, @username, an id, or platform:id (e.g. telegram:12345)"
+USER_HELP = "me (the local operator), @username, an id, or platform:id (e.g. telegram:12345)"
+LANG_HELP = "en or zh-CN (default: from $LANG)"
+LANGUAGES = ("en", "zh-CN")
+
+
+def _language(value: str) -> str:
+    """``--lang``: a tag of a language the bot speaks (``en``, ``en-GB``, ``zh``, ``zh_CN``)."""
+    if value.strip().lower().replace("_", "-").startswith(("en", "zh")):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{value[:24]!r} is not a language klingbot speaks: {' or '.join(LANGUAGES)}"
+    )
+
+
+def _console_user(value: str) -> str:
+    """``--as``: a console user's name; never empty, and never the local operator."""
+    if not value.strip() or any(c.isspace() or c == ":" for c in value) or len(value) > 64:
+        raise argparse.ArgumentTypeError(
+            f"{value[:24]!r}: name a user, in one word without ':' (up to 64 characters);"
+            " leave --as out to chat as the local operator"
+        )
+    if value == LOCAL_OPERATOR.id:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is the local operator (a moderator): leave --as out to chat as them"
+        )
+    return value
+
+
+def _duration(value: str) -> int:
+    """A clip length as chat takes it: ``10`` or ``10s``."""
+    seconds = value.lower().removesuffix("s")
+    if seconds.isascii() and seconds.isdigit() and int(seconds) in DURATIONS:
+        return int(seconds)
+    raise argparse.ArgumentTypeError(
+        f"clips last {' or '.join(str(d) for d in DURATIONS)} seconds, not {value[:16]!r}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,19 +92,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="start every adapter whose token is set (else the console)")
 
     console = commands.add_parser("console", help="chat with the bot in this terminal")
-    console.add_argument("--as", dest="user", help="chat as another (non-moderator) console user")
-    console.add_argument("--lang", help="en or zh-CN (default: from $LANG)")
+    console.add_argument(
+        "--as", dest="user", type=_console_user, help="chat as another (non-moderator) console user"
+    )
+    console.add_argument("--lang", type=_language, help=LANG_HELP)
 
     price_cmd = commands.add_parser("price", help="print the price table and exit")
-    price_cmd.add_argument("--duration", type=int, choices=(5, 10), default=5)
-    price_cmd.add_argument("--lang", help="en or zh-CN (default: from $LANG)")
+    price_cmd.add_argument("clip", nargs="?", type=_duration, metavar="5|10", help="seconds")
+    price_cmd.add_argument("-d", "--duration", type=_duration, help="5 or 10 seconds (5)")
+    price_cmd.add_argument("--lang", type=_language, help=LANG_HELP)
 
     wallet = commands.add_parser("wallet", help="wallet operations for operators, offline")
     wallet_commands = wallet.add_subparsers(dest="wallet_command", required=True)
     topup = wallet_commands.add_parser("topup", help="add credits to a wallet")
     topup.add_argument("user", help=USER_HELP + "; a new platform:id gets a wallet")
     topup.add_argument("credits")
-    topup.add_argument("reason", nargs="*")
+    topup.add_argument("reason", nargs="*", default=[])  # optional: never named as required
     balance = wallet_commands.add_parser("balance", help="show a wallet")
     balance.add_argument("user", help=USER_HELP)
     history = wallet_commands.add_parser("history", help="show a wallet's last entries")
@@ -79,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = wallet_commands.add_parser("export", help="every ledger entry, for accounting")
     export.add_argument("--csv", action="store_true", help="CSV (the only format, the default)")
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
-    export.add_argument("--lang", help="language of the bot's reasons: en or zh-CN")
+    export.add_argument("--lang", type=_language, help="language of the bot's reasons: en or zh-CN")
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -140,6 +178,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+SIGPIPE_STATUS = 128 + signal.SIGPIPE
+"""The status of a Unix tool whose reader went away (``klingbot wallet export | head -1``)."""
+
+
+def _reader_gone() -> int:
+    """Stdout's reader closed the pipe: stop quietly, as Unix tools do.
+
+    Output still buffered would fail again when Python flushes stdout at
+    exit and print a warning: stdout is pointed at /dev/null first.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return SIGPIPE_STATUS
 
 
 NO_PLATFORM = (
@@ -178,7 +234,7 @@ def freeze_modules(*, render: bool, telegram: bool, discord: bool) -> None:
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "price":
-        return await _print_prices(settings, args.duration, args.lang)
+        return await _print_prices(settings, args.clip or args.duration or BASE_DURATION, args.lang)
     if args.command == "console":
         return await _console(settings, args.user, args.lang)
     if args.command == "run":
@@ -374,10 +430,20 @@ async def _wallet(settings: Settings, args: argparse.Namespace) -> int:
             line = f"/topup {args.user} {args.credits} {' '.join(args.reason)}"
             replies = await respond_to_text(line, caller, deps, request_id=None)
         else:
-            replies = await handle(Balance(args.user), caller, deps)
+            replies = await _read_balance(args.user, caller, deps)
     for reply in replies:
         print(translate.reply(reply).text)
     return 1 if any(reply.private for reply in replies) else 0
+
+
+async def _read_balance(query: str, caller: Caller, deps: Deps) -> list[Reply]:
+    """``/balance`` as the operator, reading only: asking never opens a wallet, theirs included."""
+    if query.lower() == "me" and await deps.ledger.wallet(caller.user) is None:
+        return [Reply((text("balance.own", money=deps.money(0)),))]  # as chat would show it
+    try:
+        return await balance(Balance(query), caller, deps, None)
+    except UserError as error:
+        return [Reply((Text(error.key, error.params),), private=True)]
 
 
 def _history_count(value: str) -> int | None:
@@ -420,20 +486,32 @@ async def _db(settings: Settings, action: str) -> int:
 
 
 def _operator(lang: str | None) -> Caller:
-    """The operator at the command line: a moderator on the ``cli`` platform."""
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        name = "operator"
-    tag = lang or os.environ.get("LC_ALL") or os.environ.get("LANG")
-    return Caller(UserRef("cli", name), name, None, resolve_locale(tag), is_platform_admin=True)
+    """The operator at the command line: the console's local user (``console:local``), a moderator.
+
+    One person, one wallet: ``/topup me 300`` in the console and
+    ``klingbot wallet balance me`` here name the same wallet.
+    """
+    from adapters.console import console_caller
+
+    return console_caller(None, lang)
 
 
 def _config(args: argparse.Namespace) -> int:
     from app.config_docs import DOCUMENT, render, write
 
     if args.write:
-        write()
+        if not DOCUMENT.parent.is_dir():
+            print(
+                f"klingbot: there is no {DOCUMENT.parent}/ folder here: run config docs --write at"
+                " the top of a klingbot checkout, or klingbot config docs > FILE elsewhere",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            write()
+        except OSError as error:
+            print(f"klingbot: cannot write {DOCUMENT}: {error.strerror or error}", file=sys.stderr)
+            return 2
         print(f"wrote {DOCUMENT}")
     else:
         print(render(), end="")

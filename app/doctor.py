@@ -278,6 +278,15 @@ def _inspect(path: Path, busy_timeout_ms: int) -> tuple[int, str, list[str], str
 async def _database(settings: Settings) -> list[Finding]:
     path = settings.db
     shown = str(path.absolute())
+    if path.is_dir():
+        return [
+            Finding(
+                "fail",
+                "database",
+                f"{shown} is a folder",
+                f"set KLINGBOT_DB to the database file, such as {path.absolute() / 'klingbot.db'}",
+            )
+        ]
     if not path.exists():
         folder = _nearest_existing(path.absolute().parent)
         if not _writable(folder):

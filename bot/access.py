@@ -7,8 +7,16 @@ from bot.deps import Deps
 from bot.errors import UnknownUser, UserError
 from bot.ports import UserProfile
 
-OPERATOR_PLATFORM = "cli"
-"""The offline operator's platform: it has no users of its own to look names up among."""
+LOCAL_OPERATOR = UserRef("console", "local")
+"""Whoever runs klingbot on this machine: the console's own user and ``me`` in the
+offline ``klingbot wallet`` commands, one person with one wallet. Their chat has
+no other members of its platform, so names they give are looked up on every platform."""
+
+OFFLINE_PLATFORM = "cli"
+"""Where wallet commands used to act as ``cli:<login>``: such wallets may still exist."""
+
+SHOWN_PLATFORMS = tuple(platform for platform in PLATFORMS if platform != OFFLINE_PLATFORM)
+"""The platforms named in messages about a ``platform:id``."""
 
 NUMERIC_ID_PLATFORMS = frozenset({"telegram", "discord"})
 """Platforms whose user ids are numbers: ``telegram:alice`` can never be a new user."""
@@ -30,23 +38,45 @@ def is_moderator(caller: Caller, deps: Deps) -> bool:
 async def resolve_user(query: str, caller: Caller, deps: Deps) -> UserProfile:
     """``me``, ``platform:id``, ``@username`` or an id, among the users the bot knows.
 
-    A bare name or id is looked up on the caller's platform; the offline
-    operator (``cli``) has none, so for them it is looked up on every
-    platform, and a name several users share is refused with their
-    ``platform:id`` listed. Raises UnknownUser or UserError.
+    A bare name or id is looked up on the caller's platform; the local
+    operator (:data:`LOCAL_OPERATOR`) has none of their own, so for them it
+    is looked up on every platform, and a name several users share is
+    refused with their ``platform:id`` listed. Raises UnknownUser when
+    nobody matches, or UserError when ``platform:id`` could never name a
+    user (an unknown platform, letters in a numeric id).
     """
     if query.lower() == "me":
         return UserProfile(caller.user, caller.display_name, caller.username, caller.locale)
     platform, sep, rest = query.partition(":")
     if sep and platform in PLATFORMS:
         found = await deps.ledger.find_user(platform, rest)
-    elif caller.user.platform == OPERATOR_PLATFORM:
+    elif caller.user == LOCAL_OPERATOR or caller.user.platform == OFFLINE_PLATFORM:
         found = await _find_on_every_platform(query, deps)
     else:
         found = await deps.ledger.find_user(caller.user.platform, query)
     if found is None:
+        _refuse_impossible(query)
         raise UnknownUser(query[:64])
     return found
+
+
+def _refuse_impossible(query: str) -> None:
+    """UserError for a ``platform:id`` nobody could have: say what is wrong with it."""
+    platform, sep, rest = query.partition(":")
+    if not sep or not platform or not rest or any(c.isspace() for c in query):
+        return
+    if platform not in PLATFORMS:
+        if platform.isascii() and platform.isalpha():
+            raise UserError(
+                "error.unknown_platform",
+                query=query[:64],
+                platform=platform[:32],
+                platforms=", ".join(SHOWN_PLATFORMS),
+            )
+        return
+    numeric = rest.isascii() and rest.isdigit()
+    if platform in NUMERIC_ID_PLATFORMS and not numeric and not rest.startswith("@"):
+        raise UserError("error.not_numeric_id", query=query[:64], platform=platform)
 
 
 async def _find_on_every_platform(query: str, deps: Deps) -> UserProfile | None:

@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from bot.catalog import DEFAULT_TIERS, Catalog, Tier
 from bot.commands import UserRef
@@ -487,6 +487,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValidationError as error:
         source = f"config file {config_path}" if config_path else "settings"
         raise ConfigError(f"invalid {source}:\n{_describe(error)}") from None
+    except SettingsError as error:  # a variable that must hold JSON does not
+        raise ConfigError(_describe_unparsable(error)) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -499,6 +501,34 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+
+
+JSON_EXAMPLES = {
+    "tiers": ('{"standard": {"credits_per_5s": 25}}', "[tiers.standard] tables"),
+    "kling_timeouts_s": ('{"standard": 600}', "a [kling_timeouts_s] table"),
+}
+"""For each setting an environment variable gives as JSON: an example, and its TOML form."""
+
+
+def _describe_unparsable(error: SettingsError) -> str:
+    """One line naming the variable that is not JSON, and what it takes."""
+    found = re.search(r'field "(\w+)"', str(error))
+    name = found.group(1) if found else ""
+    field = Settings.model_fields.get(name)
+    alias = field.validation_alias if field is not None else None
+    variable = (
+        str(alias.choices[0])
+        if isinstance(alias, AliasChoices)
+        else f"KLINGBOT_{name.upper()}"
+        if name
+        else "a setting"
+    )
+    cause = f" ({error.__cause__})" if error.__cause__ is not None else ""
+    example, toml = JSON_EXAMPLES.get(name, ("{...}", f"the key {name}"))
+    return (
+        f"invalid settings: {variable} is not valid JSON{cause}; it takes a JSON object,"
+        f" such as {variable}='{example}' (or {toml} in the KLINGBOT_CONFIG file)"
+    )
 
 
 def _describe(error: ValidationError) -> str:

@@ -66,7 +66,12 @@ def explain(error: sqlite3.Error, path: Path) -> StorageUnavailable:
     message = str(error).lower()
     code = getattr(error, "sqlite_errorname", "") or ""
     path = path.absolute()
-    if "disk is full" in message or "database or disk is full" in message:
+    if path.is_dir():
+        text = (
+            f"database {path} is a folder: set KLINGBOT_DB to the database file,"
+            f" such as {path / 'klingbot.db'}"
+        )
+    elif "disk is full" in message or "database or disk is full" in message:
         text = f"database {path}: the disk is full"
     elif "locked" in message or "busy" in message:
         text = f"database {path} is locked by another process"

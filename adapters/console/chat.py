@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from bot.access import LOCAL_OPERATOR
 from bot.commands import Caller, ChatRef, Command, ImageInput, Price, UserRef
 from bot.deps import Deps
 from bot.errors import UserError
@@ -37,7 +38,7 @@ from bot.ports import Outbox
 from bot.replies import Reply, say
 from bot.service import respond, respond_to_action, respond_to_text
 
-LOCAL_USER = "local"
+LOCAL_USER = LOCAL_OPERATOR.id
 """The console's own user: whoever owns the terminal, and so a moderator."""
 
 SAMPLE = "sample"

@@ -84,7 +84,7 @@ def test_offline_wallet_commands(tmp_path):
     rows = [line.split("\t") for line in history.stdout.splitlines()]
     assert rows[0][:4] == ["seq", "time_utc", "kind", "amount"]
     assert rows[1][2:4] == ["topup", "+40"] and rows[1][-1] == "support ticket"
-    assert rows[1][-2].startswith("cli:")
+    assert rows[1][-2] == "console:local"  # the operator, as in the console
     unknown = run_cli("wallet", "topup", "ghost", "5", cwd=tmp_path)
     assert unknown.returncode == 1 and "I don't know the user" in unknown.stdout
     bad = run_cli("wallet", "topup", "console:alice", "-5", cwd=tmp_path)

@@ -85,6 +85,6 @@ def test_wallet_help_explains_how_to_name_a_user(tmp_path):
     result = run_cli("wallet", "balance", "--help", cwd=tmp_path)
 
     assert result.returncode == 0
-    assert "me, @username, an id, or platform:id (e.g. telegram:12345)" in " ".join(
+    assert "me (the local operator), @username, an id, or platform:id (e.g. telegram:12345)" in " ".join(
         result.stdout.split()
     )

@@ -1,13 +1,13 @@
 """The real ``klingbot wallet`` process names users as chat does, and may open an unseen wallet.
 
-The operator has no platform of their own: a bare name or id is looked up on
-every platform. Each refusal is checked for its exact words, its exit status
-and an unchanged ledger.
+The operator is the console's local user (``console:local``), with no
+platform of their own to look names up among: a bare name or id is looked up
+on every platform. Each refusal is checked for its exact words, its exit
+status and an unchanged ledger.
 """
 
 from __future__ import annotations
 
-import getpass
 import sqlite3
 from pathlib import Path
 
@@ -21,15 +21,39 @@ UNKNOWN = "I don't know the user {}. They need to talk to me once (any command) 
 UNKNOWN_ZH = "我不认识用户 {}。对方需要先和我说一次话（任意命令），钱包才会创建。"
 
 
+NOT_NUMERIC = (
+    "{0} is not a numeric id, and I know nobody on {1} by that name."
+    " Ids on {1} are numbers, such as {1}:123456789."
+)
+NOT_NUMERIC_ZH = (
+    "{0} 不是数字编号，我在 {1} 上也不认识叫这个名字的人。{1} 上的编号是数字，例如 {1}:123456789。"
+)
+NO_PLATFORM = (
+    "{0}: I don't know the platform {1}. Name a user as me, @username, an id,"
+    " or platform:id with platform one of console, telegram, discord."
+)
+
+
 def operator() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:operator"
+    """The local operator: ``me`` in the console and in the wallet commands alike."""
+    return "console:local"
 
 
 def operator_ref() -> tuple[str, str]:
     return tuple(operator().split(":", 1))  # type: ignore[return-value]
+
+
+def wallets(folder: Path) -> list[tuple]:
+    db = folder / "klingbot.db"
+    if not db.exists():
+        return []
+    connection = sqlite3.connect(db)
+    try:
+        return connection.execute(
+            "SELECT platform, user_id, balance FROM wallets ORDER BY 1, 2"
+        ).fetchall()
+    finally:
+        connection.close()
 
 
 def ledger(folder: Path) -> list[tuple]:
@@ -121,24 +145,36 @@ def test_the_unseen_topup_in_chinese_with_welcome_credits(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("target", "shown"),
+    ("target", "env", "message"),
     [
-        ("telegram:alice", "telegram:alice"),  # Telegram ids are numbers
-        ("discord:12 3", "discord:12 3"),  # one argument, not a user and an amount
-        ("123", "123"),  # a bare id could be anyone on any platform
-        ("@newbie", "@newbie"),
-        ("matrix:123", "matrix:123"),  # no such platform
+        ("telegram:alice", {}, NOT_NUMERIC.format("telegram:alice", "telegram")),
+        ("telegram:abc", ZH, NOT_NUMERIC_ZH.format("telegram:abc", "telegram")),
+        ("discord:12 3", {}, UNKNOWN.format("discord:12 3")),  # one argument, with a space
+        ("123", {}, UNKNOWN.format("123")),  # a bare id could be anyone on any platform
+        ("@newbie", {}, UNKNOWN.format("@newbie")),
+        ("telegram:@newbie", {}, UNKNOWN.format("telegram:@newbie")),  # a username, not an id
+        ("matrix:123", {}, NO_PLATFORM.format("matrix:123", "matrix")),
+        ("foo:1", {}, NO_PLATFORM.format("foo:1", "foo")),
     ],
 )
-def test_an_unknown_user_that_is_not_a_full_platform_id_is_refused(tmp_path, target, shown):
+def test_an_unknown_user_that_is_not_a_full_platform_id_is_refused(tmp_path, target, env, message):
     chat_as(tmp_path, "alice")
     before = ledger(tmp_path)
 
-    result = run_cli("wallet", "topup", target, "5", cwd=tmp_path)
+    result = run_cli("wallet", "topup", target, "5", cwd=tmp_path, env=env)
 
-    assert result.returncode == 1
-    assert result.stdout == UNKNOWN.format(shown) + "\n"
+    assert (result.returncode, result.stdout, result.stderr) == (1, message + "\n", "")
     assert ledger(tmp_path) == before
+
+
+def test_a_topup_without_credits_names_only_the_credits(tmp_path):
+    result = run_cli("wallet", "topup", "telegram:123", cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == (
+        "klingbot wallet topup: error: the following arguments are required: credits"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- names, ids and platform:id, as in chat ---------------------------------------
@@ -167,13 +203,39 @@ def test_a_user_is_found_by_name_or_id_on_any_platform(tmp_path, name):
     ]
 
 
-def test_me_is_the_operator(tmp_path):
-    topup = run_cli("wallet", "topup", "me", "7", cwd=tmp_path)
-    balance = run_cli("wallet", "balance", "me", cwd=tmp_path)
+def test_me_is_the_local_operator_of_the_console(tmp_path):
+    console = run_cli("console", cwd=tmp_path, stdin="/topup me 300\n")
+    assert console.returncode == 0, console.stderr
 
+    balance = run_cli("wallet", "balance", "me", cwd=tmp_path)
+    topup = run_cli("wallet", "topup", "me", "7", cwd=tmp_path)
+    again = run_cli("console", cwd=tmp_path, stdin="/balance\n")
+
+    assert balance.stdout == "Your balance: 300 credits (¥30.00).\n"
     assert topup.returncode == 0 and topup.stdout.startswith("Added 7 credits (¥0.70) to ")
-    assert balance.stdout == "Your balance: 7 credits (¥0.70).\n"
-    assert ledger(tmp_path) == [("cli", getpass.getuser(), "topup", 7, operator(), "")]
+    assert again.stdout == "Your balance: 307 credits (¥30.70).\n"
+    assert ledger(tmp_path) == [
+        ("console", "local", "topup", 300, operator(), ""),
+        ("console", "local", "topup", 7, operator(), ""),
+    ]
+    assert wallets(tmp_path) == [("console", "local", 307)]  # one person, one wallet
+
+
+def test_reading_a_balance_opens_no_wallet(tmp_path):
+    chat_as(tmp_path, "alice")
+    before = (users(tmp_path), wallets(tmp_path))
+
+    mine = run_cli("wallet", "balance", "me", cwd=tmp_path)
+    hers = run_cli("wallet", "balance", "alice", cwd=tmp_path)
+    history = run_cli("wallet", "history", "me", cwd=tmp_path)
+
+    assert (mine.returncode, mine.stdout) == (0, "Your balance: 0 credits (¥0.00).\n")
+    assert (hers.returncode, hers.stdout) == (
+        0,
+        "Balance of alice (console:alice): 0 credits (¥0.00).\n",
+    )
+    assert history.returncode == 0 and len(history.stdout.splitlines()) == 1  # the header alone
+    assert (users(tmp_path), wallets(tmp_path)) == before
 
 
 @pytest.mark.parametrize(
@@ -195,8 +257,11 @@ def test_a_name_several_users_share_is_refused_listing_them(tmp_path, env, messa
     balance = run_cli("wallet", "balance", "123", cwd=tmp_path, env=env)
     history = run_cli("wallet", "history", "123", cwd=tmp_path, env=env)
 
+    console = run_cli("console", cwd=tmp_path, env=env, stdin="/balance 123\n")  # the same person
+
     for result in (topup, balance, history):
         assert (result.returncode, result.stdout, result.stderr) == (1, message, "")
+    assert console.stdout == message
     assert ledger(tmp_path) == before
     exact = run_cli("wallet", "balance", "console:123", cwd=tmp_path)
     assert exact.stdout == "Balance of 123 (console:123): 0 credits (¥0.00).\n"
@@ -222,8 +287,9 @@ def test_an_unknown_user_is_one_clear_message(tmp_path, command, env, message):
 
     assert (result.returncode, result.stdout, result.stderr) == (1, message + "\n", "")
     assert ledger(tmp_path) == before[0]
-    # Nobody new but the operator, whose own wallet opens as in chat.
-    assert {row[:2] for row in users(tmp_path)} <= {("console", "alice"), operator_ref()}
+    # Reading opens no wallet; a top-up, like any chat command, opens the operator's own.
+    opened = {operator_ref()} if command[0] == "topup" else set()
+    assert {row[:2] for row in users(tmp_path)} == {("console", "alice"), *opened}
 
 
 # --- -n ------------------------------------------------------------------------------
@@ -260,14 +326,19 @@ def test_history_count_limits_the_rows(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("lang", "opened", "unknown"),
+    ("lang", "opened", "unknown", "not_numeric"),
     [
-        ("en", "telegram:555 had not talked to me yet: I opened their wallet.", UNKNOWN),
-        ("zh-CN", "telegram:555 还没有和我说过话：已为其开通钱包。", UNKNOWN_ZH),
+        (
+            "en",
+            "telegram:555 had not talked to me yet: I opened their wallet.",
+            UNKNOWN,
+            NOT_NUMERIC,
+        ),
+        ("zh-CN", "telegram:555 还没有和我说过话：已为其开通钱包。", UNKNOWN_ZH, NOT_NUMERIC_ZH),
     ],
 )
 def test_a_moderator_in_chat_opens_an_unseen_wallet_only_by_platform_id(
-    tmp_path, lang, opened, unknown
+    tmp_path, lang, opened, unknown, not_numeric
 ):
     result = run_cli(
         "console",
@@ -283,7 +354,7 @@ def test_a_moderator_in_chat_opens_an_unseen_wallet_only_by_platform_id(
     assert lines[3:] == [
         unknown.format("556"),
         unknown.format("@ghost"),
-        unknown.format("telegram:ghost"),
+        not_numeric.format("telegram:ghost", "telegram"),
     ]
     assert [row[:4] for row in ledger(tmp_path)] == [("telegram", "555", "topup", 20)]
 
