@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -148,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``klingbot`` script."""
+    # PyJWT warns about a short Kling secret key with a stack line; provider check and
+    # doctor say it in one line instead.
+    warnings.filterwarnings("ignore", message="The HMAC key is", category=UserWarning)
     args = build_parser().parse_args(argv)
     setup_logging(None, verbose=args.verbose, quiet=True)
     if args.command == "doctor":
@@ -473,7 +477,13 @@ async def _db(settings: Settings, action: str) -> int:
 
     # Maintenance works on the bot's existing database: a mistyped KLINGBOT_DB
     # must not come back as a new, empty database that checks out fine.
-    database = Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms, create=False)
+    # check only reads: it opens the database read-only, and works on a read-only file.
+    database = Database(
+        settings.db,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+        create=False,
+        read_only=action == "check",
+    )
     async with database:
         if action == "migrate":
             print(f"database {settings.db} is up to date")

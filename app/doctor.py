@@ -1,14 +1,16 @@
 """``klingbot doctor``: is this installation ready to serve? One line per check, and what to do.
 
-Like ``brew doctor``: each check prints ``[✓]`` (fine), ``[!]`` (works, but
-worth a look) or ``[✗]`` (will not work) with one line of detail and, when
-something is wrong, the fix after an arrow. The exit status is 1 when any
+Like ``brew doctor``: each check prints ``[✓]`` (fine), ``[i]`` (a note: how
+it will run, fine as it is), ``[!]`` (works, but worth a look) or ``[✗]``
+(will not work) with one line of detail and, when something is wrong or
+could be otherwise, what to do after an arrow. The exit status is 1 when any
 check failed, else 0. Nothing is changed: a missing database is not
 created, a pending migration is not applied, the writability test rolls
 back, and the local renderer's test frame goes to a temporary folder.
 
-The checks: the settings load; a platform token is set and each set one is
-accepted (Telegram ``getMe``, Discord ``users/@me``, through
+The checks: the settings load; which platforms are served (none is a note:
+``klingbot run`` opens the console chat, the README's first set-up) and
+whether each set token is accepted (Telegram ``getMe``, Discord ``users/@me``, through
 ``TELEGRAM_BASE_URL`` / ``DISCORD_API_BASE`` when set); moderators exist,
 and which Discord servers' rights count (a moderator role without
 ``DISCORD_GUILD_IDS`` counts nowhere);
@@ -23,8 +25,6 @@ import asyncio
 import os
 import shutil
 import sqlite3
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +36,18 @@ from app.logs import redact, secrets_of
 from bot.errors import StorageUnavailable
 from bot.settings import ConfigError, Settings, load_settings
 from storage.audit import audit
-from storage.database import Database, explain, prove_writable
+from storage.database import (
+    Database,
+    explain,
+    may_write,
+    prove_writable,
+    read_only_reason,
+    read_only_uri,
+)
 from storage.migrate import migration_scripts
 
-Status = Literal["ok", "warn", "fail"]
-MARKS: dict[Status, str] = {"ok": "[✓]", "warn": "[!]", "fail": "[✗]"}
+Status = Literal["ok", "note", "warn", "fail"]
+MARKS: dict[Status, str] = {"ok": "[✓]", "note": "[i]", "warn": "[!]", "fail": "[✗]"}
 
 FAIL_FREE_BYTES = 256 * 2**20
 """Below this much free space in the data folder, clips cannot be made reliably."""
@@ -119,10 +126,11 @@ async def _platforms(settings: Settings, client: httpx.AsyncClient) -> list[Find
     if settings.telegram_token is None and settings.discord_token is None:
         return [
             Finding(
-                "fail",
+                "note",
                 "platforms",
-                "no TELEGRAM_TOKEN or DISCORD_TOKEN: klingbot run would only open the console chat",
-                "set TELEGRAM_TOKEN (README: Run on Telegram) or DISCORD_TOKEN (Run on Discord)",
+                "no TELEGRAM_TOKEN or DISCORD_TOKEN: klingbot run opens the console chat",
+                "to serve a platform, set TELEGRAM_TOKEN (README: Run on Telegram)"
+                " or DISCORD_TOKEN (Run on Discord)",
             )
         ]
     findings = []
@@ -255,19 +263,25 @@ def _writable(folder: Path) -> bool:
 
 
 def _inspect(path: Path, busy_timeout_ms: int) -> tuple[int, str, list[str], str | None]:
-    """Schema version, journal mode, integrity problems, and why it cannot be written (or None)."""
-    connection = sqlite3.connect(
-        f"{path.absolute().as_uri()}?mode=rw", uri=True, isolation_level=None
-    )
+    """Schema version, journal mode, integrity problems, and why it cannot be written (or None).
+
+    A file this process may not write is only read, as ``klingbot db check``
+    reads it: opened to write, SQLite would leave read-only ``-wal`` and
+    ``-shm`` files beside it that stop the next start.
+    """
+    writable = may_write(path)
+    uri = f"{path.absolute().as_uri()}?mode=rw" if writable else read_only_uri(path)
+    connection = sqlite3.connect(uri, uri=True, isolation_level=None)
     try:
         connection.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         version = int(connection.execute("PRAGMA user_version").fetchone()[0])
         mode = str(connection.execute("PRAGMA journal_mode").fetchone()[0])
         rows = connection.execute("PRAGMA integrity_check").fetchall()
         problems = [] if [tuple(r) for r in rows] == [("ok",)] else [str(r[0]) for r in rows]
+        unwritable = None if writable else read_only_reason(path)
         try:
-            prove_writable(connection)
-            unwritable = None
+            if writable:
+                prove_writable(connection)
         except sqlite3.Error as error:
             unwritable = str(explain(error, path))
         return version, mode, problems, unwritable
@@ -405,36 +419,16 @@ def _data_dir(settings: Settings) -> Finding:
 async def _provider(settings: Settings) -> Finding:
     if settings.provider == "kling":
         return await _kling(settings)
-    started = time.monotonic()
-    try:
-        await asyncio.to_thread(_encode_one_frame)
-    except Exception as error:
-        return Finding(
-            "fail",
-            "provider",
-            f"the local renderer cannot encode: {type(error).__name__}: {error}",
-            "reinstall klingbot (PyAV ships its own FFmpeg with libx264)",
-        )
-    seconds = time.monotonic() - started
+    from app.provider_check import probe_local_renderer
+
+    problem, seconds = await probe_local_renderer()
+    if problem is not None:
+        return Finding("fail", "provider", problem)
     return Finding("ok", "provider", f"local renderer encodes (one frame in {seconds:.2f} s)")
 
 
-def _encode_one_frame() -> None:
-    from importlib import resources
-
-    from bot.providers.local.render import RenderRequest, render_clip
-
-    image = resources.files("bot.assets").joinpath("sample.jpg").read_bytes()
-    with tempfile.TemporaryDirectory(prefix="klingbot-doctor-") as folder:
-        out = Path(folder) / "frame.mp4"
-        request = RenderRequest(image=image, prompt="doctor", height=360, duration_s=1, fps=1)
-        render_clip(request, out)
-        if out.stat().st_size == 0:
-            raise RuntimeError("the encoder wrote an empty file")
-
-
 async def _kling(settings: Settings) -> Finding:
-    from app.provider_check import probe_keys
+    from app.provider_check import probe_keys, secret_key_note
     from bot.providers.kling import kling_client
 
     try:
@@ -449,4 +443,7 @@ async def _kling(settings: Settings) -> Finding:
         await client.close()
     if problem is not None:
         return Finding("fail", "provider", problem)
-    return Finding("ok", "provider", f"Kling API at {settings.kling_base_url}: keys accepted")
+    accepted = f"Kling API at {settings.kling_base_url}: keys accepted"
+    if (note := secret_key_note(settings)) is not None:
+        return Finding("warn", "provider", f"{accepted}; {note.removeprefix('note: ')}")
+    return Finding("ok", "provider", accepted)

@@ -1,17 +1,25 @@
-"""``klingbot provider check``: whether the Kling keys work, and what is left on the account.
+"""``klingbot provider check``: whether the provider in use works.
 
-One cheap authenticated call (the first page of text-to-video tasks, one
-entry) proves the keys and the region; then the account's resource packs
-are listed from ``GET /account/costs`` where the account allows it. Exit
-status: 0 the keys work, 1 they do not (refused, wrong region, no network,
-not the Kling API), 2 a key is not set (the usual configuration error).
+With the local renderer (``KLINGBOT_PROVIDER=local``, the default) it says
+so and encodes a tiny clip from the bundled sample picture in a temporary
+folder. With Kling, one cheap authenticated call (the first page of
+text-to-video tasks, one entry) proves the keys and the region; then the
+account's resource packs are listed from ``GET /account/costs`` where the
+account allows it. A secret key shorter than HS256's recommended 32 bytes
+gets one line saying so (PyJWT's own warning is silenced by the command
+line). Exit status: 0 it works, 1 it does not (the renderer cannot encode;
+Kling refused, wrong region, no network, not the Kling API), 2 a key is not
+set (the usual configuration error).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bot.providers.kling import kling_client
@@ -25,10 +33,17 @@ REGIONS = (
 COSTS_WINDOW_DAYS = 365
 """Resource packs bought within this many days are listed."""
 
+HS256_KEY_BYTES = 32
+"""RFC 7518's least length of an HS256 key; PyJWT warns below it."""
+
 
 async def check_provider(settings: Settings) -> int:
     """Print what the check found; return the exit status."""
+    if settings.provider == "local":
+        return await _check_local()
     client = kling_client(settings)
+    if (note := secret_key_note(settings)) is not None:
+        print(note)
     base = settings.kling_base_url
     try:
         return await _check(client, base)
@@ -94,6 +109,63 @@ def _pack_line(pack: dict[str, Any]) -> str:
         f"{pack.get('remaining_quantity', '?'):g} of {pack.get('total_quantity', '?'):g} left, "
         f"{pack.get('status', '?')}, valid until {expiry}"
     )
+
+
+def secret_key_note(settings: Settings) -> str | None:
+    """One line when ``KLING_SECRET_KEY`` is shorter than an HS256 key should be; else None."""
+    if settings.kling_secret_key is None:
+        return None
+    length = len(settings.kling_secret_key.get_secret_value().encode())
+    if length >= HS256_KEY_BYTES:
+        return None
+    return (
+        f"note: KLING_SECRET_KEY is only {length} bytes long (HS256 keys should have at least"
+        f" {HS256_KEY_BYTES}): check that it was copied whole"
+    )
+
+
+async def probe_local_renderer() -> tuple[str | None, float]:
+    """Encode a tiny clip with the local renderer; (what is wrong or None, seconds taken).
+
+    ``klingbot doctor`` uses it too.
+    """
+    started = time.monotonic()
+    try:
+        await asyncio.to_thread(_encode_one_frame)
+    except Exception as error:
+        problem = (
+            f"the local renderer cannot encode: {type(error).__name__}: {error}"
+            " (reinstall klingbot: PyAV ships its own FFmpeg with libx264)"
+        )
+        return problem, time.monotonic() - started
+    return None, time.monotonic() - started
+
+
+def _encode_one_frame() -> None:
+    from importlib import resources
+
+    from bot.providers.local.render import RenderRequest, render_clip
+
+    image = resources.files("bot.assets").joinpath("sample.jpg").read_bytes()
+    with tempfile.TemporaryDirectory(prefix="klingbot-check-") as folder:
+        out = Path(folder) / "frame.mp4"
+        request = RenderRequest(image=image, prompt="check", height=360, duration_s=1, fps=1)
+        render_clip(request, out)
+        if out.stat().st_size == 0:
+            raise RuntimeError("the encoder wrote an empty file")
+
+
+async def _check_local() -> int:
+    problem, seconds = await probe_local_renderer()
+    if problem is not None:
+        _fail(problem)
+        return 1
+    print(
+        "provider: the local renderer (KLINGBOT_PROVIDER=local; no account or keys needed)"
+        f" encoded a test clip in {seconds:.2f} s"
+    )
+    print("Kling: set KLINGBOT_PROVIDER=kling, KLING_ACCESS_KEY and KLING_SECRET_KEY to use it")
+    return 0
 
 
 def _fail(line: str) -> None:

@@ -15,6 +15,15 @@ Reads go through a separate aiosqlite connection (``PRAGMA query_only``), so
 ``/price`` and ``/balance`` never queue behind writes: WAL lets them read the
 last committed state while a write is in progress.
 
+A read-only database (``Database(..., read_only=True)``, for ``klingbot db
+check``) has no writer: nothing is migrated or created, and a file this
+process may not write is read as it is (:func:`read_only_uri`).
+
+Before SQLite opens a database to write it, a file this process may not
+write is refused (:func:`read_only_reason`): SQLite would first create
+``-wal`` and ``-shm`` files beside it with the file's read-only mode, and
+those would stop the next start even after the file itself is fixed.
+
 Point reads (one row by its key, such as a wallet) run on the event loop's
 own thread instead (:meth:`Database.read_point`), on a third connection,
 also ``query_only``: SQLite answers them in tens of microseconds, less than
@@ -40,7 +49,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from bot.errors import StorageUnavailable
-from storage.migrate import migrate
+from storage.migrate import migrate, schema_problem
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +131,29 @@ def read_only_reason(path: Path) -> str:
     )
 
 
+def read_only_uri(path: Path) -> str:
+    """A URI that reads the database at ``path`` and writes nothing beside it.
+
+    Normally a read-only connection (``mode=ro``) that shares the bot's
+    locks, so it reads a consistent state while the bot writes. A WAL
+    database's readers need its ``-shm`` file, which SQLite would create
+    with the database file's mode; so when this process may not write the
+    file and no ``-wal`` or ``-shm`` is there (no bot has it open: none can
+    write it), it is opened ``immutable``, reading the file as it is.
+    """
+    path = path.absolute()
+    uri = f"{path.as_uri()}?mode=ro"
+    sides = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    if not may_write(path) and not any(side.exists() for side in sides):
+        uri += "&immutable=1"
+    return uri
+
+
+def may_write(path: Path) -> bool:
+    """Whether this process could write ``path`` (on a writable mount)."""
+    return _writable(path) and not _on_read_only_mount(path.parent)
+
+
 def _writable(path: Path) -> bool:
     """Whether this process may write ``path``, judged with its effective ids and capabilities."""
     effective = os.access in os.supports_effective_ids
@@ -143,11 +175,20 @@ def _on_read_only_mount(folder: Path) -> bool:
 class Database:
     """Owns the writer thread and the reader connection; use ``async with Database(...)``."""
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000, create: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        create: bool = True,
+        read_only: bool = False,
+    ) -> None:
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
-        self.create = create
+        self.create = create and not read_only
         """False: refuse a database file that does not exist instead of creating it."""
+        self.read_only = read_only
+        """True: only read (no writer, no migration), and leave the files as they are."""
         self._queue: queue.SimpleQueue[tuple[WriteFn[Any], asyncio.Future[Any]] | None]
         self._queue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -171,6 +212,9 @@ class Database:
         Raises StorageUnavailable with an operator-readable reason.
         """
         self._loop = asyncio.get_running_loop()
+        if self.read_only:
+            await self._open_read_only()
+            return
         ready: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(
             target=self._writer_main, args=(ready,), name="klingbot-sqlite-writer", daemon=True
@@ -193,10 +237,39 @@ class Database:
             await self.close()
             raise explain(error, self.path) from None
 
-    def _connect_point_reader(self) -> sqlite3.Connection:
+    async def _open_read_only(self) -> None:
+        """The reader and the point reader only, on a current schema; nothing is written."""
+        if not self.path.exists():
+            raise StorageUnavailable(self._missing())
+        uri = read_only_uri(self.path)
+        try:
+            # A probe on this thread first: a file SQLite cannot read fails here, plainly.
+            probe = sqlite3.connect(uri, uri=True, isolation_level=None)
+            try:
+                probe.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                version = int(probe.execute("PRAGMA user_version").fetchone()[0])
+            finally:
+                probe.close()
+        except sqlite3.Error as error:
+            raise explain(error, self.path) from None
+        problem = schema_problem(version, where=f"database {self.path.absolute()}")
+        if problem is not None:
+            raise StorageUnavailable(problem)
+        try:
+            self._point_reader = self._connect_point_reader(uri)
+            self._reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+            self._reader.row_factory = sqlite3.Row
+            for pragma in _pragmas(self.busy_timeout_ms):
+                await self._reader.execute(pragma)
+            await self._reader.execute("PRAGMA query_only = ON")
+        except sqlite3.Error as error:
+            await self.close()
+            raise explain(error, self.path) from None
+
+    def _connect_point_reader(self, uri: str | None = None) -> sqlite3.Connection:
         # The file exists by now (the writer made or found it): open it read-only.
         connection = sqlite3.connect(
-            f"{self.path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None
+            uri or f"{self.path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None
         )
         try:
             connection.row_factory = sqlite3.Row
@@ -296,12 +369,18 @@ class Database:
             if item is not None:
                 self._resolve(item[1], error=StorageUnavailable("the database is closing"))
 
+    def _missing(self) -> str:
+        return (
+            f"there is no database {self.path.absolute()}: set KLINGBOT_DB to the bot's"
+            " database (klingbot run creates a new one)"
+        )
+
     def _connect(self) -> sqlite3.Connection:
         if not self.create and not self.path.exists():
-            raise StorageUnavailable(
-                f"there is no database {self.path.absolute()}: set KLINGBOT_DB to the bot's"
-                " database (klingbot run creates a new one)"
-            )
+            raise StorageUnavailable(self._missing())
+        if self.path.exists() and not may_write(self.path):
+            # Refused before SQLite leaves read-only -wal and -shm files beside it.
+            raise StorageUnavailable(read_only_reason(self.path))
         try:
             if self.create:
                 connection = sqlite3.connect(

@@ -40,11 +40,7 @@ def migrate(connection: sqlite3.Connection, *, where: str = "the database") -> i
     scripts = migration_scripts()
     latest = scripts[-1][0] if scripts else 0
     if current > latest:
-        raise StorageUnavailable(
-            f"{where} is at schema version {current}, newer than this klingbot knows"
-            f" ({latest}): it was written by a newer klingbot; run that version, or restore a"
-            " backup made by this one"
-        )
+        raise StorageUnavailable(_newer(current, latest, where))
     for version, name, sql in scripts:
         if version <= current:
             continue
@@ -64,6 +60,33 @@ def migrate(connection: sqlite3.Connection, *, where: str = "the database") -> i
         log.info("database migrated to version %d (%s)", version, name)
         current = version
     return current
+
+
+def _newer(current: int, latest: int, where: str) -> str:
+    return (
+        f"{where} is at schema version {current}, newer than this klingbot knows"
+        f" ({latest}): it was written by a newer klingbot; run that version, or restore a"
+        " backup made by this one"
+    )
+
+
+def schema_problem(current: int, *, where: str = "the database") -> str | None:
+    """Why a database at schema version ``current`` cannot be read as it is; None: it can.
+
+    For readers that migrate nothing (``klingbot db check``): a newer schema,
+    or migrations still to apply.
+    """
+    scripts = migration_scripts()
+    latest = scripts[-1][0] if scripts else 0
+    if current > latest:
+        return _newer(current, latest, where)
+    if current < latest:
+        pending = sum(1 for version, _, _ in scripts if version > current)
+        return (
+            f"{where} is at schema version {current}, {pending} migration(s) behind:"
+            " run klingbot db migrate first (checking only reads)"
+        )
+    return None
 
 
 def split_statements(sql: str) -> list[str]:

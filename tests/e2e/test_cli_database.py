@@ -22,6 +22,7 @@ import pytest
 
 from storage.migrate import migrate, migration_scripts
 from tests.e2e.conftest import run_cli
+from tests.support.env import process_environment
 
 PR_CAPBSET_DROP = 24
 CAP_DAC_OVERRIDE = 1
@@ -263,19 +264,81 @@ def test_a_read_only_database_file_in_a_writable_folder_stops_the_bot(
             terminal=args == ("run",),  # without a terminal, run wants a token
             preexec_fn=without_permission_override,
         )
-        # SQLite made -wal and -shm beside it, with the file's own read-only mode.
-        side_modes = [
-            (tmp_path / f"klingbot.db-{s}").stat().st_mode & 0o777 for s in ("wal", "shm")
-        ]
+        left = sorted(path.name for path in tmp_path.glob("klingbot.db-*"))
 
-    assert side_modes == [0o444, 0o444]
+    assert left == []  # no read-only -wal or -shm to stop the next start
     assert result.returncode == 2
     assert result.stdout == ""  # no apology in the chat, nothing answered
     assert errors_of(result.stderr) == (
-        f"klingbot: database {db} cannot be written: the file is read-only,"
-        f" klingbot.db-wal is read-only, klingbot.db-shm is read-only. {READ_ONLY_HINT}\n"
+        f"klingbot: database {db} cannot be written: the file is read-only. {READ_ONLY_HINT}\n"
     )
     assert ledger_rows(db) == before  # nothing charged, nothing topped up
+
+
+def test_once_the_file_is_writable_again_the_bot_starts(tmp_path, permission_bits_apply):
+    db = make_database(tmp_path)
+    with read_only(db):
+        refused = run_cli(
+            "console", cwd=tmp_path, stdin="/balance\n", preexec_fn=without_permission_override
+        )
+    assert refused.returncode == 2
+
+    started = run_cli(
+        "console", cwd=tmp_path, stdin="/balance\n", preexec_fn=without_permission_override
+    )
+
+    assert (started.returncode, started.stderr) == (0, "")
+    assert started.stdout == "Your balance: 100 credits (¥10.00).\n"
+
+
+# --- db check only reads ------------------------------------------------------------
+
+
+def test_db_check_reads_a_read_only_database_and_leaves_nothing_behind(
+    tmp_path, permission_bits_apply
+):
+    db = make_database(tmp_path)
+
+    with read_only(db):
+        check = run_cli("db", "check", cwd=tmp_path, preexec_fn=without_permission_override)
+        left = sorted(path.name for path in tmp_path.glob("klingbot.db-*"))
+
+    assert (check.returncode, check.stdout, check.stderr) == (0, "ledger OK\n", "")
+    assert left == []
+    again = run_cli("console", cwd=tmp_path, stdin="/balance\n")
+    assert again.stdout == "Your balance: 100 credits (¥10.00).\n"
+
+
+def test_db_check_on_a_read_only_mount(tmp_path):
+    db = make_database(tmp_path / "state")
+
+    check = run_cli(
+        "db", "check", cwd=tmp_path, env={"KLINGBOT_DB": str(db)}, prefix=read_only_mount(db.parent)
+    )
+
+    assert (check.returncode, check.stdout, check.stderr) == (0, "ledger OK\n", "")
+
+
+def test_db_check_while_the_bot_runs_reads_the_committed_ledger(tmp_path):
+    make_database(tmp_path)
+    console = subprocess.Popen(
+        [sys.executable, "-m", "app", "console"],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=process_environment(),
+    )
+    try:
+        console.stdin.write("/topup me 5\n")
+        console.stdin.flush()
+        assert console.stdout.readline().startswith("Added 5 credits")
+        check = run_cli("db", "check", cwd=tmp_path)
+    finally:
+        console.communicate("")
+
+    assert (check.returncode, check.stdout, check.stderr) == (0, "ledger OK\n", "")
 
 
 def test_a_read_only_file_another_process_has_open_stops_the_bot(tmp_path, permission_bits_apply):
