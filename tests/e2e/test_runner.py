@@ -17,7 +17,7 @@ import pytest
 from bot.providers.base import ContentRefused, OperatorError, ProviderError
 from bot.service import respond_to_action
 from tests.e2e.scripted_provider import FOREVER, Script
-from tests.support.clock import GatedTime
+from tests.support.clock import GatedTime, VirtualTime
 from tests.support.runner_harness import GUARD_S, harness, service
 from tests.support.video import probe
 
@@ -268,6 +268,38 @@ async def test_uploads_refused_for_the_whole_window_end_undeliverable_and_refund
         )
         assert await gen.balance(chat) == "Your balance: 100 credits (¥10.00)."
         assert await gen.audit() == []
+
+
+async def test_a_restart_resumes_the_retries_and_their_window_from_the_row(tmp_path, tiny_clip):
+    provider = service(tiny_clip, Script(progress=()))
+    first = GatedTime()  # the first send fails; the retry waits on the gate until the stop
+    async with harness(tmp_path, provider, time=first) as gen:
+        gen.router.video_failures = 1_000_000
+        chat = gen.chat()
+        await gen.push(chat, "/topup me 100")
+        await gen.order(chat, "a grey kite")
+        await asyncio.wait_for(gen.router.refused.wait(), GUARD_S)
+        await asyncio.wait_for(gen.runner.between_steps(), GUARD_S)
+        job = await gen.job("a grey kite")
+        assert (job.state, job.delivery_attempts) == ("succeeded", 1)
+        assert job.delivery_failing_since == first.now()
+        assert job.delivery_retry_at == first.now() + 5
+
+    # Down for 23 hours; the platform still refuses uploads after the restart.
+    later = VirtualTime(start=first.now() + 23 * 3600)
+    async with harness(tmp_path, provider, time=later) as gen:
+        gen.router.video_failures = 1_000_000
+        gen.chat()
+        await gen.settle()
+
+        job = await gen.job("a grey kite")
+        refused = gen.router.refused_at
+        assert refused[0] == 0  # tried at once after the restart
+        # The window still counts from the first failure: one more hour, not another day.
+        assert 3600 <= refused[-1] <= 3600 + 600
+        assert (job.state, job.delivery) == ("delivered", "undeliverable")
+        assert job.delivery_attempts == 1 + len(refused) - 1  # the last try gave up instead
+        assert await gen.entries(job) == ["hold", "capture"]
 
 
 async def test_send_again_tries_at_once_and_never_sends_a_clip_twice(tmp_path, tiny_clip):
