@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
+from app import arguments
 from app.bootstrap import open_core
 from app.lease import FileRunnerLease
 from app.logs import setup_logging
@@ -30,8 +31,8 @@ from app.serve import (
     watch_discord,
     watch_telegram,
 )
-from bot.access import LOCAL_OPERATOR, resolve_user
-from bot.catalog import BASE_DURATION, DURATIONS
+from bot.access import resolve_user
+from bot.catalog import BASE_DURATION
 from bot.commands import Balance, Caller
 from bot.deps import Deps
 from bot.errors import StorageUnavailable, UserError
@@ -47,41 +48,6 @@ log = logging.getLogger("klingbot")
 
 DESCRIPTION = "klingbot: run the bot, open the console chat, print prices, manage wallets offline."
 USER_HELP = "me (the local operator), @username, an id, or platform:id (e.g. telegram:12345)"
-LANG_HELP = "en or zh-CN (default: from $LANG)"
-LANGUAGES = ("en", "zh-CN")
-
-
-def _language(value: str) -> str:
-    """``--lang``: a tag of a language the bot speaks (``en``, ``en-GB``, ``zh``, ``zh_CN``)."""
-    if value.strip().lower().replace("_", "-").startswith(("en", "zh")):
-        return value
-    raise argparse.ArgumentTypeError(
-        f"{value[:24]!r} is not a language klingbot speaks: {' or '.join(LANGUAGES)}"
-    )
-
-
-def _console_user(value: str) -> str:
-    """``--as``: a console user's name; never empty, and never the local operator."""
-    if not value.strip() or any(c.isspace() or c == ":" for c in value) or len(value) > 64:
-        raise argparse.ArgumentTypeError(
-            f"{value[:24]!r}: name a user, in one word without ':' (up to 64 characters);"
-            " leave --as out to chat as the local operator"
-        )
-    if value == LOCAL_OPERATOR.id:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is the local operator (a moderator): leave --as out to chat as them"
-        )
-    return value
-
-
-def _duration(value: str) -> int:
-    """A clip length as chat takes it: ``10`` or ``10s``."""
-    seconds = value.lower().removesuffix("s")
-    if seconds.isascii() and seconds.isdigit() and int(seconds) in DURATIONS:
-        return int(seconds)
-    raise argparse.ArgumentTypeError(
-        f"clips last {' or '.join(str(d) for d in DURATIONS)} seconds, not {value[:16]!r}"
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,14 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     console = commands.add_parser("console", help="chat with the bot in this terminal")
     console.add_argument(
-        "--as", dest="user", type=_console_user, help="chat as another (non-moderator) console user"
+        "--as",
+        dest="user",
+        type=arguments.console_user,
+        help="chat as another (non-moderator) console user",
     )
-    console.add_argument("--lang", type=_language, help=LANG_HELP)
+    console.add_argument("--lang", type=arguments.language, help=arguments.LANG_HELP)
 
     price_cmd = commands.add_parser("price", help="print the price table and exit")
-    price_cmd.add_argument("clip", nargs="?", type=_duration, metavar="5|10", help="seconds")
-    price_cmd.add_argument("-d", "--duration", type=_duration, help="5 or 10 seconds (5)")
-    price_cmd.add_argument("--lang", type=_language, help=LANG_HELP)
+    price_cmd.add_argument(
+        "clip", nargs="?", type=arguments.duration, metavar="5|10", help="seconds"
+    )
+    price_cmd.add_argument("-d", "--duration", type=arguments.duration, help="5 or 10 seconds (5)")
+    price_cmd.add_argument("--lang", type=arguments.language, help=arguments.LANG_HELP)
 
     wallet = commands.add_parser("wallet", help="wallet operations for operators, offline")
     wallet_commands = wallet.add_subparsers(dest="wallet_command", required=True)
@@ -118,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = wallet_commands.add_parser("export", help="every ledger entry, for accounting")
     export.add_argument("--csv", action="store_true", help="CSV (the only format, the default)")
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
-    export.add_argument("--lang", type=_language, help="language of the bot's reasons: en or zh-CN")
+    export.add_argument(
+        "--lang", type=arguments.language, help="language of the bot's reasons: en or zh-CN"
+    )
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
