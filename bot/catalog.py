@@ -121,4 +121,4 @@ DEFAULT_TIERS: dict[str, dict[str, object]] = {
         "expected_wait_s": 200,
     },
 }
-"""The Kling 2.1 tier table of DESIGN.md; operators override fields in their TOML config."""
+"""The Kling 2.1 tier table of README.md; operators override fields in their TOML config."""

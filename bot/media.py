@@ -3,7 +3,7 @@
 Everything here is pure: the image arrives as bytes and is decoded in memory,
 and every problem becomes a :class:`~bot.errors.UserError` whose key names a
 message in the catalogs (``image.*``, ``prompt.*``, ``negative.*``), never a
-traceback. The limits are Kling 2.1's input rules (see DESIGN.md).
+traceback. The limits are Kling 2.1's input rules (README.md, "Commands").
 
 The image is judged by its content, never by its name: the first bytes decide
 the format, and only JPEG and PNG pass. The cheap checks run first (size in

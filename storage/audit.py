@@ -1,4 +1,4 @@
-"""The ledger invariants of DESIGN.md, checked with SQL over the whole database.
+"""The ledger invariants (docs/ARCHITECTURE.md, "The ledger"), checked in SQL over the database.
 
 ``klingbot db check`` runs it; the tests run it after every scenario.
 """
@@ -11,7 +11,7 @@ from storage.database import Database
 
 
 async def audit(database: Database) -> list[str]:
-    """Check the ledger invariants of DESIGN.md; return one line per violation (empty: all good).
+    """Check the ledger invariants; return one line per violation (empty: all good).
 
     - every wallet's balance and held credits equal the sums of its entries;
     - every wallet's held credits equal its open holds, and every hold its hold entry;

@@ -3,7 +3,7 @@
 Hypothesis drives top-ups, holds, captures, releases and adjustments, with
 keys and hold ids drawn from small pools so that retries, double clicks and
 late callbacks happen all the time. After every step the database must agree
-with a plain Python model, and the ledger invariants of DESIGN.md must hold,
+with a plain Python model, and the ledger invariants of docs/ARCHITECTURE.md must hold,
 checked with SQL written here (not only through ``audit()``).
 """
 
