@@ -3,6 +3,8 @@
 Each field of :class:`bot.settings.Settings` becomes one row: its
 environment variable (the first alias, else ``KLINGBOT_`` and the name), its
 key in the TOML file, its default and its meaning (the field's docstring).
+A second table lists the environment variables read outside the settings
+model (``LC_ALL``, ``LANG``), from :data:`OTHER_VARIABLES`.
 A test regenerates the document and compares it with the file, so a setting
 added without a docstring, or a document edited by hand, fails the build.
 """
@@ -46,6 +48,24 @@ SPECIAL_DEFAULTS = {
 
 ENV_ONLY = {"config"}
 """Read from the environment only (the file cannot name itself)."""
+
+OTHER_VARIABLES = {
+    "LC_ALL": "The language of `klingbot console` and of the command line's messages (`price`, "
+    "`wallet`) when `--lang` is not given: a value starting with `zh` (`zh_CN.UTF-8`) picks "
+    "Simplified Chinese, anything else English. Members on Telegram and Discord read their "
+    "platform's language instead.",
+    "LANG": "The same, when `LC_ALL` is not set.",
+}
+"""Environment variables klingbot reads that are not settings (no TOML key, no validation)."""
+
+OTHER_HEADER = """
+## Other environment variables
+
+Read by the command line, not by the settings model: they have no TOML key.
+
+| environment | meaning |
+|---|---|
+"""
 
 
 class UndocumentedSetting(Exception):
@@ -98,7 +118,8 @@ def render() -> str:
             f"| `{env_name(name, field)}` | {toml} | {default_text(name, field)} "
             f"| {_cell(field.description)} |"
         )
-    return HEADER + "\n".join(rows) + "\n"
+    others = [f"| `{name}` | {meaning} |" for name, meaning in OTHER_VARIABLES.items()]
+    return HEADER + "\n".join(rows) + "\n" + OTHER_HEADER + "\n".join(others) + "\n"
 
 
 def write(path: Path = DOCUMENT) -> None:
