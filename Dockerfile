@@ -33,7 +33,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     KLINGBOT_DB=/data/klingbot.db \
     KLINGBOT_DATA_DIR=/data \
-    KLINGBOT_METRICS_LISTEN=0.0.0.0:9464
+    KLINGBOT_METRICS_LISTEN=0.0.0.0:9464 \
+    KLING_CALLBACK_LISTEN=0.0.0.0:8090
 
 RUN groupadd --system --gid 10001 klingbot \
     && useradd --system --uid 10001 --gid klingbot --home-dir /data --no-create-home \
@@ -46,8 +47,9 @@ COPY --from=build /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
-# /metrics and /healthz (KLINGBOT_METRICS_LISTEN; set it empty to switch them off)
-EXPOSE 9464
+# /metrics and /healthz (KLINGBOT_METRICS_LISTEN; set it empty to switch them off); the
+# Telegram webhook (TELEGRAM_WEBHOOK_LISTEN's default) and Kling callbacks, when they are set
+EXPOSE 9464 8080 8090
 
 # klingbot run stops on SIGTERM within 8 s: no new updates, in-flight answers finish,
 # jobs stay in the database and resume at the next start.
