@@ -290,6 +290,8 @@ async def _serve(settings: Settings) -> int:
                     return started
                 watched.add(started)
             # Every adapter's outbox is registered: resumed jobs can reach their chats.
+            # Presses taken since open_core loaded the queue wait in it behind
+            # them; each job is launched here or later, once (JobRunner.load).
             await deps.generation.runner.start()
             adapters.push_async_callback(deps.generation.runner.stop)  # before adapters close
             for stop_intake in served.stop_intake:  # first of all: no new updates

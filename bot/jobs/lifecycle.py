@@ -133,39 +133,47 @@ class JobLifecycle:
             raise
         except Exception:
             log.exception("job %s failed inside the runner", job_id)
-            watch = None
-            await self._after_error(job_id)
+            watch = await self._after_error(job_id)
         if watch is None:
             current = await self.reload_quietly(job_id)
             if current is None or current.state in TERMINAL:
                 self._on_settled(job_id)
         return watch
 
-    async def _after_error(self, job_id: str) -> None:
+    async def _after_error(self, job_id: str) -> Watch | None:
         """A step raised: end the job here and now, retrying through storage errors.
 
         A job the provider was making (or had not started) is failed and its
         credits released, its task at the provider cancelled first; a job
-        whose clip is made is delivered. If that fails too (the store is
-        down), it is tried again after a backoff (capped at about a minute)
-        until it works or the runner stops, so no paid job waits for the
-        next restart to be released or delivered.
+        whose clip is made is delivered. A job that was sent but whose task
+        was never stored is looked up at the provider first (:meth:`last_look`):
+        a task found is followed (the watch is returned), not refunded. If
+        any of this fails too (the store is down), it is tried again after a
+        backoff (capped at about a minute) until it works or the runner
+        stops, so no paid job waits for the next restart.
         """
         attempt = 0
         while True:
             try:
                 current = await self.store.get_job(job_id)
                 if current is None or current.state in TERMINAL:
-                    return
+                    return None
                 if current.state == "succeeded":
                     await self.delivery.deliver(current)
-                    return
+                    return None
+                if current.state == "held" and current.attempts > 0:
+                    found = await self.last_look(current)
+                    if found is not None:
+                        moved = await self._record_submit(current, found)
+                        if moved is not None:
+                            return await self._poll(self._watch(moved))
+                        continue
                 if current.task_id and current.state in ("submitted", "running"):
                     await self.provider_cancel(current.task_id)
                 await self.finish_failed(
                     current, current.state, "failure.internal", kind="internal"
                 )
-                return
+                return None
             except _Stop:  # it moved meanwhile: look again
                 continue
             except Exception:
@@ -216,24 +224,41 @@ class JobLifecycle:
         if self._alerts:
             log.warning("the provider accepts jobs again")
             self._alerts.clear()
-        now = self.clock.now()
-        try:
-            moved = await self.store.transition(
-                job.job_id,
-                ("held",),
-                "submitted",
-                now=now,
-                task_id=task_id,
-                submitted_at=now,
-            )
-        except Exception:
-            # The task id is not stored: stop the task before the job is released.
-            await self.provider_cancel(task_id)
-            raise
+        moved = await self._record_submit(job, task_id)
         if moved is None:  # cancelled while submitting
             await self.provider_cancel(task_id)
             raise _Stop
         return moved
+
+    async def _record_submit(self, job: Job, task_id: str) -> Job | None:
+        """Store the task the provider made: retried, since the provider renders (and bills) it.
+
+        If the store keeps failing, a provider that can stop tasks is told
+        to stop this one before the error goes on (and the job is released);
+        one that cannot is asked for it again when the job is released
+        (:meth:`_after_error`).
+        """
+        attempt = 0
+        while True:
+            attempt += 1
+            now = self.clock.now()
+            try:
+                return await self.store.transition(
+                    job.job_id, ("held",), "submitted", now=now, task_id=task_id, submitted_at=now
+                )
+            except Exception as error:
+                if attempt >= self.settings.submit_attempts:
+                    if self.provider.stops_tasks:
+                        await self.provider_cancel(task_id)
+                    raise
+                log.warning(
+                    "task %s of job %s not stored (attempt %d): %s",
+                    task_id,
+                    job.job_id,
+                    attempt,
+                    error,
+                )
+                await self._backoff(attempt)
 
     async def last_look(self, job: Job, attempt: int | None = None) -> str | None:
         """Before a job that was sent is refunded: the provider's task for it, if it has one.

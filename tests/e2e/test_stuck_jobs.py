@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from bot.jobs.model import TERMINAL
-from bot.providers.base import ProviderError
+from bot.providers.base import GenerationRequest, ProviderError
 from storage.jobs import SqliteJobStore
-from tests.e2e.scripted_provider import Script
+from tests.e2e.scripted_provider import Script, ScriptedProvider
 from tests.support.runner_harness import harness, service
 
 PROMPT = "a robot waves"
@@ -73,7 +73,8 @@ class FullDiskStore(SqliteJobStore):
 # step, failures in a row, the provider's script, and how the job must end
 CASES = [
     ("admit", 1, None, "delivered"),
-    ("submit", 1, None, "refunded"),
+    ("submit", 1, None, "delivered"),  # the task is stored on the second try
+    ("submit", 5, None, "refunded"),  # never stored: the task is stopped, the job released
     ("capture", 1, None, "refunded"),
     ("release", 1, Script(fail_with=ProviderError("render crashed")), "refunded"),
     # the failure handler's own release fails too
@@ -122,7 +123,7 @@ async def test_a_storage_failure_at_a_step_still_ends_the_job_in_the_running_pro
             assert clips == []
             [*_, last] = await gen.status(PROMPT)
             assert "20 credits (¥2.00) went back to your wallet." in last.text
-        if step == "submit":  # the service had the task: it was told to stop
+        if ending == "refunded" and step == "submit":  # the service had it: told to stop
             assert provider.cancel_calls == list(provider.tasks)
         assert await gen.audit() == []
 
@@ -149,4 +150,36 @@ async def test_a_storage_failure_at_the_hold_charges_nothing_and_the_press_works
         assert job.state == "delivered"
         assert await gen.entries(job) == ["hold", "capture"]
         assert await gen.balance(chat) == "Your balance: 80 credits (¥8.00)."
+        assert await gen.audit() == []
+
+
+class CannotStopTasks(ScriptedProvider):
+    """A service like Kling: a task it made cannot be stopped, and it can be looked up."""
+
+    stops_tasks = False
+
+    async def find(self, request: GenerationRequest) -> str | None:
+        task_id = f"task-{request.external_id}"
+        return task_id if task_id in self.tasks else None
+
+
+async def test_a_task_that_could_not_be_stored_is_followed_when_the_service_bills_it(
+    tmp_path, tiny_clip
+):
+    """The store never takes the task id; the service cannot stop it: the clip is made and paid."""
+    provider = CannotStopTasks(tiny_clip)
+    async with harness(
+        tmp_path, provider, store=lambda wired: FullDiskStore(wired.db, "submit", 5)
+    ) as gen:
+        chat = gen.chat()
+        await gen.push(chat, "/topup me 100")
+        await gen.order(chat, PROMPT)
+        await gen.settle()
+
+        job = await gen.job(PROMPT)
+        assert (job.state, job.task_id) == ("delivered", f"task-{job.job_id}")
+        assert provider.cancel_calls == [] and provider.submit_calls == [job.job_id]
+        assert await gen.entries(job) == ["hold", "capture"]
+        assert await gen.balance(chat) == "Your balance: 80 credits (¥8.00)."
+        assert len([s for s in gen.router.shown if s.video is not None]) == 1
         assert await gen.audit() == []
