@@ -316,7 +316,9 @@ class Settings(BaseSettings):
     """``host:port`` the callback server listens on when ``kling_callback_url`` is set.
 
     This machine only by default: put the HTTPS proxy that serves the callback URL in
-    front of it (or listen on ``0.0.0.0:8090`` when the proxy runs elsewhere)."""
+    front of it (or listen on ``0.0.0.0:8090`` when the proxy runs elsewhere). The Docker
+    image listens on ``0.0.0.0:8090``; compose publishes it where
+    ``KLINGBOT_CALLBACK_PUBLISH`` says."""
     kling_timeouts_s: dict[str, float] = Field(
         default_factory=lambda: dict(KLING_TIMEOUTS_S),
         validation_alias=AliasChoices("KLING_TIMEOUTS_S", "kling_timeouts_s"),
