@@ -52,7 +52,7 @@ async def test_a_second_runner_on_a_database_refuses_in_one_line(tmp_path):
             run_cli, "wallet", "balance", "console:local", cwd=tmp_path, env=overrides
         )
         assert wallet.returncode == 0, wallet.stderr
-        assert "(console:local): 100 credits (¥10.00)." in wallet.stdout
+        assert "Your balance: 100 credits (¥10.00)." in wallet.stdout
 
         first.stdin.close()  # end of input: the console exits and lets the lease go
         assert await asyncio.wait_for(first.wait(), 60) == 0

@@ -514,7 +514,7 @@ async def test_a_console_killed_mid_generation_delivers_the_clip_when_started_ag
         run_cli, "wallet", "balance", "console:local", cwd=tmp_path, env=overrides
     )
     assert wallet.returncode == 0, wallet.stderr
-    assert "(console:local): 65 credits (¥6.50)." in wallet.stdout, wallet.stdout
+    assert "Your balance: 65 credits (¥6.50)." in wallet.stdout, wallet.stdout
 
 
 async def test_a_console_killed_again_and_again_delivers_every_paid_job(tmp_path):
@@ -559,7 +559,7 @@ async def test_a_console_killed_again_and_again_delivers_every_paid_job(tmp_path
     wallet = await asyncio.to_thread(
         run_cli, "wallet", "balance", "console:local", cwd=tmp_path, env=overrides
     )
-    assert "(console:local): 140 credits (¥14.00)." in wallet.stdout, wallet.stdout
+    assert "Your balance: 140 credits (¥14.00)." in wallet.stdout, wallet.stdout
     clips = sorted((tmp_path / "klingbot-data" / "clips").glob("*.mp4"))
     assert sorted(path.name[:8] for path in clips) == sorted(paid)
     for path in clips:
