@@ -65,4 +65,4 @@ async def test_ctrl_c_ends_the_console_within_2_s_and_the_job_resumes_at_the_nex
     balance = await asyncio.to_thread(
         run_cli, "wallet", "balance", "console:local", cwd=tmp_path, env={"KLINGBOT_DB": str(db)}
     )
-    assert "(console:local): 80 credits (¥8.00)." in balance.stdout
+    assert balance.stdout == "Your balance: 80 credits (¥8.00).\n"  # the CLI operator is console:local
