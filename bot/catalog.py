@@ -35,6 +35,12 @@ class Tier:
         """The tier's display name in ``locale`` (zh-CN or English)."""
         return self.name_zh if locale == "zh-CN" else self.name_en
 
+    def expected_wait(self, duration_s: int) -> int:
+        """Seconds a clip of ``duration_s`` is expected to take: ``expected_wait_s`` per 5 s."""
+        if duration_s not in DURATIONS:
+            raise ValueError(f"unsupported duration {duration_s!r}")
+        return self.expected_wait_s * duration_s // BASE_DURATION
+
     def price(self, duration_s: int) -> int:
         """Credits for one clip of ``duration_s`` seconds (5 or 10)."""
         if duration_s not in DURATIONS:

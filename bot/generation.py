@@ -194,7 +194,7 @@ async def _quote_reply(quote: Quote, caller: Caller, deps: Deps) -> Reply:
                     tier=TierName(tier),
                     resolution=f"{tier.resolution}p",
                     money=deps.money(price),
-                    wait=Wait(generation.waits.seconds(tier.key)),
+                    wait=Wait(generation.waits.seconds(tier.key, quote.duration_s)),
                 ),
                 f"tier:{quote.quote_id}:{tier.key}",
             )
@@ -281,7 +281,7 @@ def new_job(quote: Quote, tier: Tier, deps: Deps) -> Job:
         resolution=tier.resolution,
         duration_s=quote.duration_s,
         price=tier.price(quote.duration_s),
-        expected_wait_s=tier.expected_wait_s,
+        expected_wait_s=tier.expected_wait(quote.duration_s),
         prompt=quote.prompt,
         negative_prompt=quote.negative_prompt,
         image_path=quote.image_path,

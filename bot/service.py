@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from bot import generation
@@ -115,17 +115,29 @@ async def _open_wallet(caller: Caller, deps: Deps) -> Wallet:
 # --- handlers ----------------------------------------------------------------
 
 
-def price_table(catalog: Catalog, duration_s: int, money: Callable[[int], Money]) -> list[Text]:
-    """The price lines for ``duration_s`` clips: a header and one row per tier."""
+def price_table(
+    catalog: Catalog,
+    duration_s: int,
+    money: Callable[[int], Money],
+    waits: Sequence[int] | None = None,
+) -> list[Text]:
+    """The price lines for ``duration_s`` clips: a header and one row per tier.
+
+    ``waits`` are the tiers' expected waits in seconds, in catalog order (a
+    running bot's :class:`~bot.jobs.waits.ExpectedWaits`); without them, the
+    configured waits for this clip length.
+    """
+    if waits is None:
+        waits = tuple(tier.expected_wait(duration_s) for tier in catalog.tiers)
     lines = [text("price.header", duration=duration_s, rate=catalog.credits_per_yuan)]
-    for tier in catalog.tiers:
+    for tier, wait in zip(catalog.tiers, waits, strict=True):
         lines.append(
             text(
                 "price.row",
                 tier=TierName(tier),
                 resolution=f"{tier.resolution}p",
                 money=money(tier.price(duration_s)),
-                wait=Wait(tier.expected_wait_s),
+                wait=Wait(wait),
                 input=text("price.needs_image" if tier.requires_image else "price.image_or_text"),
             )
         )
@@ -133,14 +145,17 @@ def price_table(catalog: Catalog, duration_s: int, money: Callable[[int], Money]
 
 
 @functools.lru_cache(maxsize=16)
-def _price_reply_parts(catalog: Catalog, duration_s: int) -> tuple[tuple[Text, ...], Button]:
-    """The lines and button of /price every member sees alike, made once per catalog.
+def _price_reply_parts(
+    catalog: Catalog, duration_s: int, waits: tuple[int, ...]
+) -> tuple[tuple[Text, ...], Button]:
+    """The lines and button of /price every member sees alike, made once per catalog and waits.
 
-    Keyed by the catalog itself (its tiers and rate), so a catalog with other
-    prices gets its own table; the same Text objects each time also let the
-    translators find them rendered already.
+    Keyed by the catalog itself (its tiers and rate) and the expected waits,
+    so a catalog with other prices, or waits that moved, gets its own table;
+    the same Text objects each time also let the translators find them
+    rendered already.
     """
-    lines = price_table(catalog, duration_s, lambda credits: _money(catalog, credits))
+    lines = price_table(catalog, duration_s, lambda credits: _money(catalog, credits), waits)
     other = 10 if duration_s == BASE_DURATION else BASE_DURATION
     return tuple(lines), Button(text("price.button", duration=other), f"price:{other}")
 
@@ -154,14 +169,16 @@ PRICE_REPLIES_KEPT = 1024
 
 
 @functools.lru_cache(maxsize=PRICE_REPLIES_KEPT)
-def _price_reply(catalog: Catalog, duration_s: int, balance: int | None) -> Reply:
+def _price_reply(
+    catalog: Catalog, duration_s: int, waits: tuple[int, ...], balance: int | None
+) -> Reply:
     """The whole /price reply for a wallet holding ``balance`` credits (None: no wallet).
 
     A pure function of its arguments, so members whose balances are equal
     (everyone who has not spent their welcome credits yet) share one reply
     object, which the translators then find rendered already.
     """
-    table, button = _price_reply_parts(catalog, duration_s)
+    table, button = _price_reply_parts(catalog, duration_s, waits)
     lines = list(table)
     if balance is not None:
         affordable = catalog.clips_affordable(balance, duration_s)
@@ -184,7 +201,16 @@ async def price(command: Price, caller: Caller, deps: Deps, _request_id: str | N
     """
     duration = command.duration_s or BASE_DURATION
     wallet = await deps.ledger.wallet(caller.user)
-    return [_price_reply(deps.catalog, duration, wallet.balance if wallet is not None else None)]
+    balance = wallet.balance if wallet is not None else None
+    return [_price_reply(deps.catalog, duration, _waits(deps, duration), balance)]
+
+
+def _waits(deps: Deps, duration_s: int) -> tuple[int, ...]:
+    """The tiers' expected waits, as quotes show them: this deployment's, at its time scale."""
+    tiers = deps.catalog.tiers
+    if deps.generation is None:  # no runner (wallet commands): the configured waits
+        return tuple(tier.expected_wait(duration_s) for tier in tiers)
+    return tuple(deps.generation.waits.seconds(tier.key, duration_s) for tier in tiers)
 
 
 async def balance(

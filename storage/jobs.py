@@ -335,15 +335,15 @@ class SqliteJobStore(JobStore):
             )
         return [_job(row) for row in rows]
 
-    async def recent_durations(self, tier: str, limit: int) -> list[int]:
-        """Start-to-finish seconds of the tier's newest successful jobs."""
+    async def recent_durations(self, tier: str, limit: int) -> list[tuple[int, int]]:
+        """(start-to-finish seconds, clip seconds) of the tier's newest successful jobs."""
         rows = await self.db.read(
-            "SELECT finished_at - started_at AS seconds FROM jobs"
+            "SELECT finished_at - started_at AS seconds, duration_s FROM jobs"
             " WHERE tier = ? AND state IN ('succeeded', 'delivered') AND started_at IS NOT NULL"
             " AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
             (tier, limit),
         )
-        return [row["seconds"] for row in rows]
+        return [(row["seconds"], row["duration_s"]) for row in rows]
 
     async def inputs_to_remove(self, *, now: int, finished_before: int, limit: int) -> list[str]:
         """Paths no open quote, unfinished job or recently finished job names."""

@@ -12,6 +12,9 @@ answered by the bot (``already chosen``, ``expired``, ``finished``) until the
 next command frees it. Lines come from any async iterator, so the same class
 serves a terminal, a pipe and the end-to-end tests.
 
+Where the core's wording is Telegram's ("send a photo with /gen"), the console
+shows its own (:data:`CONSOLE_LINES`: ``sample`` or a file path).
+
 The chat is also the console's :class:`~bot.ports.Outbox`: job status
 messages and finished clips arrive through it while you type, and a clip
 prints as the path of its MP4 file.
@@ -23,7 +26,7 @@ import getpass
 import itertools
 import os
 from collections.abc import AsyncIterable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -35,7 +38,7 @@ from bot.i18n import Translator, resolve_locale
 from bot.media import MAX_IMAGE_BYTES
 from bot.parsing import parse_action, split_gen
 from bot.ports import Outbox
-from bot.replies import Reply, say
+from bot.replies import Reply, Text, say
 from bot.service import respond, respond_to_action, respond_to_text
 
 LOCAL_USER = LOCAL_OPERATOR.id
@@ -43,6 +46,24 @@ LOCAL_USER = LOCAL_OPERATOR.id
 
 SAMPLE = "sample"
 """``/gen sample <prompt>`` uses the picture shipped with the bot."""
+
+CONSOLE_LINES = {
+    "help.user_commands": "console.help_user",
+    "quote.needs_image_omitted": "console.needs_image_omitted",
+}
+"""Core messages written for Telegram's photos, and their console wording (``sample``, a path)."""
+
+
+def for_console(reply: Reply) -> Reply:
+    """``reply`` with the console's wording where it differs from the core's."""
+    if not any(line.key in CONSOLE_LINES for line in reply.lines):
+        return reply
+    lines = tuple(
+        Text(CONSOLE_LINES[line.key], line.params) if line.key in CONSOLE_LINES else line
+        for line in reply.lines
+    )
+    return replace(reply, lines=lines)
+
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".bmp", ".tif", ".tiff")
 
@@ -241,7 +262,7 @@ class ConsoleChat(Outbox):
 
     def _show(self, reply: Reply, *, replace: str | None = None) -> str:
         """Print a message, or a new version of message ``replace``; return its id."""
-        rendered = self.translate.reply(reply)
+        rendered = self.translate.reply(for_console(reply))
         if replace is not None:
             message = replace
             self.write(f"~ message {message} edited:")

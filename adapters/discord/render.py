@@ -3,8 +3,8 @@
 Text goes out as written: no member's words can ping anyone, because the
 client's default ``allowed_mentions`` is none (only a finished clip mentions
 its requester, explicitly). The core's ``/help`` lines describe the chat-text
-commands of the console and Telegram; on Discord they are swapped for lines
-describing the slash commands' options.
+commands of Telegram; on Discord they (and the text-only quote's hint to add
+an image) are swapped for lines describing the slash commands' options.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ MAX_CONTENT = 2000
 _DISCORD_LINES = {
     "help.user_commands": "discord.help_user",
     "help.moderator_commands": "discord.help_moderator",
+    "quote.needs_image_omitted": "discord.needs_image_omitted",
 }
 """Core messages that read differently with slash commands."""
 

@@ -283,7 +283,7 @@ class JobLifecycle:
         """Start watching a submitted job: its deadline counts from when it started."""
         started = self._monotonic()
         elapsed_before = max(0, self.clock.now() - (job.started_at or job.submitted_at or 0))
-        expected = self.waits.seconds(job.tier)
+        expected = self.waits.seconds(job.tier, job.duration_s)
         limit = self.settings.tier_timeouts_s.get(job.tier)
         if limit is not None:  # the provider's own total timeout for the tier
             deadline = started + self._scaled(limit) - elapsed_before
@@ -437,7 +437,7 @@ class JobLifecycle:
         if moved is None:
             raise _Stop
         if moved.started_at is not None:
-            self.waits.record(moved.tier, now - moved.started_at)
+            self.waits.record(moved.tier, now - moved.started_at, moved.duration_s)
         elapsed = now - (moved.started_at or moved.submitted_at or now)
         await self.board.show(moved, status.done(moved, self.catalog, elapsed), force=True)
         return moved

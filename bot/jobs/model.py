@@ -69,7 +69,8 @@ class Job:
     duration_s: int
     price: int
     expected_wait_s: int
-    """The tier's configured wait (the provider scales it; status messages use ExpectedWaits)."""
+    """The tier's configured wait for this clip length (the provider scales it; status messages
+    use ExpectedWaits)."""
     prompt: str
     negative_prompt: str
     image_path: str | None

@@ -137,8 +137,8 @@ class JobStore(ABC):
         """A user's newest jobs (everyone's if ``user`` is None)."""
 
     @abstractmethod
-    async def recent_durations(self, tier: str, limit: int) -> list[int]:
-        """Seconds from start to finish of the tier's last successful jobs."""
+    async def recent_durations(self, tier: str, limit: int) -> list[tuple[int, int]]:
+        """(seconds from start to finish, clip seconds) of the tier's last successful jobs."""
 
     @abstractmethod
     async def inputs_to_remove(self, *, now: int, finished_before: int, limit: int) -> list[str]:

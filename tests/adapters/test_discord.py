@@ -26,15 +26,16 @@ from tests.adapters.discord_standin import (
 from tests.e2e.scripted_provider import Script, ScriptedProvider, render_tiny_clip
 from tests.e2e.video import probe
 
+# The test bots run at a tiny time scale: /price shows the waits they really have.
 PRICE_EN = """Kling 2.1 prices for a 5 s clip (10 credits = ¥1):
-• Standard · 720p · 20 credits (¥2.00) · ~45 s · needs an image
-• High Quality · 1080p · 35 credits (¥3.50) · ~1 min · needs an image
-• Master · 1080p · 100 credits (¥10.00) · ~3 min · image or text only"""
+• Standard · 720p · 20 credits (¥2.00) · ~1 s · needs an image
+• High Quality · 1080p · 35 credits (¥3.50) · ~1 s · needs an image
+• Master · 1080p · 100 credits (¥10.00) · ~1 s · image or text only"""
 
 PRICE_ZH = """可灵 2.1 价格（5 秒视频，10 灵感值 = ¥1）：
-• 标准 · 720p · 20 灵感值（¥2.00） · 约 45 秒 · 需要图片
-• 高品质 · 1080p · 35 灵感值（¥3.50） · 约 1 分钟 · 需要图片
-• 大师 · 1080p · 100 灵感值（¥10.00） · 约 3 分钟 · 图片或纯文字均可"""
+• 标准 · 720p · 20 灵感值（¥2.00） · 约 1 秒 · 需要图片
+• 高品质 · 1080p · 35 灵感值（¥3.50） · 约 1 秒 · 需要图片
+• 大师 · 1080p · 100 灵感值（¥10.00） · 约 1 秒 · 图片或纯文字均可"""
 
 NOT_MODERATOR = "Only moderators can do that."
 
@@ -180,7 +181,7 @@ async def test_topup_needs_a_moderator(tmp_path, api, guild):
 
 PROMPT = "一个金属机器人专注地弹奏黑色钢琴，围绕主体运镜"
 NEEDS_IMAGE = (
-    "Standard and High Quality start from an image: send /gen with a photo to use them."
+    "Standard and High Quality start from an image: add one in /gen's image option to use them."
     " Master also works from text alone."
 )
 NOT_YOURS = "This is not your quote. Send /gen to get your own."
@@ -534,3 +535,30 @@ async def _thread_and_dm(bot, api, guild):
     assert answer.channel is carol.dm_channel and answer.content == PRICE_EN
     refused = await bot.answered(carol.slash("topup", {"user": carol, "credits": 5}))
     assert refused.content == NOT_MODERATOR
+
+
+@pytest.mark.parametrize(
+    ("locale", "gen_line", "needs_image"),
+    [
+        (
+            "en-US",
+            "/gen prompt [image] [duration] [negative] — with a picture: quote every tier, then"
+            " make the video (a prompt alone: Master only)",
+            NEEDS_IMAGE,
+        ),
+        (
+            "zh-CN",
+            "/gen 提示词 [图片] [时长] [反向提示词] — 附上图片：为每个档位报价，然后生成视频（只有提示词时仅提供大师档）",
+            "标准和高品质需要一张图片：在 /gen 的 image 选项中添加一张即可使用。大师档也可以只用文字。",
+        ),
+    ],
+)
+async def test_help_and_a_text_only_quote_speak_of_slash_options(
+    bot, guild, locale, gen_line, needs_image
+):
+    lin = guild.add_member("lin", locale=locale)
+    help_ = await bot.answered(lin.slash("help"))
+    assert gen_line in help_.content.splitlines()
+    assert "sample" not in help_.content and "caption" not in help_.content
+    quote = await bot.answered(lin.slash("gen", {"prompt": "a paper boat"}))
+    assert needs_image in quote.content.splitlines()

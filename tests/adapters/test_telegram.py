@@ -32,15 +32,16 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # Telegram's name for it (Bot
 
 PROMPT = "一个金属机器人专注地弹奏黑色钢琴，围绕主体运镜"
 
+# The test bots run at a tiny time scale: /price shows the waits they really have.
 PRICE_EN = """Kling 2.1 prices for a 5 s clip (10 credits = ¥1):
-• Standard · 720p · 20 credits (¥2.00) · ~45 s · needs an image
-• High Quality · 1080p · 35 credits (¥3.50) · ~1 min · needs an image
-• Master · 1080p · 100 credits (¥10.00) · ~3 min · image or text only"""
+• Standard · 720p · 20 credits (¥2.00) · ~1 s · needs an image
+• High Quality · 1080p · 35 credits (¥3.50) · ~1 s · needs an image
+• Master · 1080p · 100 credits (¥10.00) · ~1 s · image or text only"""
 
 PRICE_ZH = """可灵 2.1 价格（5 秒视频，10 灵感值 = ¥1）：
-• 标准 · 720p · 20 灵感值（¥2.00） · 约 45 秒 · 需要图片
-• 高品质 · 1080p · 35 灵感值（¥3.50） · 约 1 分钟 · 需要图片
-• 大师 · 1080p · 100 灵感值（¥10.00） · 约 3 分钟 · 图片或纯文字均可"""
+• 标准 · 720p · 20 灵感值（¥2.00） · 约 1 秒 · 需要图片
+• 高品质 · 1080p · 35 灵感值（¥3.50） · 约 1 秒 · 需要图片
+• 大师 · 1080p · 100 灵感值（¥10.00） · 约 1 秒 · 图片或纯文字均可"""
 
 NOT_YOURS = "This is not your quote. Send /gen to get your own."
 
@@ -91,7 +92,7 @@ async def test_price_in_english_and_chinese(telegram):
         edit.params["text"].splitlines()[0] == "Kling 2.1 prices for a 10 s clip (10 credits = ¥1):"
     )
     assert (
-        "• High Quality · 1080p · 70 credits (¥7.00) · ~1 min · needs an image"
+        "• High Quality · 1080p · 70 credits (¥7.00) · ~1 s · needs an image"
         in (edit.params["text"])
     )
     assert buttons(edit) == [("Show 5 s prices", "price:5")]
@@ -327,7 +328,7 @@ async def test_a_text_only_gen_offers_only_master(telegram):
     quote = await api.wait_for("sendMessage", chat_id=1002)
     assert quote.params["text"] == (
         "🎬 10 秒视频报价：“一只猫在月球上跳舞”。请选择档位：\n"
-        "标准和高品质需要一张图片：发送 /gen 时附上照片即可使用。大师档也可以只用文字。\n"
+        "标准和高品质需要一张图片：发送照片，并把 /gen 和提示词写在说明文字里即可使用。大师档也可以只用文字。\n"
         "你的余额 0 灵感值（¥0.00） 还不够任何档位，请联系管理员充值。\n"
         "本报价 10 分钟内有效。"
     )
@@ -495,3 +496,27 @@ async def test_a_member_who_blocked_the_bot_has_the_job_recorded_undeliverable(t
     assert listing.params["text"].splitlines()[1].split(" · ")[4] == (
         f"could not be delivered: ask a moderator for the file (job {job.short_id})"
     )
+
+
+@pytest.mark.parametrize(
+    ("lang", "gen_line"),
+    [
+        (
+            "en",
+            '/gen [--duration 10] [--negative "..."] <prompt> — as the caption of a photo (or in'
+            " reply to one): quote every tier, then make the video; a prompt alone: Master only",
+        ),
+        (
+            "zh",
+            '/gen [--duration 10] [--negative "..."] <提示词> — 作为照片的说明文字发送（或回复一张照片）：'
+            "先报价各档位，再生成视频；只有提示词时仅提供大师档",
+        ),
+    ],
+)
+async def test_help_says_how_gen_works_on_telegram(telegram, lang, gen_line):
+    api = telegram.api
+    telegram.member(1003, "Lin", lang=lang).send("/help")
+    help_ = await api.wait_for("sendMessage", chat_id=1003)
+    lines = help_.params["text"].splitlines()
+    assert gen_line in lines
+    assert not any("sample" in line for line in lines)

@@ -302,9 +302,9 @@ async def test_recent_durations_come_from_successful_runs_newest_first(storage):
     await storage.jobs.transition("job-d", ("held",), "running", now=NOW, started_at=NOW)
     await storage.jobs.transition("job-d", ("running",), "failed", now=NOW, finished_at=NOW + 999)
 
-    assert await storage.jobs.recent_durations("standard", 10) == [80, 20]
-    assert await storage.jobs.recent_durations("standard", 1) == [80]
-    assert await storage.jobs.recent_durations("master", 10) == [50]
+    assert await storage.jobs.recent_durations("standard", 10) == [(80, 5), (20, 5)]
+    assert await storage.jobs.recent_durations("standard", 1) == [(80, 5)]
+    assert await storage.jobs.recent_durations("master", 10) == [(50, 5)]
     assert await storage.jobs.recent_durations("high_quality", 10) == []
 
 

@@ -17,7 +17,7 @@ async def test_price_buttons_print_as_numbers_and_pressing_edits(console):
     assert first.splitlines()[-1] == "  [1] Show 10 s prices"
     pressed = await tester.push(chat, "1")
     assert pressed.splitlines()[0] == "~ message 1 edited:"
-    assert "• Master · 1080p · 200 credits (¥20.00) · ~3 min · image or text only" in pressed
+    assert "• Master · 1080p · 200 credits (¥20.00) · ~7 min · image or text only" in pressed
     assert pressed.splitlines()[-1] == "  [2] Show 5 s prices"
     assert "5 s clip" in await tester.push(chat, "2")
     assert await tester.push(chat, "99") == (

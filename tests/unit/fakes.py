@@ -385,7 +385,7 @@ class InMemoryJobStore(JobStore):
         jobs = [j for j in reversed(self.jobs.values()) if user is None or j.user == user]
         return sorted(jobs, key=lambda j: -j.created_at)[:limit]
 
-    async def recent_durations(self, tier: str, limit: int) -> list[int]:
+    async def recent_durations(self, tier: str, limit: int) -> list[tuple[int, int]]:
         done = [
             j
             for j in self.jobs.values()
@@ -395,7 +395,7 @@ class InMemoryJobStore(JobStore):
             and j.finished_at is not None
         ]
         done.sort(key=lambda j: -(j.finished_at or 0))
-        return [(j.finished_at or 0) - (j.started_at or 0) for j in done[:limit]]
+        return [((j.finished_at or 0) - (j.started_at or 0), j.duration_s) for j in done[:limit]]
 
     async def inputs_to_remove(self, *, now: int, finished_before: int, limit: int) -> list[str]:
         named = {

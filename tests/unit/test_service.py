@@ -37,8 +37,9 @@ async def test_price_10s_in_chinese_with_balance(deps, member_zh, moderator):
     await say("/topup telegram:3 250", moderator, deps)
     text = await say("/price 10", member_zh, deps)
     assert "可灵 2.1 价格（10 秒视频，10 灵感值 = ¥1）：" in text
-    assert "• 高品质 · 1080p · 70 灵感值（¥7.00） · 约 1 分钟 · 需要图片" in text
-    assert "• 大师 · 1080p · 200 灵感值（¥20.00） · 约 3 分钟 · 图片或纯文字均可" in text
+    # A 10 s clip's wait: twice the 5 s one (60 s, 200 s), as its price is.
+    assert "• 高品质 · 1080p · 70 灵感值（¥7.00） · 约 2 分钟 · 需要图片" in text
+    assert "• 大师 · 1080p · 200 灵感值（¥20.00） · 约 7 分钟 · 图片或纯文字均可" in text
     assert "你的余额：250 灵感值（¥25.00），可生成 6 条标准、3 条高品质、1 条大师。" in text
     assert "[查看 5 秒价格]" in text
 
