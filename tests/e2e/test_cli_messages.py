@@ -29,7 +29,7 @@ def test_price_takes_the_duration_as_chat_does(tmp_path, args):
 
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout.splitlines()[0] == PRICE_10
-    assert "• Master · 1080p · 200 credits (¥20.00) · ~3 min · image or text only" in result.stdout
+    assert "• Master · 1080p · 200 credits (¥20.00) · ~7 min · image or text only" in result.stdout
 
 
 def test_price_refuses_a_duration_no_clip_has(tmp_path):
