@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.jobs.model import Job, JobRecord, pack_job, unpack_job
+from bot.jobs.nap import Nap
 
 WatchRecord = tuple[JobRecord, float, float, int, float, int, int]
 """A :class:`Watch` between two polls, as plain values (see :meth:`Watch.pack`)."""
@@ -99,7 +100,6 @@ class Polls:
         """Starts the poll of a due job (the runner's step)."""
         self._busy = busy
         """True while a step of that job is under way (no second poll then)."""
-        self._sleep = sleep
         self._monotonic = monotonic
         self._records: dict[str, WatchRecord] = {}
         """Job id -> its watch, packed."""
@@ -116,9 +116,8 @@ class Polls:
         """Job id -> provider task id."""
         self._early: set[str] = set()
         """Task ids poked before their job's first poll ended."""
-        self._wake = asyncio.Event()
-        """Set when a job falls due before the loop's current nap ends."""
-        self._napping_until = float("inf")
+        self._nap = Nap(sleep=sleep, monotonic=monotonic)
+        """The loop's sleep until the earliest due time, cut short by an earlier one."""
         self._loop: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -193,8 +192,8 @@ class Polls:
         if self._loop is None or self._loop.done():
             if not self._stopped:
                 self._loop = asyncio.create_task(self._run(), name="job-poller")
-        elif due < self._napping_until:
-            self._wake.set()
+        else:
+            self._nap.wake_before(due)
 
     async def _run(self) -> None:
         """Start each job's poll when it is due; nap in between; end when no job is left."""
@@ -216,15 +215,3 @@ class Polls:
                 continue
             await self._nap(self._heap[0][0] - now)
 
-    async def _nap(self, seconds: float) -> None:
-        """Sleep ``seconds``, or less if a job falls due earlier meanwhile."""
-        self._napping_until = self._monotonic() + seconds
-        self._wake.clear()
-        sleeping = asyncio.ensure_future(self._sleep(seconds))
-        waking = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait((sleeping, waking), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._napping_until = float("inf")
-            sleeping.cancel()
-            waking.cancel()

@@ -17,6 +17,8 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 
+from bot.jobs.nap import Nap
+
 log = logging.getLogger(__name__)
 
 
@@ -31,15 +33,14 @@ class DeliveryRetries:
         monotonic: Callable[[], float],
     ) -> None:
         self._attempt = attempt
-        self._sleep = sleep
         self._monotonic = monotonic
         self._due: dict[str, float] = {}
         """Job id -> when it is tried next; a heap entry with another time is stale."""
         self._heap: list[tuple[float, int, str]] = []
         self._order = itertools.count()
         self._tries: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
-        self._napping_until = float("inf")
+        self._nap = Nap(sleep=sleep, monotonic=monotonic)
+        """The loop's sleep until the earliest due time, cut short by an earlier one."""
         self._loop: asyncio.Task[None] | None = None
         self._stopped = False
         self._drained = asyncio.Event()
@@ -63,8 +64,8 @@ class DeliveryRetries:
         self._drained.clear()
         if self._loop is None or self._loop.done():
             self._loop = asyncio.create_task(self._run(), name="delivery-retries")
-        elif due < self._napping_until:
-            self._wake.set()
+        else:
+            self._nap.wake_before(due)
 
     def now(self, job_id: str) -> None:
         """Try the job's clip at once (Send again)."""
@@ -112,14 +113,3 @@ class DeliveryRetries:
         if not self._tries and not self._due:
             self._drained.set()
 
-    async def _nap(self, seconds: float) -> None:
-        self._napping_until = self._monotonic() + seconds
-        self._wake.clear()
-        sleeping = asyncio.ensure_future(self._sleep(seconds))
-        waking = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait((sleeping, waking), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._napping_until = float("inf")
-            sleeping.cancel()
-            waking.cancel()
