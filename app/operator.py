@@ -39,7 +39,7 @@ async def db_copy(settings: Settings, action: str, path: str | None) -> int:
         )
         print(
             f"backed up {settings.db} to {result.path}"
-            f" ({result.size:,} bytes, {result.entries:,} ledger entries)"
+            f" ({result.size:,} bytes, {_entries(result.entries)})"
         )
         return 0
     assert path is not None
@@ -67,5 +67,10 @@ async def export_command(settings: Settings, translate: Translator, output: str 
                 count = await export_csv(database, settings.catalog(), translate, file)
         except OSError as error:
             raise StorageUnavailable(f"cannot write {output}: {error.strerror}") from None
-    print(f"exported {count:,} ledger entries to {output}", file=sys.stderr)
+    print(f"exported {_entries(count)} to {output}", file=sys.stderr)
     return 0
+
+
+def _entries(count: int) -> str:
+    """``1 ledger entry``, ``1,234 ledger entries``: the operator's English count."""
+    return f"{count:,} ledger {'entry' if count == 1 else 'entries'}"

@@ -42,6 +42,7 @@ def test_the_readme_backup_to_a_folder_and_restore_from_it(tmp_path):
     assert (backup.returncode, backup.stderr) == (0, "")
     copy = only_file(tmp_path / "backups")
     assert backup.stdout.startswith(f"backed up klingbot.db to backups/{copy.name} (")
+    assert backup.stdout.endswith(" bytes, 1 ledger entry)\n")  # the one top-up
     assert balances(copy) == balances(db)
 
     run_cli("wallet", "topup", "me", "5", cwd=tmp_path)  # the live database moves on
