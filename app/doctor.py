@@ -234,7 +234,9 @@ def _discord_moderators(settings: Settings) -> Finding | None:
         return Finding(
             "warn",
             "discord moderators",
-            f"DISCORD_MODERATOR_ROLE ({role}) has no effect; {detail}, nor its holders",
+            f"DISCORD_MODERATOR_ROLE ({role}) has no effect without DISCORD_GUILD_IDS:"
+            " no server's admins or role holders are moderators, only the discord:<id>"
+            " entries of KLINGBOT_MODERATORS",
             "list your own servers in DISCORD_GUILD_IDS, or unset DISCORD_MODERATOR_ROLE",
         )
     servers = ", ".join(str(guild) for guild in settings.discord_guild_ids)

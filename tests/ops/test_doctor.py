@@ -104,10 +104,10 @@ async def test_a_discord_moderator_role_counts_only_with_listed_servers(tmp_path
     lines: list[str] = []
     await run_doctor(out=lines.append)
     assert (
-        "[!] discord moderators: DISCORD_MODERATOR_ROLE (Moderator) has no effect; only the"
-        " discord:<id> entries of KLINGBOT_MODERATORS: without DISCORD_GUILD_IDS no server's"
-        " admins are moderators, nor its holders → list your own servers in DISCORD_GUILD_IDS,"
-        " or unset DISCORD_MODERATOR_ROLE"
+        "[!] discord moderators: DISCORD_MODERATOR_ROLE (Moderator) has no effect without"
+        " DISCORD_GUILD_IDS: no server's admins or role holders are moderators, only the"
+        " discord:<id> entries of KLINGBOT_MODERATORS → list your own servers in"
+        " DISCORD_GUILD_IDS, or unset DISCORD_MODERATOR_ROLE"
     ) in lines
 
     monkeypatch.setenv("DISCORD_GUILD_IDS", "222,333")
