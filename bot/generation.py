@@ -456,14 +456,20 @@ def _keys(deps: Deps) -> set[str]:
 async def refund(
     command: Refund, caller: Caller, deps: Deps, _request_id: str | None
 ) -> list[Reply]:
-    """A moderator gives a delivered job's price back (an ``adjust`` entry, once)."""
+    """A moderator gives a delivered job's price back (an ``adjust`` entry, once).
+
+    Delivered includes ``undeliverable``: the clip was made and paid for but no way
+    of sending it worked for the whole retry window.
+    """
     if not is_moderator(caller, deps):
         raise NotModerator()
     store = _generation(deps).store
     job = await store.get_job(command.job_id)
     if job is None:
         raise UserError("job.unknown", job=command.job_id[:32])
-    if job.state not in ("delivered", "succeeded"):
+    if job.state != "delivered":
+        # A ``succeeded`` job's clip is still being sent (delivery retries): the member
+        # gets it, or, once every try failed, it is ``delivered`` as undeliverable.
         raise UserError("job.not_refundable", job=job.short_id, state=text(f"state.{job.state}"))
     outcome = await store.refund(
         job.job_id,

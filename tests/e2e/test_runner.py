@@ -284,6 +284,11 @@ async def test_a_restart_resumes_the_retries_and_their_window_from_the_row(tmp_p
         assert (job.state, job.delivery_attempts) == ("succeeded", 1)
         assert job.delivery_failing_since == first.now()
         assert job.delivery_retry_at == first.now() + 5
+        # Still being sent: a refund now would pay the member back for a clip they get.
+        assert await gen.push(chat, f"/refund {job.short_id}") == (
+            f"Job {job.short_id} is made, not yet delivered; only delivered jobs can be refunded."
+        )
+        assert await gen.balance(chat) == "Your balance: 80 credits (¥8.00)."
 
     # Down for 23 hours; the platform still refuses uploads after the restart.
     later = VirtualTime(start=first.now() + 23 * 3600)
