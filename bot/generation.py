@@ -312,17 +312,22 @@ def _retired(deps: Deps) -> Reply:
     return Reply((text("quote.retired", count=_generation(deps).max_open_quotes),), edit=True)
 
 
+async def _own_job(job_id: str, caller: Caller, deps: Deps) -> Job:
+    """The job a button names, if it is the caller's or the caller is a moderator."""
+    job = await _generation(deps).store.get_job(job_id)
+    if job is None:
+        raise UserError("error.stale_button")
+    if job.user != caller.user and not is_moderator(caller, deps):
+        raise UserError("job.not_yours")
+    return job
+
+
 async def cancel_job(
     command: CancelJob, caller: Caller, deps: Deps, _request_id: str | None
 ) -> list[Reply]:
     """Cancel a queued or running job with a refund, if the provider still allows it."""
-    generation = _generation(deps)
-    job = await generation.store.get_job(command.job_id)
-    if job is None:
-        raise UserError("error.stale_button")
-    if job.user != caller.user and not is_moderator(caller, deps):
-        return _private("job.not_yours")
-    result = await generation.runner.cancel(job)
+    job = await _own_job(command.job_id, caller, deps)
+    result = await _generation(deps).runner.cancel(job)
     if result == "cancelled":
         return []  # the runner already turned the status message into "cancelled, refunded"
     if result == "too_late":
@@ -367,13 +372,8 @@ async def resend(
     command: Resend, caller: Caller, deps: Deps, _request_id: str | None
 ) -> list[Reply]:
     """Send again: try a made clip the platform did not take yet, at once."""
-    generation = _generation(deps)
-    job = await generation.store.get_job(command.job_id)
-    if job is None:
-        raise UserError("error.stale_button")
-    if job.user != caller.user and not is_moderator(caller, deps):
-        return _private("job.not_yours")
-    result = await generation.runner.resend(job)
+    job = await _own_job(command.job_id, caller, deps)
+    result = await _generation(deps).runner.resend(job)
     key = {
         "sending": "delivery.resending",
         "busy": "delivery.already_sending",
