@@ -204,3 +204,13 @@ async def gen(tmp_path: Path) -> AsyncIterator[GenConsole]:
         tester = GenConsole(settings, deps)
         await deps.generation.runner.start()
         yield tester
+
+
+@pytest.fixture(scope="module")
+def remote_clip(tmp_path_factory) -> Path:
+    """The small MP4 a scripted remote service hands over (recovery and runs-once tests)."""
+    from bot.providers.local.render import RenderRequest, render_clip
+
+    path = tmp_path_factory.mktemp("remote") / "clip.mp4"
+    render_clip(RenderRequest(image=None, prompt="remote", height=360, duration_s=1, fps=8), path)
+    return path

@@ -20,7 +20,6 @@ import pytest
 
 from bot.generation import new_job
 from bot.jobs.model import Job
-from bot.providers.local.render import RenderRequest, render_clip
 from storage.audit import audit
 from tests.e2e.conftest import fast_settings, run_cli
 from tests.e2e.recovery_support import (
@@ -40,14 +39,6 @@ from tests.e2e.recovery_support import (
     wait,
 )
 from tests.e2e.video import probe
-
-
-@pytest.fixture(scope="module")
-def remote_clip(tmp_path_factory) -> Path:
-    """The small MP4 the scripted remote service hands over."""
-    path = tmp_path_factory.mktemp("remote") / "clip.mp4"
-    render_clip(RenderRequest(image=None, prompt="remote", height=360, duration_s=1, fps=8), path)
-    return path
 
 
 async def balance(gen, chat) -> str:

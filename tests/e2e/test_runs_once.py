@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from pathlib import Path
-
-import pytest
 
 from app.bootstrap import open_core
 from app.lease import FileRunnerLease
 from bot.commands import ChatRef
 from bot.ports import Outbox
-from bot.providers.local.render import RenderRequest, render_clip
 from bot.replies import Reply
 from storage.audit import audit
 from tests.e2e.conftest import GenConsole, fast_settings
@@ -34,13 +30,6 @@ from tests.e2e.recovery_support import (
     state_of,
     wait,
 )
-
-
-@pytest.fixture(scope="module")
-def remote_clip(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("remote") / "clip.mp4"
-    render_clip(RenderRequest(image=None, prompt="remote", height=360, duration_s=1, fps=8), path)
-    return path
 
 
 def clips_per_job(gen) -> Counter[str]:
