@@ -27,7 +27,19 @@ What it refuses, as the Bot API answers it (``{"ok": false, "error_code": N,
 * an edit that changes nothing (400 "Bad Request: message is not modified:
   ...");
 * every upload while ``uploads_refused`` is true (or a function of the test's
-  clock that returns true): 502 Bad Gateway, an HTML page from the front end.
+  clock that returns true): 502 Bad Gateway, an HTML page from the front end;
+* ``getUpdates`` while a webhook is set (409 "Conflict: can't use getUpdates
+  method while webhook is active; use deleteWebhook to delete the webhook first").
+
+Webhook delivery, as Telegram does it: once the bot called ``setWebhook``,
+every pending update (and every one pushed later) is posted as JSON to that
+URL with the ``X-Telegram-Bot-Api-Secret-Token`` header, over at most
+``max_connections`` connections at once (40 unless the bot said otherwise).
+An update leaves the queue when the endpoint answers 2xx; a post that is
+refused, times out or answers anything else is posted again after
+``webhook_retry_s`` (its error shows in ``getWebhookInfo``). Every post is
+recorded in ``deliveries``. ``deleteWebhook`` stops the posts (and with
+``drop_pending_updates`` forgets the queue).
 
 It binds to 127.0.0.1 on a free port and never listens anywhere else.
 """
@@ -44,6 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 BOT_ID = 7_000_000_001
@@ -62,9 +75,14 @@ NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply "
     "markup are exactly the same as a current content and reply markup of the message"
 )
-QUERY_TOO_OLD = (
-    "Bad Request: query is too old and response timeout expired or query ID is invalid"
+WEBHOOK_CONFLICT = (
+    "Conflict: can't use getUpdates method while webhook is active; "
+    "use deleteWebhook to delete the webhook first"
 )
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+WEBHOOK_CONNECTIONS = 40
+"""Telegram's default ``max_connections`` for a webhook."""
+QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 
 UPLOADS = frozenset({"sendVideo", "sendDocument"})
 """The methods that carry a clip."""
@@ -91,6 +109,30 @@ class ApiCall:
 
 
 @dataclass
+class Delivery:
+    """One webhook post of an update: what the endpoint answered, or why it did not."""
+
+    update_id: int
+    url: str
+    status: int | None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass
+class Webhook:
+    """What the bot set with ``setWebhook``."""
+
+    url: str
+    secret_token: str | None
+    max_connections: int
+    allowed_updates: list[str] | None
+
+
+@dataclass
 class Failure:
     """An error to answer instead of the real result, once, to the first call that matches."""
 
@@ -110,8 +152,22 @@ class BotApiStandIn:
         *,
         now: Callable[[], float] | None = None,
         upload_limit: int = UPLOAD_LIMIT,
+        webhook_retry_s: float = 0.05,
+        webhook_timeout_s: float = 10.0,
     ) -> None:
         self.token = token
+        self.webhook: Webhook | None = None
+        """The webhook the bot set; None while it polls."""
+        self.webhook_retry_s = webhook_retry_s
+        """Telegram's pause before it posts an update again (scaled down)."""
+        self.webhook_timeout_s = webhook_timeout_s
+        """How long a post may wait for its answer."""
+        self.deliveries: list[Delivery] = []
+        """Every webhook post, in the order they ended."""
+        self._webhook_error: tuple[int, str] | None = None
+        self._in_flight: set[int] = set()
+        self._posters: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
         self.upload_limit = upload_limit
         self._clock = now or time.monotonic
         self._offset = 0.0
@@ -159,6 +215,9 @@ class BotApiStandIn:
         self._closing = True
         async with self._changed:
             self._changed.notify_all()
+        await self._stop_posting()
+        if self._session is not None:
+            await self._session.close()
         assert self._runner is not None
         await self._runner.cleanup()
 
@@ -280,9 +339,95 @@ class BotApiStandIn:
             return found[count - 1]
 
     async def acknowledged(self, timeout: float = 30.0) -> None:
-        """Wait until the bot confirmed (by the offset of its next poll) every update pushed."""
+        """Wait until the bot confirmed every update pushed: by the offset of its next poll,
+        or (webhook) by answering its post."""
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(lambda: not self.updates), timeout)
+
+    async def delivery(
+        self, where: Callable[[Delivery], bool] | None = None, timeout: float = 30.0
+    ) -> Delivery:
+        """The first webhook post (recorded so far or to come) matching ``where`` (default: taken)."""
+
+        def found() -> Delivery | None:
+            return next((d for d in self.deliveries if (where or _taken)(d)), None)
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: found() is not None), timeout)
+            except TimeoutError:
+                raise AssertionError(
+                    f"no such webhook post within {timeout}s; saw {self.deliveries}"
+                ) from None
+        result = found()
+        assert result is not None
+        return result
+
+    # --- webhook delivery ---------------------------------------------------------------
+
+    def _start_posting(self) -> None:
+        """Enough posters for the webhook's connections (they end when it is deleted)."""
+        assert self.webhook is not None
+        self._posters = [task for task in self._posters if not task.done()]
+        loop = asyncio.get_running_loop()
+        for _ in range(self.webhook.max_connections - len(self._posters)):
+            self._posters.append(loop.create_task(self._post_updates()))
+        task = loop.create_task(self._notify())  # wake them for what is already queued
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _stop_posting(self) -> None:
+        for task in self._posters:
+            task.cancel()
+        await asyncio.gather(*self._posters, return_exceptions=True)
+        self._posters.clear()
+
+    def _next_to_post(self) -> dict[str, Any] | None:
+        for update in self.updates:
+            if update["update_id"] not in self._in_flight:
+                return update
+        return None
+
+    async def _post_updates(self) -> None:
+        """One connection: post the oldest update nobody is posting, until the webhook goes."""
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: (
+                        self._closing or self.webhook is None or self._next_to_post() is not None
+                    )
+                )
+                if self._closing or self.webhook is None:
+                    return
+                update = self._next_to_post()
+                assert update is not None
+                self._in_flight.add(update["update_id"])
+            delivery = await self._post(self.webhook, update)
+            async with self._changed:
+                self._in_flight.discard(update["update_id"])
+                self.deliveries.append(delivery)
+                if delivery.ok:
+                    self.updates = [u for u in self.updates if u is not update]
+                else:
+                    self._webhook_error = (int(time.time()), delivery.error)
+                self._changed.notify_all()
+            if not delivery.ok:
+                await asyncio.sleep(self.webhook_retry_s)  # Telegram's back-off, scaled down
+
+    async def _post(self, webhook: Webhook, update: dict[str, Any]) -> Delivery:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.webhook_timeout_s)
+            )
+        headers = {SECRET_HEADER: webhook.secret_token} if webhook.secret_token else {}
+        try:
+            async with self._session.post(webhook.url, json=update, headers=headers) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as error:
+            return Delivery(update["update_id"], webhook.url, None, type(error).__name__)
+        error = "" if 200 <= status < 300 else f"Wrong response from the webhook: {status}"
+        return Delivery(update["update_id"], webhook.url, status, error)
 
     # --- the Bot API ----------------------------------------------------------------------
 
@@ -306,6 +451,13 @@ class BotApiStandIn:
                 status=413,
             )
         if method == "getUpdates":
+            if self.webhook is not None:
+                call.status = 409
+                await self._record(call)
+                return web.json_response(
+                    {"ok": False, "error_code": 409, "description": WEBHOOK_CONFLICT},
+                    status=409,
+                )
             result = await self._get_updates(params)
             return web.json_response({"ok": True, "result": result})
         refused = self.uploads_refused
@@ -386,10 +538,43 @@ class BotApiStandIn:
         return bot_user()
 
     def _deleteWebhook(self, params, files):
+        self.webhook = None  # the posters see it and stop
+        self._webhook_error = None
+        if params.get("drop_pending_updates"):
+            self.updates = [u for u in self.updates if u["update_id"] in self._in_flight]
         return True
 
     def _setWebhook(self, params, files):
+        url = params.get("url") or ""
+        if not url:
+            return self._deleteWebhook(params, files)
+        if not url.startswith(("http://", "https://")):
+            raise _ApiError(400, "Bad Request: bad webhook: an HTTPS URL must be provided")
+        self.webhook = Webhook(
+            url,
+            params.get("secret_token"),
+            int(params.get("max_connections") or WEBHOOK_CONNECTIONS),
+            params.get("allowed_updates"),
+        )
+        self._webhook_error = None
+        if params.get("drop_pending_updates"):
+            self.updates.clear()
+        self._start_posting()
         return True
+
+    def _getWebhookInfo(self, params, files):
+        info: dict[str, Any] = {
+            "url": self.webhook.url if self.webhook else "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(self.updates),
+        }
+        if self.webhook is not None:
+            info["max_connections"] = self.webhook.max_connections
+            if self.webhook.allowed_updates is not None:
+                info["allowed_updates"] = self.webhook.allowed_updates
+        if self._webhook_error is not None:
+            info["last_error_date"], info["last_error_message"] = self._webhook_error
+        return info
 
     def _setMyCommands(self, params, files):
         return True
@@ -521,6 +706,10 @@ class BotApiStandIn:
         if key not in self.messages:
             raise _ApiError(400, "Bad Request: message to edit not found")
         return self.messages[key]
+
+
+def _taken(delivery: Delivery) -> bool:
+    return delivery.ok
 
 
 def _check_caption(params: dict[str, Any]) -> None:
