@@ -1,15 +1,18 @@
 """Fixtures for every test: a clean environment (an operator's settings never leak in), a clip,
-and the Kling API stand-in (used by the provider tests and behind both chat platforms)."""
+the Kling API stand-in (used by the provider tests and behind both chat platforms), and
+PostgreSQL databases on the test server (tests/support/postgres.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from storage.postgres.database import PgDatabase
 from tests.providers.kling_standin import KlingStandin
 from tests.providers.kling_support import make_clip
+from tests.support import postgres
 from tests.support.env import scrub
 from tests.support.video import tiny_clip as make_tiny_clip
 
@@ -40,3 +43,37 @@ async def standin(standin_clip: Path) -> AsyncIterator[KlingStandin]:
         yield service
     finally:
         await service.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_url(worker_id: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run and xdist worker, dropped at the end.
+
+    Skipped without a server (failed with KLINGBOT_REQUIRE_POSTGRES=1).
+    """
+    name = postgres.database_name(worker_id)
+    url = postgres.make_database(name)
+    yield url
+    postgres.remove_database(name)
+
+
+@pytest.fixture
+async def pg_database(pg_url: str) -> AsyncIterator[PgDatabase]:
+    """An open, migrated PgDatabase on this run's database, every table emptied first."""
+    async with postgres.emptied_database(pg_url) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def _pg_empty_database(worker_id: str) -> Iterator[str]:
+    name = postgres.database_name(worker_id) + "_empty"
+    url = postgres.make_database(name)
+    yield url
+    postgres.remove_database(name)
+
+
+@pytest.fixture
+async def pg_empty_url(_pg_empty_database: str) -> str:
+    """A second database of this run with nothing in it (no tables, no schema version)."""
+    await postgres.reset_schema(_pg_empty_database)
+    return _pg_empty_database

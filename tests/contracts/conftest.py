@@ -1,7 +1,9 @@
 """One contract suite per storage port, run against every implementation.
 
 Each fixture here is parametrized by backend: ``sqlite`` (the production
-classes on a real file in ``tmp_path``) and ``memory`` (the fakes in
+classes on a real file in ``tmp_path``), ``postgres`` (the production
+classes on this run's PostgreSQL database, emptied before each test; see
+``tests/support/postgres.py``) and ``memory`` (the fakes in
 ``tests/unit/fakes.py`` that the unit tests trust). A test in this package
 states what the port promises; if the fake and SQLite ever differ, one of
 the two parametrizations fails. A new database is one more entry in
@@ -21,9 +23,11 @@ from storage.app_state import SqliteAppState
 from storage.database import Database
 from storage.jobs import SqliteJobStore
 from storage.ledger import SqliteLedger
+from storage.postgres.app_state import PgAppState
+from tests.support.postgres import emptied_database
 from tests.unit.fakes import InMemoryAppState, InMemoryJobStore, InMemoryLedger
 
-BACKENDS = ("sqlite", "memory")
+BACKENDS = ("sqlite", "postgres", "memory")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,12 @@ async def storage(request, tmp_path) -> AsyncIterator[Storage]:
     if request.param == "memory":
         ledger = InMemoryLedger()
         yield Storage("memory", ledger, InMemoryJobStore(ledger), InMemoryAppState())
+        return
+    if request.param == "postgres":
+        if request.module.__name__ != "tests.contracts.test_app_state":
+            pytest.skip("PgLedger and PgJobStore land in pg-storage's next stages")
+        async with emptied_database(request.getfixturevalue("pg_url")) as database:
+            yield Storage("postgres", None, None, PgAppState(database))  # type: ignore[arg-type]
         return
     async with Database(tmp_path / "contract.db") as database:
         yield Storage(
