@@ -148,6 +148,13 @@ class RunnerLease(ABC):
     async def release(self) -> None:
         """Let go (a crashed holder lets go by dying)."""
 
+    def refusal(self, database: object, holder: str) -> str:
+        """The one line a refused process prints (``holder``: what :meth:`holder` said)."""
+        return (
+            f"a klingbot runner already uses the database {database} ({holder});"
+            " one runner per database: stop it first, or use klingbot wallet while it runs"
+        )
+
 
 def runner_lease_path(database: Path) -> Path:
     """``klingbot.db`` -> ``klingbot.db.runner.lock``."""
@@ -222,7 +229,4 @@ class FileRunnerLease(RunnerLease):
 async def take_runner_lease(lease: RunnerLease, database: object) -> None:
     """Acquire ``lease`` or raise :class:`RunnerBusy` naming its holder, in one line."""
     if not await lease.acquire():
-        raise RunnerBusy(
-            f"a klingbot runner already uses the database {database} ({await lease.holder()});"
-            " one runner per database: stop it first, or use klingbot wallet while it runs"
-        )
+        raise RunnerBusy(lease.refusal(database, await lease.holder()))

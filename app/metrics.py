@@ -63,7 +63,9 @@ class PrometheusMetrics:
         self.provider = provider
         r = self.registry
         self.commands = Counter(
-            "klingbot_commands", "Commands and button presses handled", ["platform", "command"],
+            "klingbot_commands",
+            "Commands and button presses handled",
+            ["platform", "command"],
             registry=r,
         )
         self.quotes = Counter("klingbot_quotes", "Quotes offered", ["platform"], registry=r)

@@ -88,6 +88,15 @@ class SessionLock:
 
         A server that cannot be reached is also False (logged); the caller tries again later.
         """
+        try:
+            return await self.take()
+        except CONNECT_ERRORS as error:
+            log.warning("cannot try the lock %s: %s", self.name, _reason(error))
+            await self._drop()
+            return False
+
+    async def take(self) -> bool:
+        """:meth:`try_take`, raising what reaching the server raised (the connection dropped)."""
         if self.held:
             return True
         try:
@@ -104,10 +113,9 @@ class SessionLock:
             taken = await self.connection.fetchval(
                 "SELECT pg_try_advisory_lock($1)", self.key, timeout=self.check_timeout
             )
-        except CONNECT_ERRORS as error:
-            log.warning("cannot try the lock %s: %s", self.name, _reason(error))
+        except BaseException:
             await self._drop()
-            return False
+            raise
         if taken:
             self.held = True
             self.lost.clear()
