@@ -12,7 +12,6 @@ import socket
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -22,18 +21,11 @@ from app.replica_lease import PgRunnerLease
 from bot.errors import StorageUnavailable
 
 LEASE_S = 1.5
-MIGRATION = Path("storage/postgres/migrations/0003_replicas.sql")
 
 
 @pytest.fixture
-async def replicas_url(pg_url):
-    """The test server, with the replicas table (until the migrated pg_database fixture lands)."""
-    connection = await asyncpg.connect(pg_url)
-    try:
-        await connection.execute("SELECT pg_advisory_lock(3)")  # CREATE IF NOT EXISTS races
-        await connection.execute(MIGRATION.read_text())
-    finally:
-        await connection.close()
+async def replicas_url(pg_url, pg_database):
+    """This run's database, migrated (the replicas table is 0003's)."""
     return pg_url
 
 

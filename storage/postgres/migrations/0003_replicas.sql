@@ -3,7 +3,7 @@
 -- (storage/postgres/locks.py), which PostgreSQL drops the moment the replica's
 -- connection ends; this row is what an operator, a refused second process and
 -- the other replicas read. Times are the server's, so replicas' clocks never matter.
-CREATE TABLE IF NOT EXISTS replicas (
+CREATE TABLE replicas (
     replica_id   TEXT PRIMARY KEY,
     host         TEXT NOT NULL,
     pid          INTEGER NOT NULL,
