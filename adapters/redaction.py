@@ -12,7 +12,9 @@ What is hidden (replaced by ``<token>``):
   URLs), a Discord bot token or a JWT (three dotted parts), and the value of
   a ``token`` / ``secret_token`` / ``access_token`` field in a printed
   payload or a query string (discord.py prints the gateway's interaction
-  events, python-telegram-bot the parameters of every call, at DEBUG).
+  events, python-telegram-bot the parameters of every call, at DEBUG), and
+  the password of a URL (``postgresql://klingbot:<token>@db/klingbot``, the
+  ``KLINGBOT_DATABASE_URL`` in a driver's error) or of a ``password=`` parameter.
 
 How: :func:`install` makes every log record of the process a
 :class:`RedactedRecord` (``logging.setLogRecordFactory``), whose message,
@@ -50,7 +52,9 @@ _SHAPES = (
     # A token field in a printed payload: 'token': '...', "secret_token": "..."
     re.compile(r"""(['"](?:token|secret_token|access_token)['"]\s*:\s*['"])[^'"]+"""),
     # ...or in a query string: ?token=...
-    re.compile(r"([?&](?:token|secret_token|access_token)=)[^&\s'\"]+"),
+    re.compile(r"([?&](?:token|secret_token|access_token|password)=)[^&\s'\"]+"),
+    # The password in a URL's user part: postgresql://klingbot:<password>@db:5432/klingbot
+    re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\"<>]*:)[^@\s'\"<>]+(?=@)"),
 )
 
 _secrets: tuple[str, ...] = ()

@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from app.lease import Lease, lease_path
 from bot.catalog import Catalog
@@ -316,15 +316,18 @@ async def ledger_entries(database: Database) -> AsyncIterator[sqlite3.Row]:
 
 
 async def export_csv(
-    database: Database, catalog: Catalog, translate: Translator, out: TextIO | None = None
+    entries: AsyncIterator[Any],
+    catalog: Catalog,
+    translate: Translator,
+    out: TextIO | None = None,
 ) -> int:
-    """Write the ledger as CSV to ``out`` (stdout); return the number of entries."""
+    """Write ``entries`` (:func:`ledger_entries`' rows) as CSV to ``out`` (stdout); count them."""
     # RFC 4180 line ends: the writer then quotes a cell holding a CR or LF, so a
     # display name with a line break stays in its row.
     writer = csv.writer(out or sys.stdout, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     count = 0
-    async for row in ledger_entries(database):
+    async for row in entries:
         reason = reason_for(row["reason"], catalog, translate) if row["reason"] else ""
         when = datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         writer.writerow(

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from app.backend import Storage, open_storage, sole_runner
 from app.lease import Lease, RunnerLease, take_runner_lease
 from bot.clock import Clock, SystemClock
 from bot.deps import Deps, Generation
@@ -16,15 +17,12 @@ from bot.jobs.links import ClipLinks, link_secret
 from bot.jobs.outbox import OutboxRouter
 from bot.jobs.retention import DAY, HOUR, Retention, RetentionSettings
 from bot.jobs.runner import JobRunner, RunnerSettings
+from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
 from bot.metrics import NullMetrics
 from bot.providers.base import Provider
 from bot.providers.local.provider import LocalProvider
 from bot.settings import Settings
-from storage.app_state import SqliteAppState
-from storage.database import Database
-from storage.jobs import SqliteJobStore
-from storage.ledger import SqliteLedger
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +41,27 @@ async def open_core(
 ) -> AsyncIterator[Deps]:
     """Open the database (migrating it), build the core, and close everything on exit.
 
+    The database is the SQLite file ``KLINGBOT_DB`` or, with
+    ``KLINGBOT_DATABASE_URL``, PostgreSQL (:mod:`app.backend`).
+
     The runner is built and has queued the unfinished jobs of earlier runs
     (``JobRunner.load``), but is not started: adapters register their outbox
     on ``deps.generation.outboxes`` and may take presses (queued, not run),
     then ``deps.generation.runner.start()`` runs the queue in order, so
     resumed jobs can reach their chats and no job is launched twice.
-    Creates the database's folder and the data folder when they are
+    Creates the (SQLite) database's folder and the data folder when they are
     missing. Raises StorageUnavailable when a folder cannot be created or
     the database cannot be opened or written.
 
-    With ``runner_lease`` (``klingbot run`` and ``console``), the lease is
-    taken before the database is opened and held until everything is
-    closed; while another process holds it this raises
-    :class:`~app.lease.RunnerBusy` and touches nothing.
+    With ``runner_lease`` (``klingbot run`` and ``console``, the backend's
+    :func:`app.backend.runner_lease_for`), the lease is taken before the
+    database is opened and held until everything is closed; while another
+    process holds it this raises :class:`~app.lease.RunnerBusy` and touches
+    nothing.
     """
     assert settings.data_dir is not None
-    make_folder(settings.db.absolute().parent, "the database (KLINGBOT_DB)")
+    if not settings.postgres:
+        make_folder(settings.db.absolute().parent, "the database (KLINGBOT_DB)")
     make_folder(settings.data_dir.absolute(), "clips and images (KLINGBOT_DATA_DIR)")
     clock = clock or SystemClock()
     if settings.provider == "kling":
@@ -66,14 +69,16 @@ async def open_core(
         default_time_scale = 1.0  # Kling takes the time it takes: nothing to speed up
     time_scale = settings.time_scale if settings.time_scale is not None else default_time_scale
     async with (
-        _holding(runner_lease, settings.db),
-        _core(settings, clock, time_scale, provider, sole_runner=runner_lease is not None) as deps,
+        _holding(runner_lease, settings.database_shown),
+        _core(
+            settings, clock, time_scale, provider, sole_runner=sole_runner(settings, runner_lease)
+        ) as deps,
     ):
         yield deps
 
 
 @asynccontextmanager
-async def _holding(lease: RunnerLease | None, database: Path) -> AsyncIterator[None]:
+async def _holding(lease: RunnerLease | None, database: str) -> AsyncIterator[None]:
     """Hold the runner lease (if any) for as long as the block runs."""
     if lease is None:
         yield
@@ -107,84 +112,93 @@ async def _core(
         from app.metrics import ObservedJobStore, ObservedProvider, PrometheusMetrics
 
         metrics = PrometheusMetrics(catalog, settings.provider)
-    lease = Lease(settings.db)
-    async with Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms) as database:
-        lease.share()  # klingbot db restore refuses while this process runs
-        try:
-            store = ObservedJobStore(database, metrics) if metrics else SqliteJobStore(database)
-            waits = ExpectedWaits(catalog, time_scale)
-            await waits.load(store)
-            provider = provider or build_provider(settings, time_scale)
-            served = ObservedProvider(provider, metrics) if metrics else provider
-            outboxes = OutboxRouter()
-            state = SqliteAppState(database)
-            links = None
-            if settings.public_url:
-                links = ClipLinks(
-                    settings.public_url, await link_secret(state), settings.link_ttl_h * HOUR
-                )
-            runner = JobRunner(
-                store=store,
-                provider=served,
-                outbox=outboxes,
-                catalog=catalog,
-                clock=clock,
-                waits=waits,
-                clips_dir=settings.clips_dir,
-                settings=RunnerSettings(
-                    per_user=settings.max_jobs_per_user,
-                    queue_per_user=settings.max_queue_per_user,
-                    per_provider=settings.max_jobs_per_provider,
-                    status_interval_s=settings.status_interval_s,
-                    poll_interval_s=settings.poll_interval_s,
-                    time_scale=time_scale,
-                    delivery_retry_s=settings.delivery_retry_h * HOUR,
-                    **_remote_pacing(settings),
-                ),
-                retention=build_retention(settings, store, clock),
-                links=links,
+    async with open_storage(settings) as storage, _sharing(storage, settings):
+        store = ObservedJobStore(storage.jobs, metrics) if metrics else storage.jobs
+        waits = ExpectedWaits(catalog, time_scale)
+        await waits.load(store)
+        provider = provider or build_provider(settings, time_scale)
+        served = ObservedProvider(provider, metrics) if metrics else provider
+        outboxes = OutboxRouter()
+        state = storage.state
+        links = None
+        if settings.public_url:
+            links = ClipLinks(
+                settings.public_url, await link_secret(state), settings.link_ttl_h * HOUR
             )
-            # Before any adapter can take a press: a job of an earlier run is
-            # queued from here, a new one by admit(), never one twice.
-            if sole_runner and (cleared := await store.clear_delivery_claims()):
-                log.info("cleared %d delivery claims a stopped runner left", cleared)
-            await runner.load()
-            if metrics is not None:
-                metrics.watch_runner(runner)
-                metrics.watch_inputs(settings.inputs_dir)
-            callbacks = await _serve_callbacks(settings, provider)
-            try:
-                yield Deps(
-                    catalog=catalog,
-                    ledger=SqliteLedger(database),
-                    clock=clock,
-                    moderators=frozenset(settings.moderators),
-                    max_topup=settings.max_topup,
-                    welcome_credits=settings.welcome_credits,
-                    generation=Generation(
-                        store=store,
-                        runner=runner,
-                        waits=waits,
-                        outboxes=outboxes,
-                        inputs_dir=settings.inputs_dir,
-                        quote_ttl_s=settings.quote_ttl_s,
-                        blocked_words=settings.blocked_words,
-                        max_open_quotes=settings.max_open_quotes,
-                        quotes_per_minute=settings.quotes_per_minute,
-                    ),
-                    state=state,
-                    metrics=metrics or NullMetrics(),
-                )
-            finally:
-                await runner.stop()
-                if callbacks is not None:
-                    await callbacks.stop()
-                await provider.close()
+        runner = JobRunner(
+            store=store,
+            provider=served,
+            outbox=outboxes,
+            catalog=catalog,
+            clock=clock,
+            waits=waits,
+            clips_dir=settings.clips_dir,
+            settings=RunnerSettings(
+                per_user=settings.max_jobs_per_user,
+                queue_per_user=settings.max_queue_per_user,
+                per_provider=settings.max_jobs_per_provider,
+                status_interval_s=settings.status_interval_s,
+                poll_interval_s=settings.poll_interval_s,
+                time_scale=time_scale,
+                delivery_retry_s=settings.delivery_retry_h * HOUR,
+                **_remote_pacing(settings),
+            ),
+            retention=build_retention(settings, store, clock),
+            links=links,
+        )
+        # Before any adapter can take a press: a job of an earlier run is
+        # queued from here, a new one by admit(), never one twice.
+        if sole_runner and (cleared := await store.clear_delivery_claims()):
+            log.info("cleared %d delivery claims a stopped runner left", cleared)
+        await runner.load()
+        if metrics is not None:
+            metrics.watch_runner(runner)
+            metrics.watch_inputs(settings.inputs_dir)
+        callbacks = await _serve_callbacks(settings, provider)
+        try:
+            yield Deps(
+                catalog=catalog,
+                ledger=storage.ledger,
+                clock=clock,
+                moderators=frozenset(settings.moderators),
+                max_topup=settings.max_topup,
+                welcome_credits=settings.welcome_credits,
+                generation=Generation(
+                    store=store,
+                    runner=runner,
+                    waits=waits,
+                    outboxes=outboxes,
+                    inputs_dir=settings.inputs_dir,
+                    quote_ttl_s=settings.quote_ttl_s,
+                    blocked_words=settings.blocked_words,
+                    max_open_quotes=settings.max_open_quotes,
+                    quotes_per_minute=settings.quotes_per_minute,
+                ),
+                state=state,
+                metrics=metrics or NullMetrics(),
+            )
         finally:
-            lease.release()
+            await runner.stop()
+            if callbacks is not None:
+                await callbacks.stop()
+            await provider.close()
 
 
-def build_retention(settings: Settings, store: SqliteJobStore, clock: Clock) -> Retention:
+@asynccontextmanager
+async def _sharing(storage: Storage, settings: Settings) -> AsyncIterator[None]:
+    """SQLite: hold the file's shared lease, so ``klingbot db restore`` refuses while this runs."""
+    if storage.kind != "sqlite":
+        yield
+        return
+    lease = Lease(settings.db)
+    lease.share()
+    try:
+        yield
+    finally:
+        lease.release()
+
+
+def build_retention(settings: Settings, store: JobStore, clock: Clock) -> Retention:
     """The sweep that removes input images and clips nothing needs any more."""
     return Retention(
         store,

@@ -19,9 +19,9 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 
 from app import arguments
+from app.backend import open_storage, runner_lease_for
 from app.bootstrap import open_core
-from app.lease import FileRunnerLease
-from app.logs import setup_logging
+from app.logs import redact, setup_logging
 from app.operator import db_copy, export_command
 from app.serve import (
     Served,
@@ -151,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         return asyncio.run(_run(args, settings))
     except (ConfigError, StorageUnavailable) as error:
-        print(f"klingbot: {error}", file=sys.stderr)
+        # redact: a driver's message may quote KLINGBOT_DATABASE_URL, password and all.
+        print(f"klingbot: {redact(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -223,6 +224,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         return await check_provider(settings)
     if args.db_command in ("backup", "restore"):
+        if settings.postgres:
+            return _file_operation_on_postgres(args.db_command)
         return await db_copy(settings, args.db_command, args.path)
     return await _db(settings, args.db_command)
 
@@ -271,8 +274,8 @@ async def _serve(settings: Settings) -> int:
     for number in signals:
         loop.add_signal_handler(number, on_signal)
     try:
-        # One runner per database, taken before any job is loaded (exit 2 if alive).
-        runner_lease = FileRunnerLease(settings.db)
+        # SQLite: one runner per database, taken before any job is loaded (exit 2 if alive).
+        runner_lease = runner_lease_for(settings)
         async with (
             open_core(settings, runner_lease=runner_lease) as deps,
             AsyncExitStack() as adapters,
@@ -446,24 +449,27 @@ def _print_history(entries: list[LedgerEntry], deps: Deps, translate: Translator
         )
 
 
-async def _db(settings: Settings, action: str) -> int:
-    from storage.audit import audit
-    from storage.database import Database
+def _file_operation_on_postgres(action: str) -> int:
+    """``db backup`` and ``db restore`` copy the SQLite file: say what to use on PostgreSQL."""
+    tool = "pg_dump" if action == "backup" else "pg_restore (or psql) with a pg_dump file"
+    print(
+        f"klingbot: db {action} works on the SQLite file KLINGBOT_DB; with KLINGBOT_DATABASE_URL"
+        f" the data is in PostgreSQL: use {tool}, which copies a live database consistently",
+        file=sys.stderr,
+    )
+    return 2
 
+
+async def _db(settings: Settings, action: str) -> int:
     # Maintenance works on the bot's existing database: a mistyped KLINGBOT_DB
     # must not come back as a new, empty database that checks out fine.
     # check only reads: it opens the database read-only, and works on a read-only file.
-    database = Database(
-        settings.db,
-        busy_timeout_ms=settings.db_busy_timeout_ms,
-        create=False,
-        read_only=action == "check",
-    )
-    async with database:
+    async with open_storage(settings, create=False, read_only=action == "check") as storage:
         if action == "migrate":
-            print(f"database {settings.db} is up to date")
+            shown = settings.db if storage.kind == "sqlite" else storage.shown
+            print(f"database {shown} is up to date")
             return 0
-        problems = await audit(database)
+        problems = await storage.audit()
     for problem in problems:
         print(problem)
     print("ledger OK" if not problems else f"{len(problems)} problem(s) found")

@@ -24,8 +24,8 @@ import sys
 
 from adapters.console import ConsoleChat, console_caller
 from adapters.console.terminal import StdinLines
+from app.backend import runner_lease_for
 from app.bootstrap import CONSOLE_TIME_SCALE, open_core
-from app.lease import FileRunnerLease
 from app.serve import ShutdownDeadline
 from bot.i18n import Translator
 from bot.replies import text
@@ -37,8 +37,8 @@ STOP_DEADLINE_S = 1.5
 
 async def run_console(settings: Settings, user: str | None, lang: str | None) -> int:
     """Chat until the input ends (waiting for running jobs) or a signal stops the console."""
-    # The console runs jobs: it refuses a database whose runner is alive (exit 2).
-    runner_lease = FileRunnerLease(settings.db)
+    # The console runs jobs: on SQLite it refuses a database whose runner is alive (exit 2).
+    runner_lease = runner_lease_for(settings)
     async with open_core(
         settings, default_time_scale=CONSOLE_TIME_SCALE, runner_lease=runner_lease
     ) as deps:

@@ -15,11 +15,12 @@ runner's, the provider's, the HTTP client's) carries them without the code
 that logs knowing about it.
 
 Secrets: :func:`setup_logging` registers every secret of the settings
-(platform tokens, the Kling keys, the webhook secret) with the process's one
-redaction (:mod:`adapters.redaction`), which also hides whatever is shaped
-like a token (Discord interaction tokens, ``Bearer`` and ``Bot``
-authorizations, Telegram tokens in URLs) from every log record's message
-and traceback, whichever logger made it and whichever handler writes it.
+(platform tokens, the Kling keys, the webhook secret, the database password)
+with the process's one redaction (:mod:`adapters.redaction`), which also
+hides whatever is shaped like a token (Discord interaction tokens, ``Bearer``
+and ``Bot`` authorizations, Telegram tokens in URLs, a URL's password) from
+every log record's message and traceback, whichever logger made it and
+whichever handler writes it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, TextIO
 
 from adapters.redaction import HIDDEN, install, redact
 from bot.metrics import job_context
-from bot.settings import Settings
+from bot.settings import Settings, database_url_secrets
 
 __all__ = ["HIDDEN", "redact", "secrets_of", "setup_logging"]
 
@@ -61,6 +62,8 @@ def secrets_of(settings: Settings) -> tuple[str, ...]:
         values.append(settings.telegram_token.get_secret_value().partition(":")[2])
     if settings.discord_token is not None:
         values.append(settings.discord_token.get_secret_value().rpartition(".")[2])
+    if settings.database_url is not None:
+        values.extend(database_url_secrets(settings.database_url.get_secret_value()))
     unique = {value.strip() for value in values if len(value.strip()) >= 8}
     return tuple(sorted(unique, key=len, reverse=True))  # longest first: no partial leftovers
 

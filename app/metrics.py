@@ -5,9 +5,9 @@
 own (one per core, so tests can run several). What the core does not report
 itself is observed where it is committed:
 
-- :class:`ObservedJobStore` wraps the SQLite job store: quotes saved, holds
-  made (a job created), every state change that moved (final states, the
-  capture with its generation time, the releases);
+- :class:`ObservedJobStore` wraps the job store (SQLite's or PostgreSQL's):
+  quotes saved, holds made (a job created), every state change that moved
+  (final states, the capture with its generation time, the releases);
 - :class:`ObservedProvider` wraps the provider: every error it raises or
   reports, by kind;
 - :class:`RateLimitWatcher` reads the two log lines that say a platform made
@@ -43,8 +43,8 @@ from prometheus_client.exposition import generate_latest
 from bot.catalog import Catalog
 from bot.jobs.model import TERMINAL, Job, JobState, Quote
 from bot.jobs.runner import JobRunner
+from bot.jobs.store import JobStore
 from bot.providers.base import GenerationRequest, Provider, ProviderError, TaskStatus
-from storage.jobs import SqliteJobStore
 
 log = logging.getLogger(__name__)
 
@@ -212,22 +212,34 @@ def _input_bytes(value: int | None = None) -> GaugeMetricFamily:
     )
 
 
-class ObservedJobStore(SqliteJobStore):
-    """The SQLite job store, reporting each committed quote, hold and state change."""
+@JobStore.register
+class ObservedJobStore:
+    """Any job store, reporting each committed quote, hold and state change.
 
-    def __init__(self, database: Any, metrics: PrometheusMetrics) -> None:
-        super().__init__(database)
+    A wrapper, not a subclass: it works around SQLite's store, PostgreSQL's
+    or a test's alike. Every call it does not observe goes to the wrapped
+    store as it is (``__getattr__``), so a call the port gains later needs
+    nothing here; it counts as a :class:`~bot.jobs.store.JobStore`.
+    """
+
+    def __init__(self, inner: JobStore, metrics: PrometheusMetrics) -> None:
+        self.inner = inner
         self.metrics = metrics
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (a copy being made): no endless recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     async def save_quote(self, quote: Quote, *, max_open: int | None = None) -> tuple[str, ...]:
         """Save, then count the quote."""
-        freed = await super().save_quote(quote, max_open=max_open)
+        freed = await self.inner.save_quote(quote, max_open=max_open)
         self.metrics.quote(quote.user.platform)
         return freed
 
     async def create_job(self, job: Job, *, max_active: int, now: int) -> Job:
         """Create (hold the price), then count the credits held."""
-        created = await super().create_job(job, max_active=max_active, now=now)
+        created = await self.inner.create_job(job, max_active=max_active, now=now)
         self.metrics.job_moved(created, "held")
         return created
 
@@ -241,7 +253,7 @@ class ObservedJobStore(SqliteJobStore):
         **fields: Any,
     ) -> Job | None:
         """Move, then count the move if it happened."""
-        moved = await super().transition(job_id, from_states, to_state, now=now, **fields)
+        moved = await self.inner.transition(job_id, from_states, to_state, now=now, **fields)
         if moved is not None and to_state not in from_states:
             self.metrics.job_moved(moved, to_state)
         return moved

@@ -10,6 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from app.backend import open_storage
 from app.backup import (
     BACKUP_FOLDER,
     BackupRefused,
@@ -22,7 +23,6 @@ from app.backup import (
 from bot.errors import StorageUnavailable
 from bot.i18n import Translator
 from bot.settings import Settings
-from storage.database import Database
 
 
 async def db_copy(settings: Settings, action: str, path: str | None) -> int:
@@ -56,15 +56,16 @@ async def db_copy(settings: Settings, action: str, path: str | None) -> int:
 
 
 async def export_command(settings: Settings, translate: Translator, output: str | None) -> int:
-    """``wallet export --csv [-o FILE]``: the whole ledger, oldest entry first."""
-    database = Database(settings.db, busy_timeout_ms=settings.db_busy_timeout_ms, create=False)
-    async with database:
+    """``wallet export --csv [-o FILE]``: the whole ledger, oldest entry first (either backend)."""
+    async with open_storage(settings, create=False) as storage:
         if output is None:
-            await export_csv(database, settings.catalog(), translate)
+            await export_csv(storage.ledger_entries(), settings.catalog(), translate)
             return 0
         try:
             with open(output, "w", encoding="utf-8", newline="") as file:
-                count = await export_csv(database, settings.catalog(), translate, file)
+                count = await export_csv(
+                    storage.ledger_entries(), settings.catalog(), translate, file
+                )
         except OSError as error:
             raise StorageUnavailable(f"cannot write {output}: {error.strerror}") from None
     print(f"exported {_entries(count)} to {output}", file=sys.stderr)

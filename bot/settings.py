@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     """The TOML file the other settings are read from (only as an environment variable)."""
     db_busy_timeout_ms: int = Field(default=5000, ge=0, le=600_000)
     """How long to wait for another process's database lock, in milliseconds."""
+    database_url: SecretStr | None = None
+    """``postgresql://user:password@host:5432/db``: keep everything in PostgreSQL, not KLINGBOT_DB.
+
+    For several replicas on one database (docs/SCALING.md). Unset: the SQLite
+    file ``KLINGBOT_DB``. A secret: shown only with its password masked.
+    ``klingbot db copy --to URL`` moves an existing SQLite database there.
+    """
 
     moderators: Annotated[tuple[UserRef, ...], NoDecode] = ()
     """Comma-separated ``platform:id`` entries who may /topup and /refund."""
@@ -156,6 +163,33 @@ class Settings(BaseSettings):
     """``text``: one readable line per event; ``json``: one JSON object per line, for collectors."""
     metrics_listen: str | None = None
     """``host:port`` serving ``/metrics`` (Prometheus) and ``/healthz``; unset: no endpoint."""
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _check_database_url(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            if not value.strip():
+                return None  # KLINGBOT_DATABASE_URL= left empty: SQLite
+            # The message never repeats the value: it holds a password.
+            problem = database_url_problem(value.strip())
+            if problem is not None:
+                raise ValueError(problem)
+            return value.strip()
+        return value
+
+    @property
+    def postgres(self) -> bool:
+        """Whether the data lives in PostgreSQL (``KLINGBOT_DATABASE_URL``), not in SQLite."""
+        return self.database_url is not None
+
+    @property
+    def database_shown(self) -> str:
+        """The database as an operator may see it: the SQLite file, or the URL, password masked."""
+        if self.database_url is not None:
+            return mask_database_url(self.database_url.get_secret_value())
+        return str(self.db.absolute())
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -471,6 +505,56 @@ class Settings(BaseSettings):
         tiers = [Tier(key=key, **fields.model_dump()) for key, fields in self.tiers.items()]
         tiers.sort(key=lambda tier: (tier.credits_per_5s, tier.key))
         return Catalog(tiers=tuple(tiers), credits_per_yuan=self.credits_per_yuan)
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+"""What ``KLINGBOT_DATABASE_URL`` may start with (libpq's two spellings)."""
+
+
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` is no PostgreSQL URL, without repeating it (it holds a password); None: it is."""
+    if not url.startswith(POSTGRES_SCHEMES):
+        scheme = url.partition("://")[0][:20] if "://" in url else ""
+        named = f" (not {scheme}://)" if scheme and scheme.isascii() and scheme.isalnum() else ""
+        return (
+            "must start with postgresql:// or postgres://"
+            f"{named}, e.g. postgresql://klingbot:PASSWORD@127.0.0.1:5432/klingbot;"
+            " unset it to keep the SQLite file KLINGBOT_DB"
+        )
+    if not url.partition("://")[2].strip("/"):
+        return "names no server: postgresql://user:password@host:5432/database"
+    return None
+
+
+def mask_database_url(url: str) -> str:
+    """``postgresql://klingbot:***@db:5432/klingbot``: the URL with its password hidden.
+
+    Also hides a ``password=`` query parameter; a URL without a password is
+    shown as it is.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "***"
+    location, slash, path = rest.partition("/")
+    userinfo, at, host = location.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        location = f"{user}:***@{host}" if colon else f"{user}@{host}"
+    path = re.sub(r"((?:^|[?&])password=)[^&]*", r"\1***", path, flags=re.IGNORECASE)
+    return f"{scheme}://{location}{slash}{path}"
+
+
+def database_url_secrets(url: str) -> tuple[str, ...]:
+    """The password of a database URL, as written and percent-decoded (for log redaction)."""
+    from urllib.parse import unquote
+
+    rest = url.partition("://")[2]
+    location, _, path = rest.partition("/")
+    userinfo = location.rpartition("@")[0]
+    found = [userinfo.partition(":")[2]] if ":" in userinfo else []
+    found += re.findall(r"(?:^|[?&])password=([^&]*)", path, flags=re.IGNORECASE)
+    values = {value for value in found if value} | {unquote(value) for value in found if value}
+    return tuple(sorted(values, key=len, reverse=True))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,0 +1,187 @@
+"""The storage backend: the SQLite file ``KLINGBOT_DB``, or PostgreSQL at ``KLINGBOT_DATABASE_URL``.
+
+The one place that knows which classes implement the core's storage ports
+on each backend; everything else (:func:`app.bootstrap.open_core`, the
+wallet and database commands, ``doctor``) opens a :class:`Storage` here and
+uses its ports, never a backend's classes.
+
+- SQLite (``KLINGBOT_DATABASE_URL`` unset): :class:`storage.database.Database`
+  with :class:`~storage.ledger.SqliteLedger`, :class:`~storage.jobs.SqliteJobStore`,
+  :class:`~storage.app_state.SqliteAppState` and :func:`storage.audit.audit`.
+  The file leases of :mod:`app.lease` (no restore under a running bot, one
+  runner per file) are SQLite's.
+- PostgreSQL: ``storage.postgres.database.PgDatabase`` (an asyncpg pool) with
+  ``PgLedger``, ``PgJobStore``, ``PgAppState`` and ``storage.postgres.audit.audit``.
+  Several replicas share it; the runner lease is one row per replica
+  (:func:`runner_lease_for`).
+
+The PostgreSQL modules are imported only when the URL is set, so the SQLite
+default never loads the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app.lease import FileRunnerLease, RunnerLease
+from bot.jobs.store import JobStore
+from bot.ports import AppState, Ledger
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["sqlite", "postgresql"]
+
+
+@dataclass(frozen=True)
+class Storage:
+    """An open database and the core's storage ports on it."""
+
+    kind: Kind
+    shown: str
+    """The database as an operator may see it: the file, or the URL with its password masked."""
+    database: Any
+    """``storage.database.Database`` or ``storage.postgres.database.PgDatabase``."""
+    ledger: Ledger
+    jobs: JobStore
+    state: AppState
+
+    async def audit(self) -> list[str]:
+        """The ledger invariants (``klingbot db check``): one line per violation; none: clean."""
+        if self.kind == "postgresql":
+            from storage.postgres.audit import audit as postgres_audit
+
+            return await postgres_audit(self.database)
+        from storage.audit import audit as sqlite_audit
+
+        return await sqlite_audit(self.database)
+
+    def ledger_entries(self) -> AsyncIterator[Any]:
+        """Every ledger entry with its user's display name, oldest first (``wallet export``)."""
+        if self.kind == "postgresql":
+            return _postgres_ledger_entries(self.database)
+        from app.backup import ledger_entries
+
+        return ledger_entries(self.database)
+
+    async def wallet_count(self) -> int:
+        """How many wallets the database holds (doctor's ledger line)."""
+        if self.kind == "postgresql":
+            return int(await self.database.fetchval("SELECT count(*) FROM wallets"))
+        row = await self.database.read_one("SELECT count(*) AS n FROM wallets")
+        return int(row["n"]) if row is not None else 0
+
+
+def backend_of(settings: Settings) -> Kind:
+    """Which backend the settings select."""
+    return "postgresql" if settings.postgres else "sqlite"
+
+
+@asynccontextmanager
+async def open_storage(
+    settings: Settings, *, create: bool = True, read_only: bool = False
+) -> AsyncIterator[Storage]:
+    """Open the settings' database (migrating it unless ``read_only``) and its ports.
+
+    ``create=False``: a missing SQLite file is refused instead of made (the
+    maintenance commands must not answer a mistyped ``KLINGBOT_DB`` with a
+    new, empty database). ``read_only``: nothing is migrated or written; a
+    schema that is not current is refused (``klingbot db check``). Raises
+    StorageUnavailable with one operator-readable line.
+    """
+    if settings.postgres:
+        async with _postgres(settings, read_only=read_only) as storage:
+            yield storage
+        return
+    from storage.app_state import SqliteAppState
+    from storage.database import Database
+    from storage.jobs import SqliteJobStore
+    from storage.ledger import SqliteLedger
+
+    database = Database(
+        settings.db,
+        busy_timeout_ms=settings.db_busy_timeout_ms,
+        create=create,
+        read_only=read_only,
+    )
+    async with database:
+        yield Storage(
+            kind="sqlite",
+            shown=settings.database_shown,
+            database=database,
+            ledger=SqliteLedger(database),
+            jobs=SqliteJobStore(database),
+            state=SqliteAppState(database),
+        )
+
+
+@asynccontextmanager
+async def _postgres(settings: Settings, *, read_only: bool) -> AsyncIterator[Storage]:
+    from storage.postgres.app_state import PgAppState
+    from storage.postgres.database import PgDatabase
+    from storage.postgres.jobs import PgJobStore
+    from storage.postgres.ledger import PgLedger
+
+    assert settings.database_url is not None
+    database = PgDatabase(settings.database_url.get_secret_value(), read_only=read_only)
+    async with database:
+        yield Storage(
+            kind="postgresql",
+            shown=settings.database_shown,
+            database=database,
+            ledger=PgLedger(database),
+            jobs=PgJobStore(database),
+            state=PgAppState(database),
+        )
+
+
+EXPORT_PAGE = 1000
+"""Ledger entries read per query while exporting."""
+
+
+async def _postgres_ledger_entries(database: Any) -> AsyncIterator[Any]:
+    """PostgreSQL's :func:`app.backup.ledger_entries`: the same rows, a page at a time."""
+    last = 0
+    while True:
+        rows = await database.fetch(
+            """
+            SELECT l.seq, l.created_at, l.platform, l.user_id, u.display_name, l.kind, l.amount,
+                   l.held_delta, l.balance_after, l.held_after, l.hold_id, l.actor, l.reason,
+                   l.idem_key
+            FROM ledger l LEFT JOIN users u ON u.platform = l.platform AND u.user_id = l.user_id
+            WHERE l.seq > $1 ORDER BY l.seq LIMIT $2
+            """,
+            last,
+            EXPORT_PAGE,
+        )
+        for row in rows:
+            yield row
+        if len(rows) < EXPORT_PAGE:
+            return
+        last = rows[-1]["seq"]
+
+
+def runner_lease_for(settings: Settings) -> RunnerLease | None:
+    """The runner lease ``klingbot run`` and ``console`` hold on this backend.
+
+    SQLite: :class:`~app.lease.FileRunnerLease`, one runner per file. PostgreSQL:
+    several replicas run at once, each with its own lease row (helper
+    "singletons" adds ``PgRunnerLease`` and returns it here); until it exists
+    a replica runs without one.
+    """
+    if not settings.postgres:
+        return FileRunnerLease(settings.db)
+    return None
+
+
+def sole_runner(settings: Settings, lease: RunnerLease | None) -> bool:
+    """Whether holding ``lease`` makes this process the database's only runner.
+
+    Only SQLite's file lease does: on PostgreSQL other replicas run beside
+    this one, so what their runners left in the database is theirs.
+    """
+    return lease is not None and not settings.postgres
