@@ -121,21 +121,18 @@ async def open_storage(
 
 @asynccontextmanager
 async def _postgres(settings: Settings, *, read_only: bool) -> AsyncIterator[Storage]:
-    from storage.postgres.app_state import PgAppState
-    from storage.postgres.database import PgDatabase
-    from storage.postgres.jobs import PgJobStore
-    from storage.postgres.ledger import PgLedger
+    from storage.postgres import app_state, database, jobs, ledger
 
     assert settings.database_url is not None
-    database = PgDatabase(settings.database_url.get_secret_value(), read_only=read_only)
-    async with database:
+    pg = database.PgDatabase(settings.database_url.get_secret_value(), read_only=read_only)
+    async with pg:
         yield Storage(
             kind="postgresql",
             shown=settings.database_shown,
-            database=database,
-            ledger=PgLedger(database),
-            jobs=PgJobStore(database),
-            state=PgAppState(database),
+            database=pg,
+            ledger=ledger.PgLedger(pg),
+            jobs=jobs.PgJobStore(pg),
+            state=app_state.PgAppState(pg),
         )
 
 
