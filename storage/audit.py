@@ -1,88 +1,100 @@
 """The ledger invariants (docs/ARCHITECTURE.md, "The ledger"), checked in SQL over the database.
 
-``klingbot db check`` runs it; the tests run it after every scenario.
+``klingbot db check`` runs it; the tests run it after every scenario. The
+queries are plain SQL that SQLite and PostgreSQL both read the same way
+(:func:`check`); :mod:`storage.postgres.audit` runs them on PostgreSQL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from storage.database import Database
 
+Read = Callable[[str], Awaitable[Sequence[Mapping[str, Any]]]]
+"""Run one SELECT and return its rows (by column name)."""
+
+_WALLET_SUMS = """
+SELECT * FROM (
+    SELECT w.platform, w.user_id, w.balance, w.held,
+           CAST(coalesce(sum(l.amount), 0) AS BIGINT) AS entry_balance,
+           CAST(coalesce(sum(l.held_delta), 0) AS BIGINT) AS entry_held
+    FROM wallets w LEFT JOIN ledger l ON l.platform = w.platform AND l.user_id = w.user_id
+    GROUP BY w.platform, w.user_id, w.balance, w.held
+) sums
+WHERE balance <> entry_balance OR held <> entry_held OR balance < 0
+"""
+
+_WALLET_HOLDS = """
+SELECT * FROM (
+    SELECT w.platform, w.user_id, w.held,
+           (SELECT CAST(coalesce(sum(h.amount), 0) AS BIGINT) FROM holds h
+              WHERE h.platform = w.platform AND h.user_id = w.user_id AND h.state = 'open')
+             AS open_amount
+    FROM wallets w
+) wallets_and_holds
+WHERE held <> open_amount
+"""
+
+_HOLD_ENTRIES = """
+SELECT h.hold_id, h.amount, l.held_delta FROM holds h
+LEFT JOIN ledger l ON l.hold_id = h.hold_id AND l.kind = 'hold'
+WHERE l.held_delta IS NULL OR l.held_delta <> h.amount
+"""
+
+_HOLD_ENDINGS = """
+SELECT h.hold_id, h.state,
+       (SELECT count(*) FROM ledger l WHERE l.hold_id = h.hold_id
+          AND l.kind IN ('capture', 'release')) AS endings,
+       (SELECT min(l.kind) FROM ledger l WHERE l.hold_id = h.hold_id
+          AND l.kind IN ('capture', 'release')) AS ending
+FROM holds h
+"""
+
+_TOTALS = """
+SELECT
+  (SELECT CAST(coalesce(sum(amount), 0) AS BIGINT) FROM ledger
+     WHERE kind IN ('topup', 'adjust')) AS paid_in,
+  (SELECT CAST(coalesce(sum(balance), 0) AS BIGINT) FROM wallets) AS balances,
+  (SELECT CAST(coalesce(sum(amount), 0) AS BIGINT) FROM holds WHERE state = 'open') AS open_holds,
+  (SELECT CAST(coalesce(sum(amount), 0) AS BIGINT) FROM holds WHERE state = 'captured')
+    AS captured
+"""
+
 
 async def audit(database: Database) -> list[str]:
-    """Check the ledger invariants; return one line per violation (empty: all good).
+    """Check the ledger invariants on SQLite; one line per violation (empty: all good)."""
+    return await check(database.read)
+
+
+async def check(read: Read) -> list[str]:
+    """Check the ledger invariants with ``read``; return one line per violation.
 
     - every wallet's balance and held credits equal the sums of its entries;
     - every wallet's held credits equal its open holds, and every hold its hold entry;
     - every hold that ended has exactly one capture or release, every open hold none;
     - top-ups + adjustments = balances + open holds + captures.
     """
-    problems: list[str] = []
-    rows = await database.read(
-        """
-        SELECT w.platform, w.user_id, w.balance, w.held,
-               coalesce(sum(l.amount), 0) AS entry_balance,
-               coalesce(sum(l.held_delta), 0) AS entry_held
-        FROM wallets w LEFT JOIN ledger l ON l.platform = w.platform AND l.user_id = w.user_id
-        GROUP BY w.platform, w.user_id
-        HAVING w.balance <> entry_balance OR w.held <> entry_held OR w.balance < 0
-        """
-    )
-    problems += [
+    problems = [
         f"wallet {r['platform']}:{r['user_id']} holds {r['balance']}/{r['held']}"
         f" but its entries sum to {r['entry_balance']}/{r['entry_held']}"
-        for r in rows
+        for r in await read(_WALLET_SUMS)
     ]
-    rows = await database.read(
-        """
-        SELECT w.platform, w.user_id, w.held,
-               (SELECT coalesce(sum(h.amount), 0) FROM holds h WHERE h.platform = w.platform
-                  AND h.user_id = w.user_id AND h.state = 'open') AS open_amount
-        FROM wallets w
-        WHERE w.held <> open_amount
-        """
-    )
     problems += [
         f"wallet {r['platform']}:{r['user_id']} holds {r['held']} but its open holds"
         f" add up to {r['open_amount']}"
-        for r in rows
+        for r in await read(_WALLET_HOLDS)
     ]
-    rows = await database.read(
-        """
-        SELECT h.hold_id, h.amount, l.held_delta FROM holds h
-        LEFT JOIN ledger l ON l.hold_id = h.hold_id AND l.kind = 'hold'
-        WHERE l.held_delta IS NULL OR l.held_delta <> h.amount
-        """
-    )
     problems += [
         f"hold {r['hold_id']} is for {r['amount']} but its hold entry says {r['held_delta']}"
-        for r in rows
+        for r in await read(_HOLD_ENTRIES)
     ]
-    rows = await database.read(
-        """
-        SELECT h.hold_id, h.state,
-               (SELECT count(*) FROM ledger l WHERE l.hold_id = h.hold_id
-                  AND l.kind IN ('capture', 'release')) AS endings,
-               (SELECT kind FROM ledger l WHERE l.hold_id = h.hold_id
-                  AND l.kind IN ('capture', 'release')) AS ending
-        FROM holds h
-        """
-    )
-    for r in rows:
-        expected = {"open": (0, None), "captured": (1, "capture"), "released": (1, "release")}
+    expected = {"open": (0, None), "captured": (1, "capture"), "released": (1, "release")}
+    for r in await read(_HOLD_ENDINGS):
         if (r["endings"], r["ending"]) != expected[r["state"]]:
             problems.append(f"hold {r['hold_id']} is {r['state']} with {r['endings']} endings")
-    totals: Any = await database.read_one(
-        """
-        SELECT
-          (SELECT coalesce(sum(amount), 0) FROM ledger
-             WHERE kind IN ('topup', 'adjust')) AS paid_in,
-          (SELECT coalesce(sum(balance), 0) FROM wallets) AS balances,
-          (SELECT coalesce(sum(amount), 0) FROM holds WHERE state = 'open') AS open_holds,
-          (SELECT coalesce(sum(amount), 0) FROM holds WHERE state = 'captured') AS captured
-        """
-    )
+    [totals] = await read(_TOTALS)
     if totals["paid_in"] != totals["balances"] + totals["open_holds"] + totals["captured"]:
         problems.append(
             f"top-ups and adjustments ({totals['paid_in']}) differ from balances"

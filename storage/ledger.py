@@ -22,7 +22,8 @@ _ENTRY_COLUMNS = (
 )
 
 
-def _entry(row: sqlite3.Row) -> LedgerEntry:
+def entry_from_row(row: sqlite3.Row) -> LedgerEntry:
+    """A ledger row (SQLite's or PostgreSQL's: the columns are the same) as a LedgerEntry."""
     return LedgerEntry(
         seq=row["seq"],
         key=row["idem_key"],
@@ -43,7 +44,7 @@ def _prior(connection: sqlite3.Connection, key: str) -> Outcome | None:
     row = connection.execute(
         f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE idem_key = ?", (key,)
     ).fetchone()
-    return Outcome(_entry(row), applied=False) if row else None
+    return Outcome(entry_from_row(row), applied=False) if row else None
 
 
 def _append(
@@ -82,7 +83,7 @@ def _append(
             now,
         ),
     ).fetchone()
-    return Outcome(_entry(row), applied=True)
+    return Outcome(entry_from_row(row), applied=True)
 
 
 def _balance(connection: sqlite3.Connection, user: UserRef) -> int:
@@ -157,7 +158,7 @@ def end_hold(
         ).fetchone()
         if ended is None:
             raise KeyError(hold_id)
-        return Outcome(_entry(ended), applied=False)
+        return Outcome(entry_from_row(ended), applied=False)
     user = UserRef(hold["platform"], hold["user_id"])
     amount = hold["amount"]
     back_to_balance = amount if kind == "release" else 0
@@ -429,4 +430,4 @@ class SqliteLedger(Ledger):
             " ORDER BY seq DESC LIMIT ?",
             (user.platform, user.id, limit),
         )
-        return [_entry(row) for row in rows]
+        return [entry_from_row(row) for row in rows]

@@ -233,10 +233,13 @@ class PgDatabase:
 
     @asynccontextmanager
     async def transaction(
-        self, *, isolation: str = "read_committed"
+        self, *, isolation: str = "read_committed", readonly: bool = False
     ) -> AsyncIterator[asyncpg.Connection]:
         """One transaction on one pooled connection: committed if the block ends normally."""
-        async with self._acquire() as connection, connection.transaction(isolation=isolation):
+        async with (
+            self._acquire() as connection,
+            connection.transaction(isolation=isolation, readonly=readonly),
+        ):
             yield connection
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
