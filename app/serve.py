@@ -49,19 +49,20 @@ class Served:
 
 def watch_telegram(application: Any, served: Served) -> None:
     """The Telegram application's health check and how its intake stops."""
+    from adapters.telegram import adapter_of
+
+    adapter = adapter_of(application)
 
     async def connected() -> str | None:
         updater = application.updater
         if not application.running:
             return "the application is not running"
-        if updater is not None and not updater.running:
+        if updater is not None and not updater.running and not adapter.standby:
             return "not polling for updates"
         return None
 
     async def stop_polling() -> None:
-        updater = application.updater
-        if updater is not None and updater.running:
-            await updater.stop()
+        await adapter.stop_intake()
 
     served.checks["telegram"] = connected
     served.stop_intake.append(stop_polling)

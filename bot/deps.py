@@ -17,6 +17,7 @@ from bot.jobs.waits import ExpectedWaits
 from bot.metrics import Metrics, NullMetrics
 from bot.ports import AppState, Ledger
 from bot.replies import Money
+from bot.roles import Roles, SoleRoles
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Deps:
     """Adapters' small key/value facts kept between runs (None: nothing is kept)."""
     metrics: Metrics = field(default_factory=NullMetrics)
     """Where handled commands and tier presses are counted (``app.metrics``); no-op by default."""
+    roles: Roles = field(default_factory=SoleRoles)
+    """What one replica at a time does (:mod:`bot.roles`); all held by the one SQLite runner."""
 
     def money(self, credits: int) -> Money:
         """Credits with their yuan value, ready for a message."""

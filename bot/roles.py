@@ -118,16 +118,29 @@ async def serve_role(
     stop: Callable[[], Awaitable[None]],
     *,
     retry_s: float = 5.0,
+    started: bool = False,
 ) -> None:
     """Do a duty while ``role`` is held: ``start()`` on gaining it, ``stop()`` on losing it.
 
     Runs until cancelled, and then stops the duty if it is running. A
     ``start()`` that fails is logged and tried again after ``retry_s`` for
-    as long as the role is held.
+    as long as the role is held. ``started``: the caller started the duty
+    already (it held the role when it began).
     """
-    started = False
+
+    async def stopped() -> None:
+        try:
+            await stop()
+        except Exception:
+            log.exception("could not stop the %s duty cleanly", role.name)
+
     try:
         while True:
+            if started:
+                await role.wait_lost()
+                log.warning("this replica lost the %s role: stopping that duty", role.name)
+                started = False
+                await stopped()
             await role.wait_held()
             try:
                 await start()
@@ -140,10 +153,6 @@ async def serve_role(
                 continue
             started = True
             log.info("this replica took the %s role", role.name)
-            await role.wait_lost()
-            log.warning("this replica lost the %s role: stopping that duty", role.name)
-            started = False
-            await stop()
     finally:
         if started:
-            await stop()
+            await stopped()

@@ -17,8 +17,8 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 
 from telegram import BotCommand, Update
 from telegram.constants import FileSizeLimit
@@ -36,6 +36,7 @@ from adapters.telegram.render import translator
 from adapters.telegram.webhook import WebhookServer, derived_secret
 from bot.deps import Deps
 from bot.replies import text
+from bot.roles import TELEGRAM_POLLING, Role, serve_role
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,27 @@ class TelegramAdapter:
     admins: AdminCheck
     flood: FloodControl
     webhook: WebhookServer | None = None
+    polling_role: Role | None = None
+    """Polling mode: the role whose holder polls (this replica polls while it holds it)."""
+    intake: asyncio.Task[None] | None = None
+    """Polling mode: starts and stops polling as the role comes and goes."""
+    polling: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while this replica polls."""
+    not_polling: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while it does not (a standby, or stopped)."""
+
+    @property
+    def standby(self) -> bool:
+        """Polling mode, and another replica polls: this one only sends."""
+        return self.polling_role is not None and not self.polling_role.held
+
+    async def stop_intake(self) -> None:
+        """Take no more updates: stop polling, and stop waiting to take the role over."""
+        if self.intake is not None:
+            self.intake.cancel()
+            with suppress(asyncio.CancelledError):
+                await self.intake
+            self.intake = None
 
 
 def adapter_of(application: Application) -> TelegramAdapter:
@@ -200,27 +222,74 @@ async def running(
                 )
                 await adapter.webhook.start()
             else:
-                assert application.updater is not None
-                await application.updater.start_polling(
-                    poll_interval=0.0,
-                    timeout=poll_timeout_s,
-                    bootstrap_retries=5,
-                    allowed_updates=ALLOWED_UPDATES,
-                    error_callback=lambda error: log.warning(
-                        "polling Telegram failed, retrying: %s: %s", type(error).__name__, error
-                    ),
-                )
+                await _poll_while_held(application, adapter, poll_timeout_s)
             log.info(
                 "Telegram bot @%s is up (%s)",
                 application.bot.username,
-                "webhook" if adapter.webhook else "polling",
+                "webhook"
+                if adapter.webhook
+                else "standby: another replica polls"
+                if adapter.standby
+                else "polling",
             )
             yield adapter
         finally:
             if adapter.webhook is not None:
-                await adapter.webhook.stop()
-            elif application.updater is not None and application.updater.running:
-                await application.updater.stop()
+                await adapter.webhook.stop()  # the webhook stays set: the other replicas serve it
+            await adapter.stop_intake()
             await adapter.handlers.drain()
             await adapter.outbox.drain()
             await application.stop()
+
+
+async def _poll_while_held(
+    application: Application, adapter: TelegramAdapter, poll_timeout_s: int
+) -> None:
+    """Poll while this replica holds the polling role (always, on SQLite); else stand by.
+
+    Telegram answers a second ``getUpdates`` by ending the first with a
+    Conflict, so only one replica may poll. One that holds the role when it
+    starts polls before this returns (a refused token or an unreachable API
+    fails the start, as always); a standby takes over when the holder dies.
+    """
+    updater = application.updater
+    assert updater is not None
+
+    async def start() -> None:
+        adapter.not_polling.clear()
+        try:
+            await _start()
+        except BaseException:
+            adapter.not_polling.set()
+            raise
+        adapter.polling.set()
+
+    async def stop() -> None:
+        adapter.polling.clear()
+        try:
+            if updater.running:
+                await updater.stop()
+        finally:
+            adapter.not_polling.set()
+
+    async def _start() -> None:
+        await updater.start_polling(
+            poll_interval=0.0,
+            timeout=poll_timeout_s,
+            bootstrap_retries=5,
+            allowed_updates=ALLOWED_UPDATES,
+            error_callback=lambda error: log.warning(
+                "polling Telegram failed, retrying: %s: %s", type(error).__name__, error
+            ),
+        )
+
+    role = await adapter.deps.roles.claim(TELEGRAM_POLLING)
+    adapter.polling_role = role
+    held = role.held
+    if held:
+        await start()
+    else:
+        adapter.not_polling.set()
+    adapter.intake = asyncio.create_task(
+        serve_role(role, start, stop, started=held), name="telegram polling role"
+    )

@@ -29,7 +29,11 @@ What it refuses, as the Bot API answers it (``{"ok": false, "error_code": N,
 * every upload while ``uploads_refused`` is true (or a function of the test's
   clock that returns true): 502 Bad Gateway, an HTML page from the front end;
 * ``getUpdates`` while a webhook is set (409 "Conflict: can't use getUpdates
-  method while webhook is active; use deleteWebhook to delete the webhook first").
+  method while webhook is active; use deleteWebhook to delete the webhook first");
+* a ``getUpdates`` still waiting when another one comes (two bot instances
+  polling): the waiting one ends with 409 "Conflict: terminated by other
+  getUpdates request; make sure that only one bot instance is running", and
+  is recorded with that status.
 
 Webhook delivery, as Telegram does it: once the bot called ``setWebhook``,
 every pending update (and every one pushed later) is posted as JSON to that
@@ -78,6 +82,10 @@ NOT_MODIFIED = (
 WEBHOOK_CONFLICT = (
     "Conflict: can't use getUpdates method while webhook is active; "
     "use deleteWebhook to delete the webhook first"
+)
+POLL_CONFLICT = (
+    "Conflict: terminated by other getUpdates request; "
+    "make sure that only one bot instance is running"
 )
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WEBHOOK_CONNECTIONS = 40
@@ -187,6 +195,8 @@ class BotApiStandIn:
         answers 502 Bad Gateway, as Telegram's front end does in an upload outage; other
         methods work."""
         self._files: dict[str, tuple[bytes, int]] = {}  # file_id -> (data, size reported)
+        self._polls = 0
+        """getUpdates requests so far (the latest one is the one waiting)."""
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
@@ -338,6 +348,11 @@ class BotApiStandIn:
                 ) from None
             return found[count - 1]
 
+    async def polled(self, count: int = 1, timeout: float = 30.0) -> None:
+        """Wait until ``count`` getUpdates requests have come in all (answered or waiting)."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: self._polls >= count), timeout)
+
     async def acknowledged(self, timeout: float = 30.0) -> None:
         """Wait until the bot confirmed every update pushed: by the offset of its next poll,
         or (webhook) by answering its post."""
@@ -458,7 +473,15 @@ class BotApiStandIn:
                     {"ok": False, "error_code": 409, "description": WEBHOOK_CONFLICT},
                     status=409,
                 )
-            result = await self._get_updates(params)
+            try:
+                result = await self._get_updates(params)
+            except _ApiError as error:
+                call.status = error.code
+                await self._record(call)
+                return web.json_response(
+                    {"ok": False, "error_code": error.code, "description": error.description},
+                    status=error.code,
+                )
             return web.json_response({"ok": True, "result": result})
         refused = self.uploads_refused
         if method in UPLOADS and (refused() if callable(refused) else refused):
@@ -515,11 +538,19 @@ class BotApiStandIn:
         if len(self.updates) < pending:
             await self._notify()  # someone may wait for the bot to confirm its updates
         timeout = float(params.get("timeout") or 0)
+        self._polls += 1
+        poll = self._polls  # a later getUpdates ends this one
         async with self._changed:
+            self._changed.notify_all()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._changed.wait_for(lambda: bool(self.updates) or self._closing), timeout
+                    self._changed.wait_for(
+                        lambda: bool(self.updates) or self._closing or self._polls != poll
+                    ),
+                    timeout,
                 )
+        if self._polls != poll and not self._closing:
+            raise _ApiError(409, POLL_CONFLICT)
         return list(self.updates[:100])
 
     async def _download(self, request: web.Request) -> web.StreamResponse:
