@@ -341,6 +341,16 @@ async def _start_telegram(
     return 0
 
 
+SHARD_REFUSALS = {
+    4010: "Discord refused the shard (gateway close 4010 Invalid shard): every replica needs"
+    " the same DISCORD_SHARD_COUNT, and DISCORD_SHARD_IDS below it",
+    4011: "Discord requires sharding for this many servers (gateway close 4011): set"
+    " DISCORD_SHARD_COUNT (one shard per 1,000 servers or so) and give each replica its"
+    " DISCORD_SHARD_IDS",
+}
+"""What the gateway's refusals of a shard setting mean, for the operator."""
+
+
 async def _start_discord(
     settings: Settings, deps, adapters: AsyncExitStack, served: Served
 ) -> int | asyncio.Future:
@@ -370,6 +380,9 @@ async def _start_discord(
         discord.GatewayNotFound,
         discord.ConnectionClosed,
     ) as error:
+        if isinstance(error, discord.ConnectionClosed) and error.code in SHARD_REFUSALS:
+            print(f"klingbot: {SHARD_REFUSALS[error.code]}", file=sys.stderr)
+            return 2
         secrets = secrets_of(settings.discord_token.get_secret_value())
         reason = redact(f"{type(error).__name__}: {error}", secrets)
         print(f"klingbot: cannot reach Discord: {reason}", file=sys.stderr)

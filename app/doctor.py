@@ -102,6 +102,8 @@ async def run_doctor(
     report(_moderators(settings))
     if (discord_moderators := _discord_moderators(settings)) is not None:
         report(discord_moderators)
+    if (discord_shards := _discord_shards(settings)) is not None:
+        report(discord_shards)
     for finding in await _database(settings):
         report(finding)
     report(_data_dir(settings))
@@ -246,6 +248,43 @@ def _discord_moderators(settings: Settings) -> Finding | None:
         "discord moderators",
         f"Administrator, Manage Server{holders} in servers {servers} only;"
         " elsewhere only the discord:<id> entries of KLINGBOT_MODERATORS",
+    )
+
+
+def _discord_shards(settings: Settings) -> Finding | None:
+    """Which Discord shards this process connects; None: no DISCORD_SHARD_COUNT."""
+    shards, count = settings.discord_shards, settings.discord_shard_count
+    if shards is None or count is None:
+        return None
+    mine = ",".join(str(shard) for shard in shards)
+    if settings.discord_token is None:
+        return Finding(
+            "warn",
+            "discord shards",
+            f"DISCORD_SHARD_COUNT={count} has no effect without DISCORD_TOKEN",
+            "set DISCORD_TOKEN, or unset DISCORD_SHARD_COUNT and DISCORD_SHARD_IDS",
+        )
+    if len(shards) == count:
+        return Finding(
+            "ok",
+            "discord shards",
+            f"all {count} shard(s) in this process ({mine}); it syncs the commands",
+        )
+    others = ",".join(str(shard) for shard in range(count) if shard not in shards)
+    syncs = "it syncs the commands" if 0 in shards else "the replica with shard 0 syncs them"
+    detail = f"shards {mine} of {count} here ({syncs}); shards {others} must run in other replicas"
+    if getattr(settings, "database_url", None) is None:
+        return Finding(
+            "warn",
+            "discord shards",
+            f"{detail}, but replicas cannot share an SQLite database: each would keep its own"
+            " wallets",
+            "set KLINGBOT_DATABASE_URL (PostgreSQL) in every replica, or run all shards here",
+        )
+    return Finding(
+        "note",
+        "discord shards",
+        f"{detail}, each shard in exactly one, all with DISCORD_SHARD_COUNT={count}",
     )
 
 

@@ -257,6 +257,25 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("DISCORD_GATEWAY_URL", "discord_gateway_url")
     )
     """Gateway websocket through an operator's proxy, e.g. ``ws://proxy:8081/``."""
+    discord_shard_count: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        validation_alias=AliasChoices("DISCORD_SHARD_COUNT", "discord_shard_count"),
+    )
+    """How many gateway shards the bot's servers are split into, over all replicas.
+
+    Unset: one connection without shards, which Discord allows up to 2,500
+    servers. Set: this process connects the shards of ``DISCORD_SHARD_IDS``
+    (all of them when that is unset) with discord.py's sharded client; a
+    server belongs to shard ``(server id >> 22) % count`` and DMs to shard 0.
+    Every replica gives the same count."""
+    discord_shard_ids: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(), validation_alias=AliasChoices("DISCORD_SHARD_IDS", "discord_shard_ids")
+    )
+    """The shards this replica connects, comma-separated (``0,1``), each below
+    ``DISCORD_SHARD_COUNT``; unset: all of them. Run each shard in exactly one replica;
+    the replica holding shard 0 syncs the commands."""
 
     @field_validator("telegram_token", "discord_token", mode="before")
     @classmethod
@@ -272,6 +291,42 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _parse_shard_ids(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            return (value,)
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check_shards(self) -> Settings:
+        ids, count = self.discord_shard_ids, self.discord_shard_count
+        if not ids:
+            return self
+        if count is None:
+            raise ValueError(
+                "DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT: the shard ids are counted out of"
+                " the total number of shards every replica shares"
+            )
+        wrong = [str(i) for i in ids if not 0 <= i < count]
+        if wrong:
+            raise ValueError(
+                f"DISCORD_SHARD_IDS {','.join(wrong)} not below DISCORD_SHARD_COUNT={count}:"
+                f" shard ids run from 0 to {count - 1}"
+            )
+        if len(set(ids)) != len(ids):
+            raise ValueError("DISCORD_SHARD_IDS names a shard twice")
+        return self
+
+    @property
+    def discord_shards(self) -> tuple[int, ...] | None:
+        """The shard ids this process connects; None: no sharding (one plain connection)."""
+        if self.discord_shard_count is None:
+            return None
+        return tuple(sorted(self.discord_shard_ids)) or tuple(range(self.discord_shard_count))
 
     @field_validator("discord_api_base")
     @classmethod
@@ -621,6 +676,9 @@ def _describe(error: ValidationError) -> str:
     """One line per bad field: ``tiers.master.credits_per_5s: Input should be greater than 0``."""
     lines = []
     for problem in error.errors(include_url=False):
-        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        field = ".".join(str(part) for part in problem["loc"])
+        if not field:  # a rule over several settings: its message names them
+            lines.append(f"  {problem['msg'].removeprefix('Value error, ')}")
+            continue
         lines.append(f"  {field}: {problem['msg']}")
     return "\n".join(lines)

@@ -8,9 +8,17 @@ docs/DISCORD.md.
 from adapters.discord.client import (
     DiscordAdapter,
     KlingClient,
+    KlingShardedClient,
     build_client,
     pointed_at,
     running,
 )
 
-__all__ = ["DiscordAdapter", "KlingClient", "build_client", "pointed_at", "running"]
+__all__ = [
+    "DiscordAdapter",
+    "KlingClient",
+    "KlingShardedClient",
+    "build_client",
+    "pointed_at",
+    "running",
+]

@@ -1,9 +1,11 @@
 """The Discord client: built by one factory from the settings, run by one context manager.
 
-``build_client(settings, deps)`` makes a discord.py ``Client`` with its
+``build_client(settings, deps)`` makes a discord.py ``Client`` (an
+``AutoShardedClient`` with ``DISCORD_SHARD_COUNT``) with its
 ``CommandTree``: the slash commands, the persistent buttons, the one error
 handler, and the outbox for job messages. ``running(client)`` logs in,
-syncs the commands if their definitions changed, connects to the gateway,
+syncs the commands if their definitions changed (only the process holding
+shard 0 does, when there are shards), connects to the gateway,
 waits for it to be ready and registers the Discord outbox with the job
 runner; on exit it lets status edits on their way finish and closes the
 connection. The caller starts the job runner once every adapter is up, and
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
 """How long the gateway may take to say READY (and send the servers) at start."""
+IDENTIFY_SPACING_S = 5.0
+"""Between two shards' IDENTIFYs: Discord takes one per 5 s from a bot without large sharding."""
 
 
 @dataclass
@@ -66,31 +70,89 @@ class DiscordAdapter:
     """The gateway connection while ``running``; it ends only if Discord gives up on us."""
 
 
-class KlingClient(discord.Client):
-    """A discord.py client with its command tree and the adapter's parts."""
+class _Kling:
+    """What both clients add to discord.py's: the command tree, the adapter, the buttons."""
 
-    def __init__(self, *, guild_ready_timeout: float) -> None:
-        # The bot never joins voice: spare the log discord.py's warnings about voice libraries.
-        discord.VoiceClient.warn_nacl = False
-        discord.VoiceClient.warn_dave = False
-        intents = discord.Intents.none()
-        intents.guilds = True
-        super().__init__(
-            intents=intents,
-            allowed_mentions=discord.AllowedMentions.none(),
-            max_messages=None,
-            member_cache_flags=discord.MemberCacheFlags.none(),
-            chunk_guilds_at_startup=False,
-            guild_ready_timeout=guild_ready_timeout,
-        )
-        self.tree = app_commands.CommandTree(self)
-        self.adapter: DiscordAdapter | None = None
-        self.klingbot_handlers: Handlers | None = None
+    tree: app_commands.CommandTree
+    adapter: DiscordAdapter | None
+    klingbot_handlers: Handlers | None
+    identify_spacing_s: float
+
+    def _set_up(self, identify_spacing_s: float) -> None:
+        self.tree = app_commands.CommandTree(self)  # type: ignore[arg-type]
+        self.adapter = None
+        self.klingbot_handlers = None
         """What :class:`~adapters.discord.buttons.ActionButton` calls when pressed."""
+        self.identify_spacing_s = identify_spacing_s
 
     async def setup_hook(self) -> None:
         """Understand every button sent by any run of the bot (called by ``login``)."""
-        self.add_dynamic_items(ActionButton)
+        self.add_dynamic_items(ActionButton)  # type: ignore[attr-defined]
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Discord takes one IDENTIFY per 5 s (``max_concurrency`` 1): the next shard waits."""
+        if not initial:
+            await asyncio.sleep(self.identify_spacing_s)
+
+
+def _client_options(guild_ready_timeout: float) -> dict:
+    # The bot never joins voice: spare the log discord.py's warnings about voice libraries.
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
+    intents = discord.Intents.none()
+    intents.guilds = True
+    return dict(
+        intents=intents,
+        allowed_mentions=discord.AllowedMentions.none(),
+        max_messages=None,
+        member_cache_flags=discord.MemberCacheFlags.none(),
+        chunk_guilds_at_startup=False,
+        guild_ready_timeout=guild_ready_timeout,
+    )
+
+
+class KlingClient(_Kling, discord.Client):
+    """A discord.py client with its command tree and the adapter's parts (one connection)."""
+
+    def __init__(
+        self, *, guild_ready_timeout: float, identify_spacing_s: float = IDENTIFY_SPACING_S
+    ) -> None:
+        super().__init__(**_client_options(guild_ready_timeout))
+        self._set_up(identify_spacing_s)
+
+
+class KlingShardedClient(_Kling, discord.AutoShardedClient):
+    """The same on discord.py's sharded client: the shards ``shard_ids`` of ``shard_count``.
+
+    discord.py routes each server's requests through the shard that owns it;
+    Discord sends each shard only its servers' events and interactions (DMs
+    to shard 0).
+    """
+
+    def __init__(
+        self,
+        *,
+        shard_count: int,
+        shard_ids: tuple[int, ...],
+        guild_ready_timeout: float,
+        identify_spacing_s: float = IDENTIFY_SPACING_S,
+    ) -> None:
+        options = _client_options(guild_ready_timeout)
+        super().__init__(shard_count=shard_count, shard_ids=list(shard_ids), **options)
+        self._set_up(identify_spacing_s)
+
+
+AnyKlingClient = KlingClient | KlingShardedClient
+
+
+def syncs_commands(client: discord.Client) -> bool:
+    """Whether this process syncs the commands: it holds shard 0 (or runs without shards).
+
+    Replicas with other shards leave it to that one, so a new version's
+    commands are synced once, not once per replica.
+    """
+    shard_ids = getattr(client, "shard_ids", None)
+    return shard_ids is None or 0 in shard_ids
 
 
 API_VERSION = 10
@@ -121,18 +183,34 @@ def build_client(
     guild_ready_timeout: float = 2.0,
     ack_budget_s: float = ACK_BUDGET_S,
     pace: ChannelPace | None = None,
-) -> KlingClient:
+    identify_spacing_s: float = IDENTIFY_SPACING_S,
+) -> AnyKlingClient:
     """The bot's discord.py client, from the settings; ``DISCORD_TOKEN`` must be set.
 
-    ``guild_ready_timeout`` (how long discord.py waits for more servers after
-    the last one at start), ``ack_budget_s`` and ``pace`` (the channel
-    pacing, on a virtual clock) are for tests and benchmarks.
+    With ``DISCORD_SHARD_COUNT`` it is the sharded client, connecting the
+    shards of ``DISCORD_SHARD_IDS`` (or all). ``guild_ready_timeout`` (how
+    long discord.py waits for more servers after the last one at start),
+    ``ack_budget_s``, ``pace`` (the channel pacing, on a virtual clock) and
+    ``identify_spacing_s`` are for tests and benchmarks.
     """
     if settings.discord_token is None:
         raise ValueError("DISCORD_TOKEN is not set")
     token = settings.discord_token.get_secret_value()
     install_redaction(token)
-    client = KlingClient(guild_ready_timeout=guild_ready_timeout)
+    shards = settings.discord_shards
+    client: AnyKlingClient
+    if shards is None:
+        client = KlingClient(
+            guild_ready_timeout=guild_ready_timeout, identify_spacing_s=identify_spacing_s
+        )
+    else:
+        assert settings.discord_shard_count is not None
+        client = KlingShardedClient(
+            shard_count=settings.discord_shard_count,
+            shard_ids=shards,
+            guild_ready_timeout=guild_ready_timeout,
+            identify_spacing_s=identify_spacing_s,
+        )
     facts = ChannelFacts()
     secrets = secrets_of(token)
     handlers = Handlers(
@@ -162,7 +240,7 @@ def build_client(
 
 @asynccontextmanager
 async def running(
-    client: KlingClient, *, ready_timeout_s: float = READY_TIMEOUT_S
+    client: AnyKlingClient, *, ready_timeout_s: float = READY_TIMEOUT_S
 ) -> AsyncIterator[DiscordAdapter]:
     """Log in, sync commands if they changed, connect, and route the runner's Discord messages.
 
@@ -179,14 +257,15 @@ async def running(
 
 @asynccontextmanager
 async def _connected(
-    client: KlingClient, adapter: DiscordAdapter, ready_timeout_s: float
+    client: AnyKlingClient, adapter: DiscordAdapter, ready_timeout_s: float
 ) -> AsyncIterator[None]:
     assert adapter.settings.discord_token is not None
     connection: asyncio.Task[None] | None = None
     try:
         await client.login(adapter.settings.discord_token.get_secret_value())
         await client.tree.set_translator(CatalogTranslator())
-        await sync_commands(client.tree, adapter.deps.state, adapter.settings.discord_guild_ids)
+        if syncs_commands(client):
+            await sync_commands(client.tree, adapter.deps.state, adapter.settings.discord_guild_ids)
         connection = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
         adapter.connection = connection
         ready = asyncio.create_task(client.wait_until_ready())
@@ -200,7 +279,13 @@ async def _connected(
             raise TimeoutError("the Discord gateway did not become ready")
         if adapter.deps.generation is not None:
             adapter.deps.generation.outboxes.register(PLATFORM, adapter.outbox)
-        log.info("Discord bot %s is up (%d servers)", client.user, len(client.guilds))
+        shards = getattr(client, "shard_ids", None)
+        log.info(
+            "Discord bot %s is up (%d servers%s)",
+            client.user,
+            len(client.guilds),
+            f", shards {','.join(map(str, shards))} of {client.shard_count}" if shards else "",
+        )
         yield
     finally:
         await adapter.handlers.drain()

@@ -105,7 +105,9 @@ async def discord_bot(
     pace = ChannelPace(monotonic=clock.monotonic, sleep=clock.sleep)
     async with open_core(settings, provider=provider) as deps:
         deps = rewire(deps) if rewire else deps
-        client = build_client(settings, deps, guild_ready_timeout=0.05, pace=pace)
+        client = build_client(
+            settings, deps, guild_ready_timeout=0.05, pace=pace, identify_spacing_s=0.01
+        )
         async with running(client) as adapter:
             await deps.generation.runner.start()
             try:

@@ -112,7 +112,17 @@ token 401 code 0; a deleted (or, on the channel routes, ephemeral) message
 404 10008; a channel the bot may not post in 403 50013, may not see 403
 50001; a DM to a member who closed their DMs 403 50007; an edit of a
 member's own message (``member.say``) 403 50005; over 200 command creations a day in one scope 400 30034; privileged
-intents not enabled: gateway close 4014; a bad token on IDENTIFY: close 4004.
+intents not enabled: gateway close 4014; a bad token on IDENTIFY: close 4004;
+a ``shard`` that is not ``[id, count]`` with ``0 <= id < count``: close 4010
+Invalid shard; more than ``max_guilds_per_shard`` (2,500) guilds on one
+session: close 4011 Sharding required (``closes`` lists every close).
+
+Shards: an IDENTIFY with ``shard: [id, count]`` opens a session for that
+shard, which gets READY and GUILD_CREATE for its guilds only, and then the
+events and interactions of the guilds with ``(guild_id >> 22) % count == id``
+(``shard_of``); DMs go to shard 0. Without ``shard`` a session is shard
+``[0, 1]``: everything. Sessions of different shards run side by side
+(``live``); a second IDENTIFY of the same shard takes its events from the first.
 
 Rate limits (``rate_limits``, see ``tests/adapters/discord_ratelimits.py``): every
 REST answer carries its bucket's ``X-RateLimit-*`` headers; a request over its
@@ -159,6 +169,10 @@ PREMIUM_UPLOAD_LIMITS = {
     3: 100 * 1024 * 1024,
 }
 """The upload limit by guild boost level (``premium_tier``)."""
+RECOMMENDED_GUILDS_PER_SHARD = 1000
+"""What ``GET /gateway/bot`` recommends: one shard per 1,000 guilds."""
+MAX_GUILDS_PER_SHARD = 2500
+"""Guilds one gateway session may hold; beyond, IDENTIFY closes 4011 Sharding required."""
 DAILY_COMMAND_CREATES = 200
 """Application command creations Discord allows per guild (and globally) per day."""
 MAX_CONTENT = 2000
@@ -902,6 +916,24 @@ class GatewaySession:
     def intents(self) -> int:
         return int(self.identify.get("intents", 0))
 
+    @property
+    def shard(self) -> tuple[int, int]:
+        """``(shard id, shard count)`` IDENTIFYed with; ``(0, 1)`` without sharding."""
+        shard = self.identify.get("shard") or (0, 1)
+        return int(shard[0]), int(shard[1])
+
+    def owns(self, guild_id: str | int | None) -> bool:
+        """Whether Discord sends this session the guild's events (DMs: shard 0)."""
+        shard_id, count = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return shard_of(guild_id, count) == shard_id
+
+
+def shard_of(guild_id: str | int, shard_count: int) -> int:
+    """The shard a guild's events go to, as Discord computes it."""
+    return (int(guild_id) >> 22) % shard_count
+
 
 class _Connection:
     """One websocket: a writer task sends queued payloads in order, compressed as asked."""
@@ -1001,6 +1033,12 @@ class DiscordStandIn:
         self.command_creations: dict[tuple[str | None, int], int] = {}
         """Commands created per (guild id or None, day number)."""
         self.sessions: list[GatewaySession] = []
+        self.live: dict[tuple[int, int], GatewaySession] = {}
+        """The session that gets each shard's events: the last one IDENTIFYed for it."""
+        self.max_guilds_per_shard = MAX_GUILDS_PER_SHARD
+        """Above this many guilds on one shard (or without shards), IDENTIFY closes 4011."""
+        self.closes: list[tuple[int, str]] = []
+        """Every close code (and reason) the gateway ended a connection with."""
         self.heartbeats = 0
         self.ready = False
         """Whether READY and every GUILD_CREATE were sent to the current session."""
@@ -1095,9 +1133,17 @@ class DiscordStandIn:
         locale: str = "en-US",
         bot_permissions: int = MEMBER_PERMISSIONS,
         channels: tuple[str, ...] = ("general",),
+        shard: tuple[int, int] | None = None,
     ) -> Guild:
-        """A guild with @everyone (the usual member permissions) and text ``channels``."""
-        guild = Guild(self, self.snowflake(), name, premium_tier, locale, bot_permissions)
+        """A guild with @everyone (the usual member permissions) and text ``channels``.
+
+        ``shard=(id, count)``: its id puts it on that shard (``shard_of``)."""
+        guild_id = self.snowflake()
+        if shard is not None:
+            shard_id, count = shard
+            step = (shard_id - shard_of(guild_id, count)) % count
+            guild_id = str(int(guild_id) + (step << 22))  # a few ms later: the shard's id
+        guild = Guild(self, guild_id, name, premium_tier, locale, bot_permissions)
         guild.owner_id = (
             self.snowflake()
         )  # someone the tests never see, unless add_member(owner=True)
@@ -1470,10 +1516,28 @@ class DiscordStandIn:
 
     # --- the gateway ------------------------------------------------------------------------
 
-    def _dispatch_event(self, name: str, data: dict[str, Any], intent: int = 0) -> None:
-        """Send an event to the current session, if it asked for ``intent`` (0: always sent)."""
-        session = self.session
-        if session is None or (intent and not session.intents & intent):
+    def _dispatch_event(
+        self,
+        name: str,
+        data: dict[str, Any],
+        intent: int = 0,
+        *,
+        to: GatewaySession | None = None,
+    ) -> None:
+        """Send an event to the session of the shard that owns its guild (``data["guild_id"]``;
+        none: shard 0), or to the session ``to``, if it asked for ``intent`` (0: always sent)."""
+        if to is not None:
+            self._send_event(to, name, data, intent)
+            return
+        guild_id = data.get("guild_id")
+        for session in list(self.live.values()):
+            if session.owns(guild_id):
+                self._send_event(session, name, data, intent)
+
+    def _send_event(
+        self, session: GatewaySession, name: str, data: dict[str, Any], intent: int
+    ) -> None:
+        if intent and not session.intents & intent:
             return
         session.seq += 1
         event = {"op": 0, "t": name, "s": session.seq, "d": data}
@@ -1514,27 +1578,41 @@ class DiscordStandIn:
             await self._notify()
         return ws
 
+    async def _refuse(self, connection: _Connection, code: int, reason: str) -> None:
+        self.closes.append((code, reason))
+        await connection.ws.close(code=code, message=reason.encode())
+
     async def _identify(
         self, connection: _Connection, data: dict[str, Any]
     ) -> GatewaySession | None:
         if data.get("token") not in (self.token, f"Bot {self.token}"):
-            await connection.ws.close(code=4004, message=b"Authentication failed.")
+            await self._refuse(connection, 4004, "Authentication failed.")
             return None
         intents = int(data.get("intents", 0))
         if intents & PRIVILEGED_INTENTS & ~self.privileged_intents:
-            await connection.ws.close(code=4014, message=b"Disallowed intent(s).")
+            await self._refuse(connection, 4014, "Disallowed intent(s).")
             return None
-        if self.session is not None and self.session.connection is not None:
-            self.session.connection = None  # an older client no longer gets events
+        shard = _valid_shard(data.get("shard", (0, 1)))
+        if shard is None:
+            await self._refuse(connection, 4010, "Invalid shard.")
+            return None
+        owned = [g for g in self.guilds if shard_of(g, shard[1]) == shard[0]]
+        if len(owned) > self.max_guilds_per_shard:
+            await self._refuse(connection, 4011, "Sharding required.")
+            return None
+        older = self.live.get(shard)
+        if older is not None and older.connection is not None:
+            older.connection = None  # an older client of this shard no longer gets events
         if self.identify_gate is not None:
             await self.identify_gate.wait()
         session = GatewaySession(self.snowflake(), dict(data), connection=connection)
         self.sessions.append(session)
+        self.live[shard] = session
         self.ready = False
         ready: dict[str, Any] = {
             "v": 10,
             "user": self.bot_user(),
-            "guilds": [{"id": g, "unavailable": True} for g in self.guilds],
+            "guilds": [{"id": g, "unavailable": True} for g in owned],
             "session_id": session.id,
             "session_type": "normal",
             "resume_gateway_url": self.resume_gateway_url,
@@ -1549,11 +1627,11 @@ class DiscordStandIn:
         }
         if "shard" in data:
             ready["shard"] = data["shard"]
-        self._dispatch_event("READY", ready)
+        self._dispatch_event("READY", ready, to=session)
         with_members = bool(intents & INTENT_GUILD_MEMBERS)
-        for guild in self.guilds.values():
-            payload = guild.payload(with_members=with_members)
-            self._dispatch_event("GUILD_CREATE", payload, INTENT_GUILDS)
+        for guild_id in owned:
+            payload = self.guilds[guild_id].payload(with_members=with_members)
+            self._dispatch_event("GUILD_CREATE", payload, INTENT_GUILDS, to=session)
         self.ready = True
         return session
 
@@ -1586,7 +1664,7 @@ class DiscordStandIn:
         }
         if data.get("nonce"):
             chunk["nonce"] = data["nonce"]
-        self._dispatch_event("GUILD_MEMBERS_CHUNK", chunk)
+        self._dispatch_event("GUILD_MEMBERS_CHUNK", chunk, to=session)
 
     def _delete_event(self, message: Message) -> dict[str, Any]:
         event = {"id": message.id, "channel_id": message.channel.id}
@@ -1738,7 +1816,8 @@ class DiscordStandIn:
 
     async def _get_gateway_bot(self, request: _Request) -> Any:
         limit = {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}
-        return {"url": self.gateway_url, "shards": 1, "session_start_limit": limit}
+        shards = max(1, -(-len(self.guilds) // RECOMMENDED_GUILDS_PER_SHARD))
+        return {"url": self.gateway_url, "shards": shards, "session_start_limit": limit}
 
     async def _get_me(self, request: _Request) -> Any:
         return self.bot_user()
@@ -2229,6 +2308,18 @@ def _check_command(definition: dict[str, Any], path: list[str | int]) -> None:
         )
     if len(definition.get("options") or []) > 25:
         raise _invalid([*path, "options"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+
+
+def _valid_shard(value: Any) -> tuple[int, int] | None:
+    """``[shard id, shard count]`` as Discord accepts it, or None (it closes 4010)."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return None
+    shard_id, count = value
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in value):
+        return None
+    if count < 1 or not 0 <= shard_id < count:
+        return None
+    return shard_id, count
 
 
 def _walk(components: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -35,8 +35,8 @@ EXAMPLE_TOML = ROOT / "klingbot.example.toml"
 VARIABLE = re.compile(r"\b(?:KLINGBOT|KLING|TELEGRAM|DISCORD)_[A-Z][A-Z0-9_]*\b")
 INLINE_TOML = re.compile(r"`([a-z_][a-z0-9_]*\s*=\s*[^`]+)`")
 LOWER_CASE_CLAIM = "under its lower-case name"
-LOADED_TOGETHER = {"public_url": ("metrics_listen",)}
-"""Settings a model validator refuses alone: the server of the clip links must be set."""
+LOADED_TOGETHER = {"public_url": ("metrics_listen",), "discord_shard_ids": ("discord_shard_count",)}
+"""Settings a model validator refuses alone: the server of the clip links, the shard count."""
 
 
 def documents() -> list[Path]:

@@ -118,3 +118,36 @@ async def test_a_discord_moderator_role_counts_only_with_listed_servers(tmp_path
         " 222, 333 only; elsewhere only the discord:<id> entries of KLINGBOT_MODERATORS"
     ) in lines
     assert not [line for line in lines if line.startswith("[!] discord moderators")]
+
+
+async def test_the_doctor_explains_the_discord_shard_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("KLINGBOT_DB", str(tmp_path / "klingbot.db"))
+    monkeypatch.setenv("DISCORD_SHARD_IDS", "1,2")
+    lines: list[str] = []
+    assert await run_doctor(out=lines.append) == 1
+    assert lines[0] == (
+        "[✗] settings: invalid settings:   DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT: the"
+        " shard ids are counted out of the total number of shards every replica shares"
+        " → fix the named field"
+    )
+
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "2")
+    lines.clear()
+    assert await run_doctor(out=lines.append) == 1
+    assert lines[0].startswith(
+        "[✗] settings: invalid settings:   DISCORD_SHARD_IDS 2 not below DISCORD_SHARD_COUNT=2:"
+        " shard ids run from 0 to 1"
+    )
+
+    monkeypatch.setenv("DISCORD_SHARD_IDS", "1")
+    async with DiscordStandIn(DISCORD_TOKEN) as discord:
+        monkeypatch.setenv("DISCORD_TOKEN", DISCORD_TOKEN)
+        monkeypatch.setenv("DISCORD_API_BASE", discord.api_base)
+        lines.clear()
+        await run_doctor(out=lines.append)
+    assert (
+        "[!] discord shards: shards 1 of 2 here (the replica with shard 0 syncs them); shards 0"
+        " must run in other replicas, but replicas cannot share an SQLite database: each would"
+        " keep its own wallets → set KLINGBOT_DATABASE_URL (PostgreSQL) in every replica, or run"
+        " all shards here"
+    ) in lines
