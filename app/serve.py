@@ -74,6 +74,8 @@ def watch_discord(client: Any, served: Served) -> None:
     async def connected() -> str | None:
         if client.is_closed():
             return "the gateway connection is closed"
+        if client.adapter.standby:
+            return None  # another replica holds the gateway; this one sends through REST
         if not client.is_ready():
             return "the gateway is not ready (reconnecting)"
         return None

@@ -30,7 +30,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import discord
 import yarl
@@ -46,6 +46,7 @@ from adapters.discord.handlers import ACK_BUDGET_S, Handlers
 from adapters.discord.outbox import ChannelFacts, DiscordOutbox
 from adapters.discord.pace import ChannelPace
 from bot.deps import Deps
+from bot.roles import DISCORD_GATEWAY, Role, serve_role
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,19 @@ class DiscordAdapter:
     outbox: DiscordOutbox
     facts: ChannelFacts
     secrets: tuple[str, ...]
-    connection: asyncio.Task[None] | None = None
-    """The gateway connection while ``running``; it ends only if Discord gives up on us."""
+    connection: asyncio.Future[None] | None = None
+    """Ends only if Discord gives up on the gateway connection (set by ``running``)."""
+    gateway_role: Role | None = None
+    """Without shards: the role whose holder connects the gateway (None: always connected)."""
+    gateway_up: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while this process is connected to the gateway."""
+    gateway_down: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set while it is not (a standby that only uses REST, or stopped)."""
+
+    @property
+    def standby(self) -> bool:
+        """Another replica holds the gateway: this one only sends and edits (REST)."""
+        return self.gateway_role is not None and not self.gateway_role.held
 
 
 class _Kling:
@@ -260,37 +272,118 @@ async def _connected(
     client: AnyKlingClient, adapter: DiscordAdapter, ready_timeout_s: float
 ) -> AsyncIterator[None]:
     assert adapter.settings.discord_token is not None
-    connection: asyncio.Task[None] | None = None
+    gateway = _Gateway(client, adapter, ready_timeout_s)
+    duty: asyncio.Task[None] | None = None
     try:
         await client.login(adapter.settings.discord_token.get_secret_value())
         await client.tree.set_translator(CatalogTranslator())
         if syncs_commands(client):
             await sync_commands(client.tree, adapter.deps.state, adapter.settings.discord_guild_ids)
-        connection = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
-        adapter.connection = connection
-        ready = asyncio.create_task(client.wait_until_ready())
-        done, _ = await asyncio.wait(
-            (connection, ready), timeout=ready_timeout_s, return_when=asyncio.FIRST_COMPLETED
-        )
-        if ready not in done:
-            ready.cancel()
-            if connection in done:
-                connection.result()  # raises what stopped it
-            raise TimeoutError("the Discord gateway did not become ready")
+        if isinstance(client, KlingShardedClient):
+            await gateway.start()  # this replica's own shards: always connected
+        else:
+            duty = await _connect_while_held(gateway, adapter)
         if adapter.deps.generation is not None:
             adapter.deps.generation.outboxes.register(PLATFORM, adapter.outbox)
         shards = getattr(client, "shard_ids", None)
         log.info(
-            "Discord bot %s is up (%d servers%s)",
+            "Discord bot %s is up (%s%s)",
             client.user,
-            len(client.guilds),
+            "standby: another replica holds the gateway"
+            if adapter.standby
+            else f"{len(client.guilds)} servers",
             f", shards {','.join(map(str, shards))} of {client.shard_count}" if shards else "",
         )
         yield
     finally:
+        if duty is not None:
+            duty.cancel()
+            with suppress(asyncio.CancelledError):
+                await duty
         await adapter.handlers.drain()
         await adapter.outbox.drain()
+        await gateway.stop()
         await client.close()
+
+
+async def _connect_while_held(gateway: _Gateway, adapter: DiscordAdapter) -> asyncio.Task[None]:
+    """Without shards, one replica at a time holds the gateway (role ``discord-gateway``).
+
+    Discord sends each event and interaction to the sessions of its shard,
+    so two replicas connected without shards would both answer every
+    press. The holder connects (before this returns, so a refused token or
+    an unreachable gateway fails the start, as always); a standby only uses
+    REST (sends and edits from the outbox work from any replica) and
+    connects when it takes the role over. On SQLite the one runner always
+    holds it.
+    """
+    role = await adapter.deps.roles.claim(DISCORD_GATEWAY)
+    adapter.gateway_role = role
+    held = role.held
+    if held:
+        await gateway.start()
+    else:
+        adapter.gateway_down.set()
+    return asyncio.create_task(
+        serve_role(role, gateway.start, gateway.stop, started=held), name="discord gateway role"
+    )
+
+
+class _Gateway:
+    """Connects and leaves the gateway, keeping the client's REST session (and login) open."""
+
+    def __init__(self, client: AnyKlingClient, adapter: DiscordAdapter, ready_timeout_s: float):
+        self.client = client
+        self.adapter = adapter
+        self.ready_timeout_s = ready_timeout_s
+        self.task: asyncio.Task[None] | None = None
+        self.gave_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        adapter.connection = self.gave_up
+
+    async def start(self) -> None:
+        """Connect and wait for READY; raises what stopped it, or TimeoutError."""
+        client, adapter = self.client, self.adapter
+        adapter.gateway_down.clear()
+        connection = asyncio.create_task(client.connect(reconnect=True), name="discord-gateway")
+        ready = asyncio.create_task(client.wait_until_ready())
+        done, _ = await asyncio.wait(
+            (connection, ready), timeout=self.ready_timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready not in done:
+            ready.cancel()
+            try:
+                if connection in done:
+                    connection.result()  # raises what stopped it
+                raise TimeoutError("the Discord gateway did not become ready")
+            finally:
+                await self._leave(connection)
+        self.task = connection
+        connection.add_done_callback(self._ended)
+        adapter.gateway_up.set()
+
+    async def stop(self) -> None:
+        """Leave the gateway (another replica takes it); REST stays usable."""
+        connection, self.task = self.task, None
+        self.adapter.gateway_up.clear()
         if connection is not None:
-            with suppress(Exception, asyncio.CancelledError):
-                await connection
+            connection.remove_done_callback(self._ended)
+            await self._leave(connection)
+        self.adapter.gateway_down.set()
+
+    async def _leave(self, connection: asyncio.Task[None]) -> None:
+        connection.cancel()
+        with suppress(Exception, asyncio.CancelledError):
+            await connection
+        ws = self.client.ws
+        if ws is not None and ws.open:
+            with suppress(Exception):
+                await ws.close(code=1000)
+        if not self.client.is_closed():
+            self.client._ready.clear()  # the next start waits for a new READY
+
+    def _ended(self, connection: asyncio.Task[None]) -> None:
+        """The connection ended by itself: Discord gave up on us (the process stops)."""
+        if connection is self.task and not self.gave_up.done():
+            if not connection.cancelled() and connection.exception() is not None:
+                log.error("the Discord gateway connection failed: %s", connection.exception())
+            self.gave_up.set_result(None)
