@@ -4,6 +4,7 @@ PostgreSQL databases on the test server (tests/support/postgres.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -62,6 +63,20 @@ async def pg_database(pg_url: str) -> AsyncIterator[PgDatabase]:
     """An open, migrated PgDatabase on this run's database, every table emptied first."""
     async with postgres.emptied_database(pg_url) as database:
         yield database
+
+
+@pytest.fixture
+async def pg_replicas(pg_database: PgDatabase, pg_url: str) -> AsyncIterator[list[PgDatabase]]:
+    """Three open PgDatabases on this run's emptied database, each its own pool, as replicas.
+
+    The first is ``pg_database``; the others have small pools (the server's slots are shared).
+    """
+    others = [PgDatabase(pg_url, min_size=3, max_size=3) for _ in range(2)]
+    await asyncio.gather(*(database.open() for database in others))
+    try:
+        yield [pg_database, *others]
+    finally:
+        await asyncio.gather(*(database.close() for database in others))
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from storage.database import Database
 from storage.jobs import SqliteJobStore
 from storage.ledger import SqliteLedger
 from storage.postgres.app_state import PgAppState
+from storage.postgres.jobs import PgJobStore
 from storage.postgres.ledger import PgLedger
 from tests.support.postgres import emptied_database
 from tests.unit.fakes import InMemoryAppState, InMemoryJobStore, InMemoryLedger
@@ -48,11 +49,9 @@ async def storage(request, tmp_path) -> AsyncIterator[Storage]:
         yield Storage("memory", ledger, InMemoryJobStore(ledger), InMemoryAppState())
         return
     if request.param == "postgres":
-        if request.module.__name__ == "tests.contracts.test_job_store":
-            pytest.skip("PgJobStore lands in pg-storage's next stage")
         async with emptied_database(request.getfixturevalue("pg_url")) as database:
             yield Storage(
-                "postgres", PgLedger(database), None, PgAppState(database)  # type: ignore[arg-type]
+                "postgres", PgLedger(database), PgJobStore(database), PgAppState(database)
             )
         return
     async with Database(tmp_path / "contract.db") as database:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -27,14 +26,9 @@ REPLICAS = 3
 
 
 @pytest.fixture
-async def replicas(pg_database: PgDatabase, pg_url: str) -> AsyncIterator[list[PgLedger]]:
-    """Three ledgers on the emptied test database, each with its own pool (as replicas have)."""
-    others = [PgDatabase(pg_url, min_size=1, max_size=3) for _ in range(REPLICAS - 1)]
-    await asyncio.gather(*(database.open() for database in others))
-    try:
-        yield [PgLedger(pg_database), *(PgLedger(database) for database in others)]
-    finally:
-        await asyncio.gather(*(database.close() for database in others))
+def replicas(pg_replicas: list[PgDatabase]) -> list[PgLedger]:
+    """A ledger on each of three replicas' pools (tests/conftest.py)."""
+    return [PgLedger(database) for database in pg_replicas]
 
 
 async def funded(ledger: PgLedger, credits: int) -> None:

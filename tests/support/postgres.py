@@ -15,8 +15,8 @@ Fixtures (wired in ``tests/conftest.py``):
 - ``pg_url``: the URL of this run's database (session). ``pg_database``
   migrates it the first time it opens.
 - ``pg_database``: an open, migrated :class:`PgDatabase` on it, every table
-  emptied before the test (the ledger's append-only trigger is disabled for
-  that one TRUNCATE, in its transaction; klingbot's own code cannot do so).
+  emptied before the test (the ledger's append-only trigger is bypassed for
+  that one transaction, by the test user; klingbot's own code cannot do so).
 - ``pg_empty_url``: a second database of this run, with nothing in it (no
   tables, no schema version) at the start of each test that asks: for tests
   of migrations and of copying into an empty database.
@@ -82,6 +82,9 @@ async def create_database(name: str) -> None:
         await _drop_stale(connection)
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await connection.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        # Tests never crash the server, so waiting for each commit's WAL flush buys them
+        # nothing; the benchmark measures durable commits on a database of its own.
+        await connection.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     finally:
         await connection.close()
 
@@ -139,8 +142,12 @@ def remove_database(name: str) -> None:
 async def empty_tables(connection: asyncpg.Connection) -> None:
     """Empty every table but ``schema_migrations``, in one transaction.
 
-    The ledger refuses TRUNCATE (append-only); its owner, the test user,
-    disables that trigger for this transaction only.
+    A superuser (the test server's ``postgres`` and ``root``) deletes every
+    row with triggers off for this transaction only (``session_replication_role``):
+    the ledger's append-only trigger and the foreign keys stay out of the way,
+    and on tables this small that takes well under a millisecond. Another
+    owner truncates instead (about 0.2 s: each table gets a new file), with
+    the ledger's trigger disabled inside the transaction.
     """
     async with connection.transaction():
         await connection.execute("SET LOCAL lock_timeout = '10s'")
@@ -148,13 +155,17 @@ async def empty_tables(connection: asyncpg.Connection) -> None:
             "SELECT quote_ident(tablename) AS name FROM pg_tables"
             " WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'"
         )
-        if not tables:
+        names = [row["name"] for row in tables]
+        if not names:
+            return
+        if await connection.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+            await connection.execute("SET LOCAL session_replication_role = replica")
+            await connection.execute("; ".join(f"DELETE FROM {name}" for name in names))
             return
         ledger = await connection.fetchval("SELECT to_regclass('ledger') IS NOT NULL")
         if ledger:
             await connection.execute("ALTER TABLE ledger DISABLE TRIGGER USER")
-        names = ", ".join(row["name"] for row in tables)
-        await connection.execute(f"TRUNCATE {names} RESTART IDENTITY")
+        await connection.execute(f"TRUNCATE {', '.join(names)} RESTART IDENTITY")
         if ledger:
             await connection.execute("ALTER TABLE ledger ENABLE TRIGGER USER")
 
@@ -166,7 +177,7 @@ async def emptied_database(url: str) -> AsyncIterator[PgDatabase]:
     For async fixtures, which cannot ask pytest for the async ``pg_database``:
     ``async with emptied_database(request.getfixturevalue("pg_url")) as db``.
     """
-    async with PgDatabase(url, min_size=1, max_size=POOL_SIZE) as database:
+    async with PgDatabase(url, min_size=POOL_SIZE, max_size=POOL_SIZE) as database:
         async with database.connection() as connection:
             await empty_tables(connection)
         yield database
