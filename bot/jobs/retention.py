@@ -7,6 +7,11 @@ A delivered clip (``<data>/clips``) is kept for ``clip_keep_s`` after its
 delivery (None: for ever). :meth:`Retention.sweep` removes what is due and
 notes it on the rows, so ``/jobs`` and Reroll can say the file is gone.
 
+With several replicas on one database, only the holder of the role
+``retention`` (:mod:`bot.roles`) sweeps: the others wait to take it over,
+and a holder that loses the role stops its sweep where it is (which, as
+above, is safe to take up anywhere).
+
 Every decision comes from the database and the injected clock, never from
 what this process remembers, so a sweep after a restart decides the same.
 A file is removed first and noted second: a sweep stopped between the two
@@ -17,6 +22,7 @@ the note. Only files inside the two data folders are ever removed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +30,7 @@ from pathlib import Path
 
 from bot.clock import Clock
 from bot.jobs.store import JobStore
+from bot.roles import Role
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +72,11 @@ class Retention:
         clips_dir: Path,
         settings: RetentionSettings | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        role: Role | None = None,
     ) -> None:
         self.store = store
+        self.role = role
+        """Sweeps only while this is held (None: always, the one runner of SQLite)."""
         self.clock = clock
         self.inputs_dir = inputs_dir
         self.clips_dir = clips_dir
@@ -78,10 +88,16 @@ class Retention:
         """Set after each sweep of :meth:`run`; clear it to wait for the next one."""
 
     async def run(self) -> None:
-        """Sweep now, then every ``interval_s``, until cancelled; a failed sweep is logged."""
+        """Sweep now, then every ``interval_s``, until cancelled; a failed sweep is logged.
+
+        With a role, each sweep waits until this process holds it, and stops
+        if the role is lost meanwhile.
+        """
         while True:
+            if self.role is not None and not self.role.held:
+                await self.role.wait_held()
             try:
-                await self.sweep()
+                await self._sweep_while_held()
             except Exception:
                 log.exception(
                     "the retention sweep failed; it runs again in %g s", self.settings.interval_s
@@ -89,6 +105,24 @@ class Retention:
             self.sweeps += 1
             self.swept.set()
             await self._sleep(self.settings.interval_s)
+
+    async def _sweep_while_held(self) -> None:
+        if self.role is None:
+            await self.sweep()
+            return
+        sweeping = asyncio.ensure_future(self.sweep())
+        lost = asyncio.ensure_future(self.role.wait_lost())
+        try:
+            await asyncio.wait((sweeping, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not sweeping.done():
+                sweeping.cancel()
+                log.warning("retention: lost the role mid-sweep; another replica sweeps")
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeping
+        if not sweeping.cancelled():
+            sweeping.result()  # raises what the sweep raised
 
     async def sweep(self) -> SweepResult:
         """Remove every input image and clip that is due now; say what went."""

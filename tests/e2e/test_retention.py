@@ -15,6 +15,7 @@ from pathlib import Path
 
 from app.bootstrap import open_core
 from bot.jobs.retention import DAY, HOUR, Retention, RetentionSettings
+from bot.roles import Role
 from storage.audit import audit
 from tests.e2e.conftest import GenConsole, fast_settings
 from tests.e2e.scripted_provider import Script, ScriptedProvider
@@ -171,9 +172,10 @@ async def test_a_restart_sweeps_from_the_database_and_finishes_an_interrupted_sw
 
 async def test_zero_days_keeps_clips_and_zero_hours_frees_inputs_at_once(tmp_path, tiny_clip):
     clock = FakeClock()
-    async with core(
-        tmp_path, tiny_clip, clock, clip_retention_days=0, input_retention_h=0
-    ) as (gen, _):
+    async with core(tmp_path, tiny_clip, clock, clip_retention_days=0, input_retention_h=0) as (
+        gen,
+        _,
+    ):
         chat = gen.chat()
         await gen.push(chat, "/topup me 100")
         await order(gen, chat, "kept")
@@ -225,3 +227,77 @@ async def test_the_sweep_runs_every_interval_survives_errors_and_stays_in_its_fo
     assert "the retention sweep failed" in caplog.text and "database is locked" in caplog.text
     assert not (inside / "a.jpg").exists()
     assert (outside / "b.jpg").exists()  # named by a row, but not ours to delete
+
+
+async def test_with_several_replicas_only_the_holder_of_the_role_sweeps(tmp_path, caplog):
+    """Two replicas' sweeps on one store: the role's holder sweeps, a standby takes over,
+    and a holder that loses the role mid-sweep stops there."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    asked: list[str] = []
+    stuck = asyncio.Event()
+    release = asyncio.Event()
+
+    def store_of(name: str) -> InMemoryJobStore:
+        """Each replica's view of the database, noting who asks it for due images."""
+        store = InMemoryJobStore(InMemoryLedger())
+
+        async def inputs_to_remove(**kwargs):
+            asked.append(name)
+            if name == "a" and asked.count("a") > 1:
+                stuck.set()
+                await release.wait()  # replica a's second sweep hangs on the database
+            return []
+
+        store.inputs_to_remove = inputs_to_remove  # type: ignore[method-assign]
+        return store
+
+    wake = {name: asyncio.Event() for name in "ab"}
+
+    def sleeper(name: str):
+        async def sleep(seconds: float) -> None:
+            await wake[name].wait()  # the interval passes when the test says so
+            wake[name].clear()
+
+        return sleep
+
+    roles = {name: Role("retention") for name in "ab"}
+    sweeps = {
+        name: Retention(
+            store_of(name),
+            FakeClock(),
+            inputs_dir=inputs,
+            clips_dir=tmp_path / "clips",
+            settings=RetentionSettings(interval_s=3600, clip_keep_s=None),
+            sleep=sleeper(name),
+            role=roles[name],
+        )
+        for name in "ab"
+    }
+    roles["a"]._gain()
+    tasks = {
+        name: asyncio.create_task(retention.run(), name=name) for name, retention in sweeps.items()
+    }
+    try:
+        await asyncio.wait_for(sweeps["a"].swept.wait(), GUARD_S)
+        assert asked == ["a"] and sweeps["b"].sweeps == 0  # the standby waits for the role
+
+        wake["a"].set()  # a's next sweep hangs; meanwhile a loses the role, b takes it over
+        await asyncio.wait_for(stuck.wait(), GUARD_S)
+        with caplog.at_level(logging.WARNING):
+            roles["a"]._lose()
+            roles["b"]._gain()
+            await asyncio.wait_for(sweeps["b"].swept.wait(), GUARD_S)
+        assert asked == ["a", "a", "b"]
+        assert "retention: lost the role mid-sweep; another replica sweeps" in caplog.text
+        sweeps["a"].swept.clear()
+        wake["a"].set()  # a's interval passes: it does not sweep without the role
+        release.set()
+        wake["b"].set()
+        sweeps["b"].swept.clear()
+        await asyncio.wait_for(sweeps["b"].swept.wait(), GUARD_S)
+        assert asked == ["a", "a", "b", "b"] and sweeps["a"].sweeps == 2
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
