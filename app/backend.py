@@ -13,7 +13,8 @@ uses its ports, never a backend's classes.
 - PostgreSQL: ``storage.postgres.database.PgDatabase`` (an asyncpg pool) with
   ``PgLedger``, ``PgJobStore``, ``PgAppState`` and ``storage.postgres.audit.audit``.
   Several replicas share it; the runner lease is one row per replica
-  (:func:`runner_lease_for`).
+  (:func:`runner_lease_for`), and what one replica at a time does is a
+  role held by advisory lock (:func:`roles_for`).
 
 The PostgreSQL modules are imported only when the URL is set, so the SQLite
 default never loads the driver.
@@ -30,6 +31,7 @@ from typing import Any, Literal
 from app.lease import FileRunnerLease, RunnerLease
 from bot.jobs.store import JobStore
 from bot.ports import AppState, Ledger
+from bot.roles import Roles, SoleRoles
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -162,17 +164,43 @@ async def _postgres_ledger_entries(database: Any) -> AsyncIterator[Any]:
         last = rows[-1]["seq"]
 
 
-def runner_lease_for(settings: Settings) -> RunnerLease | None:
+def runner_lease_for(settings: Settings) -> RunnerLease:
     """The runner lease ``klingbot run`` and ``console`` hold on this backend.
 
     SQLite: :class:`~app.lease.FileRunnerLease`, one runner per file. PostgreSQL:
-    several replicas run at once, each with its own lease row (helper
-    "singletons" adds ``PgRunnerLease`` and returns it here); until it exists
-    a replica runs without one.
+    several replicas run at once, each holding its own lease
+    (:class:`~app.replica_lease.PgRunnerLease`: one advisory lock and one
+    ``replicas`` row per ``KLINGBOT_REPLICA_ID``).
     """
     if not settings.postgres:
         return FileRunnerLease(settings.db)
-    return None
+    from app.replica_lease import PgRunnerLease
+
+    assert settings.database_url is not None
+    return PgRunnerLease(
+        settings.database_url.get_secret_value(), settings.replica, lease_s=settings.job_lease_s
+    )
+
+
+def roles_for(settings: Settings, *, runner: bool) -> Roles:
+    """Where this process campaigns for the roles one replica at a time holds (:mod:`bot.roles`).
+
+    A runner (``klingbot run``, ``console``) on PostgreSQL campaigns with a
+    session advisory lock per role (``storage.postgres.locks``), retried
+    every third of ``KLINGBOT_JOB_LEASE_S``. On SQLite the one runner holds
+    every role; so does a process that runs no jobs (the wallet commands),
+    which never starts a duty that needs one.
+    """
+    if not (settings.postgres and runner):
+        return SoleRoles()
+    from storage.postgres.locks import AdvisoryRoles
+
+    assert settings.database_url is not None
+    return AdvisoryRoles(
+        settings.database_url.get_secret_value(),
+        lease_s=settings.job_lease_s,
+        label=f"klingbot {settings.replica}",
+    )
 
 
 def sole_runner(settings: Settings, lease: RunnerLease | None) -> bool:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from app.backend import Storage, open_storage, sole_runner
+from app.backend import Storage, open_storage, roles_for, sole_runner
 from app.lease import Lease, RunnerLease, take_runner_lease
 from bot.clock import Clock, SystemClock
 from bot.deps import Deps, Generation
@@ -22,6 +22,7 @@ from bot.jobs.waits import ExpectedWaits
 from bot.metrics import NullMetrics
 from bot.providers.base import Provider
 from bot.providers.local.provider import LocalProvider
+from bot.roles import RETENTION, Role, Roles
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,12 @@ async def open_core(
     async with (
         _holding(runner_lease, settings.database_shown),
         _core(
-            settings, clock, time_scale, provider, sole_runner=sole_runner(settings, runner_lease)
+            settings,
+            clock,
+            time_scale,
+            provider,
+            sole_runner=sole_runner(settings, runner_lease),
+            roles=roles_for(settings, runner=runner_lease is not None),
         ) as deps,
     ):
         yield deps
@@ -98,8 +104,12 @@ async def _core(
     provider: Provider | None,
     *,
     sole_runner: bool,
+    roles: Roles,
 ) -> AsyncIterator[Deps]:
     """The core on an open database, the shared lease held; see :func:`open_core`.
+
+    ``roles``: where the retention sweep and the adapters take the roles one
+    replica at a time holds; given up when the core closes.
 
     ``sole_runner``: this process holds the runner lease, so the delivery
     claims in the database are those of runners killed mid-send; they are
@@ -143,7 +153,7 @@ async def _core(
                 delivery_retry_s=settings.delivery_retry_h * HOUR,
                 **_remote_pacing(settings),
             ),
-            retention=build_retention(settings, store, clock),
+            retention=build_retention(settings, store, clock, await roles.claim(RETENTION)),
             links=links,
         )
         # Before any adapter can take a press: a job of an earlier run is
@@ -176,9 +186,11 @@ async def _core(
                 ),
                 state=state,
                 metrics=metrics or NullMetrics(),
+                roles=roles,
             )
         finally:
             await runner.stop()
+            await roles.close()
             if callbacks is not None:
                 await callbacks.stop()
             await provider.close()
@@ -198,11 +210,14 @@ async def _sharing(storage: Storage, settings: Settings) -> AsyncIterator[None]:
         lease.release()
 
 
-def build_retention(settings: Settings, store: JobStore, clock: Clock) -> Retention:
-    """The sweep that removes input images and clips nothing needs any more."""
+def build_retention(
+    settings: Settings, store: JobStore, clock: Clock, role: Role | None = None
+) -> Retention:
+    """The sweep that removes input images and clips nothing needs (run by ``role``'s holder)."""
     return Retention(
         store,
         clock,
+        role=role,
         inputs_dir=settings.inputs_dir,
         clips_dir=settings.clips_dir,
         settings=RetentionSettings(

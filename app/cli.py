@@ -281,7 +281,9 @@ async def _serve(settings: Settings) -> int:
             AsyncExitStack() as adapters,
         ):
             assert deps.generation is not None
-            watched: set[asyncio.Future] = set()
+            lease_lost = asyncio.ensure_future(runner_lease.wait_lost())
+            adapters.callback(lease_lost.cancel)
+            watched: set[asyncio.Future] = {lease_lost}
             served = Served()
             if settings.telegram_token is not None:
                 failure = await _start_telegram(settings, deps, adapters, served)
@@ -303,7 +305,15 @@ async def _serve(settings: Settings) -> int:
             if operations is not None:
                 adapters.push_async_callback(operations.stop)
             if not await wait_for_stop(stop, watched):
-                log.error("the Discord connection ended; stopping (jobs resume on the next start)")
+                if lease_lost.done():
+                    log.error(
+                        "another process took this replica's KLINGBOT_REPLICA_ID; stopping,"
+                        " so that no job runs twice"
+                    )
+                else:
+                    log.error(
+                        "the Discord connection ended; stopping (jobs resume on the next start)"
+                    )
                 return 1
             log.info("stopping: unfinished jobs resume on the next start")
         log.info("stopped")

@@ -20,6 +20,7 @@ database says so in one line and exits 2.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -147,6 +148,10 @@ class RunnerLease(ABC):
     @abstractmethod
     async def release(self) -> None:
         """Let go (a crashed holder lets go by dying)."""
+
+    async def wait_lost(self) -> None:
+        """Return if another process took the lease while this one holds it (never, here)."""
+        await asyncio.Event().wait()
 
     def refusal(self, database: object, holder: str) -> str:
         """The one line a refused process prints (``holder``: what :meth:`holder` said)."""

@@ -115,6 +115,10 @@ class PgRunnerLease(RunnerLease):
             f" {row['since']} UTC, last heartbeat {row['seen_s']} s ago"
         )
 
+    async def wait_lost(self) -> None:
+        """Return if another process took this replica id after our connection ended."""
+        await self.lost.wait()
+
     def refusal(self, database: object, holder: str) -> str:
         """Why this process does not start: the id is taken, and what to do."""
         return (

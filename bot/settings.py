@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -97,6 +98,21 @@ class Settings(BaseSettings):
     file ``KLINGBOT_DB``. A secret: shown only with its password masked.
     ``klingbot db copy --to URL`` moves an existing SQLite database there.
     """
+    replica_id: str | None = Field(
+        default=None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    )
+    """This replica's name among those sharing one PostgreSQL database; unset: the host name.
+
+    Each running replica needs its own: a second ``klingbot run`` with an id
+    that already runs is refused (exit 2); restarted with the same id after
+    a crash, a replica starts at once. Letters, digits, ``.``, ``_``, ``-``.
+    """
+    job_lease_s: float = Field(default=30, ge=0.5, le=3600)
+    """Seconds before another replica takes over what a dead one held (PostgreSQL).
+
+    Its jobs, and the roles one replica at a time holds: Telegram polling,
+    Discord's gateway (without shard settings), the retention sweep.
+    """
 
     moderators: Annotated[tuple[UserRef, ...], NoDecode] = ()
     """Comma-separated ``platform:id`` entries who may /topup and /refund."""
@@ -183,6 +199,11 @@ class Settings(BaseSettings):
     def postgres(self) -> bool:
         """Whether the data lives in PostgreSQL (``KLINGBOT_DATABASE_URL``), not in SQLite."""
         return self.database_url is not None
+
+    @property
+    def replica(self) -> str:
+        """The id of this replica: ``KLINGBOT_REPLICA_ID``, else the host name."""
+        return self.replica_id or socket.gethostname()
 
     @property
     def database_shown(self) -> str:
