@@ -26,6 +26,7 @@ import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -54,6 +55,9 @@ _SERVER_GONE = (
     asyncpg.exceptions.CrashShutdownError,
 )
 """The driver's errors for a connection lost in the middle of a statement."""
+
+_SESSION_CLEAN: ContextVar[bool] = ContextVar("klingbot_pg_session_clean", default=False)
+"""True while a connection that kept no session state is given back (see ``_acquire``)."""
 
 
 def describe(url: str) -> str:
@@ -183,6 +187,7 @@ class PgDatabase:
                 max_size=self.max_size,
                 timeout=self.connect_timeout_s,
                 server_settings=settings,
+                reset=self._reset,
             )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError, *_CONNECTION_LOST) as e:
             raise explain(e, self.url) from None
@@ -206,12 +211,17 @@ class PgDatabase:
                 pool.terminate()
 
     @asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _acquire(self, *, session_state: bool = True) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; a server that cannot be reached becomes StorageUnavailable.
 
         While acquiring (the pool may connect anew) any connection error is
         explained; inside the block only the driver's own "connection lost"
         errors are, so the caller's other errors pass through as they are.
+
+        ``session_state=False``: the block leaves nothing in the session (no
+        SET, LISTEN, cursor or session advisory lock; transaction-scoped ones
+        end with the transaction), so giving the connection back skips the
+        pool's reset query, one round trip.
         """
         pool = self.pool
         try:
@@ -223,41 +233,60 @@ class PgDatabase:
         except _SERVER_GONE as error:
             raise explain(error, self.url) from None
         finally:
-            await pool.release(connection)
+            token = _SESSION_CLEAN.set(not session_state)
+            try:
+                await pool.release(connection)
+            finally:
+                _SESSION_CLEAN.reset(token)
+
+    async def _reset(self, connection: asyncpg.Connection) -> None:
+        """The pool's reset of a connection given back (after it rolled back any transaction)."""
+        if _SESSION_CLEAN.get():
+            return
+        if query := connection.get_reset_query():
+            await connection.execute(query)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection, outside any transaction (each statement commits alone)."""
-        async with self._acquire() as connection:
+    async def connection(self, *, session_state: bool = True) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, outside any transaction (each statement commits alone).
+
+        Pass ``session_state=False`` when the block changes nothing in the
+        session beyond its transactions, to save the reset when it is given back.
+        """
+        async with self._acquire(session_state=session_state) as connection:
             yield connection
 
     @asynccontextmanager
     async def transaction(
         self, *, isolation: str = "read_committed", readonly: bool = False
     ) -> AsyncIterator[asyncpg.Connection]:
-        """One transaction on one pooled connection: committed if the block ends normally."""
+        """One transaction on one pooled connection: committed if the block ends normally.
+
+        Only for transaction-scoped work (``SET LOCAL``, ``pg_advisory_xact_lock``):
+        the connection goes back to the pool without a session reset.
+        """
         async with (
-            self._acquire() as connection,
+            self._acquire(session_state=False) as connection,
             connection.transaction(isolation=isolation, readonly=readonly),
         ):
             yield connection
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Every row of one statement."""
-        async with self._acquire() as connection:
+        async with self._acquire(session_state=False) as connection:
             return await connection.fetch(sql, *args)
 
     async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
         """The first row of one statement, if any."""
-        async with self._acquire() as connection:
+        async with self._acquire(session_state=False) as connection:
             return await connection.fetchrow(sql, *args)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         """The first column of the first row of one statement (None: no row)."""
-        async with self._acquire() as connection:
+        async with self._acquire(session_state=False) as connection:
             return await connection.fetchval(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> str:
         """Run one statement; its status (such as ``UPDATE 1``)."""
-        async with self._acquire() as connection:
+        async with self._acquire(session_state=False) as connection:
             return await connection.execute(sql, *args)

@@ -275,7 +275,7 @@ async def _once(database: PgDatabase, write: Callable[[asyncpg.Connection], Awai
     The second run sees the first writer's committed entry and returns it
     (``applied=False``), as a retry after the fact would.
     """
-    async with database.connection() as connection:
+    async with database.connection(session_state=False) as connection:
         try:
             return await write(connection)
         except asyncpg.UniqueViolationError:

@@ -142,3 +142,15 @@ def test_urls_are_described_without_their_password():
         "postgresql://bot@db.example:6543/klingbot"
     )
     assert describe("postgres://[::1]/x") == "postgres://[::1]:5432/x"
+
+
+async def test_what_a_borrowed_connection_leaves_in_its_session_is_reset(pg_url):
+    async with PgDatabase(pg_url, min_size=1, max_size=1) as database:  # one connection, reused
+        async with database.connection() as connection:
+            await connection.execute("SET application_name = 'borrowed'")
+            await connection.execute("SELECT pg_advisory_lock(42)")
+
+        assert await database.fetchval("SHOW application_name") == "klingbot"
+        assert not await database.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        )
