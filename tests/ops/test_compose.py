@@ -99,7 +99,11 @@ def _scalar(text: str) -> str:
 
 
 def interpolate(value: str, environment: dict[str, str]) -> str:
-    """Compose's ``${NAME}``, ``${NAME:-default}`` and ``${NAME-default}``."""
+    """Compose's ``${NAME}``, ``${NAME:-default}``, ``${NAME-default}`` and ``${NAME:?error}``.
+
+    A required variable (``:?``) that is unset or empty is a ValueError with its message,
+    as compose refuses to start.
+    """
 
     def fill(match: re.Match[str]) -> str:
         name, operator, default = match.group(1), match.group(2), match.group(3) or ""
@@ -107,9 +111,13 @@ def interpolate(value: str, environment: dict[str, str]) -> str:
             return environment.get(name) or default
         if operator == "-":
             return environment.get(name, default)
+        if operator == ":?":
+            if not environment.get(name):
+                raise ValueError(f"required variable {name} is missing a value: {default}")
+            return environment[name]
         return environment.get(name, "")
 
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|-)([^}]*))?\}", fill, value)
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|-|:\?)([^}]*))?\}", fill, value)
 
 
 def port_spec(spec: str) -> tuple[str, str, int]:

@@ -1,7 +1,8 @@
 """Every setting the docs name exists, and every TOML key they show is one the loader takes.
 
 The docs are README.md, docs/*.md, klingbot.example.toml, klingbot.env.example
-(when there is one), compose.yaml and the Dockerfile. Three kinds of drift fail here:
+(when there is one), compose.yaml, compose.scale.yaml and the Dockerfile. Three kinds of
+drift fail here:
 
 - an environment variable named anywhere (``KLINGBOT_*``, ``KLING_*``,
   ``TELEGRAM_*``, ``DISCORD_*``) that the settings model does not read under
@@ -42,7 +43,10 @@ LOADED_TOGETHER = {"public_url": ("metrics_listen",), "discord_shard_ids": ("dis
 def documents() -> list[Path]:
     """Every file that tells an operator about settings."""
     paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), EXAMPLE_TOML]
-    paths += [ROOT / name for name in ("klingbot.env.example", "compose.yaml", "Dockerfile")]
+    paths += [
+        ROOT / name
+        for name in ("klingbot.env.example", "compose.yaml", "compose.scale.yaml", "Dockerfile")
+    ]
     return [path for path in paths if path.exists()]
 
 
@@ -61,9 +65,12 @@ def setting_variables() -> dict[str, str]:
 
 
 def compose_variables() -> set[str]:
-    """The variables compose.yaml interpolates (``${NAME:-default}``): compose reads them."""
-    text = (ROOT / "compose.yaml").read_text(encoding="utf-8")
-    return set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    """The variables the compose files interpolate (``${NAME:-default}``): compose reads them."""
+    names: set[str] = set()
+    for name in ("compose.yaml", "compose.scale.yaml"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        names |= set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    return names
 
 
 def unknown_variables(text: str) -> list[str]:
