@@ -79,6 +79,7 @@ class Delivery:
         monotonic: Callable[[], float],
         on_settled: Callable[[str], None],
         links: ClipLinks | None = None,
+        claim_refresh_s: float | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -93,6 +94,9 @@ class Delivery:
         self._on_settled = on_settled
         self.claimant = claimant
         """This runner's name on the delivery claims it takes."""
+        self.claim_refresh_s = claim_refresh_s
+        """Renew the claim this often while a send is under way (None: never; replicas do,
+        as their claims go stale after one job lease)."""
         self._sending: set[str] = set()
         """Jobs whose clip is being sent by this process: never two sends of one clip."""
         self.retries = DeliveryRetries(self._retry, sleep=sleep, monotonic=monotonic)
@@ -122,11 +126,16 @@ class Delivery:
                     "job %s is not sent here: delivered, or claimed by another runner", job.job_id
                 )
                 return
+            keeping = None
+            if self.claim_refresh_s is not None:
+                keeping = asyncio.create_task(self._keep_claim(job.job_id, self.claim_refresh_s))
             try:
                 current = await self.store.get_job(job.job_id)
                 if current is not None and current.state == "succeeded":
                     retry_in = await self._deliver(current)
             finally:  # also when stopped mid-send: the next runner need not wait for the claim
+                if keeping is not None:
+                    keeping.cancel()
                 try:
                     await self.store.release_delivery(job.job_id, self.claimant)
                 except Exception as error:
@@ -135,6 +144,17 @@ class Delivery:
             self._sending.discard(job.job_id)
         if retry_in is not None:  # once this send is over, so the next try is not skipped
             self.retries.put(job.job_id, self._monotonic() + retry_in)
+
+    async def _keep_claim(self, job_id: str, every_s: float) -> None:
+        """Claim the job again every ``every_s`` while its clip is being sent (a long upload)."""
+        while True:
+            await self._sleep(every_s)
+            now = self.clock.now()
+            stale = now - self.settings.delivery_claim_s
+            try:
+                await self.store.claim_delivery(job_id, self.claimant, now=now, stale_before=stale)
+            except Exception as error:
+                log.warning("the delivery claim of job %s was not renewed: %s", job_id, error)
 
     def resume(self, job_id: str) -> None:
         """After a restart: try a made, undelivered clip at once.

@@ -68,6 +68,7 @@ class JobLifecycle:
         on_settled: Callable[[str], None],
         claimant: str,
         links: ClipLinks | None = None,
+        claim_refresh_s: float | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -97,6 +98,7 @@ class JobLifecycle:
             monotonic=monotonic,
             on_settled=on_settled,
             links=links,
+            claim_refresh_s=claim_refresh_s,
         )
         """Sends finished clips, and retries those the platform did not take."""
 

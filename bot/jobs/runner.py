@@ -15,14 +15,17 @@ tests: waits are multiplied by ``time_scale`` and tests await
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextvars
 import functools
+import itertools
 import logging
+import math
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -30,11 +33,13 @@ from bot.catalog import Catalog
 from bot.clock import Clock
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
+from bot.jobs.leases import Adopted, JobLeases, Refusal, default_replica_id
 from bot.jobs.lifecycle import JobLifecycle
 from bot.jobs.limits import RunnerSettings
 from bot.jobs.links import ClipLinks
 from bot.jobs.model import TERMINAL, Job, JobRecord, pack_job, unpack_job
 from bot.jobs.polls import Polls, Watch
+from bot.jobs.replica import LeaseKeeper
 from bot.jobs.retention import Retention
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
@@ -70,6 +75,10 @@ class JobRunner:
         links: ClipLinks | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        leases: JobLeases | None = None,
+        replica_id: str | None = None,
+        lease_s: float = 30.0,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -85,8 +94,34 @@ class JobRunner:
         """Removes old input images and clips; swept from :meth:`start` until :meth:`stop`."""
         self._monotonic = monotonic
         self._sleep = sleep
-        self.runner_id = uuid.uuid4().hex
-        """This runner's name on the delivery claims it takes (one per process run)."""
+        self.leases = leases
+        """Job ownership shared with other replicas (None: the only runner on its database)."""
+        self.replica_id = replica_id or default_replica_id()
+        self.lease_s = lease_s
+        self._wall = wall
+        if leases is not None:
+            # A delivery claim is a lease too: fresh for one lease, renewed while the clip goes.
+            self.settings = replace(self.settings, delivery_claim_s=max(1, math.ceil(lease_s)))
+        self.runner_id = self.replica_id if leases is not None else uuid.uuid4().hex
+        """This runner's name on the delivery claims it takes (one per process run, or the
+        replica's id with leases, so an adopter drops the claims of the replica it adopts from)."""
+        self._replica = _ReplicaQueue()
+        """With leases: the queue's order, slots refused, and positions counted in the database."""
+        self._keeper: LeaseKeeper | None = None
+        if leases is not None:
+            self._keeper = LeaseKeeper(
+                leases,
+                self.replica_id,
+                lease_s=lease_s,
+                tick_s=max(self.settings.poll_interval_s * self.settings.time_scale, 0.001),
+                wall=wall,
+                sleep=sleep,
+                monotonic=monotonic,
+                local_jobs=self._local_jobs,
+                lost=self._lost,
+                adopted=self._adopt,
+                tick=self._tick,
+            )
         self._waiting: list[tuple[str, str, JobRecord]] = []
         """Jobs paid for and waiting for a slot, in order: (job id, member, packed job).
 
@@ -124,6 +159,7 @@ class JobRunner:
             on_settled=self._settle,
             claimant=self.runner_id,
             links=links,
+            claim_refresh_s=lease_s / 3 if leases is not None else None,
         )
         self._delivery = self._life.delivery
         self._settled: dict[str, asyncio.Event] = {}
@@ -163,6 +199,11 @@ class JobRunner:
         if self._loaded:
             return
         self._loaded = True
+        if self._keeper is not None:
+            # Shared database: the jobs of this replica's earlier run (same id), of replicas
+            # whose leases lapsed, and unowned ones; those of live replicas stay theirs.
+            self._adopt(await self._keeper.adopt_all(own=True))
+            return
         unfinished = await self.store.unfinished_jobs()  # in the order they were created
         known = {job_id for job_id, _, _ in self._waiting} | set(self._running)
         self._undelivered = [job.job_id for job in unfinished if job.state == "succeeded"]
@@ -198,6 +239,10 @@ class JobRunner:
             sweeping = asyncio.create_task(self.retention.run(), name="retention")
             self._background.add(sweeping)
             sweeping.add_done_callback(self._background.discard)
+        if self._keeper is not None and not self._stopping:
+            keeping = asyncio.create_task(self._keeper.run(), name="job-leases")
+            self._background.add(keeping)
+            keeping.add_done_callback(self._background.discard)
 
     async def admit(self, job: Job) -> None:
         """A member pressed a tier and the hold is made: show its status, then queue it.
@@ -209,6 +254,18 @@ class JobRunner:
         """
         self._idle.clear()
         position = len(self._waiting) + 1
+        if self.leases is not None:
+            try:
+                if not await self.leases.claim(
+                    job.job_id, self.replica_id, now=self._wall(), lease_s=self.lease_s
+                ):
+                    # Another replica adopted it in the instant since it was made: it drives it.
+                    log.info("job %s is driven by another replica", job.job_id)
+                    self._schedule()
+                    return
+                position = await self.leases.position(job.job_id) or position
+            except Exception:  # paid for: queued here all the same, adopted if this replica dies
+                log.exception("could not claim job %s", job.job_id)
         try:
             message_id = await self.outbox.send(
                 job.chat, status.queued(job, self.catalog, position), job.locale
@@ -227,7 +284,7 @@ class JobRunner:
         if job.state != "held":  # cancelled while its status message was on its way
             self._schedule()
             return
-        self._waiting.append(_queued(job))
+        self._enqueue(job)
         self._positions[job.job_id] = position
         self._schedule()
 
@@ -335,7 +392,13 @@ class JobRunner:
         return len(self._polls)
 
     def position(self, job_id: str) -> int | None:
-        """1-based place in the queue, or None if the job is not waiting."""
+        """1-based place in the queue, or None if the job is not waiting.
+
+        With leases, the place among every replica's queued jobs as last counted.
+        """
+        if self.leases is not None:
+            waiting = any(waiting_id == job_id for waiting_id, _, _ in self._waiting)
+            return self._replica.positions.get(job_id) if waiting else None
         for index, (waiting_id, _, _) in enumerate(self._waiting, start=1):
             if waiting_id == job_id:
                 return index
@@ -373,6 +436,14 @@ class JobRunner:
         self._waiting.clear()
         self._running.clear()
         self._running_users.clear()
+        if self.leases is not None and self._loaded:
+            try:  # other replicas adopt them at their next look, not a lease later
+                released = await self.leases.release(self.replica_id, now=self._wall())
+            except Exception as error:
+                log.warning("the job leases of replica %s stay: %s", self.replica_id, error)
+            else:
+                if released:
+                    log.info("replica %s let go of %d jobs", self.replica_id, released)
 
     # --- scheduling -------------------------------------------------------------
 
@@ -381,13 +452,14 @@ class JobRunner:
             return
         limit = self.settings
         for entry in list(self._waiting):
-            if len(self._running) >= limit.per_provider:
+            if len(self._running) >= limit.per_provider or self._replica.provider_full:
                 break
             job_id, user, record = entry
-            if self._running_users[user] >= limit.per_user:
+            if self._running_users[user] >= limit.per_user or user in self._replica.users_full:
                 continue
             self._waiting.remove(entry)
-            self._positions.pop(job_id, None)
+            if self.leases is None:  # with leases, once the database gave it a slot
+                self._positions.pop(job_id, None)
             self._launch(unpack_job(record))
         self._show_positions()
         if not self._waiting and not self._running:
@@ -401,20 +473,29 @@ class JobRunner:
 
         Throttled like any status edit, and checked here before a task is made,
         so a long queue moving by one costs a dictionary look-up per job.
+        With leases the places are counted in the database, among every
+        replica's queued jobs (:meth:`_count_positions`).
         """
+        if self.leases is not None:
+            self._count_positions()
+            return
         now = self._monotonic()
         for position, (job_id, _, record) in enumerate(self._waiting, start=1):
             shown = self._positions.get(job_id)
-            if shown is None or shown == position or not self._board.due(job_id, now):
-                continue
-            job = unpack_job(record)
-            if not job.status_message:
-                continue
-            self._positions[job_id] = position
-            reply = status.queued(job, self.catalog, position)
-            task = asyncio.create_task(self._board.show(job, reply))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            if shown is not None and shown != position:
+                self._show_place(job_id, record, position, now)
+
+    def _show_place(self, job_id: str, record: JobRecord, position: int, now: float) -> None:
+        """Edit a waiting job's status if its place differs from the one its member saw."""
+        shown = self._positions.get(job_id)
+        if shown is None or shown == position or not self._board.due(job_id, now):
+            return
+        job = unpack_job(record)
+        if not job.status_message:
+            return
+        self._positions[job_id] = position
+        reply = status.queued(job, self.catalog, position)
+        self._background_task(self._board.show(job, reply), f"position-{job_id}")
 
     def _launch(self, job: Job) -> None:
         self._idle.clear()
@@ -422,7 +503,27 @@ class JobRunner:
         user = str(job.user)
         self._running[job.job_id] = user
         self._running_users[user] += 1
-        self._step(job, self._life.begin(job), starting=True)
+        if self.leases is None:
+            self._step(job, self._life.begin(job), starting=True)
+            return
+        self._replica.starting[job.job_id] = _queued(job)
+        self._step(job, self._begin_in_slot(job), starting=True)
+
+    async def _begin_in_slot(self, job: Job) -> Watch | None:
+        """Take the job's slot in the database (limits of all replicas), then begin it."""
+        assert self.leases is not None
+        taken = await self.leases.take_slot(
+            job.job_id,
+            self.replica_id,
+            per_provider=self.settings.per_provider,
+            per_user=self.settings.per_user,
+            now=self._wall(),
+        )
+        if isinstance(taken, str):
+            raise _NoSlot(taken)
+        self._replica.starting.pop(job.job_id, None)
+        self._positions.pop(job.job_id, None)
+        return await self._life.begin(taken)
 
     def _step(
         self, job: Job, work: Coroutine[object, object, Watch | None], *, starting: bool = False
@@ -453,6 +554,10 @@ class JobRunner:
         if not self._tasks:
             self._no_steps.set()
         watch = None
+        entry = self._replica.starting.pop(job_id, None)
+        if not task.cancelled() and isinstance(task.exception(), _NoSlot):
+            self._no_slot(job_id, entry, task.exception())  # type: ignore[arg-type]
+            return
         if not task.cancelled():
             if task.exception() is not None:
                 log.error("job %s step failed", job_id, exc_info=task.exception())
@@ -473,6 +578,8 @@ class JobRunner:
         if self._running_users[user] <= 0:
             del self._running_users[user]
         self._board.forget(job_id)
+        if self.leases is not None and not self._stopping:
+            self._background_task(self._free_slot(job_id), f"free-{job_id}")
         self._schedule()
 
     def _stop_task(self, job_id: str) -> None:
@@ -487,6 +594,170 @@ class JobRunner:
         event = self._settled.pop(job_id, None)
         if event is not None:
             event.set()
+
+    def _background_task(self, work: Coroutine[object, object, object], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._background.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._background.discard)  # type: ignore[arg-type]
+
+    # --- jobs across replicas (with leases) -----------------------------------------
+
+    def _enqueue(self, job: Job, *, resumed: bool = False) -> None:
+        """Queue a job: at the end, or with leases in its place (resumed ones first, then age)."""
+        entry = _queued(job)
+        if self.leases is None:
+            self._waiting.append(entry)
+            return
+        key = (0 if resumed else 1, job.created_at, next(self._replica.order))
+        self._replica.keys[job.job_id] = key
+        self._insert(entry)
+
+    def _insert(self, entry: tuple[str, str, JobRecord]) -> None:
+        keys = [self._replica.keys.get(job_id, _LAST) for job_id, _, _ in self._waiting]
+        index = bisect.bisect_right(keys, self._replica.keys.get(entry[0], _LAST))
+        self._waiting.insert(index, entry)
+
+    def _no_slot(self, job_id: str, entry: tuple[str, str, JobRecord] | None, no: _NoSlot) -> None:
+        """The database gave a starting job no slot: back to its place, or forgotten if gone."""
+        user = self._running.pop(job_id, None)
+        if user is not None:
+            self._running_users[user] -= 1
+            if self._running_users[user] <= 0:
+                del self._running_users[user]
+        if no.reason == "gone" or entry is None or self._stopping:
+            # Finished, cancelled, or another replica's now: nothing more to do here.
+            self._replica.keys.pop(job_id, None)
+            self._positions.pop(job_id, None)
+        else:
+            if no.reason == "user":
+                self._replica.users_full.add(entry[1])
+            else:  # the provider is full, or an older job elsewhere goes first: wait for a tick
+                self._replica.provider_full = True
+            self._insert(entry)
+        self._schedule()
+
+    async def _free_slot(self, job_id: str) -> None:
+        assert self.leases is not None
+        try:
+            await self.leases.free_slot(job_id)
+        except Exception as error:
+            log.warning("the slot of job %s stays taken: %s", job_id, error)
+        self._tick()
+
+    def _tick(self) -> None:
+        """Try the queue again: a slot may have been freed here or by another replica."""
+        self._replica.provider_full = False
+        self._replica.users_full.clear()
+        self._schedule()
+
+    def _local_jobs(self) -> set[str]:
+        """Jobs this replica drives: queued or started."""
+        return {job_id for job_id, _, _ in self._waiting} | set(self._running)
+
+    async def _lost(self, job_ids: set[str]) -> None:
+        """Jobs whose lease this replica lost (it stalled, another adopted them): let them go.
+
+        A job finished meanwhile is not lost, only done.
+        """
+        for job_id in job_ids:
+            job = await self.store.get_job(job_id)
+            if job is None or job.state in TERMINAL:
+                continue
+            log.warning("replica %s lost job %s to another replica", self.replica_id, job_id)
+            self._waiting = [entry for entry in self._waiting if entry[0] != job_id]
+            self._replica.keys.pop(job_id, None)
+            self._positions.pop(job_id, None)
+            task = self._tasks.get(job_id)
+            if task is not None:
+                task.cancel()  # its done callback frees the local slot
+            else:
+                self._leave(job_id)
+        self._schedule()
+
+    def _adopt(self, adopted: list[Adopted]) -> None:
+        """Drive the jobs this replica took over, exactly as after a restart (:meth:`load`)."""
+        known = self._local_jobs()
+        for taken in adopted:
+            job = taken.job
+            if job.job_id in known:  # renewed late, adopted back: still driven here
+                continue
+            if job.state == "succeeded":
+                if self._started:
+                    log.info("resuming the delivery of job %s", job.job_id)
+                    self._delivery.resume(job.job_id)
+                else:
+                    self._undelivered.append(job.job_id)
+                continue
+            log.info("resuming job %s in state %s", job.job_id, job.state)
+            self._idle.clear()
+            self._enqueue(job, resumed=job.state != "held" or job.attempts > 0)
+            if job.state == "held" and job.status_message:
+                self._positions[job.job_id] = 0  # not shown by this replica yet: show it
+        self._schedule()
+
+    def _count_positions(self) -> None:
+        """Count the waiting jobs' places in the database (one count at a time), then show them."""
+        if self._replica.counting is not None:
+            self._replica.count_again = True
+            return
+        if not self._waiting or self._stopping:
+            return
+        counting = asyncio.create_task(self._counted(), name="positions")
+        self._replica.counting = counting
+        self._background.add(counting)
+        counting.add_done_callback(self._background.discard)
+
+    async def _counted(self) -> None:
+        assert self.leases is not None
+        try:
+            while True:
+                self._replica.count_again = False
+                try:
+                    places = await self.leases.positions(self.replica_id)
+                except Exception as error:
+                    log.warning("queue positions not counted: %s", error)
+                    return
+                self._replica.positions = places
+                now = self._monotonic()
+                for job_id, _, record in self._waiting:
+                    position = places.get(job_id)
+                    if position is not None:
+                        self._show_place(job_id, record, position, now)
+                if not self._replica.count_again:
+                    return
+        finally:
+            self._replica.counting = None
+
+
+_LAST = (2, 0, 0)
+"""The order key of a queue entry that has none (it goes last)."""
+
+
+class _NoSlot(Exception):
+    """The database refused a starting job a slot (:data:`bot.jobs.leases.Refusal`)."""
+
+    def __init__(self, reason: Refusal) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _ReplicaQueue:
+    """The runner's queue bookkeeping when replicas share the database."""
+
+    keys: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """Waiting job id -> its order: resumed jobs first, then by age, then by arrival."""
+    order: itertools.count[int] = field(default_factory=itertools.count)
+    starting: dict[str, tuple[str, str, JobRecord]] = field(default_factory=dict)
+    """Launched jobs asking for their slot: their queue entry, to go back to on a refusal."""
+    provider_full: bool = False
+    """The provider's slots are all taken (or an older job elsewhere goes first): wait a tick."""
+    users_full: set[str] = field(default_factory=set)
+    """Members whose slots are all taken across replicas: their jobs wait a tick."""
+    positions: dict[str, int] = field(default_factory=dict)
+    """This replica's queued jobs -> their place among every replica's, as last counted."""
+    counting: asyncio.Task[None] | None = None
+    count_again: bool = False
 
 
 def _queued(job: Job) -> tuple[str, str, JobRecord]:

@@ -7,11 +7,12 @@ no negative balance.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NoWallet
+from bot.jobs.leases import Adopted, JobLeases, Refusal
 from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
 from bot.jobs.store import QUOTE_RATE_WINDOW_S, JobStore, QueueFull, QuoteTaken, SlowDown
 from bot.ports import AppState, Hold, Ledger, LedgerEntry, Outcome, UserProfile, Wallet
@@ -473,3 +474,147 @@ def _check_settable(fields: dict[str, Any]) -> None:
     unknown = set(fields) - _SETTABLE
     if unknown:
         raise ValueError(f"not settable on a job: {sorted(unknown)}")
+
+
+@dataclass
+class _Lease:
+    owner: str | None = None
+    expires_at: float | None = None
+    slot: bool = False
+
+
+class InMemoryJobLeases(JobLeases):
+    """Job leases over an :class:`InMemoryJobStore`'s jobs (insertion order is the row order).
+
+    Same behaviour as storage.leases.SqliteJobLeases (tests/contracts/test_job_leases.py).
+    """
+
+    def __init__(self, store: InMemoryJobStore) -> None:
+        self.store = store
+        self.leases: dict[str, _Lease] = {}
+
+    def _lease(self, job_id: str) -> _Lease:
+        return self.leases.setdefault(job_id, _Lease())
+
+    def _takeable(self, lease: _Lease, now: float) -> bool:
+        return lease.owner is None or (lease.expires_at or 0) < now
+
+    async def claim(self, job_id: str, owner: str, *, now: float, lease_s: float) -> bool:
+        job = self.store.jobs.get(job_id)
+        if job is None or job.state not in UNFINISHED:
+            return False
+        lease = self._lease(job_id)
+        if lease.owner != owner and not self._takeable(lease, now):
+            return False
+        lease.owner, lease.expires_at = owner, now + lease_s
+        return True
+
+    async def renew(self, owner: str, *, now: float, lease_s: float) -> set[str]:
+        held = set()
+        for job_id, lease in self.leases.items():
+            if lease.owner != owner or lease.expires_at is None:
+                continue
+            if self.store.jobs[job_id].state in UNFINISHED:
+                lease.expires_at = now + lease_s
+                held.add(job_id)
+            else:
+                lease.expires_at = None
+        return held
+
+    async def adopt(
+        self, owner: str, *, now: float, lease_s: float, limit: int, own: bool = False
+    ) -> list[Adopted]:
+        jobs = [j for j in self.store.jobs.values() if j.state in UNFINISHED]
+        jobs.sort(key=lambda j: j.created_at)  # stable: insertion order breaks ties
+        adopted = []
+        for job in jobs:
+            if len(adopted) >= limit:
+                break
+            lease = self._lease(job.job_id)
+            orphan = lease.owner is None and job.created_at < now - lease_s - 1
+            lapsed = lease.owner is not None and (lease.expires_at or 0) < now
+            if not (orphan or lapsed or (own and lease.owner == owner)):
+                continue
+            previous = lease.owner
+            lease.owner, lease.expires_at = owner, now + lease_s
+            if job.state == "succeeded":
+                lease.slot = False
+            claim = self.store.delivery_claims.get(job.job_id)
+            if claim is not None and claim[0] == previous:
+                del self.store.delivery_claims[job.job_id]
+            adopted.append(Adopted(job, previous))
+        return adopted
+
+    async def release(self, owner: str, *, now: float) -> int:
+        released = 0
+        for job_id, lease in self.leases.items():
+            unfinished = self.store.jobs[job_id].state in UNFINISHED
+            if lease.owner == owner and lease.expires_at is not None and unfinished:
+                lease.expires_at = 0
+                released += 1
+        return released
+
+    def _held(self, *, provider: str | None = None, user: UserRef | None = None) -> int:
+        return sum(
+            1
+            for job in self.store.jobs.values()
+            if self._lease(job.job_id).slot
+            and job.state in UNFINISHED
+            and (provider is None or job.provider == provider)
+            and (user is None or job.user == user)
+        )
+
+    async def take_slot(
+        self, job_id: str, owner: str, *, per_provider: int, per_user: int, now: float
+    ) -> Job | Refusal:
+        job = self.store.jobs.get(job_id)
+        if job is None or self._lease(job_id).owner != owner or job.state not in ACTIVE:
+            return "gone"
+        lease = self._lease(job_id)
+        if lease.slot:
+            return job
+        if self._held(provider=job.provider) >= per_provider:
+            return "provider"
+        if self._held(user=job.user) >= per_user:
+            return "user"
+        for other_id, other in self.store.jobs.items():
+            if other_id == job_id:
+                break
+            theirs = self._lease(other_id)
+            if (
+                other.state == "held"
+                and not theirs.slot
+                and other.provider == job.provider
+                and theirs.owner is not None
+                and theirs.owner != owner
+                and (theirs.expires_at or 0) >= now
+                and self._held(user=other.user) < per_user
+            ):
+                return "older"
+        lease.slot = True
+        return job
+
+    async def free_slot(self, job_id: str) -> bool:
+        job = self.store.jobs.get(job_id)
+        if job is None or job.state in ACTIVE or not self._lease(job_id).slot:
+            return False
+        self._lease(job_id).slot = False
+        return True
+
+    def _queued(self) -> list[str]:
+        return [
+            job_id
+            for job_id, job in self.store.jobs.items()
+            if job.state == "held" and not self._lease(job_id).slot
+        ]
+
+    async def positions(self, owner: str) -> dict[str, int]:
+        return {
+            job_id: position
+            for position, job_id in enumerate(self._queued(), start=1)
+            if self._lease(job_id).owner == owner
+        }
+
+    async def position(self, job_id: str) -> int | None:
+        queued = self._queued()
+        return queued.index(job_id) + 1 if job_id in queued else None
