@@ -402,6 +402,31 @@ def sqlite_backend(path: Path) -> Backend:
     )
 
 
+def postgres_backend(url: str) -> Backend:
+    """Every replica opens its own pool on the one PostgreSQL database."""
+    from storage.postgres.audit import audit
+    from storage.postgres.database import PgDatabase
+    from storage.postgres.jobs import PgJobStore
+    from storage.postgres.leases import PgJobLeases
+    from storage.postgres.ledger import PgLedger
+
+    async def kinds(database: PgDatabase, hold_id: str) -> list[str]:
+        rows = await database.fetch(
+            "SELECT kind FROM ledger WHERE hold_id = $1 ORDER BY seq", hold_id
+        )
+        return [row["kind"] for row in rows]
+
+    return Backend(
+        "postgres",
+        lambda: PgDatabase(url, min_size=1, max_size=3),
+        PgJobStore,
+        PgJobLeases,
+        PgLedger,
+        audit,
+        kinds,
+    )
+
+
 __all__ = [
     "GUARD_S",
     "Backend",
@@ -411,6 +436,7 @@ __all__ = [
     "Service",
     "all_settled",
     "cluster",
+    "postgres_backend",
     "settled_anywhere",
     "sqlite_backend",
     "submits_per_job",
