@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from app.lease import FileRunnerLease, RunnerLease
+from bot.jobs.leases import JobLeases
 from bot.jobs.store import JobStore
 from bot.ports import AppState, Ledger
 from bot.roles import Roles, SoleRoles
@@ -51,6 +52,8 @@ class Storage:
     ledger: Ledger
     jobs: JobStore
     state: AppState
+    leases: JobLeases | None = None
+    """Job ownership shared by replicas (PostgreSQL); None: one runner per database (SQLite)."""
 
     async def audit(self) -> list[str]:
         """The ledger invariants (``klingbot db check``): one line per violation; none: clean."""
@@ -123,7 +126,7 @@ async def open_storage(
 
 @asynccontextmanager
 async def _postgres(settings: Settings, *, read_only: bool) -> AsyncIterator[Storage]:
-    from storage.postgres import app_state, database, jobs, ledger
+    from storage.postgres import app_state, database, jobs, leases, ledger
 
     assert settings.database_url is not None
     pg = database.PgDatabase(settings.database_url.get_secret_value(), read_only=read_only)
@@ -135,6 +138,7 @@ async def _postgres(settings: Settings, *, read_only: bool) -> AsyncIterator[Sto
             ledger=ledger.PgLedger(pg),
             jobs=jobs.PgJobStore(pg),
             state=app_state.PgAppState(pg),
+            leases=leases.PgJobLeases(pg),
         )
 
 

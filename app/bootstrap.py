@@ -78,6 +78,7 @@ async def open_core(
             provider,
             sole_runner=sole_runner(settings, runner_lease),
             roles=roles_for(settings, runner=runner_lease is not None),
+            runs_jobs=runner_lease is not None,
         ) as deps,
     ):
         yield deps
@@ -105,6 +106,7 @@ async def _core(
     *,
     sole_runner: bool,
     roles: Roles,
+    runs_jobs: bool = False,
 ) -> AsyncIterator[Deps]:
     """The core on an open database, the shared lease held; see :func:`open_core`.
 
@@ -115,6 +117,10 @@ async def _core(
     claims in the database are those of runners killed mid-send; they are
     cleared, and their clips are sent at once rather than when the claims
     would have gone stale.
+
+    ``runs_jobs`` (``klingbot run`` and ``console``): on a database replicas
+    share, the runner owns its jobs by lease (``bot.jobs.leases``) and adopts
+    those of replicas that died; a wallet command's core adopts nothing.
     """
     catalog = settings.catalog()
     metrics = None
@@ -155,6 +161,9 @@ async def _core(
             ),
             retention=build_retention(settings, store, clock, await roles.claim(RETENTION)),
             links=links,
+            leases=storage.leases if runs_jobs else None,
+            replica_id=settings.replica,
+            lease_s=settings.job_lease_s,
         )
         # Before any adapter can take a press: a job of an earlier run is
         # queued from here, a new one by admit(), never one twice.
