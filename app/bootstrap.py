@@ -13,6 +13,7 @@ from app.lease import Lease, RunnerLease, take_runner_lease
 from bot.clock import Clock, SystemClock
 from bot.deps import Deps, Generation
 from bot.errors import StorageUnavailable
+from bot.inputs import FileInputStore, InputStore
 from bot.jobs.links import ClipLinks, link_secret
 from bot.jobs.outbox import OutboxRouter
 from bot.jobs.retention import DAY, HOUR, Retention, RetentionSettings
@@ -135,6 +136,7 @@ async def _core(
         provider = provider or build_provider(settings, time_scale)
         served = ObservedProvider(provider, metrics) if metrics else provider
         outboxes = OutboxRouter()
+        inputs = build_inputs(settings, storage)
         state = storage.state
         links = None
         if settings.public_url:
@@ -159,11 +161,14 @@ async def _core(
                 delivery_retry_s=settings.delivery_retry_h * HOUR,
                 **_remote_pacing(settings),
             ),
-            retention=build_retention(settings, store, clock, await roles.claim(RETENTION)),
+            retention=build_retention(
+                settings, store, clock, await roles.claim(RETENTION), inputs
+            ),
             links=links,
             leases=storage.leases if runs_jobs else None,
             replica_id=settings.replica,
             lease_s=settings.job_lease_s,
+            inputs=inputs,
         )
         # Before any adapter can take a press: a job of an earlier run is
         # queued from here, a new one by admit(), never one twice.
@@ -172,7 +177,7 @@ async def _core(
         await runner.load()
         if metrics is not None:
             metrics.watch_runner(runner)
-            metrics.watch_inputs(settings.inputs_dir)
+            metrics.watch_inputs(inputs)
         callbacks = await _serve_callbacks(settings, provider)
         try:
             yield Deps(
@@ -188,6 +193,7 @@ async def _core(
                     waits=waits,
                     outboxes=outboxes,
                     inputs_dir=settings.inputs_dir,
+                    inputs=inputs,
                     quote_ttl_s=settings.quote_ttl_s,
                     blocked_words=settings.blocked_words,
                     max_open_quotes=settings.max_open_quotes,
@@ -219,14 +225,34 @@ async def _sharing(storage: Storage, settings: Settings) -> AsyncIterator[None]:
         lease.release()
 
 
+def build_inputs(settings: Settings, storage: Storage) -> InputStore:
+    """Where members' images are kept: files in ``<data>/inputs`` on SQLite, a table on PostgreSQL.
+
+    On PostgreSQL every replica reaches every image; each materializes the
+    images of its own jobs into ``<data>/input-cache`` (docs/ARCHITECTURE.md).
+    """
+    files = FileInputStore(settings.inputs_dir)
+    if storage.kind != "postgresql":
+        return files
+    from storage.postgres.inputs import PgInputStore
+
+    assert settings.data_dir is not None
+    return PgInputStore(storage.database, cache=settings.data_dir / "input-cache", files=files)
+
+
 def build_retention(
-    settings: Settings, store: JobStore, clock: Clock, role: Role | None = None
+    settings: Settings,
+    store: JobStore,
+    clock: Clock,
+    role: Role | None = None,
+    inputs: InputStore | None = None,
 ) -> Retention:
     """The sweep that removes input images and clips nothing needs (run by ``role``'s holder)."""
     return Retention(
         store,
         clock,
         role=role,
+        inputs=inputs,
         inputs_dir=settings.inputs_dir,
         clips_dir=settings.clips_dir,
         settings=RetentionSettings(

@@ -14,8 +14,9 @@ itself is observed where it is committed:
   the bot wait (Telegram's flood control, discord.py's HTTP client), so the
   adapters need no metrics code;
 - the queue's length and the running jobs are read from the runner at each
-  scrape, and the input images on disk (files and bytes) from their folder
-  (:class:`InputFiles`).
+  scrape, and the input images kept (files and bytes) from their folder
+  (:class:`InputFiles`), or, on PostgreSQL, from the ``inputs`` table
+  (:class:`StoredInputs`, read before each scrape by :meth:`PrometheusMetrics.refresh`).
 
 :class:`OperationsServer` serves ``/metrics`` in the Prometheus text format
 and ``/healthz``: 200 when the database answers, the runner is alive and
@@ -29,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -41,6 +41,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
 from bot.catalog import Catalog
+from bot.inputs import FileInputStore, InputStore, InputUsage, folder_usage
 from bot.jobs.model import TERMINAL, Job, JobState, Quote
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
@@ -61,6 +62,8 @@ class PrometheusMetrics:
     def __init__(self, catalog: Catalog, provider: str = "local") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.provider = provider
+        self._refreshers: list[Callable[[], Awaitable[None]]] = []
+        """Reads a scrape cannot make itself (a database query), run by :meth:`refresh`."""
         r = self.registry
         self.commands = Counter(
             "klingbot_commands",
@@ -162,9 +165,31 @@ class PrometheusMetrics:
         self.queue.set_function(runner.waiting_count)
         self.running.set_function(runner.running_count)
 
-    def watch_inputs(self, folder: Path) -> None:
-        """Count the input images in ``folder`` (files and bytes) at each scrape."""
-        self.registry.register(InputFiles(folder))
+    def watch_inputs(self, inputs: InputStore | Path) -> None:
+        """Count the input images kept (files and bytes) at each scrape.
+
+        Files in a folder are counted by the scrape itself; a store in the
+        database (PostgreSQL) is asked by :meth:`refresh`, before each scrape.
+        """
+        if isinstance(inputs, FileInputStore):
+            inputs = inputs.folder
+        if isinstance(inputs, Path):
+            self.registry.register(InputFiles(inputs))
+            return
+        stored = StoredInputs(inputs)
+        self.registry.register(stored)
+        self._refreshers.append(stored.refresh)
+
+    async def refresh(self) -> None:
+        """Read what the next scrape shows and only a query can tell (``/metrics`` calls it).
+
+        A failed read keeps the last values (and is logged): the scrape goes on.
+        """
+        for refresher in self._refreshers:
+            try:
+                await refresher()
+            except Exception as error:
+                log.warning("a metric could not be read: %s", error)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
@@ -187,28 +212,41 @@ class InputFiles:
 
     def collect(self) -> list[GaugeMetricFamily]:
         """Count the files and their bytes now."""
-        files = size = 0
-        try:
-            with os.scandir(self.folder) as entries:
-                for entry in entries:
-                    try:
-                        if entry.is_file(follow_symlinks=False):
-                            files += 1
-                            size += entry.stat(follow_symlinks=False).st_size
-                    except OSError:
-                        continue  # removed while counting
-        except OSError:
-            pass  # no folder yet: nothing stored
-        return [_input_files(files), _input_bytes(size)]
+        usage = folder_usage(self.folder)
+        return [_input_files(usage.files), _input_bytes(usage.bytes)]
+
+
+class StoredInputs:
+    """A collector: the members' input images an input store keeps (PostgreSQL's table).
+
+    The store is asked by :meth:`refresh` (a query cannot run inside a
+    scrape); the scrape shows what it last answered.
+    """
+
+    def __init__(self, inputs: InputStore) -> None:
+        self.inputs = inputs
+        self.usage = InputUsage(0, 0)
+
+    async def refresh(self) -> None:
+        """Ask the store now."""
+        self.usage = await self.inputs.usage()
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The two gauges, without values."""
+        return [_input_files(), _input_bytes()]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        """What the store last answered."""
+        return [_input_files(self.usage.files), _input_bytes(self.usage.bytes)]
 
 
 def _input_files(value: int | None = None) -> GaugeMetricFamily:
-    return GaugeMetricFamily("klingbot_input_files", "Members' input images on disk", value=value)
+    return GaugeMetricFamily("klingbot_input_files", "Members' input images kept", value=value)
 
 
 def _input_bytes(value: int | None = None) -> GaugeMetricFamily:
     return GaugeMetricFamily(
-        "klingbot_input_bytes", "Bytes of the members' input images on disk", value=value
+        "klingbot_input_bytes", "Bytes of the members' input images kept", value=value
     )
 
 
@@ -267,6 +305,7 @@ class ObservedProvider(Provider):
         self.metrics = metrics
         self.name = inner.name
         self.stops_tasks = inner.stops_tasks
+        self.remakes_clips = inner.remakes_clips
 
     async def _watch(self, call: Awaitable[Any]) -> Any:
         try:
@@ -415,6 +454,7 @@ class OperationsServer:
     async def _metrics(self, request: Any) -> Any:
         from aiohttp import web
 
+        await self.metrics.refresh()
         body = self.metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from bot.catalog import Catalog
 from bot.clock import Clock
 from bot.commands import UserRef
+from bot.inputs import FileInputStore, InputStore
 from bot.jobs.outbox import OutboxRouter
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
@@ -35,6 +36,12 @@ class Generation:
     """Open quotes per member; a new one retires the oldest and removes its image."""
     quotes_per_minute: int = 5
     """Quote requests per member in any minute; past it, "slow down" (nothing stored)."""
+    inputs: InputStore = None  # type: ignore[assignment]
+    """Where the members' images are kept (default: files in ``inputs_dir``)."""
+
+    def __post_init__(self) -> None:
+        if self.inputs is None:
+            object.__setattr__(self, "inputs", FileInputStore(self.inputs_dir))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 from bot.access import is_moderator, resolve_user
 from bot.catalog import Tier
@@ -82,13 +81,12 @@ async def gen(command: Gen, caller: Caller, deps: Deps, _request_id: str | None)
     if image is not None:
         data = await image.fetch()
         info = await asyncio.to_thread(inspect_image, data)
-        written = generation.inputs_dir / f"{quote_id}{info.extension}"
-        await asyncio.to_thread(_write, written, data)
+        written = await generation.inputs.save(quote_id, info.extension, data)
     return await _offer(
         caller,
         deps,
         quote_id=quote_id,
-        image_path=str(written) if written else None,
+        image_path=written,
         prompt=prompt,
         negative=negative,
         duration_s=command.duration_s,
@@ -110,7 +108,7 @@ async def _admit_quote(caller: Caller, deps: Deps) -> None:
         ) from None
 
 
-def _tiers_for(deps: Deps, image_path: str | Path | None) -> tuple[str, ...]:
+def _tiers_for(deps: Deps, image_path: str | None) -> tuple[str, ...]:
     """Every tier, less those that need an image when there is none."""
     return tuple(t.key for t in deps.catalog.tiers if image_path or not t.requires_image)
 
@@ -125,14 +123,14 @@ async def _offer(
     negative: str,
     duration_s: int,
     tiers: tuple[str, ...],
-    written: Path | None = None,
+    written: str | None = None,
 ) -> list[Reply]:
     """Save a quote for these inputs and show it with a button per tier.
 
     The member's open quotes beyond ``max_open_quotes`` are retired in the
     same write, and the input images only they named are removed at once.
-    ``written`` is an image file made for this quote alone: it goes if the
-    quote cannot be saved.
+    ``written`` is the reference of an image saved for this quote alone: it
+    goes if the quote cannot be saved.
     """
     generation = _generation(deps)
     now = deps.clock.now()
@@ -154,16 +152,11 @@ async def _offer(
         freed = await generation.store.save_quote(quote, max_open=generation.max_open_quotes)
     except BaseException:
         if written is not None:
-            written.unlink(missing_ok=True)  # one system call: no thread for it
+            await asyncio.shield(generation.inputs.remove(written))
         raise
-    for path in freed:
-        await remove_input(generation.store, path, inputs_dir=generation.inputs_dir, now=now)
+    for reference in freed:
+        await remove_input(generation.store, generation.inputs, reference, now=now)
     return [await _quote_reply(quote, caller, deps)]
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
 
 
 async def _quote_reply(quote: Quote, caller: Caller, deps: Deps) -> Reply:
@@ -229,7 +222,7 @@ async def choose(
         return _private("quote.was_cancelled")
     if deps.clock.now() > quote.expires_at:
         return [Reply((text("quote.expired"),), edit=True)]
-    if quote.image_path is not None and not await asyncio.to_thread(_exists, quote.image_path):
+    if quote.image_path is not None and not await generation.inputs.exists(quote.image_path):
         # The retention sweep removed it (it only does so once nothing seemed to need it).
         return [Reply((text("retention.quote_input_gone"),), edit=True)]
     tier = deps.catalog.tier(command.tier)
@@ -347,7 +340,7 @@ async def reroll(
         return _private("quote.not_yours")
     image_path = job.image_path
     if image_path is not None and (
-        job.input_removed_at is not None or not await asyncio.to_thread(_exists, image_path)
+        job.input_removed_at is not None or not await generation.inputs.exists(image_path)
     ):
         # Kept for a while after the job (KLINGBOT_INPUT_RETENTION_H), then removed.
         return _private("retention.input_gone", job=job.short_id)
@@ -380,10 +373,6 @@ async def resend(
         "finished": "delivery.already_delivered",
     }[result]
     return _private(key, job=job.short_id)
-
-
-def _exists(path: str) -> bool:
-    return Path(path).exists()
 
 
 async def jobs(command: Jobs, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:

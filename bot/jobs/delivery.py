@@ -23,6 +23,11 @@ cannot help.
 Before anything is sent, the runner claims the job in the store (a
 compare-and-set), so two processes on one database can never both send a
 clip; within one process, one send of a clip runs at a time.
+
+The clip sent is always a file on this machine: a job whose clip another
+replica made (it stopped before the delivery) has it fetched or made again
+first (``JobLifecycle.clip_here``); a clip that can no longer be had makes
+the job undeliverable, never a send of a path that is not here.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from bot.jobs.model import Job
 from bot.jobs.retries import DeliveryRetries
 from bot.jobs.store import JobStore
 from bot.ports import Outbox, Sent, Undeliverable
-from bot.providers.base import Provider, ProviderError
+from bot.providers.base import Provider, ProviderError, RetryableError
 from bot.replies import Reply
 
 log = logging.getLogger(__name__)
@@ -80,6 +85,7 @@ class Delivery:
         on_settled: Callable[[str], None],
         links: ClipLinks | None = None,
         claim_refresh_s: float | None = None,
+        clip_here: Callable[[Job], Awaitable[Job]] | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -89,6 +95,8 @@ class Delivery:
         self.settings = settings
         self.board = board
         self.links = links
+        self._clip_here = clip_here
+        """The job with its clip on this machine (fetched or made again); None: as it is."""
         self._sleep = sleep
         self._monotonic = monotonic
         self._on_settled = on_settled
@@ -166,6 +174,21 @@ class Delivery:
 
     async def _deliver(self, job: Job) -> float | None:
         """One send; the seconds until the next try when it failed and may be retried."""
+        try:
+            if self._clip_here is not None:
+                job = await self._clip_here(job)
+        except RetryableError as error:
+            return await self._failed(job, error)
+        except ProviderError as error:
+            log.warning(
+                "job %s: its clip is not on this machine and cannot be had again (%s);"
+                " it is undeliverable",
+                job.job_id,
+                error,
+            )
+            await self._delivered(job, "undeliverable")
+            await self.board.show(job, status.clip_lost(job), force=True)
+            return None
         try:
             how = await self._send(job)
         except Undeliverable as error:

@@ -15,10 +15,12 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 from bot.catalog import Catalog
 from bot.clock import Clock
+from bot.inputs import FileInputStore, InputGone, InputStore
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
 from bot.jobs.delivery import Delivery
@@ -69,6 +71,7 @@ class JobLifecycle:
         claimant: str,
         links: ClipLinks | None = None,
         claim_refresh_s: float | None = None,
+        inputs: InputStore | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -77,6 +80,8 @@ class JobLifecycle:
         self.clock = clock
         self.waits = waits
         self.clips_dir = clips_dir
+        self.inputs = inputs or FileInputStore(clips_dir.parent / "inputs")
+        """Where the members' images are; each job's is made a local file before a submit."""
         self.settings = settings
         self.board = board
         self._sleep = sleep
@@ -99,6 +104,7 @@ class JobLifecycle:
             on_settled=on_settled,
             links=links,
             claim_refresh_s=claim_refresh_s,
+            clip_here=self.clip_here,
         )
         """Sends finished clips, and retries those the platform did not take."""
 
@@ -183,7 +189,16 @@ class JobLifecycle:
                 log.exception("job %s: releasing it failed too (attempt %d)", job_id, attempt)
                 await self._backoff(attempt)
 
-    def _request(self, job: Job, attempt: int = 1) -> GenerationRequest:
+    def _request(
+        self, job: Job, attempt: int = 1, image: Path | None | str = "reference"
+    ) -> GenerationRequest:
+        """The provider's request for ``job``; ``image`` its local file (default: the reference).
+
+        Only a look-up (:meth:`last_look`) goes with the reference: it reads no image.
+        """
+        if image == "reference":
+            image = Path(job.image_path) if job.image_path else None
+        assert not isinstance(image, str)
         return GenerationRequest(
             external_id=job.job_id,
             tier=job.tier,
@@ -193,7 +208,7 @@ class JobLifecycle:
             duration_s=job.duration_s,
             prompt=job.prompt,
             negative_prompt=job.negative_prompt,
-            image_path=Path(job.image_path) if job.image_path else None,
+            image_path=image,
             expected_wait_s=job.expected_wait_s,
             attempt=attempt,
         )
@@ -205,11 +220,15 @@ class JobLifecycle:
         attempts = job.attempts + 1
         if not await self.store.update(job.job_id, "held", attempts=attempts):
             raise _Stop  # cancelled before it was sent: nothing to submit
+        try:
+            request = self._request(job, attempts, await self._image(job))
+        except InputGone as gone:
+            return await self._input_gone(job, "held", gone)
         attempt = 0
         while True:
             attempt += 1
             try:
-                task_id = await self.provider.submit(self._request(job, attempts))
+                task_id = await self.provider.submit(request)
                 break
             except RetryableError as error:
                 if attempt >= self.settings.submit_attempts:
@@ -267,7 +286,9 @@ class JobLifecycle:
 
         A submit that got no answer may have made the task (the provider
         bills it): if so the job follows it instead of being refunded.
-        None when the provider has none or cannot say.
+        None when the provider has none or cannot say. The request names the
+        image by its reference (a look-up reads no image), so this works
+        whatever happened to the image's local copy.
         """
         request = self._request(job, attempt if attempt is not None else max(job.attempts, 1))
         try:
@@ -387,7 +408,11 @@ class JobLifecycle:
         if job.attempts > 1:  # lost more than once: give the provider a breath first
             await self._sleep(self._poll_interval())
         try:
-            task_id = await self.provider.submit(self._request(job, job.attempts + 1))
+            request = self._request(job, job.attempts + 1, await self._image(job))
+        except InputGone as gone:
+            return await self._input_gone(job, job.state, gone)
+        try:
+            task_id = await self.provider.submit(request)
         except RetryableError:
             await self._backoff(job.attempts)
             return job  # polled again: still lost, submitted again
@@ -443,6 +468,92 @@ class JobLifecycle:
         elapsed = now - (moved.started_at or moved.submitted_at or now)
         await self.board.show(moved, status.done(moved, self.catalog, elapsed), force=True)
         return moved
+
+    async def _image(self, job: Job) -> Path | None:
+        """The job's image as a file on this machine (None without one); InputGone if lost.
+
+        The copy (with a store that makes one) stays until the job leaves
+        the provider (``JobRunner`` releases it): a local render reads it
+        when its wait ends, not at the submit.
+        """
+        if job.image_path is None:
+            return None
+        return await self.inputs.materialize(job.image_path, job.job_id)
+
+    async def _input_gone(self, job: Job, state: str, gone: InputGone) -> Job:
+        """The job's image is kept nowhere (it cannot be, while the job runs): fail and refund."""
+        log.error("the image of job %s is gone: %s", job.job_id, gone)
+        return await self.finish_failed(
+            job, state, "failure.internal", kind="input", detail=str(gone)
+        )
+
+    async def clip_here(self, job: Job) -> Job:
+        """The job with its clip on this machine, fetched or made again when it is elsewhere.
+
+        A clip is a file on the replica that collected it. When another
+        replica (or this one with another data folder) made the clip and
+        stopped before it was delivered, the job's new owner fetches it
+        again from the provider (Kling keeps the result), or, with a
+        provider that keeps nothing past a restart (the local renderer,
+        ``Provider.remakes_clips``), renders it again from the job's inputs,
+        without the wait the member already had. The row then names the new
+        file. Raises RetryableError when a later try may work, ProviderError
+        when the clip can no longer be had (the delivery gives up on it).
+        """
+        if job.result_path and await asyncio.to_thread(Path(job.result_path).is_file):
+            return job
+        assert job.task_id is not None
+        destination = self.clips_dir / f"{job.job_id}.mp4"
+        if not await asyncio.to_thread(destination.is_file):
+            log.warning(
+                "the clip of job %s is not on this machine (%s): fetching it again",
+                job.job_id,
+                job.result_path,
+            )
+            try:
+                await self.provider.fetch(job.task_id, destination)
+            except RetryableError:
+                raise
+            except ProviderError:
+                if not self.provider.remakes_clips:
+                    raise
+                await self._make_again(job, destination)
+        path = str(destination)
+        if not await self.store.update(job.job_id, "succeeded", result_path=path):
+            raise _Stop  # delivered meanwhile
+        return replace(job, result_path=path)
+
+    async def _make_again(self, job: Job, destination: Path) -> None:
+        """Render a made job's clip again into ``destination`` (no wait, same job id)."""
+        log.warning("making the clip of job %s again here", job.job_id)
+        try:
+            image = await self._image(job)
+        except InputGone as gone:
+            raise ProviderError(str(gone)) from None
+        request = replace(self._request(job, job.attempts + 1, image), expected_wait_s=0)
+        expected = self.waits.seconds(job.tier, job.duration_s)
+        deadline = (
+            self._monotonic()
+            + expected * self.settings.timeout_factor
+            + self.settings.timeout_grace_s
+        )
+        try:
+            task_id = await self.provider.submit(request)
+            while True:
+                task = await self.provider.poll(task_id)
+                if task.state == "succeeded":
+                    await self.provider.fetch(task_id, destination)
+                    return
+                if task.state == "failed":
+                    raise task.error or ProviderError("the clip could not be made again")
+                if task.state == "lost":
+                    task_id = await self.provider.submit(request)
+                if self._monotonic() > deadline:
+                    await self.provider_cancel(task_id)
+                    raise RetryableError("the clip took too long to make again")
+                await self._sleep(self._scaled(self.settings.poll_interval_s))
+        finally:
+            self.inputs.release(job.job_id)
 
     async def _retry_fetch(self, job: Job, destination: Path) -> Path:
         assert job.task_id is not None

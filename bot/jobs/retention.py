@@ -1,8 +1,10 @@
 """Members' input images and finished clips, removed once nothing can need them.
 
-An input image (``<data>/inputs``) is needed while a quote naming it is open,
-while a job naming it is unfinished, and for ``input_keep_s`` after such a
-job finished (its Reroll and Other tier buttons quote the same image again).
+An input image (kept by the input store, :mod:`bot.inputs`: a file in
+``<data>/inputs``, or a row of PostgreSQL's ``inputs`` table) is needed
+while a quote naming it is open, while a job naming it is unfinished, and
+for ``input_keep_s`` after such a job finished (its Reroll and Other tier
+buttons quote the same image again).
 A delivered clip (``<data>/clips``) is kept for ``clip_keep_s`` after its
 delivery (None: for ever). :meth:`Retention.sweep` removes what is due and
 notes it on the rows, so ``/jobs`` and Reroll can say the file is gone.
@@ -17,6 +19,10 @@ what this process remembers, so a sweep after a restart decides the same.
 A file is removed first and noted second: a sweep stopped between the two
 finds the file again next time, removes nothing more (it is gone) and writes
 the note. Only files inside the two data folders are ever removed.
+
+A clip is a file on the replica that made it (or fetched it again, see
+``bot.jobs.delivery``): a sweep removes it from this replica's clips
+folder if it is there, and notes it either way.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.clock import Clock
+from bot.inputs import FileInputStore, InputStore, unlink_inside
 from bot.jobs.store import JobStore
 from bot.roles import Role
 
@@ -73,12 +80,15 @@ class Retention:
         settings: RetentionSettings | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         role: Role | None = None,
+        inputs: InputStore | None = None,
     ) -> None:
         self.store = store
         self.role = role
         """Sweeps only while this is held (None: always, the one runner of SQLite)."""
         self.clock = clock
         self.inputs_dir = inputs_dir
+        self.inputs = inputs or FileInputStore(inputs_dir)
+        """Where the input images are (default: files in ``inputs_dir``)."""
         self.clips_dir = clips_dir
         self.settings = settings or RetentionSettings()
         self._sleep = sleep
@@ -140,7 +150,7 @@ class Retention:
                 now=now, finished_before=now - self.settings.input_keep_s, limit=self.settings.batch
             )
             for path in due:
-                await remove_input(self.store, path, inputs_dir=self.inputs_dir, now=now)
+                await remove_input(self.store, self.inputs, path, now=now)
                 removed.append(path)
             if len(due) < self.settings.batch:
                 return removed
@@ -165,21 +175,14 @@ class Retention:
 
     async def _remove(self, path: str, folder: Path) -> None:
         """Delete ``path`` if it lies inside ``folder``; a file already gone is fine."""
-        await asyncio.to_thread(_unlink_inside, Path(path), folder)
+        await asyncio.to_thread(unlink_inside, Path(path), folder)
 
 
-async def remove_input(store: JobStore, path: str, *, inputs_dir: Path, now: int) -> None:
+async def remove_input(store: JobStore, inputs: InputStore, reference: str, *, now: int) -> None:
     """Remove an input image nothing needs, then note it on every row naming it.
 
     The sweep calls this for what is due; ``bot.generation`` for the image of
-    a quote a newer one retired, at once. File first, note second (see above).
+    a quote a newer one retired, at once. Image first, note second (see above).
     """
-    await asyncio.to_thread(_unlink_inside, Path(path), inputs_dir)
-    await store.note_input_removed(path, now=now)
-
-
-def _unlink_inside(path: Path, folder: Path) -> None:
-    if not path.resolve().is_relative_to(folder.resolve()):
-        log.warning("retention: %s is outside %s; left in place, noted as gone", path, folder)
-        return
-    path.unlink(missing_ok=True)
+    await inputs.remove(reference)
+    await store.note_input_removed(reference, now=now)

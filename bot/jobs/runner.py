@@ -31,6 +31,7 @@ from typing import Literal
 
 from bot.catalog import Catalog
 from bot.clock import Clock
+from bot.inputs import InputStore
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
 from bot.jobs.leases import Adopted, JobLeases, Refusal, default_replica_id
@@ -79,6 +80,7 @@ class JobRunner:
         replica_id: str | None = None,
         lease_s: float = 30.0,
         wall: Callable[[], float] = time.time,
+        inputs: InputStore | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -160,6 +162,7 @@ class JobRunner:
             claimant=self.runner_id,
             links=links,
             claim_refresh_s=lease_s / 3 if leases is not None else None,
+            inputs=inputs,
         )
         self._delivery = self._life.delivery
         self._settled: dict[str, asyncio.Event] = {}
@@ -569,8 +572,9 @@ class JobRunner:
         self._polls.put(watch)
 
     def _leave(self, job_id: str) -> None:
-        """The job no longer needs the provider: free its slot for the next one."""
+        """The job no longer needs the provider: free its slot and its image's local copy."""
         self._polls.remove(job_id)
+        self._life.inputs.release(job_id)
         user = self._running.pop(job_id, None)
         if user is None:
             return

@@ -151,6 +151,11 @@ def undelivered(job: Job) -> Reply:
     return Reply((text("status.undelivered", job=job.short_id),))
 
 
+def clip_lost(job: Job) -> Reply:
+    """The clip was made, but is not on this machine and the provider no longer has it."""
+    return Reply((text("status.clip_lost", job=job.short_id),))
+
+
 def signed_link(job: Job, url: str, hours: int) -> Reply:
     """The clip is too large for this chat (or the chat kept refusing it): our own link."""
     return Reply((text("delivery.signed_link", job=job.short_id, url=url, hours=hours),))

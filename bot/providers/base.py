@@ -97,6 +97,15 @@ class Provider(ABC):
     A member's cancel during a submit is settled differently with a provider
     that cannot (Kling): see :meth:`find`.
     """
+    remakes_clips: bool = False
+    """Whether a finished clip :meth:`fetch` no longer has may be made again by a new submit.
+
+    True for the local renderer: its tasks live in memory, so a job whose
+    clip was made on another replica (or before a restart with another data
+    folder) is rendered again, which costs nothing but time. False for a
+    remote service: a new task there is billed again, so its clip is only
+    ever fetched again (``bot.jobs.lifecycle.JobLifecycle.clip_here``).
+    """
 
     @abstractmethod
     async def submit(self, request: GenerationRequest) -> str:

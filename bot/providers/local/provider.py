@@ -71,6 +71,7 @@ class LocalProvider(Provider):
     """Renders clips on this machine with PyAV; no account needed."""
 
     name = "local"
+    remakes_clips = True  # rendering again costs only time
 
     def __init__(
         self,
