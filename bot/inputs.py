@@ -81,7 +81,11 @@ class InputStore(ABC):
 
     @abstractmethod
     async def remove(self, reference: str) -> None:
-        """Delete the image; one already gone is fine. Its copies in use stay until released."""
+        """Delete the image; one already gone is fine.
+
+        Only for an image no unfinished job names (the retention sweep and a
+        retired quote make sure of that), so no provider is still reading it.
+        """
 
     @abstractmethod
     async def usage(self) -> InputUsage:

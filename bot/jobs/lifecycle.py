@@ -190,7 +190,7 @@ class JobLifecycle:
                 await self._backoff(attempt)
 
     def _request(
-        self, job: Job, attempt: int = 1, image: Path | None | str = "reference"
+        self, job: Job, attempt: int = 1, image: Path | str | None = "reference"
     ) -> GenerationRequest:
         """The provider's request for ``job``; ``image`` its local file (default: the reference).
 
@@ -511,7 +511,10 @@ class JobLifecycle:
                 job.result_path,
             )
             try:
-                await self.provider.fetch(job.task_id, destination)
+                try:
+                    await self.provider.fetch(job.task_id, destination)
+                except RetryableError:
+                    await self._retry_fetch(job, destination)
             except RetryableError:
                 raise
             except ProviderError:

@@ -8,10 +8,12 @@ no negative balance.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NoWallet
+from bot.inputs import InputCache, InputGone, InputStore, InputUsage
 from bot.jobs.leases import Adopted, JobLeases, Refusal
 from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
 from bot.jobs.store import QUOTE_RATE_WINDOW_S, JobStore, QueueFull, QuoteTaken, SlowDown
@@ -618,3 +620,40 @@ class InMemoryJobLeases(JobLeases):
     async def position(self, job_id: str) -> int | None:
         queued = self._queued()
         return queued.index(job_id) + 1 if job_id in queued else None
+
+
+class InMemoryInputStore(InputStore):
+    """Images in a dict, referenced as ``mem:<quote id><extension>``; copies in ``cache``.
+
+    Like PostgreSQL's store: a job's image is materialized as a file of its
+    own, which :meth:`release` deletes.
+    """
+
+    PREFIX = "mem:"
+
+    def __init__(self, cache: Path) -> None:
+        self.images: dict[str, bytes] = {}
+        self.cache = InputCache(cache)
+
+    async def save(self, quote_id: str, extension: str, data: bytes) -> str:
+        name = f"{quote_id}{extension}"
+        self.images[name] = bytes(data)
+        return self.PREFIX + name
+
+    async def exists(self, reference: str) -> bool:
+        return reference.removeprefix(self.PREFIX) in self.images
+
+    async def materialize(self, reference: str, key: str) -> Path:
+        name = reference.removeprefix(self.PREFIX)
+        if not reference.startswith(self.PREFIX) or name not in self.images:
+            raise InputGone(reference)
+        return await self.cache.put(key, name, self.images[name])
+
+    def release(self, key: str) -> None:
+        self.cache.release(key)
+
+    async def remove(self, reference: str) -> None:
+        self.images.pop(reference.removeprefix(self.PREFIX), None)
+
+    async def usage(self) -> InputUsage:
+        return InputUsage(len(self.images), sum(map(len, self.images.values())))
