@@ -91,7 +91,36 @@ async def test_a_dead_replicas_jobs_are_adopted_within_the_lease_and_each_runs_o
         assert sum(map(int, said)) == 5
         # a renewed at most a third of a lease before it died; b looks every third.
         assert LEASE * 2 / 3 - 0.05 <= adopted_after <= LEASE * 4 / 3 + 0.5  # a loaded machine
-        print(f"failover: adopted {adopted_after / LEASE:.2f} leases after the death")
+        polled_again = max(
+            min(at for at in service.polled_at[task_id] if at > died) for task_id in in_flight
+        )
+        print(
+            f"failover: adopted after {adopted_after / LEASE:.2f} leases,"
+            f" every orphaned task polled again after {(polled_again - died) / LEASE:.2f}"
+        )
+
+
+async def test_a_replica_that_stalled_past_its_lease_lets_go_of_the_jobs_another_adopted(
+    backend, service, tmp_path, caplog
+):
+    caplog.set_level(logging.WARNING, logger="bot.jobs.runner")
+    async with cluster(backend, service, tmp_path / "clips", lease_s=LEASE, per_provider=2) as c:
+        a = await c.replica("a")
+        b = await c.replica("b")
+        jobs = [await c.order(a) for _ in range(2)]
+        await service.changed.until(lambda: len(service.tasks) == 2 and service.polls >= 2)
+        a.stalled = True  # a's renewals stop reaching the database; a itself goes on
+
+        await c.adoptions.until(lambda: sum(n for _, n in b.adopted) == 2)
+        a.stalled = False
+        await a.renewals.until(lambda: a.runner.running_count() == 0)
+        service.finish_all()
+        await all_settled(b, jobs)
+
+        assert "replica a lost job" in caplog.text
+        assert submits_per_job(service) == {job.job_id: 1 for job in jobs}
+        assert c.clips_sent() == b.chats.clips == {job.job_id: 1 for job in jobs}
+        await charged_once(backend, b, jobs)
 
 
 async def test_a_replica_killed_mid_send_leaves_the_clip_to_its_adopter_who_sends_it_once(

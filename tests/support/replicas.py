@@ -63,7 +63,8 @@ class Service(RemoteService):
         super().__init__(clip, running_polls=0)
         self.changed = Pulse()
         self.most_at_once = 0
-        self.polled_by: dict[str, list[str]] = {}
+        self.polled_at: dict[str, list[float]] = {}
+        """Task id -> when (monotonic) each poll of it came."""
 
     def rendering(self) -> int:
         return sum(1 for task in self.tasks.values() if not task.done and not task.cancelled)
@@ -75,6 +76,7 @@ class Service(RemoteService):
         return task_id
 
     async def poll(self, task_id: str):  # type: ignore[override]
+        self.polled_at.setdefault(task_id, []).append(time.monotonic())
         self.changed()
         return await super().poll(task_id)
 
@@ -140,6 +142,8 @@ class Mortal:
             return value
 
         async def call(*args: Any, **kwargs: Any) -> Any:
+            if self._owner.stalled and name == "renew":
+                raise StorageUnavailable(f"replica {self._owner.name} stalls")
             if self._owner.dead:  # the process is gone: nothing it writes arrives
                 raise StorageUnavailable(f"replica {self._owner.name} is dead")
             result = await value(*args, **kwargs)
@@ -179,6 +183,9 @@ class Replica:
     adopted: list[tuple[float, int]] = field(default_factory=list)
     """(monotonic time, jobs) of every adoption that took jobs."""
     dead: bool = False
+    stalled: bool = False
+    """Its lease renewals fail (a long pause, a network partition): it goes on otherwise."""
+    renewals: Pulse = field(default_factory=Pulse)
 
     async def die(self) -> None:
         """Stop at once, as SIGKILL does: the database hears nothing more from this replica."""
@@ -189,13 +196,22 @@ class Replica:
 class Recording:
     """A JobLeases that notes when adoptions took jobs (for failover times)."""
 
-    def __init__(self, inner: JobLeases, adopted: list[tuple[float, int]], pulse: Pulse) -> None:
+    def __init__(
+        self, inner: JobLeases, adopted: list[tuple[float, int]], pulse: Pulse, renewals: Pulse
+    ) -> None:
         self._inner = inner
         self._adopted = adopted
         self._pulse = pulse
+        self._renewals = renewals
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
+
+    async def renew(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self._inner.renew(*args, **kwargs)
+        finally:
+            self._renewals()
 
     async def adopt(self, *args: Any, **kwargs: Any) -> Any:
         taken = await self._inner.adopt(*args, **kwargs)
@@ -256,7 +272,9 @@ class Cluster:
             connection,
             adopted,
         )
-        leases = Recording(Mortal(replica.leases, replica), adopted, self.adoptions)  # type: ignore[arg-type]
+        leases = Recording(
+            Mortal(replica.leases, replica), adopted, self.adoptions, replica.renewals
+        )  # type: ignore[arg-type]
         replica.runner = JobRunner(
             store=Mortal(replica.store, replica),  # type: ignore[arg-type]
             provider=self.service,
