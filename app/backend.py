@@ -31,6 +31,7 @@ from typing import Any, Literal
 from app.lease import FileRunnerLease, RunnerLease
 from bot.jobs.leases import JobLeases
 from bot.jobs.store import JobStore
+from bot.pacing import ChatPace
 from bot.ports import AppState, Ledger
 from bot.roles import Roles, SoleRoles
 from bot.settings import Settings
@@ -54,6 +55,9 @@ class Storage:
     state: AppState
     leases: JobLeases | None = None
     """Job ownership shared by replicas (PostgreSQL); None: one runner per database (SQLite)."""
+    pace: ChatPace | None = None
+    """Per-chat pacing shared by every replica on PostgreSQL; None on SQLite, where one
+    process serves a database and the adapters' own pacing is all there is."""
 
     async def audit(self) -> list[str]:
         """The ledger invariants (``klingbot db check``): one line per violation; none: clean."""
@@ -126,7 +130,7 @@ async def open_storage(
 
 @asynccontextmanager
 async def _postgres(settings: Settings, *, read_only: bool) -> AsyncIterator[Storage]:
-    from storage.postgres import app_state, database, jobs, leases, ledger
+    from storage.postgres import app_state, database, jobs, leases, ledger, pace
 
     assert settings.database_url is not None
     pg = database.PgDatabase(settings.database_url.get_secret_value(), read_only=read_only)
@@ -139,6 +143,7 @@ async def _postgres(settings: Settings, *, read_only: bool) -> AsyncIterator[Sto
             jobs=jobs.PgJobStore(pg),
             state=app_state.PgAppState(pg),
             leases=leases.PgJobLeases(pg),
+            pace=pace.PgChatPace(pg),
         )
 
 

@@ -202,6 +202,7 @@ async def _core(
                 state=state,
                 metrics=metrics or NullMetrics(),
                 roles=roles,
+                pace=storage.pace,
             )
         finally:
             await runner.stop()

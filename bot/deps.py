@@ -16,6 +16,7 @@ from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
 from bot.metrics import Metrics, NullMetrics
+from bot.pacing import ChatPace
 from bot.ports import AppState, Ledger
 from bot.replies import Money
 from bot.roles import Roles, SoleRoles
@@ -60,6 +61,9 @@ class Deps:
     """Adapters' small key/value facts kept between runs (None: nothing is kept)."""
     metrics: Metrics = field(default_factory=NullMetrics)
     """Where handled commands and tier presses are counted (``app.metrics``); no-op by default."""
+    pace: ChatPace | None = None
+    """Per-chat pacing shared with other replicas (``bot.pacing``); None: this process is
+    the only one sending, and the adapters' own pacing is all there is."""
     roles: Roles = field(default_factory=SoleRoles)
     """What one replica at a time does (:mod:`bot.roles`); all held by the one SQLite runner."""
 

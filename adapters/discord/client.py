@@ -46,6 +46,7 @@ from adapters.discord.handlers import ACK_BUDGET_S, Handlers
 from adapters.discord.outbox import ChannelFacts, DiscordOutbox
 from adapters.discord.pace import ChannelPace
 from bot.deps import Deps
+from bot.pacing import ChatTurns
 from bot.roles import DISCORD_GATEWAY, Role, serve_role
 from bot.settings import Settings
 
@@ -196,14 +197,17 @@ def build_client(
     ack_budget_s: float = ACK_BUDGET_S,
     pace: ChannelPace | None = None,
     identify_spacing_s: float = IDENTIFY_SPACING_S,
+    turns: ChatTurns | None = None,
 ) -> AnyKlingClient:
     """The bot's discord.py client, from the settings; ``DISCORD_TOKEN`` must be set.
 
     With ``DISCORD_SHARD_COUNT`` it is the sharded client, connecting the
     shards of ``DISCORD_SHARD_IDS`` (or all). ``guild_ready_timeout`` (how
     long discord.py waits for more servers after the last one at start),
-    ``ack_budget_s``, ``pace`` (the channel pacing, on a virtual clock) and
-    ``identify_spacing_s`` are for tests and benchmarks.
+    ``ack_budget_s``, ``pace`` (the channel pacing, on a virtual clock),
+    ``identify_spacing_s`` and ``turns`` (the pacing shared with other
+    replicas, on a virtual clock; by default ``deps.pace`` on the real one)
+    are for tests and benchmarks.
     """
     if settings.discord_token is None:
         raise ValueError("DISCORD_TOKEN is not set")
@@ -243,8 +247,10 @@ def build_client(
     ) -> None:
         await report(interaction, error, secrets)
 
+    if turns is None and deps.pace is not None:
+        turns = ChatTurns(deps.pace)
     client.adapter = DiscordAdapter(
-        settings, deps, handlers, DiscordOutbox(client, facts, pace), facts, secrets
+        settings, deps, handlers, DiscordOutbox(client, facts, pace, turns), facts, secrets
     )
     client.klingbot_handlers = handlers
     return client

@@ -20,10 +20,13 @@ Channel, 50007 Cannot send messages to this user), the outbox raises
 
 Posts and edits in a channel take turns (:mod:`adapters.discord.pace`): at
 most 4 start in any 5 s in one channel, below Discord's 5, so a burst of
-jobs in one channel draws no 429. Status edits never hold up the job that
-asked for them: each message has at most one edit on its way, and a newer
-status replaces one still waiting for its turn (discord.py itself waits out
-any 429 that still comes; nothing here loops on one). A clip over the upload
+jobs in one channel draws no 429. With several replicas, each post and
+edit first takes the channel's slot in the pacing they share
+(:mod:`bot.pacing`: at most 4 in any 5 s from all of them together).
+Status edits never hold up the job that asked for them: each message has
+at most one edit on its way, and a newer status replaces one still
+waiting for its turn (discord.py itself waits out any 429 that still
+comes; nothing here loops on one). A clip over the upload
 limit (the guild's, or the smaller one Discord announced with the member's
 last interaction there) becomes a message saying so, and ``fits`` tells the
 core to record it as ``too_large``.
@@ -50,6 +53,7 @@ from adapters.discord.render import render, translator
 from adapters.tasks import finish_or_cancel
 from bot.commands import ChatRef
 from bot.i18n import RenderedReply
+from bot.pacing import DISCORD_CHANNEL, ChatTurns
 from bot.ports import Outbox, Sent, Undeliverable
 from bot.replies import Reply, text
 
@@ -111,11 +115,17 @@ class DiscordOutbox(Outbox):
     """Sends and edits the runner's messages in Discord channels, threads and DMs."""
 
     def __init__(
-        self, client: discord.Client, facts: ChannelFacts, pace: ChannelPace | None = None
+        self,
+        client: discord.Client,
+        facts: ChannelFacts,
+        pace: ChannelPace | None = None,
+        turns: ChatTurns | None = None,
     ) -> None:
         self.client = client
         self.facts = facts
         self.pace = pace or ChannelPace()
+        self.turns = turns
+        """The pacing shared with other replicas; None: this process is the only sender."""
         self._latest: dict[tuple[str, str], tuple[Reply, str]] = {}
         self._editors: dict[tuple[str, str], asyncio.Task[None]] = {}
 
@@ -223,6 +233,7 @@ class DiscordOutbox(Outbox):
         refusals: list[str] = []
         transient: Exception | None = None
         try:
+            await self._shared_turn(place.channel_id)
             async with self.pace.turn(place.channel_id):
                 message = await channel.send(content, **extras())
             return Sent(str(message.id))
@@ -264,6 +275,7 @@ class DiscordOutbox(Outbox):
         """The message in the requester's DMs, saying why it came there."""
         direct = await self.client.create_dm(discord.Object(place.user_id))
         rerouted = translator(locale)(text("discord.rerouted"))
+        await self._shared_turn(direct.id)
         async with self.pace.turn(direct.id):
             message = await direct.send(clip_text(f"{rerouted}\n{body}"), **extras())
         return Sent(f"{direct.id}:{message.id}", "dm")
@@ -315,6 +327,7 @@ class DiscordOutbox(Outbox):
 
         The loop in :meth:`_edit_until_current` then sends the newer one instead.
         """
+        await self._shared_turn(channel_id)
         turn = await self.pace.take(channel_id)
         sent = False
         try:
@@ -324,3 +337,8 @@ class DiscordOutbox(Outbox):
             await edit()
         finally:
             self.pace.give_back(turn, used=sent)
+
+    async def _shared_turn(self, channel_id: int) -> None:
+        """With other replicas: the channel's next slot in the pacing they share."""
+        if self.turns is not None:
+            await self.turns.take(f"discord:{channel_id}", DISCORD_CHANNEL)

@@ -35,6 +35,7 @@ from adapters.telegram.outbox import TelegramOutbox
 from adapters.telegram.render import translator
 from adapters.telegram.webhook import WebhookServer, derived_secret
 from bot.deps import Deps
+from bot.pacing import ChatTurns
 from bot.replies import text
 from bot.roles import TELEGRAM_POLLING, Role, serve_role
 from bot.settings import Settings
@@ -81,6 +82,8 @@ class Timing:
 
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    wall: Callable[[], float] = time.time
+    """Wall-clock seconds, for the pacing shared with other replicas (``bot.pacing``)."""
 
 
 @dataclass
@@ -145,7 +148,12 @@ def build_application(
     token = settings.telegram_token.get_secret_value()
     install_redaction(token)
     timing = timing or Timing()
-    flood = FloodControl(monotonic=timing.monotonic, sleep=timing.sleep)
+    turns = (
+        ChatTurns(deps.pace, wall=timing.wall, sleep=timing.sleep)
+        if deps.pace is not None
+        else None
+    )
+    flood = FloodControl(monotonic=timing.monotonic, sleep=timing.sleep, turns=turns)
     builder = (
         ApplicationBuilder()
         .token(token)

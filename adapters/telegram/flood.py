@@ -13,6 +13,11 @@ Many Requests`` with ``retry_after`` when a bot goes beyond. So:
 - an edit that waited for its slot while a newer edit of the same message
   arrived is dropped (:class:`Superseded`): only the newest status is worth
   a slot;
+- a job's own message (its status, a status edit, the clip: the outbox
+  marks them with :class:`JobMessage`) first takes the chat's slot in the
+  pacing all replicas share (:mod:`bot.pacing`, when ``turns`` is given),
+  so two replicas together stay inside the chat's limits too; answers to
+  commands do not wait for that database round trip;
 - at most ``max_in_flight`` requests are on the wire at once. Replies are
   sent from background tasks (so a group's pacing never stalls other chats),
   and a burst of updates would otherwise open hundreds of requests at once,
@@ -38,6 +43,8 @@ from telegram.constants import FloodLimit
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 from telegram.warnings import PTBDeprecationWarning
+
+from bot.pacing import TELEGRAM_GROUP, TELEGRAM_PRIVATE, ChatTurns
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +78,13 @@ class Superseded(Exception):
 
 
 @dataclass(frozen=True)
-class EditTicket:
-    """``rate_limit_args`` of an edit: ``stale()`` turns True once a newer edit replaced it."""
+class JobMessage:
+    """``rate_limit_args`` of a job's own message: it takes the chat's shared turn first.
 
-    stale: Callable[[], bool]
+    ``stale`` (edits): returns True once a newer edit of the message replaced this one.
+    """
+
+    stale: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -96,7 +106,7 @@ def retry_after_seconds(error: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-class FloodControl(BaseRateLimiter[EditTicket]):
+class FloodControl(BaseRateLimiter[JobMessage]):
     """Per-chat pacing, the group minute limit, and RetryAfter honoured to the second."""
 
     def __init__(
@@ -109,8 +119,11 @@ class FloodControl(BaseRateLimiter[EditTicket]):
         max_in_flight: int = 16,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        turns: ChatTurns | None = None,
     ) -> None:
         self.per_second = per_second
+        self.turns = turns
+        """The pacing shared with other replicas; None: this process is the only sender."""
         self.burst = burst
         self.group_per_minute = group_per_minute
         self.max_retries = max_retries
@@ -136,12 +149,17 @@ class FloodControl(BaseRateLimiter[EditTicket]):
         kwargs: dict[str, Any],
         endpoint: str,
         data: dict[str, Any],
-        rate_limit_args: EditTicket | None,
+        rate_limit_args: JobMessage | None,
     ) -> bool | dict[str, Any] | list[dict[str, Any]]:
         """Wait for the chat's slot, send, and on a 429 wait as told and send the same again."""
         chat_id = data.get("chat_id") if endpoint in CHAT_ENDPOINTS else None
         stale = rate_limit_args.stale if rate_limit_args is not None else None
         if chat_id is not None:
+            if rate_limit_args is not None and self.turns is not None:
+                rule = TELEGRAM_GROUP if _is_group(chat_id) else TELEGRAM_PRIVATE
+                await self.turns.take(f"telegram:{chat_id}", rule)
+                if stale is not None and stale():
+                    raise Superseded
             if not await self._take_slot(chat_id, stale):
                 raise Superseded
         else:

@@ -1,9 +1,12 @@
 """The Telegram side of the core's Outbox: status messages edited in place, clips delivered.
 
-Status edits never hold up the job that asked for them: each message has at
-most one edit on its way, and a newer status replaces one still waiting for
-its slot (see :mod:`adapters.telegram.flood`), so a busy group sees the
-latest state at the pace Telegram allows instead of a backlog.
+Every message here is the job's own (``JobMessage``): with several
+replicas, each first takes the chat's turn in the pacing they share
+(:mod:`bot.pacing`, through the flood control). Status edits never hold up
+the job that asked for them: each message has at most one edit on its way,
+and a newer status replaces one still waiting for its slot (see
+:mod:`adapters.telegram.flood`), so a busy group sees the latest state
+at the pace Telegram allows instead of a backlog.
 
 A clip goes with ``sendVideo`` when Telegram can play it (an MP4 with H.264
 video), otherwise as a file; one over the upload limit (50 MB on the public
@@ -31,7 +34,7 @@ from telegram.ext import ExtBot
 
 from adapters.tasks import finish_or_cancel
 from adapters.telegram.chats import parse_chat
-from adapters.telegram.flood import EditTicket, Superseded
+from adapters.telegram.flood import JobMessage, Superseded
 from adapters.telegram.render import edit_text, keyboard, render, send_text, translator
 from bot.commands import ChatRef
 from bot.i18n import RenderedReply
@@ -42,6 +45,9 @@ log = logging.getLogger(__name__)
 
 MB = 1_000_000
 """Telegram states its upload limits in decimal megabytes (50 MB, 2000 MB)."""
+
+JOB = JobMessage()
+"""``rate_limit_args`` of a job's new message: it takes the chat's shared turn first."""
 
 REFUSALS = ("chat not found", "not enough rights", "have no rights", "chat_write_forbidden")
 """Bad Request answers (lower case) that mean the bot may not write in the chat."""
@@ -109,7 +115,7 @@ class TelegramOutbox(Outbox):
             if rendered.video is not None:
                 message = await self._send_clip(chat_id, topic_id, rendered, locale)
             else:
-                message = await send_text(self.bot, chat_id, topic_id, rendered)
+                message = await send_text(self.bot, chat_id, topic_id, rendered, ticket=JOB)
         except TelegramError as error:
             if refused_for_good(error):
                 raise Undeliverable(f"chat {chat_id}: {error.message}") from error
@@ -139,7 +145,7 @@ class TelegramOutbox(Outbox):
         try:
             while key in self._latest:
                 reply, locale = self._latest.pop(key)
-                ticket = EditTicket(stale=lambda: key in self._latest)
+                ticket = JobMessage(stale=lambda: key in self._latest)
                 try:
                     await edit_text(
                         self.bot, chat_id, int(message_id), render(reply, locale), ticket=ticket
@@ -176,7 +182,7 @@ class TelegramOutbox(Outbox):
             too_big = RenderedReply(
                 f"{rendered.text}\n\n{notice}", rendered.buttons, edit=False, private=False
             )
-            return await send_text(self.bot, chat_id, topic_id, too_big)
+            return await send_text(self.bot, chat_id, topic_id, too_big, ticket=JOB)
         caption = rendered.text[: MessageLimit.CAPTION_LENGTH]
         media = await self._media(path)
         if clip.playable:
@@ -190,6 +196,7 @@ class TelegramOutbox(Outbox):
                 supports_streaming=True,
                 message_thread_id=topic_id,
                 reply_markup=keyboard(rendered.buttons),
+                rate_limit_args=JOB,
             )
         return await self.bot.send_document(
             chat_id,
@@ -197,6 +204,7 @@ class TelegramOutbox(Outbox):
             caption=caption,
             message_thread_id=topic_id,
             reply_markup=keyboard(rendered.buttons),
+            rate_limit_args=JOB,
         )
 
     async def _media(self, path: Path) -> Path | InputFile:

@@ -17,7 +17,7 @@ from telegram.error import BadRequest
 from telegram.ext import ExtBot
 
 from adapters.messages import split_text
-from adapters.telegram.flood import EditTicket
+from adapters.telegram.flood import JobMessage
 from bot.i18n import RenderedReply, Translator
 from bot.replies import Reply
 
@@ -69,8 +69,12 @@ async def send_text(
     rendered: RenderedReply,
     *,
     reply_to: int | None = None,
+    ticket: JobMessage | None = None,
 ) -> Message:
-    """Send a rendered reply as one message (or several, if it is long); return the last."""
+    """Send a rendered reply as one message (or several, if it is long); return the last.
+
+    ``ticket``: a job's own message, which takes the chat's shared turn (each piece).
+    """
     pieces = split_text(rendered.text or "…", MessageLimit.MAX_TEXT_LENGTH)
     markup = keyboard(rendered.buttons)
     message: Message | None = None
@@ -84,6 +88,7 @@ async def send_text(
             reply_parameters=ReplyParameters(reply_to, allow_sending_without_reply=True)
             if reply_to is not None and index == 0
             else None,
+            rate_limit_args=ticket,
         )
     assert message is not None
     return message
@@ -95,7 +100,7 @@ async def edit_text(
     message_id: int,
     rendered: RenderedReply,
     *,
-    ticket: EditTicket | None = None,
+    ticket: JobMessage | None = None,
 ) -> None:
     """Replace a message's text and buttons; an unchanged message is not an error."""
     text = rendered.text[: MessageLimit.MAX_TEXT_LENGTH] or "…"

@@ -19,6 +19,7 @@ from adapters.discord.pace import ChannelPace
 from app.bootstrap import open_core
 from bot.commands import UserRef
 from bot.deps import Deps
+from bot.pacing import ChatTurns
 from bot.providers.base import Provider
 from tests.adapters.discord_standin import DiscordStandIn, Guild, Interaction, Member, Message
 from tests.e2e.conftest import fast_settings
@@ -84,8 +85,8 @@ async def discord_bot(
 
     ``overrides`` and ``settings_overrides`` both go to the settings; the
     latter also takes names that clash with this function's (``provider``).
-    The outbox paces channels on ``clock`` (by default real time whose
-    sleeps are skipped), and the stand-in counts its rate-limit windows on
+    The outbox paces channels (and takes shared turns, when ``deps.pace``
+    is set) on ``clock`` (by default real time whose sleeps are skipped), and the stand-in counts its rate-limit windows on
     the same clock: the pacing's waits pass at once, and the stand-in still
     answers 429 to any request let through too early. Interaction deadlines
     stay on the stand-in's own clock. ``rewire`` changes the core before the
@@ -105,8 +106,18 @@ async def discord_bot(
     pace = ChannelPace(monotonic=clock.monotonic, sleep=clock.sleep)
     async with open_core(settings, provider=provider) as deps:
         deps = rewire(deps) if rewire else deps
+        turns = (
+            ChatTurns(deps.pace, wall=clock.wall, sleep=clock.sleep)
+            if deps.pace is not None
+            else None
+        )
         client = build_client(
-            settings, deps, guild_ready_timeout=0.05, pace=pace, identify_spacing_s=0.01
+            settings,
+            deps,
+            guild_ready_timeout=0.05,
+            pace=pace,
+            identify_spacing_s=0.01,
+            turns=turns,
         )
         async with running(client) as adapter:
             await deps.generation.runner.start()

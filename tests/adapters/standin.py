@@ -26,6 +26,11 @@ What it refuses, as the Bot API answers it (``{"ok": false, "error_code": N,
   ID is invalid"), on the stand-in's clock (``now=``, ``advance``);
 * an edit that changes nothing (400 "Bad Request: message is not modified:
   ...");
+* a 21st message (sent or edited) in one group within 60 s on
+  ``flood_clock`` (the stand-in's clock unless a test shares the bot's) (``group_per_minute``, 20 as Telegram's limit; None switches it off):
+  429 "Too Many Requests: retry after N" with ``parameters.retry_after`` N,
+  the whole seconds until the oldest of them is a minute old (``flooded``
+  lists them);
 * every upload while ``uploads_refused`` is true (or a function of the test's
   clock that returns true): 502 Bad Gateway, an HTML page from the front end;
 * ``getUpdates`` while a webhook is set (409 "Conflict: can't use getUpdates
@@ -54,6 +59,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import socket
 import time
 from collections.abc import Callable
@@ -91,6 +97,13 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 WEBHOOK_CONNECTIONS = 40
 """Telegram's default ``max_connections`` for a webhook."""
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+
+GROUP_PER_MINUTE = 20
+"""Messages a bot may send (or edit) in one group in any 60 s."""
+GROUP_COUNTED = frozenset(
+    {"sendMessage", "sendVideo", "sendDocument", "editMessageText", "editMessageReplyMarkup"}
+)
+"""The methods that count against a group's minute."""
 
 UPLOADS = frozenset({"sendVideo", "sendDocument"})
 """The methods that carry a clip."""
@@ -190,6 +203,13 @@ class BotApiStandIn:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.updates: list[dict[str, Any]] = []
         self._failures: list[Failure] = []
+        self.group_per_minute: int | None = GROUP_PER_MINUTE
+        """Messages per group in any 60 s of the stand-in's clock; None: no limit."""
+        self.flood_clock: Callable[[], float] = self.now
+        """What the group minutes run on: the stand-in's clock, or the bot's flood control
+        clock in tests that run that on virtual time (so its waits and these minutes agree)."""
+        self.group_sends: dict[int, list[float]] = {}
+        """When each message counted against each group's minute was answered."""
         self.uploads_refused: bool | Callable[[], bool] = False
         """While true (or while it returns true), every upload (sendVideo, sendDocument)
         answers 502 Bad Gateway, as Telegram's front end does in an upload outage; other
@@ -500,6 +520,19 @@ class BotApiStandIn:
             call.status = failure.error_code
             await self._record(call)
             return web.json_response(body, status=failure.error_code)
+        flooded = self._group_flood(method, params)
+        if flooded is not None:
+            call.status = 429
+            await self._record(call)
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error_code": 429,
+                    "description": f"Too Many Requests: retry after {flooded}",
+                    "parameters": {"retry_after": flooded},
+                },
+                status=429,
+            )
         handler = getattr(self, f"_{method}", None)
         if handler is None:
             call.status = 404
@@ -517,8 +550,26 @@ class BotApiStandIn:
                 {"ok": False, "error_code": error.code, "description": error.description},
                 status=error.code,
             )
+        if method in GROUP_COUNTED and _group_of(params) is not None:
+            self.group_sends.setdefault(_group_of(params), []).append(self.flood_clock())
         await self._record(call)
         return web.json_response({"ok": True, "result": call.result})
+
+    @property
+    def flooded(self) -> list[ApiCall]:
+        """Every call answered 429 (by the group limit, or injected by ``fail_next``)."""
+        return [call for call in self.calls if call.status == 429]
+
+    def _group_flood(self, method: str, params: dict[str, Any]) -> int | None:
+        """The retry_after of a message over its group's minute, or None if it may go."""
+        group = _group_of(params)
+        if self.group_per_minute is None or method not in GROUP_COUNTED or group is None:
+            return None
+        now = self.flood_clock()
+        recent = [at for at in self.group_sends.get(group, []) if now - at < 60.0]
+        if len(recent) < self.group_per_minute:
+            return None
+        return max(1, math.ceil(recent[-self.group_per_minute] + 60.0 - now))
 
     async def _record(self, call: ApiCall) -> None:
         self.calls.append(call)
@@ -741,6 +792,15 @@ class BotApiStandIn:
 
 def _taken(delivery: Delivery) -> bool:
     return delivery.ok
+
+
+def _group_of(params: dict[str, Any]) -> int | None:
+    """The group a request writes in (its negative ``chat_id``), or None."""
+    try:
+        chat_id = int(params.get("chat_id"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return chat_id if chat_id < 0 else None
 
 
 def _check_caption(params: dict[str, Any]) -> None:

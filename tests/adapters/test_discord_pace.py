@@ -8,9 +8,11 @@ rate-limit windows share, so its waits pass at once and are still checked.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from adapters.discord.pace import ChannelPace
 from bot.commands import UserRef
+from bot.pacing import MemoryChatPace
 from tests.adapters.discord_bot import TOKEN, discord_bot
 from tests.adapters.discord_standin import DiscordStandIn
 from tests.e2e.scripted_provider import Script, ScriptedProvider, render_tiny_clip
@@ -89,3 +91,31 @@ async def test_eight_members_generating_at_once_in_one_channel_draw_no_429(tmp_p
             statuses = [m for m in api.messages_in(channel) if m.via == "channel"]
             assert len(statuses) == 2 * MEMBERS  # a status and a clip each, nothing sent twice
             assert bot.adapter.outbox.pace.waits  # the crowd did have to take turns
+
+
+async def test_job_messages_take_the_shared_turn_and_command_answers_do_not(tmp_path):
+    clip = render_tiny_clip(tmp_path / "tiny.mp4")
+    provider = ScriptedProvider(clip, Script(progress=(50,)))
+    shared = MemoryChatPace()  # what replicas share on PostgreSQL, here in memory
+    async with DiscordStandIn(TOKEN) as api:
+        guild = api.add_guild("Creators", channels=("general",))
+        channel = guild.text_channels[0]
+        members = [guild.add_member(f"member{n}") for n in range(3)]
+        rewire = lambda deps: dataclasses.replace(deps, pace=shared)  # noqa: E731
+        async with discord_bot(tmp_path, api, guild, provider=provider, rewire=rewire) as bot:
+            prices = await bot.answered(members[0].slash("price"))
+            assert prices.content and shared.next_at == {}  # an interaction reply: not paced
+            for member in members:
+                await bot.fund(member, 100)
+            quotes = [await bot.answered(m.slash("gen", {"prompt": "a boat"})) for m in members]
+            for member, quote in zip(members, quotes, strict=True):
+                await api.wait_acknowledged(member.press(quote, "Master"))
+            await api.wait_until(
+                lambda: sum(1 for m in api.messages_in(channel) if m.attachments) == 3, timeout=60
+            )
+            await bot.settle()
+            await bot.adapter.outbox.drain()
+        assert list(shared.next_at) == [f"discord:{channel.id}"]
+        turns = bot.adapter.outbox.turns
+        assert turns is not None and turns.waits  # three statuses, their edits, three clips
+        assert api.rate_limited == []

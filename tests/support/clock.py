@@ -37,6 +37,10 @@ class VirtualTime:
     def now(self) -> int:
         return self.start + int(self.elapsed)
 
+    def wall(self) -> float:
+        """Wall-clock seconds (``time.time`` of the shared pacing), as precise as it moves."""
+        return self.start + self.elapsed
+
     def advance(self, seconds: float) -> None:
         self.elapsed += seconds
 
@@ -49,7 +53,7 @@ class VirtualTime:
         """The Telegram adapter's ``Timing`` on this clock."""
         from adapters.telegram import Timing
 
-        return Timing(monotonic=self.monotonic, sleep=self.sleep)
+        return Timing(monotonic=self.monotonic, sleep=self.sleep, wall=self.wall)
 
 
 class GatedTime(VirtualTime):
@@ -75,3 +79,39 @@ class SkippingTime(VirtualTime):
 
     def monotonic(self) -> float:
         return time.monotonic() + self.elapsed
+
+    def wall(self) -> float:
+        return time.time() + self.elapsed
+
+
+class ScaledTime(VirtualTime):
+    """Real time running ``scale`` times faster: for several sleepers waiting at once.
+
+    :class:`VirtualTime` moves by each sleep in turn, so sleepers waiting
+    side by side (two replicas pacing one chat) all wake at the sum of their
+    waits. Here every sleep really waits, ``scale`` times shorter, and each
+    sleeper wakes in the order of its deadline; a request's real latency
+    counts ``scale`` times too, so keep the scale modest.
+    """
+
+    def __init__(
+        self, scale: float, start: int = 1_764_000_000, monotonic_start: float = 0.0
+    ) -> None:
+        self.scale = scale
+        self._origin = time.monotonic()
+        super().__init__(start, monotonic_start)
+
+    @property
+    def elapsed(self) -> float:  # type: ignore[override]
+        return (time.monotonic() - self._origin) * self.scale
+
+    @elapsed.setter
+    def elapsed(self, value: float) -> None:
+        self._origin = time.monotonic() - value / self.scale
+
+    def advance(self, seconds: float) -> None:
+        self._origin -= seconds / self.scale
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        await asyncio.sleep(max(seconds, 0) / self.scale)
