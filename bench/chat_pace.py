@@ -9,7 +9,8 @@ Each backend takes ``--reservations`` reservations:
   makes them;
 - **16 at once in one chat**: every reservation waits for the same row lock.
 
-Backends: in memory (one process) and PostgreSQL (``KLINGBOT_TEST_DATABASE_URL``, default
+Backends: in memory (one process), SQLite (one file, through the writer
+thread) and PostgreSQL (``KLINGBOT_TEST_DATABASE_URL``, default
 ``postgresql://postgres@127.0.0.1:5432/test``; a scratch database is made
 and dropped; without a server those lines say so), both the UNLOGGED
 ``chat_pace`` table the migration makes and, for comparison, the same
@@ -25,6 +26,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -85,6 +87,15 @@ async def postgres(reservations: int, *, logged: bool) -> dict[str, float]:
         await server.close()
 
 
+async def sqlite(reservations: int) -> dict[str, float]:
+    from storage.database import Database
+    from storage.pace import SqliteChatPace
+
+    with tempfile.TemporaryDirectory() as folder:
+        async with Database(Path(folder) / "pace.db") as db:
+            return await measure(SqliteChatPace(db), reservations)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reservations", type=int, default=2000)
@@ -93,6 +104,7 @@ async def main() -> None:
     n = 100 if args.quick else args.reservations
     sides: dict[str, Callable[[], Awaitable[dict[str, float]]]] = {
         "memory": lambda: measure(MemoryChatPace(), n),
+        "sqlite": lambda: sqlite(n),
         "postgres (unlogged, as migrated)": lambda: postgres(n, logged=False),
         "postgres (logged, for comparison)": lambda: postgres(n, logged=True),
     }

@@ -25,8 +25,10 @@ clocks a few milliseconds apart. ``now`` is wall-clock time (replicas on
 different hosts share no monotonic clock), passed in so tests run on a
 virtual clock.
 
-Implementations: :class:`MemoryChatPace` here (one process: no I/O) and
-``storage.postgres.pace.PgChatPace``.
+Implementations: :class:`MemoryChatPace` here (one process: no I/O),
+``storage.pace.SqliteChatPace`` and ``storage.postgres.pace.PgChatPace``
+(the one ``klingbot run`` uses on PostgreSQL; on SQLite, one process serves
+the database and its adapters' own pacing is all there is).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Each replica is the production application (``build_application``) with its
 own core and its own flood control; they share only the chat pacing
-(``bot.pacing``), in memory or on the PostgreSQL test server. The stand-in answers a 21st message in a group within a minute with
+(``bot.pacing``), in one SQLite file or on the PostgreSQL test
+server. The stand-in answers a 21st message in a group within a minute with
 429 and ``retry_after``, as Telegram does, counting on the same clock the
 replicas wait on (real time run 100 times faster: both replicas wait at
 once). Without the shared pacing the same two replicas draw 429s: each
@@ -24,6 +25,8 @@ from app.bootstrap import open_core
 from bot.commands import ChatRef
 from bot.pacing import ChatPace, MemoryChatPace
 from bot.replies import Reply, text
+from storage.database import Database
+from storage.pace import SqliteChatPace
 from storage.postgres.pace import PgChatPace
 from tests.adapters.conftest import TOKEN, telegram_bot
 from tests.adapters.standin import BotApiStandIn
@@ -46,8 +49,9 @@ def status(n: int) -> Reply:
 
 @asynccontextmanager
 async def shared_pace(kind: str, request, tmp_path) -> AsyncIterator[ChatPace | None]:
-    if kind == "memory":
-        yield MemoryChatPace()
+    if kind == "sqlite":
+        async with Database(tmp_path / "pace.db") as database:
+            yield SqliteChatPace(database)
     else:
         async with emptied_database(request.getfixturevalue("pg_url")) as database:
             yield PgChatPace(database)
@@ -81,7 +85,7 @@ async def send_from_two_replicas(tmp_path, pace: ChatPace | None) -> BotApiStand
         return api
 
 
-@pytest.mark.parametrize("kind", ["memory", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 async def test_two_replicas_sharing_the_pacing_never_draw_a_429_in_a_group(kind, request, tmp_path):
     async with shared_pace(kind, request, tmp_path) as pace:
         api = await send_from_two_replicas(tmp_path, pace)

@@ -1,4 +1,4 @@
-"""The ChatPace port's contract (bot/pacing.py), on PostgreSQL and in memory.
+"""The ChatPace port's contract (bot/pacing.py), on SQLite, PostgreSQL and in memory.
 
 Each backend is opened twice on one database, as two replicas would: what
 one reserves the other sees, and reservations made at once from both never
@@ -14,14 +14,17 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bot.pacing import TELEGRAM_GROUP, ChatPace, MemoryChatPace, PaceRule
+from storage.database import Database
+from storage.pace import SqliteChatPace
 from storage.postgres.pace import PgChatPace
+from tests.contracts.conftest import BACKENDS
 from tests.support.postgres import emptied_database
 
 NOW = 1_764_000_000.0
 TWO_A_SECOND = PaceRule(interval_s=0.5, burst=3)
 
 
-@pytest.fixture(params=("postgres", "memory"))
+@pytest.fixture(params=BACKENDS)
 async def replicas(request, tmp_path) -> AsyncIterator[tuple[ChatPace, ChatPace]]:
     """Two handles on one backend's chat pacing, as two replicas have."""
     if request.param == "memory":
@@ -33,6 +36,8 @@ async def replicas(request, tmp_path) -> AsyncIterator[tuple[ChatPace, ChatPace]
         async with emptied_database(url) as first, emptied_database(url) as second:
             yield PgChatPace(first), PgChatPace(second)
         return
+    async with Database(tmp_path / "pace.db") as first, Database(tmp_path / "pace.db") as second:
+        yield SqliteChatPace(first), SqliteChatPace(second)
 
 
 async def test_a_burst_goes_at_once_then_one_slot_per_interval(replicas):
