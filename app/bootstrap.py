@@ -254,6 +254,7 @@ def build_retention(
         clock,
         role=role,
         inputs=inputs,
+        replicas=settings.postgres,
         inputs_dir=settings.inputs_dir,
         clips_dir=settings.clips_dir,
         settings=RetentionSettings(

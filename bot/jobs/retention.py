@@ -21,8 +21,12 @@ finds the file again next time, removes nothing more (it is gone) and writes
 the note. Only files inside the two data folders are ever removed.
 
 A clip is a file on the replica that made it (or fetched it again, see
-``bot.jobs.delivery``): a sweep removes it from this replica's clips
-folder if it is there, and notes it either way.
+``bot.jobs.delivery``): the sweep removes it from this replica's clips
+folder if it is there, and notes it either way. Every replica of a shared
+database also looks at its own clips folder on the same schedule, role or
+not (:meth:`Retention.sweep_local_clips`), and removes the clips whose rows
+say they are due or noted as removed, so a clip on a replica that does not
+sweep goes too.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class Retention:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         role: Role | None = None,
         inputs: InputStore | None = None,
+        replicas: bool = False,
     ) -> None:
         self.store = store
         self.role = role
@@ -89,6 +94,8 @@ class Retention:
         self.inputs_dir = inputs_dir
         self.inputs = inputs or FileInputStore(inputs_dir)
         """Where the input images are (default: files in ``inputs_dir``)."""
+        self.replicas = replicas
+        """Other replicas share the database: :meth:`run` also looks at this one's own clips."""
         self.clips_dir = clips_dir
         self.settings = settings or RetentionSettings()
         self._sleep = sleep
@@ -101,8 +108,32 @@ class Retention:
         """Sweep now, then every ``interval_s``, until cancelled; a failed sweep is logged.
 
         With a role, each sweep waits until this process holds it, and stops
-        if the role is lost meanwhile.
+        if the role is lost meanwhile. With ``replicas``, this replica's own
+        clips folder is looked at every ``interval_s`` too, held or not.
         """
+        if not self.replicas:
+            await self._sweeps()
+            return
+        local = asyncio.ensure_future(self._local_sweeps())
+        try:
+            await self._sweeps()
+        finally:
+            local.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await local
+
+    async def _local_sweeps(self) -> None:
+        while True:
+            try:
+                await self.sweep_local_clips()
+            except Exception:
+                log.exception(
+                    "the sweep of this replica's clips failed; it runs again in %g s",
+                    self.settings.interval_s,
+                )
+            await self._sleep(self.settings.interval_s)
+
+    async def _sweeps(self) -> None:
         while True:
             if self.role is not None and not self.role.held:
                 await self.role.wait_held()
@@ -173,6 +204,36 @@ class Retention:
             if len(due) < self.settings.batch:
                 return removed
 
+    async def sweep_local_clips(self) -> list[str]:
+        """Remove the clips in this replica's folder that are due; the ids of their jobs.
+
+        A clip is due when its row is noted as removed (the sweep of another
+        replica noted it) or was delivered ``clip_keep_s`` ago (then it is
+        noted here too). A file no row names, or one of an unfinished job, is
+        left alone.
+        """
+        keep = self.settings.clip_keep_s
+        if keep is None:
+            return []
+        names = await asyncio.to_thread(_clip_names, self.clips_dir)
+        removed: list[str] = []
+        for job_id in names:
+            job = await self.store.get_job(job_id)
+            if job is None or job.job_id != job_id:
+                continue
+            now = self.clock.now()
+            noted = job.clip_removed_at is not None
+            due = job.state == "delivered" and (job.delivered_at or now) <= now - keep
+            if not (noted or due):
+                continue
+            await self._remove(str(self.clips_dir / f"{job_id}.mp4"), self.clips_dir)
+            if not noted:
+                await self.store.note_clip_removed(job_id, now=now)
+            removed.append(job_id)
+        if removed:
+            log.info("retention: removed %d clips from this replica's folder", len(removed))
+        return removed
+
     async def _remove(self, path: str, folder: Path) -> None:
         """Delete ``path`` if it lies inside ``folder``; a file already gone is fine."""
         await asyncio.to_thread(unlink_inside, Path(path), folder)
@@ -186,3 +247,10 @@ async def remove_input(store: JobStore, inputs: InputStore, reference: str, *, n
     """
     await inputs.remove(reference)
     await store.note_input_removed(reference, now=now)
+
+
+def _clip_names(folder: Path) -> list[str]:
+    """The job ids of the clips in ``folder`` (``<job id>.mp4``), sorted; none without it."""
+    if not folder.is_dir():
+        return []
+    return sorted(path.stem for path in folder.glob("*.mp4") if path.is_file())
