@@ -3,7 +3,7 @@
 Two production clients (``build_client`` + ``running``, as ``klingbot run``
 makes them), each with its own core, against the Discord stand-in; the
 role ``discord-gateway`` is held on the real PostgreSQL test server (each
-replica its own :class:`AdvisoryRoles`, lease scaled to 1.5 s). The standby
+replica its own :class:`AdvisoryRoles`, lease scaled to 3 s). The standby
 never opens a gateway session, yet posts and edits through REST; when the
 holder's session ends it leaves the gateway, and the standby connects
 within the lease and answers the members.
@@ -27,7 +27,7 @@ from storage.postgres.locks import AdvisoryRoles
 from tests.adapters.discord_bot import TOKEN, discord_bot
 from tests.adapters.discord_standin import DiscordStandIn
 
-LEASE_S = 1.5
+LEASE_S = 3.0
 
 
 async def within(event: asyncio.Event, seconds: float) -> None:

@@ -4,7 +4,7 @@ Real python-telegram-bot against the Bot API stand-in, which ends a waiting
 ``getUpdates`` with 409 Conflict when another one comes, as Telegram does
 when two instances poll. The polling role is held on the real PostgreSQL
 test server (each replica its own :class:`AdvisoryRoles`, lease scaled to
-1.5 s); each replica keeps its own SQLite core, which is all the polling
+3 s); each replica keeps its own SQLite core, which is all the polling
 needs here (a shared database is the multi-replica tests' matter).
 """
 
@@ -20,6 +20,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from app.serve import Served, watch_telegram
 from bot.roles import TELEGRAM_POLLING
 from storage.postgres.locks import AdvisoryRoles
 from tests.adapters.conftest import telegram_bot
@@ -28,7 +29,7 @@ from tests.replicas.balancer import Balancer
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
-LEASE_S = 1.5
+LEASE_S = 3.0
 PRICE_FIRST_LINE = "Kling 2.1 prices for a 5 s clip (10 credits = ¥1):"
 
 
@@ -75,6 +76,10 @@ async def test_one_replica_polls_and_a_standby_takes_over_when_it_loses_the_role
         a, b = replicas["a"].adapter, replicas["b"].adapter
         assert a.polling.is_set() and b.not_polling.is_set()
         assert "is up (standby: another replica polls)" in caplog.text
+        served = {name: Served() for name in "ab"}
+        for name, bot in replicas.items():
+            watch_telegram(bot.application, served[name])
+        assert await served["b"].checks["telegram"]() is None  # a standby is healthy
         alice = replicas["a"].member(1001, "Alice")
         assert (await price(alice, api)).startswith(PRICE_FIRST_LINE)
 
@@ -88,6 +93,7 @@ async def test_one_replica_polls_and_a_standby_takes_over_when_it_loses_the_role
         answered = time.monotonic() - lost
         print(f"polling taken over after {took:.2f} s; first answer {answered:.2f} s after")
         assert not a.polling.is_set()  # a stands by now
+        assert await served["a"].checks["telegram"]() is None
 
         # Replica b's roles go (as its death closes its connections): a polls again.
         await roles["b"].close()

@@ -1,6 +1,6 @@
 """The runner lease on PostgreSQL: one replica per KLINGBOT_REPLICA_ID, restarted at once after it died.
 
-Real PostgreSQL; the lease scaled down to 1.5 s (a heartbeat every 0.5 s).
+Real PostgreSQL; the lease scaled down to 3 s (a heartbeat every second).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from app.lease import RunnerBusy, take_runner_lease
 from app.replica_lease import PgRunnerLease
 from bot.errors import StorageUnavailable
 
-LEASE_S = 1.5
+LEASE_S = 3.0
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 One replica polls (the role ``telegram-polling``), the other stands by; a
 second process with an id that already runs is refused in one line (exit
 2); when the polling replica is SIGKILLed the standby polls within the
-lease (1.5 s here) and answers; the killed one, restarted with its id,
+lease (3 s here) and answers; the killed one, restarted with its id,
 starts at once and stands by. Waits are on log lines and the Bot API
 stand-in's calls, each with a deadline; nothing sleeps.
 """
@@ -24,7 +24,7 @@ from tests.support.env import process_environment
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
 
-LEASE_S = "1.5"
+LEASE_S = "3"
 POLLING = r"Telegram bot @\w+ is up \(polling\)"
 STANDBY = r"Telegram bot @\w+ is up \(standby: another replica polls\)"
 

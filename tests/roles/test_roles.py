@@ -2,7 +2,7 @@
 
 Every "replica" here is an :class:`AdvisoryRoles` of its own (one in a
 process of its own for the SIGKILL case), on the test server; the lease is
-scaled down to 1.5 s, so a standby tries again every 0.5 s. Nothing sleeps:
+scaled down to 3 s, so a standby tries again every second. Nothing sleeps:
 the tests wait for the roles' events, bounded by the lease.
 """
 
@@ -21,7 +21,7 @@ import pytest
 from bot.roles import Role, SoleRoles, serve_role
 from storage.postgres.locks import AdvisoryRoles, lock_key
 
-LEASE_S = 1.5
+LEASE_S = 3.0
 
 
 def unique(prefix: str) -> str:
