@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.backend import runner_lease_for
 from app.bootstrap import open_core
@@ -79,6 +80,18 @@ def tier_button(gen: GenConsole, tier: str = "Standard ·") -> tuple[str, str]:
     return message, action
 
 
+async def input_gauges(gen: GenConsole) -> dict[str, float]:
+    """``klingbot_input_files`` and ``_bytes`` as a scrape of this replica's /metrics shows them."""
+    await gen.deps.metrics.refresh()  # what /metrics does before each scrape
+    exposition = gen.deps.metrics.exposition().decode()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name.startswith("klingbot_input_")
+    }
+
+
 def files_under(folder: Path) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.exists() else []
 
@@ -87,7 +100,7 @@ async def test_an_image_sent_to_one_replica_is_made_into_a_clip_by_another(pg, p
     red = solid_png(tmp_path / "red.png", RED)
     clock = FakeClock()
     a_settings = replica_settings(tmp_path, pg_url, "a")
-    b_settings = replica_settings(tmp_path, pg_url, "b")
+    b_settings = replica_settings(tmp_path, pg_url, "b", metrics_listen="127.0.0.1:0")
     async with replica(a_settings, clock) as a, replica(b_settings, clock) as b:
         on_a, on_b = a.chat(), b.chat()
         await a.push(on_a, "/topup me 100")
@@ -96,6 +109,8 @@ async def test_an_image_sent_to_one_replica_is_made_into_a_clip_by_another(pg, p
         [(name, size)] = (await stored_images(pg)).items()
         assert name.endswith(".png") and size == red.stat().st_size
         assert files_under(tmp_path / "a") == []  # the image is in the database, on no disk
+        # Every replica's metrics count the table: b never saw the image.
+        assert await input_gauges(b) == {"klingbot_input_files": 1, "klingbot_input_bytes": size}
 
         message, action = tier_button(a)
         chosen = await b.press_action(on_b, message, action)  # the press reaches replica b
@@ -124,6 +139,7 @@ async def test_an_image_sent_to_one_replica_is_made_into_a_clip_by_another(pg, p
         swept = await b.deps.generation.runner.retention.sweep()
         assert swept.inputs == (f"pg:{name}",)
         assert await stored_images(pg) == {}
+        assert await input_gauges(b) == {"klingbot_input_files": 0, "klingbot_input_bytes": 0}
         assert (await b.deps.generation.store.get_job(job.job_id)).input_removed_at == clock.now()
         gone = await a.press_action(on_a, "m", f"again:{job.job_id}")
         assert gone.startswith(f"The image of job {job.short_id} is no longer kept")
