@@ -206,6 +206,10 @@ class JobRunner:
             # Shared database: the jobs of this replica's earlier run (same id), of replicas
             # whose leases lapsed, and unowned ones; those of live replicas stay theirs.
             self._adopt(await self._keeper.adopt_all(own=True))
+            # Renewed from now on, not from start(): adapters may take long to connect.
+            keeping = asyncio.create_task(self._keeper.run(), name="job-leases")
+            self._background.add(keeping)
+            keeping.add_done_callback(self._background.discard)
             return
         unfinished = await self.store.unfinished_jobs()  # in the order they were created
         known = {job_id for job_id, _, _ in self._waiting} | set(self._running)
@@ -242,10 +246,6 @@ class JobRunner:
             sweeping = asyncio.create_task(self.retention.run(), name="retention")
             self._background.add(sweeping)
             sweeping.add_done_callback(self._background.discard)
-        if self._keeper is not None and not self._stopping:
-            keeping = asyncio.create_task(self._keeper.run(), name="job-leases")
-            self._background.add(keeping)
-            keeping.add_done_callback(self._background.discard)
 
     async def admit(self, job: Job) -> None:
         """A member pressed a tier and the hold is made: show its status, then queue it.
@@ -267,6 +267,7 @@ class JobRunner:
                     self._schedule()
                     return
                 position = await self.leases.position(job.job_id) or position
+                self._replica.positions[job.job_id] = position
             except Exception:  # paid for: queued here all the same, adopted if this replica dies
                 log.exception("could not claim job %s", job.job_id)
         try:

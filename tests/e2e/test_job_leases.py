@@ -123,6 +123,23 @@ async def test_a_replica_that_stalled_past_its_lease_lets_go_of_the_jobs_another
         await charged_once(backend, b, jobs)
 
 
+async def test_a_replica_keeps_its_jobs_while_its_adapters_connect_before_it_starts(
+    backend, service, tmp_path
+):
+    async with cluster(backend, service, tmp_path / "clips", lease_s=LEASE) as c:
+        b = await c.replica("b")
+        a = await c.replica("a", start=False)  # loaded; an adapter still connecting
+        job = await c.order(a)  # a press it took meanwhile: queued, not started
+        await a.renewals.until(lambda: a.renewed >= 6)  # two leases
+
+        assert b.adopted == [] and service.submits == []
+        await a.runner.start()
+        await service.changed.until(lambda: job.job_id in service.tasks)
+        service.finish(job.job_id)
+        await all_settled(a, [job])
+        assert c.clips_sent() == a.chats.clips == {job.job_id: 1}
+
+
 async def test_a_replica_killed_mid_send_leaves_the_clip_to_its_adopter_who_sends_it_once(
     backend, service, tmp_path
 ):

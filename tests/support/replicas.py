@@ -186,6 +186,8 @@ class Replica:
     stalled: bool = False
     """Its lease renewals fail (a long pause, a network partition): it goes on otherwise."""
     renewals: Pulse = field(default_factory=Pulse)
+    renewed: int = 0
+    """How many lease renewals it attempted."""
 
     async def die(self) -> None:
         """Stop at once, as SIGKILL does: the database hears nothing more from this replica."""
@@ -196,13 +198,11 @@ class Replica:
 class Recording:
     """A JobLeases that notes when adoptions took jobs (for failover times)."""
 
-    def __init__(
-        self, inner: JobLeases, adopted: list[tuple[float, int]], pulse: Pulse, renewals: Pulse
-    ) -> None:
+    def __init__(self, inner: JobLeases, replica: Replica, pulse: Pulse) -> None:
         self._inner = inner
-        self._adopted = adopted
+        self._replica = replica
+        self._adopted = replica.adopted
         self._pulse = pulse
-        self._renewals = renewals
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -211,7 +211,8 @@ class Recording:
         try:
             return await self._inner.renew(*args, **kwargs)
         finally:
-            self._renewals()
+            self._replica.renewed += 1
+            self._replica.renewals()
 
     async def adopt(self, *args: Any, **kwargs: Any) -> Any:
         taken = await self._inner.adopt(*args, **kwargs)
@@ -272,9 +273,7 @@ class Cluster:
             connection,
             adopted,
         )
-        leases = Recording(
-            Mortal(replica.leases, replica), adopted, self.adoptions, replica.renewals
-        )  # type: ignore[arg-type]
+        leases = Recording(Mortal(replica.leases, replica), replica, self.adoptions)  # type: ignore[arg-type]
         replica.runner = JobRunner(
             store=Mortal(replica.store, replica),  # type: ignore[arg-type]
             provider=self.service,
