@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from app.lease import FileRunnerLease, RunnerLease
@@ -41,23 +41,72 @@ log = logging.getLogger(__name__)
 Kind = Literal["sqlite", "postgresql"]
 
 
-@dataclass(frozen=True)
 class Storage:
-    """An open database and the core's storage ports on it."""
+    """An open database and the core's storage ports on it, each made on first use.
 
-    kind: Kind
-    shown: str
-    """The database as an operator may see it: the file, or the URL with its password masked."""
-    database: Any
-    """``storage.database.Database`` or ``storage.postgres.database.PgDatabase``."""
-    ledger: Ledger
-    jobs: JobStore
-    state: AppState
-    leases: JobLeases | None = None
-    """Job ownership shared by replicas (PostgreSQL); None: one runner per database (SQLite)."""
-    pace: ChatPace | None = None
-    """Per-chat pacing shared by every replica on PostgreSQL; None on SQLite, where one
-    process serves a database and the adapters' own pacing is all there is."""
+    (So ``db check`` and ``wallet export`` need only the ledger's side of a backend.)
+    """
+
+    def __init__(self, kind: Kind, shown: str, database: Any) -> None:
+        self.kind = kind
+        self.shown = shown
+        """The database as an operator may see it: the file, or the URL, password masked."""
+        self.database = database
+        """``storage.database.Database`` or ``storage.postgres.database.PgDatabase``."""
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        """The wallets and their ledger."""
+        if self.kind == "postgresql":
+            from storage.postgres.ledger import PgLedger
+
+            return PgLedger(self.database)
+        from storage.ledger import SqliteLedger
+
+        return SqliteLedger(self.database)
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        """Quotes and jobs (on the ledger's database: a job's state and its money move together)."""
+        if self.kind == "postgresql":
+            from storage.postgres.jobs import PgJobStore
+
+            return PgJobStore(self.database)
+        from storage.jobs import SqliteJobStore
+
+        return SqliteJobStore(self.database)
+
+    @cached_property
+    def state(self) -> AppState:
+        """The adapters' small key/value facts."""
+        if self.kind == "postgresql":
+            from storage.postgres.app_state import PgAppState
+
+            return PgAppState(self.database)
+        from storage.app_state import SqliteAppState
+
+        return SqliteAppState(self.database)
+
+    @cached_property
+    def leases(self) -> JobLeases | None:
+        """Job ownership shared by replicas (PostgreSQL); None: one runner per database (SQLite)."""
+        if self.kind == "postgresql":
+            from storage.postgres.leases import PgJobLeases
+
+            return PgJobLeases(self.database)
+        return None
+
+    @cached_property
+    def pace(self) -> ChatPace | None:
+        """Per-chat pacing shared by every replica on PostgreSQL; None on SQLite.
+
+        (One process serves an SQLite database: the adapters' own pacing is all there is.)
+        """
+        if self.kind == "postgresql":
+            from storage.postgres.pace import PgChatPace
+
+            return PgChatPace(self.database)
+        return None
 
     async def audit(self) -> list[str]:
         """The ledger invariants (``klingbot db check``): one line per violation; none: clean."""
@@ -103,13 +152,14 @@ async def open_storage(
     StorageUnavailable with one operator-readable line.
     """
     if settings.postgres:
-        async with _postgres(settings, read_only=read_only) as storage:
-            yield storage
+        from storage.postgres.database import PgDatabase
+
+        assert settings.database_url is not None
+        url = settings.database_url.get_secret_value()
+        async with PgDatabase(url, read_only=read_only) as pg:
+            yield Storage("postgresql", settings.database_shown, pg)
         return
-    from storage.app_state import SqliteAppState
     from storage.database import Database
-    from storage.jobs import SqliteJobStore
-    from storage.ledger import SqliteLedger
 
     database = Database(
         settings.db,
@@ -118,33 +168,7 @@ async def open_storage(
         read_only=read_only,
     )
     async with database:
-        yield Storage(
-            kind="sqlite",
-            shown=settings.database_shown,
-            database=database,
-            ledger=SqliteLedger(database),
-            jobs=SqliteJobStore(database),
-            state=SqliteAppState(database),
-        )
-
-
-@asynccontextmanager
-async def _postgres(settings: Settings, *, read_only: bool) -> AsyncIterator[Storage]:
-    from storage.postgres import app_state, database, jobs, leases, ledger, pace
-
-    assert settings.database_url is not None
-    pg = database.PgDatabase(settings.database_url.get_secret_value(), read_only=read_only)
-    async with pg:
-        yield Storage(
-            kind="postgresql",
-            shown=settings.database_shown,
-            database=pg,
-            ledger=ledger.PgLedger(pg),
-            jobs=jobs.PgJobStore(pg),
-            state=app_state.PgAppState(pg),
-            leases=leases.PgJobLeases(pg),
-            pace=pace.PgChatPace(pg),
-        )
+        yield Storage("sqlite", settings.database_shown, database)
 
 
 EXPORT_PAGE = 1000

@@ -86,6 +86,33 @@ async def open_core(
 
 
 @asynccontextmanager
+async def open_wallets(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[Deps]:
+    """The core without jobs, for the wallet commands: the ledger, and nothing that runs.
+
+    No runner, provider or job store is built, so a ``klingbot wallet``
+    command beside running replicas never loads (or on PostgreSQL claims)
+    their jobs, and works whatever the provider's settings. On SQLite it
+    holds the database's shared lease like every other process. Like
+    ``open_core`` it creates the database, its folder and the data folder
+    when they are missing.
+    """
+    assert settings.data_dir is not None
+    if not settings.postgres:
+        make_folder(settings.db.absolute().parent, "the database (KLINGBOT_DB)")
+    make_folder(settings.data_dir.absolute(), "clips and images (KLINGBOT_DATA_DIR)")
+    async with open_storage(settings) as storage, _sharing(storage, settings):
+        yield Deps(
+            catalog=settings.catalog(),
+            ledger=storage.ledger,
+            clock=clock or SystemClock(),
+            moderators=frozenset(settings.moderators),
+            max_topup=settings.max_topup,
+            welcome_credits=settings.welcome_credits,
+            state=storage.state,
+        )
+
+
+@asynccontextmanager
 async def _holding(lease: RunnerLease | None, database: str) -> AsyncIterator[None]:
     """Hold the runner lease (if any) for as long as the block runs."""
     if lease is None:

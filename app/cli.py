@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from app import arguments
 from app.backend import open_storage, runner_lease_for
-from app.bootstrap import open_core
+from app.bootstrap import open_core, open_wallets
 from app.logs import redact, setup_logging
 from app.operator import db_copy, export_command
 from app.serve import (
@@ -106,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore = db_commands.add_parser("restore", help="replace the database by a checked backup")
     restore.add_argument("path", help="the backup file")
+    copy = db_commands.add_parser(
+        "copy", help="copy the SQLite database into an empty PostgreSQL database, and check it"
+    )
+    copy.add_argument(
+        "--to",
+        metavar="postgresql://…",
+        help="the PostgreSQL database (default: KLINGBOT_DATABASE_URL); it must be empty",
+    )
 
     commands.add_parser("doctor", help="check the settings, database, provider and tokens")
     commands.add_parser("health", help="exit 0 if a running bot is healthy (container checks)")
@@ -223,6 +231,8 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         from app.provider_check import check_provider
 
         return await check_provider(settings)
+    if args.db_command == "copy":
+        return await _copy(settings, args.to)
     if args.db_command in ("backup", "restore"):
         if settings.postgres:
             return _file_operation_on_postgres(args.db_command)
@@ -422,7 +432,7 @@ async def _wallet(settings: Settings, args: argparse.Namespace) -> int:
         # The top-up goes through the chat command line, where a space ends the user.
         print(translate(Text("error.unknown_user", {"query": args.user[:64]})))
         return 1
-    async with open_core(settings) as deps:
+    async with open_wallets(settings) as deps:
         if args.wallet_command == "history":
             try:
                 profile = await resolve_user(args.user, caller, deps)
@@ -481,6 +491,47 @@ def _file_operation_on_postgres(action: str) -> int:
         file=sys.stderr,
     )
     return 2
+
+
+async def _copy(settings: Settings, to: str | None) -> int:
+    """``db copy [--to URL]``: KLINGBOT_DB into an empty PostgreSQL database (app.pg_copy)."""
+    from adapters.redaction import register
+    from bot.settings import database_url_problem, database_url_secrets, mask_database_url
+
+    if to is None:
+        if settings.database_url is None:
+            print(
+                "klingbot: db copy needs the PostgreSQL database to copy into:"
+                " --to postgresql://user:password@host:5432/db (or KLINGBOT_DATABASE_URL)",
+                file=sys.stderr,
+            )
+            return 2
+        to = settings.database_url.get_secret_value()
+    to = to.strip()
+    register(database_url_secrets(to))  # out of every log line from here on
+    if problem := database_url_problem(to):
+        print(f"klingbot: --to {problem}", file=sys.stderr)
+        return 2
+    from app.pg_copy import CopyRefused, copy_to_postgres, describe_counts
+
+    timeout = settings.db_busy_timeout_ms
+    try:
+        result = await copy_to_postgres(settings.db, to, busy_timeout_ms=timeout)
+    except CopyRefused as refused:
+        print(f"klingbot: {refused}", file=sys.stderr)
+        for detail in refused.details[1:]:  # the first is in the line above
+            print(f"  {detail}", file=sys.stderr)
+        return refused.status
+    shown = mask_database_url(to)
+    print(
+        f"copied {settings.db} into {shown}: {describe_counts(result.counts)}"
+        f" in {result.seconds:.1f} s; every balance and the ledger audit agree"
+    )
+    print(
+        f"next: set KLINGBOT_DATABASE_URL={shown} (with its password) and start the bot;"
+        f" keep {settings.db} as it is, as the backup of the move"
+    )
+    return 0
 
 
 async def _db(settings: Settings, action: str) -> int:

@@ -14,8 +14,10 @@ whether each set token is accepted (Telegram ``getMe``, Discord ``users/@me``, t
 ``TELEGRAM_BASE_URL`` / ``DISCORD_API_BASE`` when set); moderators exist,
 and which Discord servers' rights count (a moderator role without
 ``DISCORD_GUILD_IDS`` counts nowhere);
-the database (exists or can be created, schema current, WAL, integrity,
-writable, ledger invariants); the data folder (writable, free space); the
+the database (SQLite: exists or can be created, schema current, WAL,
+integrity, writable, ledger invariants; PostgreSQL, with
+``KLINGBOT_DATABASE_URL``: the server answers and accepts the login, schema
+current, writable, ledger invariants); the data folder (writable, free space); the
 provider (the local renderer encodes one frame; Kling accepts the keys).
 """
 
@@ -35,9 +37,7 @@ import httpx
 from app.logs import redact, secrets_of
 from bot.errors import StorageUnavailable
 from bot.settings import ConfigError, Settings, load_settings
-from storage.audit import audit
 from storage.database import (
-    Database,
     explain,
     may_write,
     prove_writable,
@@ -331,6 +331,8 @@ def _inspect(path: Path, busy_timeout_ms: int) -> tuple[int, str, list[str], str
 
 
 async def _database(settings: Settings) -> list[Finding]:
+    if settings.postgres:
+        return await _postgres(settings)
     path = settings.db
     shown = str(path.absolute())
     if path.is_dir():
@@ -411,27 +413,135 @@ async def _database(settings: Settings) -> list[Finding]:
     findings.append(Finding("ok", "writable", "a write transaction commits (rolled back)"))
     if version != latest:
         return findings
+    findings.append(await _ledger(settings))
+    return findings
+
+
+async def _postgres(settings: Settings) -> list[Finding]:
+    """The PostgreSQL database of ``KLINGBOT_DATABASE_URL``, as for SQLite: nothing is changed."""
+    import asyncpg
+
+    from storage.postgres.database import explain
+    from storage.postgres.migrate import applied_versions, migration_scripts
+
+    assert settings.database_url is not None
+    url = settings.database_url.get_secret_value()
+    shown = settings.database_shown
     try:
-        async with Database(path, busy_timeout_ms=settings.db_busy_timeout_ms, create=False) as db:
-            violations = await audit(db)
-            counted = await db.read_one("SELECT count(*) AS n FROM wallets")
-            wallets = counted["n"] if counted is not None else 0
-    except StorageUnavailable as error:
-        findings.append(Finding("fail", "ledger", str(error)))
-        return findings
-    if violations:
-        findings.append(
+        connection = await asyncpg.connect(
+            url,
+            timeout=HTTP_TIMEOUT_S,
+            server_settings={"application_name": "klingbot doctor"},
+        )
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, ValueError) as e:
+        return [
             Finding(
                 "fail",
-                "ledger",
-                f"{len(violations)} invariant violation(s): {violations[0]}",
-                "run klingbot db check for the list; restore a backup",
+                "database",
+                str(explain(e, url)),
+                "check KLINGBOT_DATABASE_URL, and that PostgreSQL runs and lets this user in",
             )
-        )
-    else:
-        detail = f"balances match their entries ({wallets} wallet{'' if wallets == 1 else 's'})"
-        findings.append(Finding("ok", "ledger", detail))
+        ]
+    try:
+        version = await connection.fetchval("SHOW server_version")
+        findings = [Finding("ok", "database", f"{shown} (PostgreSQL {version.split()[0]})")]
+        applied = await applied_versions(connection)
+        bundled = {number for number, _, _ in migration_scripts()}
+        latest = max(bundled)
+        current = False
+        if applied - bundled:
+            findings.append(
+                Finding(
+                    "fail",
+                    "schema",
+                    f"version {max(applied)} is newer than this klingbot knows ({latest})",
+                    "upgrade klingbot",
+                )
+            )
+        elif not applied:
+            findings.append(
+                Finding(
+                    "warn",
+                    "schema",
+                    "an empty database (no klingbot tables yet)",
+                    "klingbot run creates them at start, or run klingbot db migrate;"
+                    " klingbot db copy --to moves an existing SQLite database here",
+                )
+            )
+        elif pending := bundled - applied:
+            findings.append(
+                Finding(
+                    "warn",
+                    "schema",
+                    f"version {max(applied)}, {len(pending)} migration(s) pending",
+                    "klingbot run applies them at start, or run klingbot db migrate",
+                )
+            )
+        else:
+            current = True
+            findings.append(Finding("ok", "schema", f"version {latest}, current"))
+        problem = await _postgres_unwritable(connection, current=current)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+        return [Finding("fail", "database", str(explain(error, url)))]
+    finally:
+        await connection.close()
+    if problem is not None:
+        findings.append(Finding("fail", "writable", problem))
+        return findings
+    findings.append(Finding("ok", "writable", "a write transaction commits (rolled back)"))
+    if not current:
+        return findings
+    findings.append(await _ledger(settings))
     return findings
+
+
+async def _postgres_unwritable(connection, *, current: bool) -> str | None:
+    """Why klingbot could not write this database, or None: a real write, rolled back.
+
+    A standby, a read-only default or a user without the rights (to create
+    the tables when there are none, to write them when there are) fails here
+    instead of at the first top-up.
+    """
+    import asyncpg
+
+    if await connection.fetchval("SELECT pg_is_in_recovery()"):
+        return "the server is a read-only standby: point KLINGBOT_DATABASE_URL at the primary"
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        if current:
+            await connection.execute(
+                "INSERT INTO app_state (key, value, updated_at) VALUES ('doctor:probe', '', 0)"
+                " ON CONFLICT (key) DO UPDATE SET updated_at = app_state.updated_at"
+            )
+        else:  # klingbot db migrate will create tables
+            await connection.execute("CREATE TABLE klingbot_doctor_probe (x integer)")
+    except asyncpg.PostgresError as error:
+        return f"this user cannot write the database ({str(error).splitlines()[0]})"
+    finally:
+        await transaction.rollback()
+    return None
+
+
+async def _ledger(settings: Settings) -> Finding:
+    """The ledger invariants on the settings' database (either backend)."""
+    from app.backend import open_storage
+
+    try:
+        async with open_storage(settings, create=False, read_only=True) as storage:
+            violations = await storage.audit()
+            wallets = await storage.wallet_count()
+    except StorageUnavailable as error:
+        return Finding("fail", "ledger", str(error))
+    if violations:
+        return Finding(
+            "fail",
+            "ledger",
+            f"{len(violations)} invariant violation(s): {violations[0]}",
+            "run klingbot db check for the list; restore a backup",
+        )
+    detail = f"balances match their entries ({wallets} wallet{'' if wallets == 1 else 's'})"
+    return Finding("ok", "ledger", detail)
 
 
 def _data_dir(settings: Settings) -> Finding:

@@ -10,6 +10,11 @@ serves ``/healthz``: when nothing answers there but another klingbot process
 It never creates anything: where no klingbot process ever ran (no lease
 file), nobody can hold the lease, and no ``klingbot.db.lock`` is left behind.
 
+With ``KLINGBOT_DATABASE_URL`` (PostgreSQL) there is no lease file beside a
+database to ask: only ``/healthz`` tells, so without
+``KLINGBOT_METRICS_LISTEN`` it says so (unhealthy, exit 1). The Docker image
+sets it.
+
 The container runtime runs it every 30 seconds, so it is kept light: the
 ``klingbot`` script (:mod:`app.entry`) comes here without importing the
 bot, the adapters or the renderer.
@@ -42,6 +47,12 @@ def health_command(settings: Settings) -> int:
     """``klingbot health``: 0 healthy, 1 not; one line on stdout."""
     if settings.metrics_listen is not None:
         return _ask_healthz(settings.metrics_listen, settings)
+    if settings.postgres:
+        print(
+            "unhealthy: with KLINGBOT_DATABASE_URL klingbot health asks the bot's /healthz:"
+            " set KLINGBOT_METRICS_LISTEN (the Docker image does)"
+        )
+        return 1
     try:
         held = _lease_held(settings)
     except StorageUnavailable as error:
@@ -55,8 +66,8 @@ def health_command(settings: Settings) -> int:
 
 
 def _lease_held(settings: Settings) -> bool:
-    """Whether a klingbot process holds the database's lease; creates no lock file."""
-    if not lease_path(settings.db).exists():
+    """Whether a klingbot process holds the (SQLite) database's lease; creates no lock file."""
+    if settings.postgres or not lease_path(settings.db).exists():
         return False  # every holder creates it: nobody ever held it here
     lease = Lease(settings.db)
     if lease.take():

@@ -191,7 +191,7 @@ class Settings(BaseSettings):
             # The message never repeats the value: it holds a password.
             problem = database_url_problem(value.strip())
             if problem is not None:
-                raise ValueError(problem)
+                raise ValueError(f"{problem}; unset it to keep the SQLite file KLINGBOT_DB")
             return value.strip()
         return value
 
@@ -594,8 +594,7 @@ def database_url_problem(url: str) -> str | None:
         named = f" (not {scheme}://)" if scheme and scheme.isascii() and scheme.isalnum() else ""
         return (
             "must start with postgresql:// or postgres://"
-            f"{named}, e.g. postgresql://klingbot:PASSWORD@127.0.0.1:5432/klingbot;"
-            " unset it to keep the SQLite file KLINGBOT_DB"
+            f"{named}, e.g. postgresql://klingbot:PASSWORD@127.0.0.1:5432/klingbot"
         )
     if not url.partition("://")[2].strip("/"):
         return "names no server: postgresql://user:password@host:5432/database"

@@ -1,0 +1,282 @@
+"""The real ``klingbot`` process on PostgreSQL: wallet, db and doctor commands, and ``db copy``.
+
+Every command runs as an operator runs it (``python -m app``) with
+``KLINGBOT_DATABASE_URL`` pointing at this run's database on the test
+server (``pg_url``; trust authentication, so the URL can carry a password
+that is never checked, only never shown). ``db copy`` moves real SQLite
+files, made by the bot's own storage code, into ``pg_empty_url``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from app.backend import open_storage
+from app.lease import Lease
+from bot.commands import ChatRef, UserRef
+from bot.jobs.model import Quote
+from bot.ports import UserProfile
+from bot.settings import Settings
+from storage.postgres.database import PgDatabase
+from tests.e2e.conftest import run_cli
+from tests.support.jobs import a_job
+
+PASSWORD = "pg-Secret-for-tests-4"
+NOW = 1_764_000_000
+ALICE = UserRef("telegram", "1")
+BOB = UserRef("discord", "2")
+
+
+def with_password(url: str) -> str:
+    """``url`` with :data:`PASSWORD` in it (the test server trusts every login)."""
+    parts = urlsplit(url)
+    netloc = f"{parts.username or 'postgres'}:{PASSWORD}@{parts.hostname}:{parts.port or 5432}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def masked(url: str) -> str:
+    return with_password(url).replace(PASSWORD, "***")
+
+
+def shown(result) -> str:
+    """Everything a command printed; the password must never be in it."""
+    text = result.stdout + result.stderr
+    assert PASSWORD not in text
+    return text
+
+
+# --- the operator's commands on PostgreSQL -----------------------------------------------
+
+
+async def test_wallet_and_db_commands_work_on_postgresql(tmp_path, pg_url, pg_database):
+    env = {"KLINGBOT_DATABASE_URL": with_password(pg_url)}
+
+    def cli(*args: str):
+        result = run_cli(*args, cwd=tmp_path, env=env)
+        shown(result)
+        return result
+
+    migrated = cli("db", "migrate")
+    assert (migrated.returncode, migrated.stdout) == (0, f"database {masked(pg_url)} is up to date\n")
+
+    topped = cli("wallet", "topup", "telegram:42", "300", "launch", "gift")
+    assert topped.returncode == 0, topped.stderr
+    assert topped.stdout.splitlines()[0] == "Added 300 credits (¥30.00) to telegram:42."
+    assert cli("wallet", "topup", "me", "50").returncode == 0
+    assert cli("wallet", "balance", "telegram:42").stdout == (
+        "Balance of telegram:42: 300 credits (¥30.00).\n"
+    )
+    history = cli("wallet", "history", "telegram:42").stdout.splitlines()
+    assert history[0].startswith("seq\ttime_utc\tkind")
+    assert history[1].split("\t")[2:4] == ["topup", "+300"]
+    assert history[1].endswith("\tconsole:local\tlaunch gift")
+    export = cli("wallet", "export").stdout.splitlines()
+    assert len(export) == 3 and export[1].split(",")[2:6] == ["telegram:42", "", "topup", "300"]
+    assert cli("db", "check").stdout == "ledger OK\n"
+
+    # What the commands wrote is in PostgreSQL: no SQLite file was made.
+    rows = await pg_database.fetch("SELECT platform, user_id, balance FROM wallets ORDER BY 1")
+    assert [tuple(row) for row in rows] == [("console", "local", 50), ("telegram", "42", 300)]
+    assert not list(tmp_path.glob("klingbot.db*"))
+
+    # A broken wallet (changed behind the ledger's back) is reported by db check and doctor.
+    await pg_database.execute("UPDATE wallets SET balance = balance + 7 WHERE user_id = '42'")
+    check = cli("db", "check")
+    assert check.returncode == 1
+    assert check.stdout.splitlines()[0] == (
+        "wallet telegram:42 holds 307/0 but its entries sum to 300/0"
+    )
+    doctor = cli("doctor")
+    assert doctor.returncode == 1
+    assert "[✗] ledger: 2 invariant violation(s): wallet telegram:42 holds 307/0" in doctor.stdout
+
+
+async def test_doctor_checks_the_postgresql_database_and_never_shows_its_password(
+    tmp_path, pg_url, pg_database
+):
+    result = run_cli("doctor", cwd=tmp_path, env={"KLINGBOT_DATABASE_URL": with_password(pg_url)})
+    lines = shown(result).splitlines()
+    assert result.returncode == 0, result.stdout
+    database = next(line for line in lines if line.startswith("[✓] database: "))
+    assert database.startswith(f"[✓] database: {masked(pg_url)} (PostgreSQL 1")
+    assert "[✓] writable: a write transaction commits (rolled back)" in lines
+    assert "[✓] ledger: balances match their entries (0 wallets)" in lines
+    assert any(line.startswith("[✓] schema: version ") for line in lines)
+    assert not any(line.startswith(("[✓] journal", "[✓] integrity")) for line in lines)
+
+    unreachable = with_password("postgresql://postgres@127.0.0.1:9/klingbot")
+    result = run_cli("doctor", cwd=tmp_path, env={"KLINGBOT_DATABASE_URL": unreachable})
+    assert result.returncode == 1
+    failed = [line for line in shown(result).splitlines() if line.startswith("[✗] database")]
+    assert failed and "does not answer" in failed[0]
+
+
+def test_sqlite_file_operations_point_at_pg_dump_and_health_at_healthz(tmp_path, pg_url):
+    env = {"KLINGBOT_DATABASE_URL": with_password(pg_url)}
+    for action in (("backup",), ("restore", "some.db")):
+        result = run_cli("db", *action, cwd=tmp_path, env=env)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert shown(result).startswith(f"klingbot: db {action[0]} works on the SQLite file")
+        assert "the data is in PostgreSQL: use pg_" in result.stderr
+        assert result.stderr.count("\n") == 1
+    health = run_cli("health", cwd=tmp_path, env=env)  # no lease file to ask: only /healthz
+    assert (health.returncode, shown(health)) == (
+        1,
+        "unhealthy: with KLINGBOT_DATABASE_URL klingbot health asks the bot's /healthz:"
+        " set KLINGBOT_METRICS_LISTEN (the Docker image does)\n",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_server_that_does_not_answer_is_one_line_without_the_password(tmp_path):
+    env = {"KLINGBOT_DATABASE_URL": with_password("postgresql://postgres@127.0.0.1:9/klingbot")}
+    for command in (("db", "migrate"), ("wallet", "balance", "me"), ("-v", "db", "check")):
+        result = run_cli(*command, cwd=tmp_path, env=env)
+        assert (result.returncode, result.stdout) == (2, "")
+        said = shown(result).splitlines()[-1]  # after -v's debug lines
+        assert said.startswith("klingbot: PostgreSQL database postgresql://postgres@127.0.0.1:9/")
+        assert said.endswith("the server does not answer (connection refused); is PostgreSQL running?")
+
+
+# --- db copy -------------------------------------------------------------------------------
+
+
+async def make_sqlite(db: Path) -> None:
+    """A database the bot's own storage wrote: wallets, every kind of entry, quotes, jobs, state."""
+
+    def quote(quote_id: str) -> Quote:
+        return Quote(
+            quote_id=quote_id, user=ALICE, chat=ChatRef("telegram", "1"), locale="en",
+            image_path=None, prompt="a robot waves", negative_prompt="", duration_s=5,
+            tiers=("standard",), state="open", created_at=NOW, expires_at=NOW + 600,
+        )  # fmt: skip
+
+    async with open_storage(Settings(db=db)) as storage:
+        ledger, jobs = storage.ledger, storage.jobs
+        await ledger.open_wallet(UserProfile(ALICE, "Alice", "alice"), welcome_credits=0, now=NOW)
+        await ledger.top_up(ALICE, 500, key="fund:alice", actor="console:local", reason="", now=NOW)
+        await ledger.top_up(
+            BOB, 50, key="fund:bob", actor="console:local", reason="gift", now=NOW,
+            create_wallet=True,
+        )  # fmt: skip
+        await ledger.adjust(BOB, -5, key="fix:bob", actor="console:local", reason="fix", now=NOW)
+        await jobs.admit_quote_request(ALICE, per_minute=5, now=NOW)
+        # Same created_at: their order is SQLite's rowid, which PostgreSQL keeps as seq.
+        for number, end in ((3, "succeeded"), (1, "failed"), (2, None)):
+            await jobs.save_quote(quote(f"q-{number}"))
+            job = a_job(job_id=f"job-{number}" + "0" * 26, quote_id=f"q-{number}", user=ALICE)
+            await jobs.create_job(job, max_active=5, now=NOW)
+            if end is not None:
+                await jobs.transition(job.job_id, ("held",), end, now=NOW + 60)
+        await jobs.refund("job-3" + "0" * 26, actor="console:local", reason="", now=NOW + 90)
+        await storage.state.put("telegram:offset", "4242")
+
+
+def sqlite_rows(db: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(db) as connection:
+        return [tuple(row) for row in connection.execute(sql)]
+
+
+LEDGER = "SELECT seq, idem_key, platform, user_id, kind, amount, held_delta FROM ledger ORDER BY seq"
+
+
+async def test_db_copy_moves_everything_keeps_seq_and_then_the_bot_runs_on_postgresql(
+    tmp_path, pg_empty_url
+):
+    db = tmp_path / "klingbot.db"
+    await make_sqlite(db)
+    target = with_password(pg_empty_url)
+
+    result = run_cli("-v", "db", "copy", "--to", target, cwd=tmp_path)
+
+    assert result.returncode == 0, shown(result)
+    lines = shown(result).splitlines()
+    assert lines[0].startswith(
+        f"copied klingbot.db into {masked(pg_empty_url)}: 2 users, 2 wallets, 3 holds,"
+        " 9 ledger entries, 3 quotes, 3 jobs, 2 other rows in "
+    )
+    assert lines[0].endswith(" s; every balance and the ledger audit agree")
+    async with PgDatabase(pg_empty_url, max_size=2) as copied:
+        wallets = await copied.fetch("SELECT platform, user_id, balance, held FROM wallets")
+        assert sorted(tuple(r) for r in wallets) == sorted(
+            sqlite_rows(db, "SELECT platform, user_id, balance, held FROM wallets")
+        )
+        assert [tuple(r) for r in await copied.fetch(LEDGER)] == sqlite_rows(db, LEDGER)
+        jobs = await copied.fetch("SELECT job_id, state, refunded FROM jobs ORDER BY seq")
+        assert [tuple(r) for r in jobs] == sqlite_rows(
+            db, "SELECT job_id, state, refunded FROM jobs ORDER BY rowid"
+        )
+        assert await copied.fetchval("SELECT value FROM app_state") == "4242"
+        assert await copied.fetchval("SELECT count(*) FROM quote_requests") == 1
+
+    # The bot on PostgreSQL carries on where SQLite stopped: the next entry follows the last.
+    env = {"KLINGBOT_DATABASE_URL": target}
+    topped = run_cli("wallet", "topup", "telegram:1", "10", cwd=tmp_path, env=env)
+    assert topped.returncode == 0, shown(topped)
+    history = run_cli("wallet", "history", "telegram:1", "-n", "1", cwd=tmp_path, env=env)
+    assert history.stdout.splitlines()[1].split("\t")[0] == "10"
+    assert run_cli("db", "check", cwd=tmp_path, env=env).stdout == "ledger OK\n"
+
+    again = run_cli("db", "copy", cwd=tmp_path, env=env)  # --to from KLINGBOT_DATABASE_URL
+    assert (again.returncode, again.stdout) == (2, "")
+    assert shown(again) == (
+        f"klingbot: not copied: {masked(pg_empty_url)} is not empty (1 row in app_state, 1 row"
+        " in quote_requests, 3 rows in quotes, 3 rows in users, 3 rows in wallets, 3 rows in"
+        " holds, 3 rows in jobs, 10 rows in ledger): copy into a new, empty database\n"
+    )
+
+
+async def test_db_copy_refuses_an_inconsistent_source_and_leaves_the_target_alone(
+    tmp_path, pg_empty_url
+):
+    db = tmp_path / "klingbot.db"
+    await make_sqlite(db)
+    with sqlite3.connect(db) as connection:  # a balance changed behind the ledger's back
+        connection.execute("UPDATE wallets SET balance = balance + 7 WHERE user_id = '1'")
+
+    result = run_cli("db", "copy", "--to", with_password(pg_empty_url), cwd=tmp_path)
+
+    assert (result.returncode, result.stdout) == (1, "")
+    lines = shown(result).splitlines()
+    assert lines[0] == (
+        f"klingbot: not copied: the source {db} fails its checks (2 problem(s)): wallet"
+        " telegram:1 holds 487/20 but its entries sum to 480/20; klingbot db check lists them"
+    )
+    assert lines[1].startswith("  top-ups and adjustments (565) differ from balances (532)")
+    target = await asyncpg.connect(pg_empty_url)
+    try:
+        tables = await target.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        assert tables == 0  # untouched: not even migrated
+    finally:
+        await target.close()
+
+
+async def test_db_copy_refuses_a_source_in_use_and_names_a_missing_one(tmp_path, pg_empty_url):
+    target = with_password(pg_empty_url)
+    missing = run_cli("db", "copy", "--to", target, cwd=tmp_path)
+    assert (missing.returncode, shown(missing)) == (
+        2,
+        f"klingbot: there is no SQLite database {tmp_path / 'klingbot.db'} to copy: set"
+        " KLINGBOT_DB to the bot's database\n",
+    )
+    db = tmp_path / "klingbot.db"
+    await make_sqlite(db)
+    running = Lease(db)
+    running.share()  # as klingbot run does
+    try:
+        busy = run_cli("db", "copy", "--to", target, cwd=tmp_path)
+    finally:
+        running.release()
+    assert busy.returncode == 2
+    assert shown(busy).startswith(f"klingbot: a klingbot process is using {db} (klingbot run")
+    wrong = run_cli("db", "copy", "--to", "mysql://root:x@db/k", cwd=tmp_path)
+    assert (wrong.returncode, wrong.stderr) == (
+        2,
+        "klingbot: --to must start with postgresql:// or postgres:// (not mysql://), e.g."
+        " postgresql://klingbot:PASSWORD@127.0.0.1:5432/klingbot\n",
+    )
+
