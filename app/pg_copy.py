@@ -18,6 +18,11 @@ PostgreSQL database (``--to``, else ``KLINGBOT_DATABASE_URL``). In order:
    compared with the source: every wallet's balance and held credits, the
    number of ledger entries, their sums and their last ``seq``. Any
    difference rolls the whole transaction back: the target stays empty.
+   The members' input images that open quotes and jobs still need (files in
+   the data folder on SQLite) go into the target's ``inputs`` table in the
+   same transaction, and their quotes and jobs name them there (``pg:``),
+   so every replica reaches them; an image file that is not here keeps its
+   path.
 3. After the commit the ledger audit runs on the target
    (:func:`storage.postgres.audit.audit`).
 
@@ -40,7 +45,14 @@ from typing import Any
 import asyncpg
 
 from app.lease import Lease
+from bot.media import MAX_IMAGE_BYTES
 from bot.settings import mask_database_url
+
+DATA_ONLY_HERE = ("inputs",)
+"""Tables of the target's data that the source may not have (its images are files)."""
+
+PG_INPUT = "pg:"
+"""How quotes and jobs on PostgreSQL name an image kept in its ``inputs`` table."""
 
 LOCK_TIMEOUT = "10s"
 """How long the copy waits for a lock on a target table (a replica started on it)."""
@@ -84,6 +96,8 @@ class Source:
     wallets: dict[tuple[str, str], tuple[int, int]]
     ledger: tuple[int, int, int, int]
     """(entries, sum of amounts, sum of held deltas, last seq)."""
+    images: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    """Input images still needed, by the path quotes and jobs name: (row name, bytes)."""
 
 
 async def copy_to_postgres(database: Path, url: str, *, busy_timeout_ms: int = 5000) -> CopyResult:
@@ -183,7 +197,45 @@ def _read_source(database: Path, busy_timeout_ms: int) -> Source:
         raise explain(error, database) from None
     finally:
         connection.close()
-    return Source(tables, wallets, tuple(ledger))
+    return Source(tables, wallets, tuple(ledger), _needed_images(tables))
+
+
+def _needed_images(tables: dict[str, Table]) -> dict[str, tuple[str, bytes]]:
+    """The image files quotes and jobs still need (not removed by retention), read whole.
+
+    Each becomes a row of the target's ``inputs`` table named by its file's
+    name (``<quote id><extension>``), so every replica reaches it. A file
+    that is not here (or is not an acceptable image size) is left out: its
+    quotes and jobs keep the path, and say the image is gone if used.
+    """
+    paths: set[str] = set()
+    for name in ("quotes", "jobs"):
+        table = tables.get(name)
+        if table is None or "image_path" not in table.columns:
+            continue
+        at = table.columns.index("image_path")
+        columns = table.columns
+        removed = columns.index("input_removed_at") if "input_removed_at" in columns else None
+        for row in table.rows:
+            if row[at] and not str(row[at]).startswith(PG_INPUT) and (
+                removed is None or row[removed] is None
+            ):
+                paths.add(str(row[at]))
+    images: dict[str, tuple[str, bytes]] = {}
+    taken: set[str] = set()
+    for path in sorted(paths):
+        try:
+            data = Path(path).read_bytes()
+        except OSError:
+            continue
+        if not 0 < len(data) <= MAX_IMAGE_BYTES:
+            continue
+        name = Path(path).name
+        while name in taken:  # two folders, one file name: keep both
+            name = f"copy-{name}"
+        taken.add(name)
+        images[path] = (name, data)
+    return images
 
 
 def _has_rowid(connection: sqlite3.Connection, table: str) -> bool:
@@ -221,12 +273,15 @@ async def _copy_into(connection: Any, source: Source, shown: str) -> dict[str, i
                 f"not copied: the table {table.name} of {shown} has no column"
                 f" {', '.join(lacking)}: is it migrated by this same klingbot?"
             )
+    if "inputs" in target_columns and "inputs" not in source.tables and source.images:
+        _move_images_to_table(source)
     order = await _insert_order(connection, list(source.tables))
-    quoted = ", ".join(f'"{name}"' for name in order)
+    checked = order + [n for n in DATA_ONLY_HERE if n in target_columns and n not in order]
+    quoted = ", ".join(f'"{name}"' for name in checked)
     await connection.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
     await connection.execute(f"LOCK TABLE {quoted} IN EXCLUSIVE MODE")
     filled = []
-    for name in order:
+    for name in checked:
         if await connection.fetchval(f'SELECT EXISTS (SELECT 1 FROM "{name}")'):
             count = await connection.fetchval(f'SELECT count(*) FROM "{name}"')
             filled.append(f"{count} row{'' if count == 1 else 's'} in {name}")
@@ -258,6 +313,22 @@ async def _copy_into(connection: Any, source: Source, shown: str) -> dict[str, i
     await _reset_sequences(connection, order, target_columns)
     await _compare(connection, source, shown)
     return counts
+
+
+def _move_images_to_table(source: Source) -> None:
+    """Make the images rows of an ``inputs`` table, and point quotes and jobs at them."""
+    source.tables["inputs"] = Table(
+        "inputs", ["name", "data"], [image for image in source.images.values()]
+    )
+    for name in ("quotes", "jobs"):
+        table = source.tables.get(name)
+        if table is None or "image_path" not in table.columns:
+            continue
+        at = table.columns.index("image_path")
+        for number, row in enumerate(table.rows):
+            image = source.images.get(row[at]) if row[at] else None
+            if image is not None:
+                table.rows[number] = (*row[:at], PG_INPUT + image[0], *row[at + 1 :])
 
 
 async def _target_columns(connection: Any) -> dict[str, dict[str, str]]:
@@ -373,6 +444,7 @@ def describe_counts(counts: dict[str, int]) -> str:
         "ledger": ("ledger entry", "ledger entries"),
         "quotes": ("quote", "quotes"),
         "jobs": ("job", "jobs"),
+        "inputs": ("input image", "input images"),
     }
     shown = []
     for table, (one, many) in names.items():

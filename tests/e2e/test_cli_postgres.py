@@ -18,6 +18,7 @@ import asyncpg
 from app.backend import open_storage
 from app.lease import Lease
 from bot.commands import ChatRef, UserRef
+from bot.inputs import FileInputStore
 from bot.jobs.model import Quote
 from bot.ports import UserProfile
 from bot.settings import Settings
@@ -26,6 +27,8 @@ from tests.e2e.conftest import run_cli
 from tests.support.jobs import a_job
 
 PASSWORD = "pg-Secret-for-tests-4"
+IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+"""An input image's bytes (copied as they are)."""
 NOW = 1_764_000_000
 ALICE = UserRef("telegram", "1")
 BOB = UserRef("discord", "2")
@@ -146,13 +149,19 @@ def test_a_server_that_does_not_answer_is_one_line_without_the_password(tmp_path
 
 
 async def make_sqlite(db: Path) -> None:
-    """A database the bot's own storage wrote: wallets, every kind of entry, quotes, jobs, state."""
+    """A database the bot's own storage wrote: wallets, every kind of entry, quotes, jobs, state.
 
-    def quote(quote_id: str) -> Quote:
+    Job 2 (held) and its quote need the image ``inputs/q-2.png``; quote 1's image file is gone.
+    """
+    inputs = FileInputStore(db.parent / "klingbot-data" / "inputs")
+    images = {2: await inputs.save("q-2", ".png", IMAGE), 1: str(inputs.folder / "q-1.png")}
+
+    def quote(number: int) -> Quote:
         return Quote(
-            quote_id=quote_id, user=ALICE, chat=ChatRef("telegram", "1"), locale="en",
-            image_path=None, prompt="a robot waves", negative_prompt="", duration_s=5,
-            tiers=("standard",), state="open", created_at=NOW, expires_at=NOW + 600,
+            quote_id=f"q-{number}", user=ALICE, chat=ChatRef("telegram", "1"), locale="en",
+            image_path=images.get(number), prompt="a robot waves", negative_prompt="",
+            duration_s=5, tiers=("standard",), state="open", created_at=NOW,
+            expires_at=NOW + 600,
         )  # fmt: skip
 
     async with open_storage(Settings(db=db)) as storage:
@@ -167,8 +176,11 @@ async def make_sqlite(db: Path) -> None:
         await jobs.admit_quote_request(ALICE, per_minute=5, now=NOW)
         # Same created_at: their order is SQLite's rowid, which PostgreSQL keeps as seq.
         for number, end in ((3, "succeeded"), (1, "failed"), (2, None)):
-            await jobs.save_quote(quote(f"q-{number}"))
-            job = a_job(job_id=f"job-{number}" + "0" * 26, quote_id=f"q-{number}", user=ALICE)
+            await jobs.save_quote(quote(number))
+            job = a_job(
+                job_id=f"job-{number}" + "0" * 26, quote_id=f"q-{number}", user=ALICE,
+                image_path=images.get(number),
+            )  # fmt: skip
             await jobs.create_job(job, max_active=5, now=NOW)
             if end is not None:
                 await jobs.transition(job.job_id, ("held",), end, now=NOW + 60)
@@ -197,7 +209,7 @@ async def test_db_copy_moves_everything_keeps_seq_and_then_the_bot_runs_on_postg
     lines = shown(result).splitlines()
     assert lines[0].startswith(
         f"copied klingbot.db into {masked(pg_empty_url)}: 2 users, 2 wallets, 3 holds,"
-        " 9 ledger entries, 3 quotes, 3 jobs, 2 other rows in "
+        " 9 ledger entries, 3 quotes, 3 jobs, 1 input image, 2 other rows in "
     )
     assert lines[0].endswith(" s; every balance and the ledger audit agree")
     async with PgDatabase(pg_empty_url, max_size=2) as copied:
@@ -211,6 +223,19 @@ async def test_db_copy_moves_everything_keeps_seq_and_then_the_bot_runs_on_postg
             db, "SELECT job_id, state, refunded FROM jobs ORDER BY rowid"
         )
         assert await copied.fetchval("SELECT value FROM app_state") == "4242"
+        # The image job 2 still needs is in the database, for every replica; quote 1's is gone.
+        assert [tuple(r) for r in await copied.fetch("SELECT name, data FROM inputs")] == [
+            ("q-2.png", IMAGE)
+        ]
+        named = await copied.fetch(
+            "SELECT quote_id, image_path FROM quotes UNION ALL"
+            " SELECT quote_id, image_path FROM jobs ORDER BY 1, 2"
+        )
+        missing = str(tmp_path / "klingbot-data" / "inputs" / "q-1.png")
+        assert [tuple(r) for r in named] == [
+            ("q-1", missing), ("q-1", missing), ("q-2", "pg:q-2.png"), ("q-2", "pg:q-2.png"),
+            ("q-3", None), ("q-3", None),
+        ]  # fmt: skip
         assert await copied.fetchval("SELECT count(*) FROM quote_requests") == 1
 
     # The bot on PostgreSQL carries on where SQLite stopped: the next entry follows the last.
@@ -225,8 +250,9 @@ async def test_db_copy_moves_everything_keeps_seq_and_then_the_bot_runs_on_postg
     assert (again.returncode, again.stdout) == (2, "")
     assert shown(again) == (
         f"klingbot: not copied: {masked(pg_empty_url)} is not empty (1 row in app_state, 1 row"
-        " in quote_requests, 3 rows in quotes, 3 rows in users, 3 rows in wallets, 3 rows in"
-        " holds, 3 rows in jobs, 10 rows in ledger): copy into a new, empty database\n"
+        " in inputs, 1 row in quote_requests, 3 rows in quotes, 3 rows in users, 3 rows in"
+        " wallets, 3 rows in holds, 3 rows in jobs, 10 rows in ledger): copy into a new, empty"
+        " database\n"
     )
 
 
