@@ -330,6 +330,8 @@ async def _connect_while_held(gateway: _Gateway, adapter: DiscordAdapter) -> asy
         await gateway.start()
     else:
         adapter.gateway_down.set()
+        for guild_id in adapter.settings.discord_guild_ids:  # no server cache: ask REST
+            await adapter.outbox.learn_guild(guild_id)
     return asyncio.create_task(
         serve_role(role, gateway.start, gateway.stop, started=held), name="discord gateway role"
     )

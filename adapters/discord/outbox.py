@@ -41,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import aiohttp
 import discord
 from discord.utils import DEFAULT_FILE_SIZE_LIMIT_BYTES
 
@@ -79,6 +80,9 @@ class ChannelFacts:
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
         self.limits: dict[int, int] = {}
+        self.guild_limits: dict[int, int] = {}
+        """Upload limits of servers asked for through REST: a replica without the gateway
+        (another holds it) has no server cache to read them from."""
         self._tokens: dict[tuple[int, int], _Token] = {}
 
     def saw(self, interaction: discord.Interaction) -> None:
@@ -142,6 +146,8 @@ class DiscordOutbox(Outbox):
         if rendered.video is None:
             return await self._post(place, rendered.text, rendered.buttons, locale)
         size = (await asyncio.to_thread(rendered.video.stat)).st_size
+        if place.guild_id:
+            await self.learn_guild(place.guild_id)
         mention = f"<@{place.user_id}> "
         if size > self.upload_limit(place):
             limit = self.upload_limit(place)
@@ -181,12 +187,31 @@ class DiscordOutbox(Outbox):
 
     # --- limits ----------------------------------------------------------------------------
 
+    async def learn_guild(self, guild_id: int) -> None:
+        """Ask Discord (REST) for a server's upload limit, unless it is known already.
+
+        The replica holding the gateway has every server in its cache; the
+        others (``discord-gateway`` role, docs/ARCHITECTURE.md) ask once per
+        server, so a boosted server's clips are uploaded from any replica. A
+        failure leaves the default limit, and is tried again next time.
+        """
+        if self.client.get_guild(guild_id) is not None or guild_id in self.facts.guild_limits:
+            return
+        try:
+            guild = await self.client.fetch_guild(guild_id, with_counts=False)
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
+            log.info("could not read the upload limit of server %s: %s", guild_id, error)
+            return
+        self.facts.guild_limits[guild_id] = guild.filesize_limit
+
     def upload_limit(self, place: Place) -> int:
         """The most bytes the bot may attach here: the guild's limit, or what Discord announced."""
         known = []
         guild = self.client.get_guild(place.guild_id) if place.guild_id else None
         if guild is not None:
             known.append(guild.filesize_limit)
+        elif place.guild_id in self.facts.guild_limits:
+            known.append(self.facts.guild_limits[place.guild_id])
         announced = self.facts.limits.get(place.channel_id)
         if announced:
             known.append(announced)

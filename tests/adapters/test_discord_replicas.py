@@ -55,7 +55,7 @@ async def test_one_replica_holds_the_gateway_and_a_standby_takes_it_over(tmp_pat
     caplog.set_level(logging.INFO, "adapters.discord.client")
     roles = {name: AdvisoryRoles(pg_url, lease_s=LEASE_S, label=f"replica-{name}") for name in "ab"}
     async with DiscordStandIn(TOKEN) as api, AsyncExitStack() as stack:
-        guild = api.add_guild("Creators", channels=("general",))
+        guild = api.add_guild("Creators", channels=("general",), premium_tier=2)  # 50 MB uploads
         alice = guild.add_member("alice")
         replicas = {}
         for name, role_set in roles.items():
@@ -88,6 +88,12 @@ async def test_one_replica_holds_the_gateway_and_a_standby_takes_it_over(tmp_pat
         await b.adapter.outbox.drain()
         [posted] = [m for m in api.messages_in(channel) if m.via == "channel"]
         assert posted.content == "Your balance: 7 credits (¥0.70)."
+        # Without the gateway's server cache, the standby asked REST for the server's limit:
+        # a 20 MB clip is uploaded from it as from the holder, not sent as a link.
+        assert b.adapter.outbox.client.get_guild(int(guild.id)) is None
+        assert b.adapter.outbox.fits(chat, 20 * 1024 * 1024)
+        assert a.adapter.outbox.fits(chat, 20 * 1024 * 1024)
+        assert not b.adapter.outbox.fits(chat, 60 * 1024 * 1024)
 
         # Replica a's session ends: it leaves the gateway, b connects within the lease.
         lost = time.monotonic()
