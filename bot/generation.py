@@ -152,7 +152,10 @@ async def _offer(
         freed = await generation.store.save_quote(quote, max_open=generation.max_open_quotes)
     except BaseException:
         if written is not None:
-            await asyncio.shield(generation.inputs.remove(written))
+            try:
+                await asyncio.shield(generation.inputs.remove(written))
+            except Exception as error:  # the quote's own error is the one to report
+                log.warning("the image %s of an unsaved quote stays: %s", written, error)
         raise
     for reference in freed:
         await remove_input(generation.store, generation.inputs, reference, now=now)

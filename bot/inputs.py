@@ -91,6 +91,18 @@ class InputStore(ABC):
     async def usage(self) -> InputUsage:
         """The images kept now and their bytes (for the metrics)."""
 
+    async def remove_unnamed(self) -> int:
+        """Delete the images no quote or job names, saved over an hour ago; how many.
+
+        A process stopped between saving an image and saving its quote (or
+        a quote that could not be saved, and whose image could not be
+        removed either) leaves an image nothing names, which the sweep,
+        asking only for named images, would never find. A store that can
+        tell such images apart removes them here (the retention sweep calls
+        it); the default (files) removes nothing, as before.
+        """
+        return 0
+
 
 class FileInputStore(InputStore):
     """Images as files in one folder, each named by its file's path (SQLite, one process)."""

@@ -65,10 +65,12 @@ class RetentionSettings:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """What one sweep removed: input image paths, and the ids of jobs whose clip went."""
+    """What one sweep removed: input image references, and the ids of jobs whose clip went."""
 
     inputs: tuple[str, ...] = ()
     clips: tuple[str, ...] = ()
+    unnamed: int = 0
+    """Images no row named (a quote never saved), removed from the store."""
 
 
 class Retention:
@@ -171,7 +173,9 @@ class Retention:
         clips = await self._sweep_clips()
         if inputs or clips:
             log.info("retention: removed %d input images and %d clips", len(inputs), len(clips))
-        return SweepResult(tuple(inputs), tuple(clips))
+        if unnamed := await self.inputs.remove_unnamed():
+            log.info("retention: removed %d input images no quote or job names", unnamed)
+        return SweepResult(tuple(inputs), tuple(clips), unnamed)
 
     async def _sweep_inputs(self) -> list[str]:
         removed: list[str] = []

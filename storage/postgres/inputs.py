@@ -86,6 +86,21 @@ class PgInputStore(InputStore):
         assert row is not None
         return InputUsage(int(row["files"]), int(row["size"]))
 
+    async def remove_unnamed(self) -> int:
+        """Delete the rows no quote or job names, saved :data:`UNNAMED_AFTER_S` ago or more."""
+        status = await self.db.execute(
+            "DELETE FROM inputs WHERE created_at <= extract(epoch FROM now())::bigint - $1"
+            " AND NOT EXISTS (SELECT 1 FROM quotes WHERE image_path = $2 || inputs.name)"
+            " AND NOT EXISTS (SELECT 1 FROM jobs WHERE image_path = $2 || inputs.name)",
+            UNNAMED_AFTER_S,
+            PREFIX,
+        )
+        return int(status.rsplit(" ", 1)[-1])
+
+
+UNNAMED_AFTER_S = 3600
+"""An image no row names is left this long (server time): its quote may be on its way."""
+
 
 def _name(reference: str) -> str | None:
     """The row a ``pg:`` reference names; None for a path."""

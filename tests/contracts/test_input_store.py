@@ -198,3 +198,22 @@ async def test_db_copy_moves_the_images_named_by_path_into_the_table(pg_database
     assert (await store.materialize("pg:q-job-1.jpg", "job-1")).read_bytes() == IMAGE
     assert (await store.materialize("pg:open.png", "x")).read_bytes() == OTHER
     assert await store.usage() == InputUsage(2, len(IMAGE) + len(OTHER))
+
+
+async def test_postgres_removes_images_no_row_names_an_hour_after_they_were_saved(
+    pg_inputs, pg_database
+):
+    """A process stopped between saving an image and its quote leaves a row nothing names."""
+    from storage.postgres.jobs import PgJobStore
+    from tests.contracts.test_job_store import quote
+
+    named = await pg_inputs.save("named", ".jpg", IMAGE)
+    await PgJobStore(pg_database).save_quote(quote("named", image_path=named))
+    orphan = await pg_inputs.save("orphan", ".jpg", IMAGE)
+    fresh = await pg_inputs.save("fresh", ".jpg", IMAGE)  # its quote may be on its way
+    assert await pg_inputs.remove_unnamed() == 0
+    await pg_database.execute(
+        "UPDATE inputs SET created_at = created_at - 3600 WHERE name <> 'fresh.jpg'"
+    )
+    assert await pg_inputs.remove_unnamed() == 1
+    assert [await pg_inputs.exists(r) for r in (named, orphan, fresh)] == [True, False, True]

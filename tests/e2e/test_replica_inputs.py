@@ -136,8 +136,10 @@ async def test_an_image_sent_to_one_replica_is_made_into_a_clip_by_another(pg, p
 
         # A day after the job, the sweep (whichever replica runs it) deletes the bytes.
         clock.advance(24 * HOUR + 601)
+        # And an image a replica killed before it saved the quote left, nothing names.
+        await pg.execute("INSERT INTO inputs (name, data, created_at) VALUES ('x.png', 'x', 0)")
         swept = await b.deps.generation.runner.retention.sweep()
-        assert swept.inputs == (f"pg:{name}",)
+        assert (swept.inputs, swept.unnamed) == ((f"pg:{name}",), 1)
         assert await stored_images(pg) == {}
         assert await input_gauges(b) == {"klingbot_input_files": 0, "klingbot_input_bytes": 0}
         assert (await b.deps.generation.store.get_job(job.job_id)).input_removed_at == clock.now()
