@@ -8,15 +8,14 @@ deletes the copy when the job no longer needs the provider. The retention
 sweep deletes the row.
 
 A reference that is a path (an image saved before the database moved to
-PostgreSQL, on this machine) is served by the file store given, as before;
-:func:`move_file_images` moves such images into the table (``db copy``).
+PostgreSQL, on this machine) is served by the file store given, as before
+(``klingbot db copy --to``, ``app/pg_copy.py``, moves such images into
+the table).
 """
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 from bot.inputs import FileInputStore, InputCache, InputGone, InputStore, InputUsage
 from bot.media import MAX_IMAGE_BYTES
@@ -106,50 +105,3 @@ def _name(reference: str) -> str | None:
     """The row a ``pg:`` reference names; None for a path."""
     return reference.removeprefix(PREFIX) if reference.startswith(PREFIX) else None
 
-
-async def move_file_images(connection: Any) -> tuple[int, int]:
-    """Move the images that quotes and jobs name by path into the ``inputs`` table.
-
-    In the caller's transaction: ``klingbot db copy --to``, after the rows
-    are copied from SQLite. Each image still kept (not noted removed) and readable on this machine
-    becomes the row ``<file name>`` (``<quote id>.<ext>``), and every quote
-    and job naming its path is made to name ``pg:<file name>`` instead, so
-    every replica reaches it. A path whose file is missing or unusable is
-    left as it is: the image is gone (Reroll says so). Returns (images
-    moved, paths left).
-    """
-    rows = await connection.fetch(
-        "SELECT image_path FROM quotes WHERE image_path IS NOT NULL AND input_removed_at IS NULL"
-        " UNION SELECT image_path FROM jobs"
-        " WHERE image_path IS NOT NULL AND input_removed_at IS NULL"
-    )
-    moved = left = 0
-    for path in sorted(row["image_path"] for row in rows):
-        if path.startswith(PREFIX):
-            continue
-        data = await asyncio.to_thread(_readable_image, Path(path))
-        if data is None:
-            left += 1
-            continue
-        name = Path(path).name
-        await connection.execute(
-            "INSERT INTO inputs (name, data) VALUES ($1, $2)"
-            " ON CONFLICT (name) DO UPDATE SET data = excluded.data",
-            name,
-            data,
-        )
-        for table in ("quotes", "jobs"):
-            await connection.execute(
-                f"UPDATE {table} SET image_path = $1 WHERE image_path = $2", PREFIX + name, path
-            )
-        moved += 1
-    return moved, left
-
-
-def _readable_image(path: Path) -> bytes | None:
-    """The file's bytes when it is an image the table takes (1 byte to 10 MB); else None."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return data if 0 < len(data) <= MAX_IMAGE_BYTES else None

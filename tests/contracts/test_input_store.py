@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 
 import asyncpg
 import pytest
 
 from bot.inputs import FileInputStore, InputGone, InputStore, InputUsage
 from bot.media import MAX_IMAGE_BYTES
-from bot.ports import UserProfile
 from tests.unit.fakes import InMemoryInputStore
 
 IMAGE = bytes(range(256)) * 40  # every byte value, 10 KiB
@@ -163,41 +161,6 @@ async def test_an_image_saved_before_the_move_to_postgres_is_served_from_its_fil
     assert await pg_inputs.materialize(str(old), "job-1") == old
     await pg_inputs.remove(str(old))
     assert not old.exists() and not await pg_inputs.exists(str(old))
-
-
-async def test_db_copy_moves_the_images_named_by_path_into_the_table(pg_database, tmp_path):
-    """What ``klingbot db copy --to`` does after copying the rows: paths become ``pg:`` rows."""
-    from storage.postgres.inputs import PgInputStore, move_file_images
-    from storage.postgres.jobs import PgJobStore
-    from storage.postgres.ledger import PgLedger
-    from tests.contracts.test_job_store import ALICE, made, quote
-
-    storage = SimpleNamespace(ledger=PgLedger(pg_database), jobs=PgJobStore(pg_database))
-    jobs = storage.jobs
-    folder = tmp_path / "inputs"
-    folder.mkdir()
-    for name, data in (("q-job-1.jpg", IMAGE), ("open.png", OTHER), ("gone.jpg", IMAGE)):
-        (folder / name).write_bytes(data)
-    await storage.ledger.open_wallet(UserProfile(ALICE, "alice"), welcome_credits=100, now=1)
-    await made(storage, "job-1", image_path=str(folder / "q-job-1.jpg"))
-    await jobs.save_quote(quote("reroll", image_path=str(folder / "q-job-1.jpg")))
-    await jobs.save_quote(quote("open", image_path=str(folder / "open.png")))
-    await jobs.save_quote(quote("lost", image_path=str(folder / "lost.jpg")))  # no file
-    await jobs.save_quote(quote("gone", image_path=str(folder / "gone.jpg")))
-    await jobs.note_input_removed(str(folder / "gone.jpg"), now=2)  # removed: not moved
-
-    async with pg_database.transaction() as connection:
-        assert await move_file_images(connection) == (2, 1)
-
-    assert (await jobs.get_job("job-1")).image_path == "pg:q-job-1.jpg"
-    assert (await jobs.get_quote("reroll")).image_path == "pg:q-job-1.jpg"
-    assert (await jobs.get_quote("open")).image_path == "pg:open.png"
-    assert (await jobs.get_quote("lost")).image_path == str(folder / "lost.jpg")
-    assert (await jobs.get_quote("gone")).image_path == str(folder / "gone.jpg")
-    store = PgInputStore(pg_database, cache=tmp_path / "cache", files=FileInputStore(folder))
-    assert (await store.materialize("pg:q-job-1.jpg", "job-1")).read_bytes() == IMAGE
-    assert (await store.materialize("pg:open.png", "x")).read_bytes() == OTHER
-    assert await store.usage() == InputUsage(2, len(IMAGE) + len(OTHER))
 
 
 async def test_postgres_removes_images_no_row_names_an_hour_after_they_were_saved(
