@@ -80,6 +80,7 @@ class SessionLock:
         self._connect = connect
         self.connection: Any = None
         self.held = False
+        self._unreachable = False
         self.lost = asyncio.Event()
         """Set when the connection holding the lock ended (the lock is gone with it)."""
 
@@ -89,11 +90,18 @@ class SessionLock:
         A server that cannot be reached is also False (logged); the caller tries again later.
         """
         try:
-            return await self.take()
+            taken = await self.take()
         except CONNECT_ERRORS as error:
-            log.warning("cannot try the lock %s: %s", self.name, _reason(error))
+            # Said once per outage, not at every retry.
+            level = logging.DEBUG if self._unreachable else logging.WARNING
+            log.log(level, "cannot try the lock %s: %s", self.name, _reason(error))
+            self._unreachable = True
             await self._drop()
             return False
+        if self._unreachable:
+            log.info("the lock %s can be tried again", self.name)
+            self._unreachable = False
+        return taken
 
     async def take(self) -> bool:
         """:meth:`try_take`, raising what reaching the server raised (the connection dropped)."""
