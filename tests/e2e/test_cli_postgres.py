@@ -306,3 +306,21 @@ async def test_db_copy_refuses_a_source_in_use_and_names_a_missing_one(tmp_path,
         " postgresql://klingbot:PASSWORD@127.0.0.1:5432/klingbot\n",
     )
 
+
+
+async def test_the_console_runs_on_postgresql_and_its_debug_log_holds_no_password(
+    tmp_path, pg_url, pg_database
+):
+    result = run_cli(
+        "-v",
+        "console",
+        cwd=tmp_path,
+        stdin="/topup me 30\n/balance\n",
+        env={"KLINGBOT_DATABASE_URL": with_password(pg_url)},
+    )
+
+    assert result.returncode == 0, shown(result)
+    assert result.stdout.splitlines()[-1] == "Your balance: 30 credits (¥3.00)."
+    assert " DEBUG " in shown(result)  # everything was logged, and not the password
+    assert await pg_database.fetchval("SELECT balance FROM wallets") == 30
+    assert not list(tmp_path.glob("klingbot.db*"))
