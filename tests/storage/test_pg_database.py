@@ -154,3 +154,29 @@ async def test_what_a_borrowed_connection_leaves_in_its_session_is_reset(pg_url)
         assert not await database.fetchval(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
         )
+
+
+async def test_a_connection_the_server_drops_mid_statement_is_one_line_and_the_pool_recovers(
+    pg_url,
+):
+    async with (
+        PgDatabase(pg_url, min_size=1, max_size=1) as database,
+        PgDatabase(pg_url, min_size=2, max_size=2) as admin,
+        admin.connection() as holder,
+    ):
+        pid = await database.fetchval("SELECT pg_backend_pid()")
+        await holder.execute("SELECT pg_advisory_lock(7)")
+        waiting = asyncio.create_task(database.fetchval("SELECT pg_advisory_lock(7)"))
+        while not await admin.fetchval(  # until the statement waits on the server
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock'",
+            pid,
+        ):
+            assert not waiting.done()
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+        with pytest.raises(StorageUnavailable) as lost:
+            await waiting
+        message = str(lost.value)
+        assert message.startswith(f"PostgreSQL database {describe(pg_url)}: the connection was lost")
+        assert "\n" not in message and lost.value.__cause__ is None
+        assert await database.fetchval("SELECT 1") == 1  # a new connection, no restart
