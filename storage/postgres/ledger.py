@@ -173,13 +173,32 @@ def _outcome(row: asyncpg.Record) -> Outcome:
     return Outcome(entry_from_row(row), applied=row["applied"])
 
 
-async def _refusal(connection: asyncpg.Connection, user: UserRef, needed: int) -> Exception:
+async def _refusal(
+    connection: asyncpg.Connection, user: UserRef, needed: int, key: str
+) -> Outcome | Exception:
+    """Why a guarded write changed nothing: its key was taken after all, or the wallet.
+
+    The statement looked for its key in a snapshot taken before it waited for
+    the wallet's row lock; if the writer it waited for wrote that very key
+    (a retry racing its original), the answer is that entry, not a refusal.
+    """
+    prior = await connection.fetchrow(
+        f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE idem_key = $1", key
+    )
+    if prior is not None:
+        return Outcome(entry_from_row(prior), applied=False)
     balance = await connection.fetchval(
         "SELECT balance FROM wallets WHERE platform = $1 AND user_id = $2", user.platform, user.id
     )
     if balance is None:
         return NoWallet(str(user))
     return InsufficientCredits(balance, needed)
+
+
+def _raise_or_return(answer: Outcome | Exception) -> Outcome:
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
 
 
 async def change_balance(
@@ -198,7 +217,7 @@ async def change_balance(
         _CHANGE_BALANCE, key, user.platform, user.id, credits, kind, actor, reason, now
     )
     if row is None:
-        raise await _refusal(connection, user, -credits)
+        return _raise_or_return(await _refusal(connection, user, -credits, key))
     return _outcome(row)
 
 
@@ -217,7 +236,7 @@ async def hold_credits(
         _HOLD, hold_id, user.platform, user.id, credits, actor, reason, now
     )
     if row is None:
-        raise await _refusal(connection, user, credits)
+        return _raise_or_return(await _refusal(connection, user, credits, f"hold:{hold_id}"))
     return _outcome(row)
 
 

@@ -139,3 +139,49 @@ async def test_the_audit_reports_a_wallet_its_entries_do_not_explain(pg_database
         "hold job-1 is captured with 0 endings",
         "top-ups and adjustments (100) differ from balances (75) + open holds (0) + captures (30)",
     ]
+
+
+async def overlapping(blocker_db: PgDatabase, *writes):
+    """Run ``writes`` so that they overlap for sure: all wait for the wallet's row lock,
+    which another connection holds until every one of them waits."""
+    async with blocker_db.transaction() as blocker:
+        await blocker.execute("SELECT FROM wallets WHERE user_id = $1 FOR UPDATE", ALICE.id)
+        tasks = [asyncio.create_task(write) for write in writes]
+        while await blocker_db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ) < len(tasks):
+            assert not any(task.done() for task in tasks)
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_retry_that_waited_for_its_original_gets_its_entry_not_a_refusal(
+    replicas, pg_replicas
+):
+    """The retry looked for its key before waiting for the wallet, and the original then spent it.
+
+    The first write spends 60 of 100, the retry then finds 40 left: it must answer with
+    the first one's entry, as it would have had it come a moment later.
+    """
+    await funded(replicas[0], 100)
+
+    held = await overlapping(
+        pg_replicas[2],
+        *(
+            ledger.hold(ALICE, 60, hold_id="job-1", actor="a", reason="", now=NOW)
+            for ledger in replicas[:2]
+        ),
+    )
+    fined = await overlapping(
+        pg_replicas[2],
+        *(
+            ledger.adjust(ALICE, -30, key="fine", actor="m", reason="", now=NOW)
+            for ledger in replicas[:2]
+        ),
+    )
+
+    for first, retry in (held, fined):
+        assert not isinstance(first, BaseException) and not isinstance(retry, BaseException)
+        assert sorted([first.applied, retry.applied]) == [False, True]
+        assert first.entry == retry.entry
+    assert await replicas[0].wallet(ALICE) == Wallet(ALICE, 10, 60, 1)
