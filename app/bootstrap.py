@@ -205,6 +205,7 @@ async def _core(
         if metrics is not None:
             metrics.watch_runner(runner)
             metrics.watch_inputs(inputs)
+            metrics.watch_roles(roles)
         callbacks = await _serve_callbacks(settings, provider)
         try:
             yield Deps(

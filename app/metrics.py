@@ -46,6 +46,7 @@ from bot.jobs.model import TERMINAL, Job, JobState, Quote
 from bot.jobs.runner import JobRunner
 from bot.jobs.store import JobStore
 from bot.providers.base import GenerationRequest, Provider, ProviderError, TaskStatus
+from bot.roles import Roles
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,10 @@ class PrometheusMetrics:
         self.queue.set_function(runner.waiting_count)
         self.running.set_function(runner.running_count)
 
+    def watch_roles(self, roles: Roles) -> None:
+        """Show at each scrape which roles this replica holds (``klingbot_role_held{role}``)."""
+        self.registry.register(RolesHeld(roles))
+
     def watch_inputs(self, inputs: InputStore | Path) -> None:
         """Count the input images kept (files and bytes) at each scrape.
 
@@ -194,6 +199,32 @@ class PrometheusMetrics:
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+class RolesHeld:
+    """A collector: 1 for each role this replica holds, 0 for each it stands by for."""
+
+    def __init__(self, roles: Roles) -> None:
+        self.roles = roles
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        """The gauge, without values."""
+        return [_roles_held()]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        """Whether each role claimed is held now."""
+        family = _roles_held()
+        for role in self.roles.claimed():
+            family.add_metric([role.name], 1 if role.held else 0)
+        return [family]
+
+
+def _roles_held() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "klingbot_role_held",
+        "1 while this replica holds the role (one replica at a time does its work)",
+        labels=["role"],
+    )
 
 
 class InputFiles:

@@ -91,6 +91,10 @@ class Roles(ABC):
     async def close(self) -> None:
         """Stop campaigning and give up every role held (a dying process gives them up too)."""
 
+    @abstractmethod
+    def claimed(self) -> list[Role]:
+        """The roles this process campaigns for (held or not), in the order claimed."""
+
 
 class SoleRoles(Roles):
     """Every role, always held: the one process of an SQLite database (or a test)."""
@@ -110,6 +114,10 @@ class SoleRoles(Roles):
         """Every role is given up."""
         for role in self._roles.values():
             role._lose()
+
+    def claimed(self) -> list[Role]:
+        """Every role asked for."""
+        return list(self._roles.values())
 
 
 async def serve_role(

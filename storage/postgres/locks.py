@@ -250,6 +250,10 @@ class AdvisoryRoles(Roles):
         role._task = asyncio.create_task(role.campaign(), name=f"role {name}")
         return role
 
+    def claimed(self) -> list[Role]:
+        """The roles campaigned for."""
+        return list(self._roles.values())
+
     async def close(self) -> None:
         """Stop every campaign; each closes its connection, which lets its lock go."""
         roles, self._roles = list(self._roles.values()), {}

@@ -20,11 +20,13 @@ import aiohttp
 import asyncpg
 import pytest
 
+from app.metrics import PrometheusMetrics
 from app.serve import Served, watch_telegram
 from bot.roles import TELEGRAM_POLLING
 from storage.postgres.locks import AdvisoryRoles
 from tests.adapters.conftest import telegram_bot
 from tests.adapters.standin import POLL_CONFLICT
+from tests.ops.test_metrics import samples
 from tests.replicas.balancer import Balancer
 
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
@@ -80,6 +82,17 @@ async def test_one_replica_polls_and_a_standby_takes_over_when_it_loses_the_role
         for name, bot in replicas.items():
             watch_telegram(bot.application, served[name])
         assert await served["b"].checks["telegram"]() is None  # a standby is healthy
+        gauges = {name: PrometheusMetrics(bot.deps.catalog) for name, bot in replicas.items()}
+        for name, metrics in gauges.items():
+            metrics.watch_roles(roles[name])
+
+        def held(name: str) -> float | None:
+            """What replica ``name``'s /metrics says of the polling role."""
+            return samples(gauges[name].exposition().decode()).get(
+                ("klingbot_role_held", (("role", TELEGRAM_POLLING),))
+            )
+
+        assert (held("a"), held("b")) == (1, 0)
         alice = replicas["a"].member(1001, "Alice")
         assert (await price(alice, api)).startswith(PRICE_FIRST_LINE)
 
@@ -94,6 +107,7 @@ async def test_one_replica_polls_and_a_standby_takes_over_when_it_loses_the_role
         print(f"polling taken over after {took:.2f} s; first answer {answered:.2f} s after")
         assert not a.polling.is_set()  # a stands by now
         assert await served["a"].checks["telegram"]() is None
+        assert (held("a"), held("b")) == (0, 1)
 
         # Replica b's roles go (as its death closes its connections): a polls again.
         await roles["b"].close()

@@ -96,6 +96,9 @@ async def test_metrics_and_health_after_a_gen_on_telegram(tmp_path):
         ("klingbot_rate_limit_wait_seconds_total", (("platform", "telegram"),)): 3,
         ("klingbot_queue_length", ()): 0,
         ("klingbot_jobs_running", ()): 0,
+        # The one process of an SQLite database holds every role it has a duty for.
+        ("klingbot_role_held", (("role", "retention"),)): 1,
+        ("klingbot_role_held", (("role", "telegram-polling"),)): 1,
     }
     assert {key: values.get(key) for key in expected} == expected
     assert ("klingbot_generation_seconds_bucket", (("le", "+Inf"), ("tier", "master"))) in values
