@@ -11,9 +11,10 @@ It never creates anything: where no klingbot process ever ran (no lease
 file), nobody can hold the lease, and no ``klingbot.db.lock`` is left behind.
 
 With ``KLINGBOT_DATABASE_URL`` (PostgreSQL) there is no lease file beside a
-database to ask: only ``/healthz`` tells, so without
-``KLINGBOT_METRICS_LISTEN`` it says so (unhealthy, exit 1). The Docker image
-sets it.
+database to ask; without ``KLINGBOT_METRICS_LISTEN`` it asks the database
+whether this replica (``KLINGBOT_REPLICA_ID``) holds its lease: its row in
+``replicas`` (:mod:`app.replica_lease`) has not expired, its heartbeat is
+recent. That reads one row and changes nothing.
 
 The container runtime runs it every 30 seconds, so it is kept light: the
 ``klingbot`` script (:mod:`app.entry`) comes here without importing the
@@ -48,11 +49,7 @@ def health_command(settings: Settings) -> int:
     if settings.metrics_listen is not None:
         return _ask_healthz(settings.metrics_listen, settings)
     if settings.postgres:
-        print(
-            "unhealthy: with KLINGBOT_DATABASE_URL klingbot health asks the bot's /healthz:"
-            " set KLINGBOT_METRICS_LISTEN (the Docker image does)"
-        )
-        return 1
+        return _replica_health(settings)
     try:
         held = _lease_held(settings)
     except StorageUnavailable as error:
@@ -62,6 +59,51 @@ def health_command(settings: Settings) -> int:
         print(f"unhealthy: no klingbot process holds {settings.db.absolute()}")
         return 1
     print(f"healthy: a klingbot process holds {settings.db.absolute()}")
+    return 0
+
+
+REPLICA = """
+SELECT host, pid, extract(epoch FROM now() - heartbeat_at)::int AS seen_s,
+       extract(epoch FROM now() - expires_at)::int AS expired_s
+FROM replicas WHERE replica_id = $1
+"""
+
+
+def _replica_health(settings: Settings) -> int:
+    """PostgreSQL: whether this replica's lease row is alive (0) or not (1); one line."""
+    import asyncio
+
+    import asyncpg
+
+    from storage.postgres.database import explain
+
+    assert settings.database_url is not None
+    url = settings.database_url.get_secret_value()
+    replica = settings.replica
+
+    async def ask() -> asyncpg.Record | None:
+        connection = await asyncpg.connect(url, timeout=HEALTH_TIMEOUT_S)
+        try:
+            return await connection.fetchrow(REPLICA, replica, timeout=HEALTH_TIMEOUT_S)
+        finally:
+            await connection.close()
+
+    try:
+        row = asyncio.run(ask())
+    except asyncpg.UndefinedTableError:
+        row = None  # no replica ever ran on this database
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+        print(f"unhealthy: {explain(error, url)}")
+        return 1
+    where = f"on {settings.database_shown}"
+    if row is None:
+        print(f"unhealthy: no klingbot replica {replica} ever ran {where}")
+        return 1
+    holder = f"pid {row['pid']} on {row['host']}, last heartbeat {row['seen_s']} s ago"
+    if row["expired_s"] >= 0:
+        print(f"unhealthy: replica {replica} {where} does not hold its lease ({holder})")
+        return 1
+    print(f"healthy: replica {replica} holds its lease {where} ({holder})")
     return 0
 
 

@@ -10,6 +10,8 @@ files, made by the bot's own storage code, into ``pg_empty_url``.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +26,7 @@ from bot.ports import UserProfile
 from bot.settings import Settings
 from storage.postgres.database import PgDatabase
 from tests.e2e.conftest import run_cli
+from tests.support.env import process_environment
 from tests.support.jobs import a_job
 
 PASSWORD = "pg-Secret-for-tests-4"
@@ -118,7 +121,7 @@ async def test_doctor_checks_the_postgresql_database_and_never_shows_its_passwor
     assert failed and "does not answer" in failed[0]
 
 
-def test_sqlite_file_operations_point_at_pg_dump_and_health_at_healthz(tmp_path, pg_url):
+def test_sqlite_file_operations_point_at_pg_dump(tmp_path, pg_url):
     env = {"KLINGBOT_DATABASE_URL": with_password(pg_url)}
     for action in (("backup",), ("restore", "some.db")):
         result = run_cli("db", *action, cwd=tmp_path, env=env)
@@ -126,13 +129,37 @@ def test_sqlite_file_operations_point_at_pg_dump_and_health_at_healthz(tmp_path,
         assert shown(result).startswith(f"klingbot: db {action[0]} works on the SQLite file")
         assert "the data is in PostgreSQL: use pg_" in result.stderr
         assert result.stderr.count("\n") == 1
-    health = run_cli("health", cwd=tmp_path, env=env)  # no lease file to ask: only /healthz
-    assert (health.returncode, shown(health)) == (
-        1,
-        "unhealthy: with KLINGBOT_DATABASE_URL klingbot health asks the bot's /healthz:"
-        " set KLINGBOT_METRICS_LISTEN (the Docker image does)\n",
-    )
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_health_asks_whether_this_replica_holds_its_lease(tmp_path, pg_url, pg_database):
+    env = {"KLINGBOT_DATABASE_URL": with_password(pg_url), "KLINGBOT_REPLICA_ID": "r1"}
+    where = f"on {masked(pg_url)}"
+    never = run_cli("health", cwd=tmp_path, env=env)
+    assert (never.returncode, shown(never)) == (
+        1, f"unhealthy: no klingbot replica r1 ever ran {where}\n"
+    )  # fmt: skip
+    console = subprocess.Popen(
+        [sys.executable, "-m", "app", "console"],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=process_environment(env),
+    )
+    try:
+        console.stdin.write("/balance\n")
+        console.stdin.flush()
+        assert console.stdout.readline() == "Your balance: 0 credits (¥0.00).\n"  # it runs
+        running = run_cli("health", cwd=tmp_path, env=env)
+    finally:
+        console.communicate("")
+    assert running.returncode == 0, shown(running)
+    assert shown(running).startswith(f"healthy: replica r1 holds its lease {where} (pid ")
+    stopped = run_cli("health", cwd=tmp_path, env=env)
+    assert stopped.returncode == 1
+    assert shown(stopped).startswith(f"unhealthy: replica r1 {where} does not hold its lease")
 
 
 def test_a_server_that_does_not_answer_is_one_line_without_the_password(tmp_path):
