@@ -73,9 +73,13 @@ def compose_variables() -> set[str]:
     return names
 
 
+TEST_VARIABLES = frozenset({"KLINGBOT_TEST_DATABASE_URL", "KLINGBOT_REQUIRE_POSTGRES"})
+"""Read by the test suite (tests/support/postgres.py), not the bot: named for contributors."""
+
+
 def unknown_variables(text: str) -> list[str]:
     """The variables ``text`` names that nothing reads."""
-    known = set(setting_variables()) | set(OTHER_VARIABLES) | compose_variables()
+    known = set(setting_variables()) | set(OTHER_VARIABLES) | compose_variables() | TEST_VARIABLES
     return sorted({name for name in VARIABLE.findall(text) if name not in known})
 
 
