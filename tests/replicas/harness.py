@@ -1,6 +1,6 @@
 """Real ``klingbot run`` replicas in Telegram webhook mode, behind the test balancer.
 
-Each :class:`Replica` is one ``klingbot -v run`` process with its own data
+Each :class:`Replica` is one ``klingbot run`` process with its own data
 folder and replica id, listening for webhook posts on a free loopback port
 that it reports in its log (``webhook listening on 127.0.0.1:<port>/hook``);
 :class:`Replicas` starts them, puts them behind a :class:`Balancer` whose URL
@@ -28,10 +28,17 @@ LISTENING = re.compile(r"webhook listening on ([\d.]+):(\d+)" + re.escape(WEBHOO
 
 
 class Replica:
-    """One ``klingbot -v run`` process; its stderr is read line by line as it comes."""
+    """One ``klingbot run`` process; its stderr is read line by line as it comes.
 
-    def __init__(self, name: str, env: Mapping[str, str], cwd: Path) -> None:
+    It logs at INFO (``KLINGBOT_LOG_LEVEL``'s default), which has every line the tests
+    wait on; ``verbose`` adds ``-v`` (DEBUG: every Bot API call, much slower).
+    """
+
+    def __init__(
+        self, name: str, env: Mapping[str, str], cwd: Path, *, verbose: bool = False
+    ) -> None:
         self.name = name
+        self.verbose = verbose
         self.env = dict(env)
         self.cwd = cwd
         self.lines: list[str] = []
@@ -44,7 +51,7 @@ class Replica:
         """Start the process and wait until it takes webhook posts."""
         self.lines.clear()
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app", "-v", "run",
+            sys.executable, "-m", "app", *(["-v"] if self.verbose else []), "run",
             cwd=self.cwd, env=self.env,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
