@@ -64,6 +64,13 @@ class Role:
         """Return once this process no longer holds the role (at once if it does not)."""
         await self._lost.wait()
 
+    async def step_down(self) -> None:
+        """Give the role up for one retry interval, so that another replica may take it.
+
+        For a holder that cannot do the duty (its platform unreachable from
+        here). The sole runner of SQLite has nobody to hand it to: it keeps it.
+        """
+
     def _gain(self) -> None:
         if not self.held:
             self.gains += 1
@@ -127,14 +134,18 @@ async def serve_role(
     *,
     retry_s: float = 5.0,
     started: bool = False,
+    attempts: int = 3,
 ) -> None:
     """Do a duty while ``role`` is held: ``start()`` on gaining it, ``stop()`` on losing it.
 
     Runs until cancelled, and then stops the duty if it is running. A
     ``start()`` that fails is logged and tried again after ``retry_s`` for
-    as long as the role is held. ``started``: the caller started the duty
+    as long as the role is held; after ``attempts`` failures in a row the
+    role is given up for a while (:meth:`Role.step_down`), so a replica
+    that can do the duty takes it. ``started``: the caller started the duty
     already (it held the role when it began).
     """
+    failures = 0
 
     async def stopped() -> None:
         try:
@@ -153,12 +164,21 @@ async def serve_role(
             try:
                 await start()
             except Exception:
+                failures += 1
                 log.exception(
                     "could not start the %s duty; trying again in %g s", role.name, retry_s
                 )
+                if failures % attempts == 0:
+                    log.warning(
+                        "giving the %s role up after %d failed starts: another replica may do it",
+                        role.name,
+                        attempts,
+                    )
+                    await role.step_down()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(role.wait_lost(), retry_s)
                 continue
+            failures = 0
             started = True
             log.info("this replica took the %s role", role.name)
     finally:

@@ -153,6 +153,12 @@ class SessionLock:
                 break
         await self._drop()
 
+    def give_up(self) -> None:
+        """Let the lock go soon: :meth:`watch` returns and drops the connection (and the lock)."""
+        if self.held:
+            self.held = False
+            self.lost.set()
+
     async def release(self) -> None:
         """Let go of the lock and close the connection."""
         connection, self.connection = self.connection, None
@@ -189,7 +195,14 @@ class AdvisoryRole(Role):
         super().__init__(lock.name.removeprefix("role:"))
         self.lock = lock
         self.retry_s = retry_s
+        self._stepped_down = False
         self._task: asyncio.Task[None] | None = None
+
+    async def step_down(self) -> None:
+        """Give the lock up; the campaign tries again after a retry interval, standbys first."""
+        self._stepped_down = True
+        self._lose()
+        self.lock.give_up()
 
     async def attempt(self) -> None:
         """One try at the role; held after it if the lock was free."""
@@ -203,12 +216,11 @@ class AdvisoryRole(Role):
                 if self.held:
                     await self.lock.watch()
                     self._lose()
-                    log.warning(
-                        "lost the %s role (its database connection ended); a standby takes it",
-                        self.name,
-                    )
-                # After a loss too: the standbys, trying as often, come first.
-                await asyncio.sleep(self.retry_s)
+                    log.warning("gave up the %s role; a standby takes it", self.name)
+                # After a loss too: the standbys, trying as often, come first; after
+                # stepping down, a whole retry interval before any of them.
+                await asyncio.sleep(self.retry_s * (2 if self._stepped_down else 1))
+                self._stepped_down = False
                 await self.attempt()
         finally:
             self._lose()

@@ -199,3 +199,32 @@ async def test_a_duty_runs_while_its_role_is_held_and_stops_when_it_is_lost(capl
         with pytest.raises(asyncio.CancelledError):
             await serving
     assert duty.log == ["failed", "start", "stop", "start", "stop"]  # stopped when cancelled
+
+
+async def test_a_holder_that_cannot_do_the_duty_gives_the_role_to_one_that_can(pg_url, caplog):
+    """Replica a holds the role but its platform is unreachable from there: after three failed
+    starts it steps down, and replica b, which can, takes the role and does the duty."""
+    name = unique("polling")
+    first = AdvisoryRoles(pg_url, lease_s=LEASE_S, label="replica-a")
+    second = AdvisoryRoles(pg_url, lease_s=LEASE_S, label="replica-b")
+    unreachable, working = Duty(), Duty()
+    unreachable.failures = 1000
+    serving = []
+    try:
+        a = await first.claim(name)
+        b = await second.claim(name)
+        assert a.held and not b.held
+        serving = [
+            asyncio.create_task(serve_role(a, unreachable.start, unreachable.stop, retry_s=0.01)),
+            asyncio.create_task(serve_role(b, working.start, working.stop, retry_s=0.01)),
+        ]
+        await working.until("start")  # within a retry interval of the step-down
+        assert b.held and not a.held
+        assert unreachable.log == ["failed"] * 3  # a tried no more once it stepped down
+        assert "giving the " + name + " role up after 3 failed starts" in caplog.text
+    finally:
+        for task in serving:
+            task.cancel()
+        await asyncio.gather(*serving, return_exceptions=True)
+        await first.close()
+        await second.close()
