@@ -22,6 +22,8 @@ import pytest
 
 from app.metrics import PrometheusMetrics
 from app.serve import Served, watch_telegram
+from bot.commands import ChatRef
+from bot.replies import Reply, text
 from bot.roles import TELEGRAM_POLLING
 from storage.postgres.locks import AdvisoryRoles
 from tests.adapters.conftest import telegram_bot
@@ -95,6 +97,12 @@ async def test_one_replica_polls_and_a_standby_takes_over_when_it_loses_the_role
         assert (held("a"), held("b")) == (1, 0)
         alice = replicas["a"].member(1001, "Alice")
         assert (await price(alice, api)).startswith(PRICE_FIRST_LINE)
+        # The standby sends through the Bot API all the same (a job it owns reports so).
+        since = len(api.calls)
+        reply = Reply((text("balance.own", money=replicas["b"].deps.money(5)),))
+        await b.outbox.send(ChatRef("telegram", "1001"), reply, "en")
+        sent = await api.wait_for("sendMessage", since=since, chat_id=1001)
+        assert sent.params["text"] == "Your balance: 5 credits (¥0.50)."
 
         # Replica a's session ends: it stops polling at once, b polls within the lease.
         lost = time.monotonic()
@@ -116,7 +124,7 @@ async def test_one_replica_polls_and_a_standby_takes_over_when_it_loses_the_role
         assert (await price(alice, api)).startswith(PRICE_FIRST_LINE)
         await replicas["a"].idle()
 
-    assert len(api.of("sendMessage", chat_id=1001)) == 3  # each /price answered once
+    assert len(api.of("sendMessage", chat_id=1001)) == 4  # each /price answered once, + b's
     # No replica's poll was ever ended by another's: PTB would have said so (a Conflict).
     # (The stand-in does end the long poll a stopping replica leaves behind, unanswered.)
     assert "polling Telegram failed" not in caplog.text
