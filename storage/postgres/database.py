@@ -9,7 +9,10 @@ so each storage operation is one transaction, usually one statement.
 Helpers: :meth:`PgDatabase.transaction` (``async with db.transaction() as
 conn``: one transaction on one pooled connection), :meth:`PgDatabase.fetch`,
 :meth:`~PgDatabase.fetchrow`, :meth:`~PgDatabase.fetchval` and
-:meth:`~PgDatabase.execute` (one statement, its own transaction).
+:meth:`~PgDatabase.execute` (one statement, its own transaction). Those
+give their connection back without the pool's session reset, so a statement
+that leaves session state behind (``SET``, a session advisory lock,
+``LISTEN``) belongs in :meth:`~PgDatabase.connection` instead.
 
 Every failure to reach or use the server is one line an operator can act on
 (:class:`~bot.errors.StorageUnavailable`): the server does not answer, it

@@ -40,6 +40,16 @@ MEMBER_LOCK = 0x6B71  # "kq"
 
 _INSERTED_COLUMNS = tuple(name for name in _JOB_FIELDS if name not in ("user", "chat"))
 
+JOB_COLUMNS = ", ".join((*_INSERTED_COLUMNS, "platform", "user_id", "chat_id"))
+"""The columns a Job is read from, named: never ``*``, so a column a newer klingbot's
+migration adds (a rolling upgrade, replicas on two versions) changes no statement's
+result and cannot fail a cached statement inside a transaction."""
+QUOTE_COLUMNS = ", ".join(
+    (*(name for name in Quote.__dataclass_fields__ if name not in ("user", "chat")),
+     "platform", "user_id", "chat_id")
+)  # fmt: skip
+"""The columns a Quote is read from (see :data:`JOB_COLUMNS`)."""
+
 
 async def _lock_member(connection: asyncpg.Connection, user: UserRef) -> None:
     await connection.execute(
@@ -148,7 +158,9 @@ class PgJobStore(JobStore):
 
     async def get_quote(self, quote_id: str) -> Quote | None:
         """A quote by id."""
-        row = await self.db.fetchrow("SELECT * FROM quotes WHERE quote_id = $1", quote_id)
+        row = await self.db.fetchrow(
+            f"SELECT {QUOTE_COLUMNS} FROM quotes WHERE quote_id = $1", quote_id
+        )
         return quote_from_row(row) if row else None
 
     async def cancel_quote(self, quote_id: str) -> bool:
@@ -212,7 +224,8 @@ class PgJobStore(JobStore):
             )
             placeholders = ", ".join(f"${n}" for n in range(1, len(values) + 1))
             row = await connection.fetchrow(
-                f"INSERT INTO jobs ({', '.join(values)}) VALUES ({placeholders}) RETURNING *",
+                f"INSERT INTO jobs ({', '.join(values)}) VALUES ({placeholders})"
+                f" RETURNING {JOB_COLUMNS}",
                 *values.values(),
             )
         return job_from_row(row)
@@ -221,7 +234,7 @@ class PgJobStore(JobStore):
         """A job by its full id, or by a prefix that names exactly one job (ASCII case aside)."""
         prefix = job_id.replace("%", "").replace("_", "")  # as SQLite's LIKE pattern is made
         rows = await self.db.fetch(
-            "SELECT * FROM jobs WHERE job_id = $1"
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1"
             " OR (length($1) >= 4 AND starts_with(ascii_lower(job_id), ascii_lower($2)))"
             " ORDER BY job_id = $1 DESC LIMIT 2",  # the exact id first, however many share it
             job_id,
@@ -245,7 +258,7 @@ class PgJobStore(JobStore):
         assignments, values = _assignments(fields, first=4)
         move = (
             f"UPDATE jobs SET state = $1{', ' + assignments if assignments else ''}"
-            " WHERE job_id = $2 AND state = ANY($3) RETURNING *"
+            f" WHERE job_id = $2 AND state = ANY($3) RETURNING {JOB_COLUMNS}"
         )
         arguments = (to_state, job_id, list(from_states), *values)
         if to_state == "succeeded":
@@ -309,7 +322,8 @@ class PgJobStore(JobStore):
     async def unfinished_jobs(self) -> list[Job]:
         """Jobs in held, submitted, running or succeeded, oldest first."""
         rows = await self.db.fetch(
-            "SELECT * FROM jobs WHERE state = ANY($1) ORDER BY created_at, seq", list(UNFINISHED)
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE state = ANY($1) ORDER BY created_at, seq",
+            list(UNFINISHED),
         )
         return [job_from_row(row) for row in rows]
 
@@ -317,11 +331,11 @@ class PgJobStore(JobStore):
         """Newest first."""
         if user is None:
             rows = await self.db.fetch(
-                "SELECT * FROM jobs ORDER BY created_at DESC, seq DESC LIMIT $1", limit
+                f"SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, seq DESC LIMIT $1", limit
             )
         else:
             rows = await self.db.fetch(
-                "SELECT * FROM jobs WHERE platform = $1 AND user_id = $2"
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE platform = $1 AND user_id = $2"
                 " ORDER BY created_at DESC, seq DESC LIMIT $3",
                 user.platform,
                 user.id,
@@ -392,7 +406,7 @@ class PgJobStore(JobStore):
     async def clips_to_remove(self, *, delivered_before: int, limit: int) -> list[Job]:
         """Delivered jobs with a kept clip, oldest delivery first."""
         rows = await self.db.fetch(
-            "SELECT * FROM jobs WHERE state = 'delivered' AND result_path IS NOT NULL"
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'delivered' AND result_path IS NOT NULL"
             " AND clip_removed_at IS NULL AND delivered_at <= $1"
             " ORDER BY delivered_at, seq LIMIT $2",
             delivered_before,
@@ -417,7 +431,7 @@ class PgJobStore(JobStore):
         """
         async with self.db.transaction() as connection:
             row = await connection.fetchrow(
-                "SELECT * FROM jobs WHERE job_id = $1 FOR UPDATE", job_id
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1 FOR UPDATE", job_id
             )
             if row is None:
                 raise KeyError(job_id)

@@ -184,3 +184,28 @@ async def test_one_replica_sends_a_clip_and_a_refund_pays_once(stores, ledger, p
     assert await ledger.wallet(ALICE) == Wallet(ALICE, 1000, 0, 0)
     assert (await stores[2].get_job("job-1")).refunded
     assert await audit(pg_database) == []
+
+
+async def test_a_column_a_newer_replica_adds_does_not_break_an_older_one(
+    pg_database, pg_url, ledger
+):
+    """Rolling upgrade: a newer klingbot migrates while this one runs with cached statements."""
+    try:
+        async with PgDatabase(pg_url, min_size=1, max_size=1) as older:  # one connection: one cache
+            store = PgJobStore(older)
+            for n in range(2):
+                if n == 1:
+                    await pg_database.execute("ALTER TABLE jobs ADD COLUMN from_the_future TEXT")
+                await store.save_quote(a_quote(f"q{n}"))
+                await store.create_job(
+                    a_job(job_id=f"job-{n}", quote_id=f"q{n}"), max_active=9, now=NOW
+                )
+                await store.transition(f"job-{n}", ("held",), "running", now=NOW)
+                done = await store.transition(f"job-{n}", ("running",), "succeeded", now=NOW)
+                assert done is not None and done.state == "succeeded"
+                await store.transition(f"job-{n}", ("succeeded",), "delivered", now=NOW)
+                await store.refund(f"job-{n}", actor="mod", reason="", now=NOW)
+                assert (await store.jobs_of(ALICE, 1))[0].job_id == f"job-{n}"
+    finally:
+        await pg_database.execute("ALTER TABLE jobs DROP COLUMN IF EXISTS from_the_future")
+    assert await ledger.wallet(ALICE) == Wallet(ALICE, 1000, 0, 0)
