@@ -481,6 +481,7 @@ async def _postgres(settings: Settings) -> list[Finding]:
             current = True
             findings.append(Finding("ok", "schema", f"version {latest}, current"))
         problem = await _postgres_unwritable(connection, current=current)
+        replicas = await _replicas(connection) if current else None
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
         return [Finding("fail", "database", str(explain(error, url)))]
     finally:
@@ -491,8 +492,19 @@ async def _postgres(settings: Settings) -> list[Finding]:
     findings.append(Finding("ok", "writable", "a write transaction commits (rolled back)"))
     if not current:
         return findings
+    if replicas is not None:
+        findings.append(replicas)
     findings.append(await _ledger(settings))
     return findings
+
+
+async def _replicas(connection) -> Finding:
+    """The replicas running on this database, and which of the roles each holds."""
+    from app.replica_lease import describe_replicas
+    from bot.roles import DISCORD_GATEWAY, RETENTION, TELEGRAM_POLLING
+
+    roles = [TELEGRAM_POLLING, DISCORD_GATEWAY, RETENTION]
+    return Finding("ok", "replicas", await describe_replicas(connection, roles))
 
 
 async def _postgres_unwritable(connection, *, current: bool) -> str | None:

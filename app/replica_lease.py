@@ -190,3 +190,25 @@ class PgRunnerLease(RunnerLease):
 
 def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+async def describe_replicas(connection: Any, roles: list[str]) -> str:
+    """``klingbot doctor``'s line: the replicas whose lease is alive, and the roles each holds."""
+    from storage.postgres.locks import role_holders
+
+    try:
+        rows = await connection.fetch(
+            "SELECT replica_id, host, pid FROM replicas WHERE expires_at > now()"
+            " ORDER BY replica_id"
+        )
+    except asyncpg.UndefinedTableError:
+        rows = []
+    holders = await role_holders(connection, roles)
+    if not rows:
+        return "none running"
+    parts = []
+    for row in rows:
+        held = [role for role in roles if holders.get(role) == f"klingbot {row['replica_id']}"]
+        what = f"holds {', '.join(held)}" if held else "no role"
+        parts.append(f"{row['replica_id']} (pid {row['pid']} on {row['host']}; {what})")
+    return f"{len(rows)} running: " + ", ".join(parts)

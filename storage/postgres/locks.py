@@ -280,3 +280,25 @@ class AdvisoryRoles(Roles):
 
 def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
+async def role_holders(connection: Any, names: list[str]) -> dict[str, str]:
+    """Who holds each of the roles ``names`` now: role -> the holder's label (``klingbot r1``).
+
+    Read from ``pg_locks`` (the advisory locks granted) and the holders'
+    ``application_name``; a role nobody holds is left out.
+    """
+    keys = {lock_key(f"role:{name}"): name for name in names}
+    rows = await connection.fetch(
+        """
+        SELECT (l.classid::bigint << 32) | l.objid::bigint AS key, a.application_name
+        FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+        """
+    )
+    holders: dict[str, str] = {}
+    for row in rows:
+        key = row["key"] - (1 << 64) if row["key"] >= (1 << 63) else row["key"]
+        if key in keys:
+            holders[keys[key]] = (row["application_name"] or "").rpartition(": role:")[0]
+    return holders

@@ -178,3 +178,32 @@ async def terminate(url: str, application_name: str) -> None:
     finally:
         await connection.close()
     assert killed == 1
+
+
+async def test_doctor_names_the_running_replicas_and_the_roles_each_holds(tmp_path, replicas_url):
+    from storage.postgres.locks import AdvisoryRoles
+    from tests.e2e.conftest import run_cli
+
+    first, second = replica_id(), replica_id()
+    leases = [PgRunnerLease(replicas_url, name, lease_s=LEASE_S) for name in (first, second)]
+    roles = AdvisoryRoles(replicas_url, lease_s=LEASE_S, label=f"klingbot {first}")
+    try:
+        for lease in leases:
+            assert await lease.acquire()
+        assert (await roles.claim("telegram-polling")).held
+        assert (await roles.claim("retention")).held
+        result = await asyncio.to_thread(
+            run_cli, "doctor", cwd=tmp_path, env={"KLINGBOT_DATABASE_URL": replicas_url}
+        )
+    finally:
+        await roles.close()
+        for lease in leases:
+            await lease.release()
+    host = socket.gethostname()
+    line = next(x for x in result.stdout.splitlines() if x.startswith("[✓] replicas: "))
+    described = {
+        first: f"{first} (pid {os.getpid()} on {host}; holds telegram-polling, retention)",
+        second: f"{second} (pid {os.getpid()} on {host}; no role)",
+    }
+    expected = ", ".join(described[name] for name in sorted(described))
+    assert line == f"[✓] replicas: 2 running: {expected}", result.stdout
