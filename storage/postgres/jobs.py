@@ -82,12 +82,19 @@ class PgJobStore(JobStore):
         since = now - QUOTE_RATE_WINDOW_S
         async with self.db.transaction() as connection:
             await _lock_member(connection, user)
-            await connection.execute("DELETE FROM quote_requests WHERE requested_at <= $1", since)
+            # Requests older than the window are forgotten by whoever comes next; rows another
+            # member's request is deleting right now are left to it (no waiting, no deadlock),
+            # and not counted below.
+            await connection.execute(
+                "DELETE FROM quote_requests WHERE ctid = ANY(ARRAY(SELECT ctid FROM quote_requests"
+                " WHERE requested_at <= $1 FOR UPDATE SKIP LOCKED))",
+                since,
+            )
             row = await connection.fetchrow(
                 """
                 WITH recent AS (
                     SELECT count(*) AS requests, min(requested_at) AS oldest FROM quote_requests
-                    WHERE platform = $1 AND user_id = $2
+                    WHERE platform = $1 AND user_id = $2 AND requested_at > $5
                 ), admitted AS (
                     INSERT INTO quote_requests (platform, user_id, requested_at)
                     SELECT $1, $2, $3 FROM recent WHERE requests < $4
@@ -98,6 +105,7 @@ class PgJobStore(JobStore):
                 user.id,
                 now,
                 per_minute,
+                since,
             )
         if row["requests"] >= per_minute:
             raise SlowDown(max(1, row["oldest"] + QUOTE_RATE_WINDOW_S - now))

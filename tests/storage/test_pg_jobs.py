@@ -123,17 +123,28 @@ async def test_presses_on_every_replica_never_overdraw(stores, ledger, pg_databa
     assert await audit(pg_database) == []
 
 
-async def test_the_quote_rate_counts_requests_on_every_replica(stores):
+async def test_the_quote_rate_counts_requests_on_every_replica(stores, pg_database):
+    members = [UserRef("telegram", str(n)) for n in range(1, 4)]
+    for member in members:  # last minute's requests, for whoever comes next to forget
+        for _ in range(3):
+            await stores[0].admit_quote_request(member, per_minute=3, now=NOW - 90)
+
     results = await asyncio.gather(
         *(
-            stores[n % 3].admit_quote_request(ALICE, per_minute=3, now=NOW + n % 2)
-            for n in range(12)
+            stores[n % 3].admit_quote_request(members[n % 3], per_minute=3, now=NOW + n % 2)
+            for n in range(36)
         ),
         return_exceptions=True,
     )
 
     admitted, refused = await settled(results)
-    assert len(admitted) == 3 and all(isinstance(r, SlowDown) for r in refused)
+    assert len(admitted) == 9 and all(isinstance(r, SlowDown) for r in refused)
+    assert (
+        await pg_database.fetchval(
+            "SELECT count(*) FROM quote_requests WHERE requested_at < $1", NOW
+        )
+        == 0
+    )
 
 
 async def test_a_finish_racing_a_cancel_ends_the_hold_once(stores, ledger, pg_database):
