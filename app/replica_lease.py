@@ -32,7 +32,7 @@ from typing import Any
 import asyncpg
 
 from app.lease import RunnerLease
-from bot.errors import StorageUnavailable
+from storage.postgres.database import explain
 from storage.postgres.locks import CONNECT_ERRORS, Connect, SessionLock
 
 log = logging.getLogger(__name__)
@@ -88,10 +88,8 @@ class PgRunnerLease(RunnerLease):
         """Take ``replica:<id>`` at once or not; StorageUnavailable if the server is unreachable."""
         try:
             taken = await self.lock.take()
-        except CONNECT_ERRORS as error:
-            raise StorageUnavailable(
-                f"cannot reach the PostgreSQL database (KLINGBOT_DATABASE_URL): {_reason(error)}"
-            ) from None
+        except (*CONNECT_ERRORS, ValueError) as error:
+            raise explain(error, self.url) from None  # one line, never the password
         if not taken:
             await self.lock.release()
             return False

@@ -158,12 +158,13 @@ async def test_a_lease_taken_by_another_process_meanwhile_is_lost(replicas_url):
 
 
 async def test_an_unreachable_server_is_one_line_not_a_refusal():
-    lease = PgRunnerLease("postgresql://nobody@127.0.0.1:9/none", "r1", lease_s=LEASE_S)
+    lease = PgRunnerLease("postgresql://nobody:secret@127.0.0.1:9/none", "r1", lease_s=LEASE_S)
     with pytest.raises(StorageUnavailable) as unreachable:
         await take_runner_lease(lease, "postgresql")
     assert not isinstance(unreachable.value, RunnerBusy)
-    assert str(unreachable.value).startswith(
-        "cannot reach the PostgreSQL database (KLINGBOT_DATABASE_URL): "
+    assert str(unreachable.value) == (
+        "PostgreSQL database postgresql://nobody@127.0.0.1:9/none: the server does not answer"
+        " (connection refused); is PostgreSQL running?"
     )
 
 
