@@ -37,6 +37,18 @@ class InsufficientCredits(Exception):
         self.needed = needed
 
 
+class PurchaseSpent(InsufficientCredits):
+    """A purchase refund was refused: the balance no longer covers the credits bought.
+
+    ``balance`` is what the wallet can spend, ``needed`` what the purchase
+    brought (the rest was spent, or is held by a job).
+    """
+
+
+class UnknownPurchase(Exception):
+    """No purchase in the ledger has that payment (source and charge id)."""
+
+
 class NoWallet(Exception):
     """The user has no wallet yet (they never used the bot)."""
 

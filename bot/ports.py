@@ -14,7 +14,7 @@ from typing import Literal
 from bot.commands import ChatRef, UserRef
 from bot.replies import Reply
 
-EntryKind = Literal["topup", "hold", "capture", "release", "adjust"]
+EntryKind = Literal["topup", "hold", "capture", "release", "adjust", "purchase", "purchase_refund"]
 HoldState = Literal["open", "captured", "released"]
 
 
@@ -82,6 +82,26 @@ class Outcome:
 
     entry: LedgerEntry
     applied: bool
+
+
+def purchase_key(source: str, charge_id: str) -> str:
+    """The idempotency key of the purchase paid by ``charge_id`` on ``source`` (``telegram``)."""
+    return f"purchase:{source}:{charge_id}"
+
+
+def purchase_refund_key(source: str, charge_id: str) -> str:
+    """The idempotency key of that purchase's refund."""
+    return f"purchase_refund:{source}:{charge_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    """A payment the ledger credited (``bought``) and its refund, if there was one."""
+
+    source: str
+    charge_id: str
+    bought: LedgerEntry
+    refund: LedgerEntry | None
 
 
 class Ledger(ABC):
@@ -154,6 +174,56 @@ class Ledger(ABC):
     @abstractmethod
     async def history(self, user: UserRef, limit: int) -> list[LedgerEntry]:
         """The user's last ``limit`` entries, newest first."""
+
+    @abstractmethod
+    async def entry(self, key: str) -> LedgerEntry | None:
+        """The entry written under idempotency key ``key``, or None."""
+
+    @abstractmethod
+    async def purchase(
+        self,
+        user: UserRef,
+        credits: int,
+        *,
+        source: str,
+        charge_id: str,
+        actor: str,
+        reason: str,
+        now: int,
+        create_wallet: bool = True,
+        welcome_credits: int = 0,
+    ) -> Outcome:
+        """Credit a paid pack (``credits`` > 0) once per ``(source, charge_id)``.
+
+        The entry is a ``purchase`` under :func:`purchase_key`: a replayed or
+        duplicated payment returns the first entry (``applied=False``) and
+        credits nothing, whatever its user or amount say. With
+        ``create_wallet`` (the default: a payment must never be lost) a
+        member without a wallet gets one in the same transaction, as
+        :meth:`top_up` does. Raises NoWallet without it.
+        """
+
+    @abstractmethod
+    async def refund_purchase(
+        self, source: str, charge_id: str, *, force: bool, actor: str, reason: str, now: int
+    ) -> Outcome:
+        """Take a purchase's credits back from its member, once (a ``purchase_refund``).
+
+        Refused with :class:`~bot.errors.PurchaseSpent` (nothing changes) when
+        the spendable balance no longer covers them, unless ``force``: then it
+        takes what is there (possibly nothing), so the balance ends at zero and
+        never below. A second call returns the first refund (``applied=False``).
+        Raises :class:`~bot.errors.UnknownPurchase` when no purchase has that
+        payment.
+        """
+
+    async def find_purchase(self, source: str, charge_id: str) -> Purchase | None:
+        """The purchase paid by ``charge_id`` on ``source``, with its refund; None if unknown."""
+        bought = await self.entry(purchase_key(source, charge_id))
+        if bought is None:
+            return None
+        refund = await self.entry(purchase_refund_key(source, charge_id))
+        return Purchase(source, charge_id, bought, refund)
 
 
 class AppState(ABC):

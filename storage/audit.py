@@ -55,7 +55,7 @@ FROM holds h
 _TOTALS = """
 SELECT
   (SELECT CAST(coalesce(sum(amount), 0) AS BIGINT) FROM ledger
-     WHERE kind IN ('topup', 'adjust')) AS paid_in,
+     WHERE kind IN ('topup', 'adjust', 'purchase', 'purchase_refund')) AS paid_in,
   (SELECT CAST(coalesce(sum(balance), 0) AS BIGINT) FROM wallets) AS balances,
   (SELECT CAST(coalesce(sum(amount), 0) AS BIGINT) FROM holds WHERE state = 'open') AS open_holds,
   (SELECT CAST(coalesce(sum(amount), 0) AS BIGINT) FROM holds WHERE state = 'captured')
@@ -74,7 +74,8 @@ async def check(read: Read) -> list[str]:
     - every wallet's balance and held credits equal the sums of its entries;
     - every wallet's held credits equal its open holds, and every hold its hold entry;
     - every hold that ended has exactly one capture or release, every open hold none;
-    - top-ups + adjustments = balances + open holds + captures.
+    - top-ups + adjustments (purchases and their refunds included) = balances + open holds
+      + captures.
     """
     problems = [
         f"wallet {r['platform']}:{r['user_id']} holds {r['balance']}/{r['held']}"

@@ -12,8 +12,17 @@ import sqlite3
 
 from bot import reasons
 from bot.commands import UserRef
-from bot.errors import InsufficientCredits, NoWallet
-from bot.ports import Hold, Ledger, LedgerEntry, Outcome, UserProfile, Wallet
+from bot.errors import InsufficientCredits, NoWallet, PurchaseSpent, UnknownPurchase
+from bot.ports import (
+    Hold,
+    Ledger,
+    LedgerEntry,
+    Outcome,
+    UserProfile,
+    Wallet,
+    purchase_key,
+    purchase_refund_key,
+)
 from storage.database import Database
 
 _ENTRY_COLUMNS = (
@@ -228,6 +237,59 @@ def hold_credits(
     )
 
 
+def refund_purchase(
+    connection: sqlite3.Connection,
+    source: str,
+    charge_id: str,
+    *,
+    force: bool,
+    actor: str,
+    reason: str,
+    now: int,
+) -> Outcome:
+    """Take a purchase's credits back, once; ``force`` takes what is left when they are spent.
+
+    The write transaction holds SQLite's write lock, so the balance read for
+    ``force`` is the one the guarded UPDATE then changes; the guard
+    (``balance >= take``) keeps it from ever going below zero regardless.
+    """
+    key = purchase_refund_key(source, charge_id)
+    if prior := _prior(connection, key):
+        return prior
+    bought = connection.execute(
+        "SELECT platform, user_id, amount FROM ledger WHERE idem_key = ?",
+        (purchase_key(source, charge_id),),
+    ).fetchone()
+    if bought is None:
+        raise UnknownPurchase(f"{source}:{charge_id}")
+    user = UserRef(bought["platform"], bought["user_id"])
+    credits = bought["amount"]
+    take = min(credits, _balance(connection, user)) if force else credits
+    wallet = connection.execute(
+        """
+        UPDATE wallets SET balance = balance - :take
+        WHERE platform = :platform AND user_id = :user_id AND balance >= :take
+        RETURNING balance, held
+        """,
+        {"take": take, "platform": user.platform, "user_id": user.id},
+    ).fetchone()
+    if wallet is None:
+        raise PurchaseSpent(_balance(connection, user), credits)
+    return _append(
+        connection,
+        key=key,
+        user=user,
+        kind="purchase_refund",
+        amount=-take,
+        held_delta=0,
+        wallet=wallet,
+        hold_id=None,
+        actor=actor,
+        reason=reason,
+        now=now,
+    )
+
+
 def open_wallet(
     connection: sqlite3.Connection,
     profile: UserProfile,
@@ -351,7 +413,31 @@ class SqliteLedger(Ledger):
         """Add credits to a wallet; ``create_wallet`` opens it first, in the same transaction."""
         if credits <= 0:
             raise ValueError("a top-up adds a positive number of credits")
+        return await self._credit(
+            user,
+            credits,
+            key=key,
+            kind="topup",
+            actor=actor,
+            reason=reason,
+            now=now,
+            create_wallet=create_wallet,
+            welcome_credits=welcome_credits,
+        )
 
+    async def _credit(
+        self,
+        user: UserRef,
+        credits: int,
+        *,
+        key: str,
+        kind: str,
+        actor: str,
+        reason: str,
+        now: int,
+        create_wallet: bool,
+        welcome_credits: int,
+    ) -> Outcome:
         def write(connection: sqlite3.Connection) -> Outcome:
             if create_wallet and not _prior(connection, key):
                 open_wallet(
@@ -366,13 +452,58 @@ class SqliteLedger(Ledger):
                 user,
                 credits,
                 key=key,
-                kind="topup",
+                kind=kind,
                 actor=actor,
                 reason=reason,
                 now=now,
             )
 
         return await self.db.write(write)
+
+    async def purchase(
+        self,
+        user: UserRef,
+        credits: int,
+        *,
+        source: str,
+        charge_id: str,
+        actor: str,
+        reason: str,
+        now: int,
+        create_wallet: bool = True,
+        welcome_credits: int = 0,
+    ) -> Outcome:
+        """Credit a paid pack once per payment; the wallet is opened with it if need be."""
+        if credits <= 0:
+            raise ValueError("a purchase adds a positive number of credits")
+        return await self._credit(
+            user,
+            credits,
+            key=purchase_key(source, charge_id),
+            kind="purchase",
+            actor=actor,
+            reason=reason,
+            now=now,
+            create_wallet=create_wallet,
+            welcome_credits=welcome_credits,
+        )
+
+    async def refund_purchase(
+        self, source: str, charge_id: str, *, force: bool, actor: str, reason: str, now: int
+    ) -> Outcome:
+        """Take a purchase's credits back once (all of them, or with ``force`` what is left)."""
+        return await self.db.write(
+            lambda c: refund_purchase(
+                c, source, charge_id, force=force, actor=actor, reason=reason, now=now
+            )
+        )
+
+    async def entry(self, key: str) -> LedgerEntry | None:
+        """The entry written under ``key``."""
+        row = await self.db.read_one(
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE idem_key = ?", (key,)
+        )
+        return entry_from_row(row) if row else None
 
     async def adjust(
         self, user: UserRef, credits: int, *, key: str, actor: str, reason: str, now: int

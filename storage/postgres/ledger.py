@@ -34,8 +34,17 @@ import asyncpg
 
 from bot import reasons
 from bot.commands import UserRef
-from bot.errors import InsufficientCredits, NoWallet
-from bot.ports import Hold, Ledger, LedgerEntry, Outcome, UserProfile, Wallet
+from bot.errors import InsufficientCredits, NoWallet, PurchaseSpent, UnknownPurchase
+from bot.ports import (
+    Hold,
+    Ledger,
+    LedgerEntry,
+    Outcome,
+    UserProfile,
+    Wallet,
+    purchase_key,
+    purchase_refund_key,
+)
 from storage.ledger import entry_from_row
 from storage.postgres.database import PgDatabase
 
@@ -120,6 +129,40 @@ SELECT true AS applied, * FROM entry
 UNION ALL
 SELECT false AS applied, {ENTRY_COLUMNS} FROM ledger
 WHERE hold_id = $1 AND kind IN ('capture', 'release')
+"""
+
+# $1 refund key, $2 purchase key, $3 force, $4 actor, $5 reason, $6 now.
+# `before` locks the member's wallet row (FOR UPDATE reads its newest version after
+# waiting), so `take` is computed from the balance the UPDATE then changes; its guard
+# keeps the balance from going below zero whatever happens. A concurrent refund of the
+# same purchase waits for the lock, then fails on the unique key and is run again
+# (_once), finding this one's entry.
+_REFUND_PURCHASE = f"""
+WITH prior AS (
+    SELECT {ENTRY_COLUMNS} FROM ledger WHERE idem_key = $1
+), bought AS (
+    SELECT platform, user_id, amount FROM ledger
+    WHERE idem_key = $2 AND NOT EXISTS (SELECT FROM prior)
+), before AS (
+    SELECT w.platform, w.user_id,
+           CASE WHEN $3 THEN least(w.balance, b.amount) ELSE b.amount END AS take
+    FROM wallets w JOIN bought b ON w.platform = b.platform AND w.user_id = b.user_id
+    FOR UPDATE OF w
+), wallet AS (
+    UPDATE wallets SET balance = wallets.balance - before.take
+    FROM before
+    WHERE wallets.platform = before.platform AND wallets.user_id = before.user_id
+      AND wallets.balance >= before.take
+    RETURNING wallets.platform, wallets.user_id, wallets.balance, wallets.held, before.take
+), entry AS (
+    {_INSERT_ENTRY}
+    SELECT $1, platform, user_id, 'purchase_refund', -take, 0, balance, held, NULL, $4, $5, $6
+    FROM wallet
+    RETURNING {ENTRY_COLUMNS}
+)
+SELECT true AS applied, * FROM entry
+UNION ALL
+SELECT false AS applied, * FROM prior
 """
 
 _ENDING = (
@@ -288,6 +331,38 @@ async def open_wallet(
     return Wallet(user, row["balance"], row["held"], row["open_holds"])
 
 
+async def refund_purchase(
+    connection: asyncpg.Connection,
+    source: str,
+    charge_id: str,
+    *,
+    force: bool,
+    actor: str,
+    reason: str,
+    now: int,
+) -> Outcome:
+    """Take a purchase's credits back, once; ``force`` takes what is left when they are spent."""
+    key = purchase_refund_key(source, charge_id)
+    row = await connection.fetchrow(
+        _REFUND_PURCHASE, key, purchase_key(source, charge_id), force, actor, reason, now
+    )
+    if row is not None:
+        return _outcome(row)
+    prior = await connection.fetchrow(
+        f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE idem_key = $1", key
+    )
+    if prior is not None:  # written by a concurrent refund after this statement's snapshot
+        return Outcome(entry_from_row(prior), applied=False)
+    bought = await connection.fetchrow(
+        "SELECT l.amount, w.balance FROM ledger l JOIN wallets w"
+        " ON w.platform = l.platform AND w.user_id = l.user_id WHERE l.idem_key = $1",
+        purchase_key(source, charge_id),
+    )
+    if bought is None:
+        raise UnknownPurchase(f"{source}:{charge_id}")
+    raise PurchaseSpent(bought["balance"], bought["amount"])
+
+
 async def _once(database: PgDatabase, write: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     """Run ``write`` on a pooled connection; once more if a concurrent writer took its key.
 
@@ -358,14 +433,82 @@ class PgLedger(Ledger):
         """Add credits to a wallet; ``create_wallet`` opens it first, in the same transaction."""
         if credits <= 0:
             raise ValueError("a top-up adds a positive number of credits")
+        return await self._credit(
+            user,
+            credits,
+            key=key,
+            kind="topup",
+            actor=actor,
+            reason=reason,
+            now=now,
+            create_wallet=create_wallet,
+            welcome_credits=welcome_credits,
+        )
 
+    async def purchase(
+        self,
+        user: UserRef,
+        credits: int,
+        *,
+        source: str,
+        charge_id: str,
+        actor: str,
+        reason: str,
+        now: int,
+        create_wallet: bool = True,
+        welcome_credits: int = 0,
+    ) -> Outcome:
+        """Credit a paid pack once per payment; the wallet is opened with it if need be."""
+        if credits <= 0:
+            raise ValueError("a purchase adds a positive number of credits")
+        return await self._credit(
+            user,
+            credits,
+            key=purchase_key(source, charge_id),
+            kind="purchase",
+            actor=actor,
+            reason=reason,
+            now=now,
+            create_wallet=create_wallet,
+            welcome_credits=welcome_credits,
+        )
+
+    async def refund_purchase(
+        self, source: str, charge_id: str, *, force: bool, actor: str, reason: str, now: int
+    ) -> Outcome:
+        """Take a purchase's credits back once (all of them, or with ``force`` what is left)."""
+        return await _once(
+            self.db,
+            lambda c: refund_purchase(
+                c, source, charge_id, force=force, actor=actor, reason=reason, now=now
+            ),
+        )
+
+    async def entry(self, key: str) -> LedgerEntry | None:
+        """The entry written under ``key``."""
+        row = await self.db.fetchrow(f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE idem_key = $1", key)
+        return entry_from_row(row) if row else None
+
+    async def _credit(
+        self,
+        user: UserRef,
+        credits: int,
+        *,
+        key: str,
+        kind: str,
+        actor: str,
+        reason: str,
+        now: int,
+        create_wallet: bool,
+        welcome_credits: int,
+    ) -> Outcome:
         async def write(connection: asyncpg.Connection) -> Outcome:
             return await change_balance(
                 connection,
                 user,
                 credits,
                 key=key,
-                kind="topup",
+                kind=kind,
                 actor=actor,
                 reason=reason,
                 now=now,

@@ -579,3 +579,62 @@ async def test_audit_reports_a_tampered_database(
             raw.execute(statement)
 
     assert await audit(database) == reported
+
+
+async def test_migration_10_keeps_every_entry_and_the_ledger_rules(tmp_path: Path) -> None:
+    """The ledger rebuilt for the purchase kinds: same rows and seq, still append-only."""
+    from storage.migrate import migrate, split_statements
+
+    path = tmp_path / "v9.db"
+    with closing(sqlite3.connect(path, isolation_level=None)) as raw:
+        raw.execute("PRAGMA foreign_keys = ON")
+        for version, _name, sql in migration_scripts():
+            if version > 9:
+                break
+            for statement in split_statements(sql):
+                raw.execute(statement)
+        raw.execute("PRAGMA user_version = 9")
+        raw.execute("INSERT INTO users (platform, user_id, created_at) VALUES ('telegram', '1', 1)")
+        raw.execute(
+            "INSERT INTO wallets (platform, user_id, balance, created_at)"
+            " VALUES ('telegram', '1', 40, 1)"
+        )
+        raw.execute(
+            "INSERT INTO ledger (seq, idem_key, platform, user_id, kind, amount, held_delta,"
+            " balance_after, held_after, actor, created_at)"
+            " VALUES (7, 'fund', 'telegram', '1', 'topup', 40, 0, 40, 0, 'm', 1)"
+        )
+        with pytest.raises(sqlite3.IntegrityError):
+            raw.execute(
+                "INSERT INTO ledger (idem_key, platform, user_id, kind, amount, held_delta,"
+                " balance_after, held_after, actor, created_at)"
+                " VALUES ('p', 'telegram', '1', 'purchase', 1, 0, 41, 0, 'm', 1)"
+            )
+        raw.row_factory = sqlite3.Row
+        assert migrate(raw) >= 10
+        indexes = {r["name"] for r in raw.execute("PRAGMA index_list(ledger)")}
+        assert {"ledger_by_user", "ledger_one_end_per_hold"} <= indexes
+        with pytest.raises(sqlite3.DatabaseError, match="the ledger is append-only"):
+            raw.execute("DELETE FROM ledger")
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+            raw.execute(
+                "INSERT INTO ledger (idem_key, platform, user_id, kind, amount, held_delta,"
+                " balance_after, held_after, actor, created_at)"
+                " VALUES ('r', 'telegram', '1', 'purchase_refund', 5, 0, 45, 0, 'm', 1)"
+            )
+        assert raw.execute("PRAGMA foreign_key_check").fetchall() == []
+    async with Database(path) as database:
+        ledger = SqliteLedger(database)
+        entry = (await ledger.history(UserRef("telegram", "1"), 5))[0]
+        assert (entry.seq, entry.key, entry.amount) == (7, "fund", 40)
+        bought = await ledger.purchase(
+            UserRef("telegram", "1"),
+            60,
+            source="telegram",
+            charge_id="c",
+            actor="a",
+            reason="",
+            now=2,
+        )
+        assert (bought.entry.seq, bought.entry.balance_after) == (8, 100)
+        assert await audit(database) == []

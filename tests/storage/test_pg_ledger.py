@@ -185,3 +185,51 @@ async def test_a_retry_that_waited_for_its_original_gets_its_entry_not_a_refusal
         assert sorted([first.applied, retry.applied]) == [False, True]
         assert first.entry == retry.entry
     assert await replicas[0].wallet(ALICE) == Wallet(ALICE, 10, 60, 1)
+
+
+async def test_a_payment_replayed_by_every_replica_at_once_is_credited_once(replicas, pg_database):
+    await funded(replicas[0], 10)
+
+    outcomes = await asyncio.gather(
+        *(
+            replicas[n % REPLICAS].purchase(
+                ALICE, 100, source="telegram", charge_id="stx-race", actor="a", reason="", now=NOW
+            )
+            for n in range(30)
+        )
+    )
+
+    assert sum(outcome.applied for outcome in outcomes) == 1
+    assert len({outcome.entry.seq for outcome in outcomes}) == 1
+    assert await replicas[2].wallet(ALICE) == Wallet(ALICE, 110, 0, 0)
+    assert await audit(pg_database) == []
+
+
+async def test_a_refund_raced_by_replicas_and_holds_takes_the_credits_once(replicas, pg_database):
+    await replicas[0].open_wallet(UserProfile(ALICE, "Alice"), welcome_credits=0, now=NOW)
+    await replicas[0].purchase(
+        ALICE, 100, source="telegram", charge_id="stx-r", actor="a", reason="", now=NOW
+    )
+
+    async def refund(n: int):
+        return await replicas[n % REPLICAS].refund_purchase(
+            "telegram", "stx-r", force=True, actor="m", reason="", now=NOW
+        )
+
+    async def hold(n: int):
+        return await replicas[n % REPLICAS].hold(
+            ALICE, 10, hold_id=f"job-{n}", actor="a", reason="", now=NOW
+        )
+
+    results = await asyncio.gather(
+        *(refund(n) if n % 2 else hold(n) for n in range(40)), return_exceptions=True
+    )
+
+    refunds = [r for n, r in enumerate(results) if n % 2]
+    holds = [r for n, r in enumerate(results) if not n % 2 and not isinstance(r, BaseException)]
+    assert not any(isinstance(r, BaseException) for r in refunds)
+    assert sum(r.applied for r in refunds) == 1 and len({r.entry.seq for r in refunds}) == 1
+    taken = -refunds[0].entry.amount
+    assert taken + 10 * len(holds) == 100  # what the holds left, the refund took: no more
+    assert await replicas[1].wallet(ALICE) == Wallet(ALICE, 0, 10 * len(holds), len(holds))
+    assert await audit(pg_database) == []

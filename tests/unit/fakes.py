@@ -12,12 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from bot.commands import UserRef
-from bot.errors import InsufficientCredits, NoWallet
+from bot.errors import InsufficientCredits, NoWallet, PurchaseSpent, UnknownPurchase
 from bot.inputs import InputCache, InputGone, InputStore, InputUsage
 from bot.jobs.leases import Adopted, JobLeases, Refusal
 from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
 from bot.jobs.store import QUOTE_RATE_WINDOW_S, JobStore, QueueFull, QuoteTaken, SlowDown
-from bot.ports import AppState, Hold, Ledger, LedgerEntry, Outcome, UserProfile, Wallet
+from bot.ports import (
+    AppState,
+    Hold,
+    Ledger,
+    LedgerEntry,
+    Outcome,
+    UserProfile,
+    Wallet,
+    purchase_key,
+    purchase_refund_key,
+)
 from bot.reasons import reason
 from bot.reasons import reason as _reason
 
@@ -229,6 +239,49 @@ class InMemoryLedger(Ledger):
         self._check()
         return [e for e in reversed(self.entries) if e.user == user][:limit]
 
+    async def entry(self, key: str) -> LedgerEntry | None:
+        self._check()
+        prior = self._prior(key)
+        return prior.entry if prior else None
+
+    async def purchase(
+        self,
+        user,
+        credits,
+        *,
+        source,
+        charge_id,
+        actor,
+        reason,
+        now,
+        create_wallet=True,
+        welcome_credits=0,
+    ) -> Outcome:
+        self._check()
+        if credits <= 0:
+            raise ValueError("a purchase adds a positive number of credits")
+        key = purchase_key(source, charge_id)
+        if create_wallet and not self._prior(key):
+            self._open(UserProfile(user), welcome_credits, now, refresh_profile=False)
+        return await self.adjust(
+            user, credits, key=key, actor=actor, reason=reason, now=now, kind="purchase"
+        )
+
+    async def refund_purchase(self, source, charge_id, *, force, actor, reason, now) -> Outcome:
+        self._check()
+        key = purchase_refund_key(source, charge_id)
+        if prior := self._prior(key):
+            return prior
+        bought = self._prior(purchase_key(source, charge_id))
+        if bought is None:
+            raise UnknownPurchase(f"{source}:{charge_id}")
+        user, credits = bought.entry.user, bought.entry.amount
+        balance = self.balances[user]
+        if balance < credits and not force:
+            raise PurchaseSpent(balance, credits)
+        take = min(balance, credits)
+        return self._append(user, "purchase_refund", -take, 0, key, None, actor, reason, now)
+
 
 class InMemoryAppState(AppState):
     """Key/value facts in a dict."""
@@ -411,9 +464,7 @@ class InMemoryJobStore(JobStore):
             if j.image_path is not None and j.input_removed_at is None
         }
         needed = {
-            q.image_path
-            for q in self.quotes.values()
-            if q.state == "open" and q.expires_at >= now
+            q.image_path for q in self.quotes.values() if q.state == "open" and q.expires_at >= now
         } | {
             j.image_path
             for j in self.jobs.values()
