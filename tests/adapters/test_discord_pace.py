@@ -11,12 +11,13 @@ import asyncio
 import dataclasses
 
 from adapters.discord.pace import ChannelPace
-from bot.commands import UserRef
+from bot.commands import ChatRef, UserRef
 from bot.pacing import MemoryChatPace
+from bot.replies import Reply, text
 from tests.adapters.discord_bot import TOKEN, discord_bot
 from tests.adapters.discord_standin import DiscordStandIn
 from tests.e2e.scripted_provider import Script, ScriptedProvider, render_tiny_clip
-from tests.support.clock import VirtualTime
+from tests.support.clock import ScaledTime, VirtualTime
 
 MEMBERS = 8
 
@@ -119,3 +120,53 @@ async def test_job_messages_take_the_shared_turn_and_command_answers_do_not(tmp_
         turns = bot.adapter.outbox.turns
         assert turns is not None and turns.waits  # three statuses, their edits, three clips
         assert api.rate_limited == []
+
+
+EACH = 6
+"""Job messages each replica posts at once: 12 together, over Discord's 5 in 5 s."""
+USER = 4242
+
+
+async def _two_replicas_post(tmp_path, pace, *, enforce: bool = True):
+    """Two clients of one bot (two replicas, each its own core and local pacing) post
+    ``EACH`` job messages each in one channel, all at once.
+
+    Returns the stand-in, the channel, and the most posts answered in any 5 s
+    (``enforce=False``: the stand-in answers every post, so that shows what
+    the replicas would have sent). Time is real time, 100 times faster: both
+    replicas wait at the same time, as replicas do.
+    """
+    clock = ScaledTime(100)
+    answered: list[float] = []
+    async with DiscordStandIn(TOKEN) as api:
+        guild = api.add_guild("Creators", channels=("general",))
+        channel = guild.text_channels[0]
+        rewire = (lambda deps: dataclasses.replace(deps, pace=pace)) if pace else None
+        async with (
+            discord_bot(tmp_path / "a", api, guild, clock=clock, rewire=rewire) as first,
+            discord_bot(tmp_path / "b", api, guild, clock=clock, rewire=rewire) as second,
+        ):
+            api.rate_limits.enabled = enforce
+            chat = ChatRef("discord", f"{guild.id}/{channel.id}/{USER}")
+
+            async def post(bot, n: int) -> None:
+                reply = Reply((text("status.bar", bar=f"job {n}"),))
+                await bot.adapter.outbox.send(chat, reply, "en")
+                answered.append(clock.monotonic())
+
+            await asyncio.gather(*(post(bot, n) for bot in (first, second) for n in range(EACH)))
+    most = max(sum(1 for t in answered if start <= t < start + 5) for start in answered)
+    return api, channel, most
+
+
+async def test_two_replicas_sharing_the_pacing_keep_a_channel_inside_discords_limit(tmp_path):
+    api, channel, most = await _two_replicas_post(tmp_path, MemoryChatPace())
+    assert api.rate_limited == [] and most <= 4
+    assert sorted(m.content for m in api.messages_in(channel)) == sorted(
+        f"job {n}" for n in range(EACH) for _ in range(2)
+    )
+
+
+async def test_without_the_shared_pacing_two_replicas_overfill_a_channel(tmp_path):
+    _, _, most = await _two_replicas_post(tmp_path, None, enforce=False)
+    assert most > 5, "each replica keeps to 4 in 5 s alone, but not both together"
