@@ -25,6 +25,10 @@ clocks a few milliseconds apart. ``now`` is wall-clock time (replicas on
 different hosts share no monotonic clock), passed in so tests run on a
 virtual clock.
 
+A chat whose next slot passed long ago is the same as one never seen, so
+the database keeps a row only for chats active in the last hour: every
+``FORGET_EVERY`` reservations a replica deletes the others.
+
 Implementations: :class:`MemoryChatPace` here (one process: no I/O),
 ``storage.pace.SqliteChatPace`` and ``storage.postgres.pace.PgChatPace``
 (the one ``klingbot run`` uses on PostgreSQL; on SQLite, one process serves
@@ -42,6 +46,11 @@ from dataclasses import dataclass
 
 IDLE_KEYS = 10_000
 """Above this many chats remembered in memory, those idle for an hour are forgotten."""
+FORGET_AFTER_S = 3600.0
+"""A chat whose next slot passed this long ago is forgotten: its row is the same as none
+(``max(next_at, now)`` is ``now``); the hour leaves room for replicas' clocks to differ."""
+FORGET_EVERY = 1000
+"""A database-backed pace forgets idle chats once every this many reservations."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,10 @@ class ChatPace(ABC):
         Atomic: two replicas reserving at once get two different slots.
         """
 
+    @abstractmethod
+    async def forget(self, before: float) -> int:
+        """Forget the chats whose next slot was before ``before`` (as if never seen); how many."""
+
 
 def next_at(previous: float | None, rule: PaceRule, now: float) -> float:
     """The chat's new ``next_at`` after one more reservation (None: a chat not seen yet)."""
@@ -95,9 +108,15 @@ class MemoryChatPace(ChatPace):
     async def reserve(self, chat: str, rule: PaceRule, now: float) -> float:
         """See :meth:`ChatPace.reserve` (nothing awaits in between: atomic on one loop)."""
         if len(self.next_at) >= IDLE_KEYS and chat not in self.next_at:
-            self.next_at = {key: at for key, at in self.next_at.items() if at > now - 3600}
+            await self.forget(now - FORGET_AFTER_S)
         value = self.next_at[chat] = next_at(self.next_at.get(chat), rule, now)
         return wait_until_slot(value, rule, now)
+
+    async def forget(self, before: float) -> int:
+        """See :meth:`ChatPace.forget`."""
+        kept = {key: at for key, at in self.next_at.items() if at >= before}
+        forgotten, self.next_at = len(self.next_at) - len(kept), kept
+        return forgotten
 
 
 class ChatTurns:

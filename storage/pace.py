@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from bot.pacing import ChatPace, PaceRule, wait_until_slot
+from bot.pacing import FORGET_AFTER_S, FORGET_EVERY, ChatPace, PaceRule, wait_until_slot
 from storage.database import Database
 
 RESERVE = (
@@ -20,6 +20,7 @@ class SqliteChatPace(ChatPace):
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._reserved = 0
 
     async def reserve(self, chat: str, rule: PaceRule, now: float) -> float:
         """See :meth:`bot.pacing.ChatPace.reserve`."""
@@ -30,4 +31,16 @@ class SqliteChatPace(ChatPace):
             row = connection.execute(RESERVE, values).fetchone()
             return float(row[0])
 
-        return wait_until_slot(await self.database.write(write), rule, now)
+        value = await self.database.write(write)
+        self._reserved += 1
+        if self._reserved % FORGET_EVERY == 0:
+            await self.forget(now - FORGET_AFTER_S)
+        return wait_until_slot(value, rule, now)
+
+    async def forget(self, before: float) -> int:
+        """See :meth:`bot.pacing.ChatPace.forget`."""
+
+        def write(connection: sqlite3.Connection) -> int:
+            return connection.execute("DELETE FROM chat_pace WHERE next_at < ?", (before,)).rowcount
+
+        return await self.database.write(write)

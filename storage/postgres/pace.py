@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.pacing import ChatPace, PaceRule, wait_until_slot
+from bot.pacing import FORGET_AFTER_S, FORGET_EVERY, ChatPace, PaceRule, wait_until_slot
 from storage.postgres.database import PgDatabase
 
 RESERVE = (
@@ -18,8 +18,19 @@ class PgChatPace(ChatPace):
 
     def __init__(self, database: PgDatabase) -> None:
         self.database = database
+        self._reserved = 0
 
     async def reserve(self, chat: str, rule: PaceRule, now: float) -> float:
         """See :meth:`bot.pacing.ChatPace.reserve`."""
         value = await self.database.fetchval(RESERVE, chat, now, rule.interval_s)
+        self._reserved += 1
+        if self._reserved % FORGET_EVERY == 0:
+            await self.forget(now - FORGET_AFTER_S)
         return wait_until_slot(float(value), rule, now)
+
+    async def forget(self, before: float) -> int:
+        """See :meth:`bot.pacing.ChatPace.forget` (a row being reserved meanwhile is kept)."""
+        status = await self.database.execute(
+            "DELETE FROM chat_pace WHERE next_at < $1::float8", before
+        )
+        return int(status.split()[-1])

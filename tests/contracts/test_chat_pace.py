@@ -91,3 +91,19 @@ async def test_replicas_reserving_at_once_never_share_a_slot_nor_overfill_a_minu
     assert sorted(slots) == pytest.approx(sorted(expected))  # a lost update would differ
     most = max(sum(1 for s in slots if start <= s < start + 60) for start in slots)
     assert most == TELEGRAM_GROUP.most_in(60) == 19  # the stream is dense enough to hit it
+
+
+async def test_forgetting_idle_chats_changes_no_slot(replicas):
+    first, second = replicas
+    for _ in range(5):
+        await first.reserve("telegram:idle", TWO_A_SECOND, NOW)  # next slot at NOW + 1.0
+        await first.reserve("telegram:busy", TWO_A_SECOND, NOW + 3600)
+    assert await second.forget(NOW + 1000) == 1  # only the idle chat
+    assert await second.forget(NOW + 1000) == 0
+    assert await first.reserve("telegram:busy", TWO_A_SECOND, NOW + 3600) == 1.5
+    assert [await first.reserve("telegram:idle", TWO_A_SECOND, NOW + 2000) for _ in range(4)] == [
+        0,
+        0,
+        0,
+        0.5,
+    ]  # as a chat never seen, which is what an idle one is anyway
