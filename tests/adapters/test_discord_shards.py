@@ -135,25 +135,29 @@ async def run(tmp_path, api: DiscordStandIn, **env: str) -> asyncio.subprocess.P
     )  # fmt: skip
 
 
-async def test_two_processes_run_a_shard_each_and_one_says_sharding_is_needed(tmp_path):
+async def test_two_processes_run_a_shard_each_on_one_database(tmp_path, pg_database, pg_url):
+    """``klingbot run`` without shards says sharding is needed; two replicas on PostgreSQL, a
+    shard each, serve both servers' members from one set of wallets and sync the commands once."""
     async with DiscordStandIn(TOKEN) as api:
         api.max_guilds_per_shard = 1
         first, second = api.add_guild("Zero", shard=(0, 2)), api.add_guild("One", shard=(1, 2))
         alice, bob = first.add_member("alice"), second.add_member("bob")
-
-        unsharded = await run(tmp_path / "alone", api)
-        _, stderr = await asyncio.wait_for(unsharded.communicate(), 60)
-        assert unsharded.returncode == 2
-        assert "Discord requires sharding for this many servers" in stderr.decode()
-        assert "DISCORD_SHARD_COUNT" in stderr.decode()
-
+        both = f"{first.id},{second.id}"
+        unsharded = await run(tmp_path / "alone", api)  # at the same time as the two below
         processes = [
             await run(
-                tmp_path / f"shard{n}", api, DISCORD_SHARD_COUNT="2", DISCORD_SHARD_IDS=str(n)
+                tmp_path / f"shard{n}",
+                api,
+                KLINGBOT_DATABASE_URL=pg_url,
+                KLINGBOT_REPLICA_ID=f"shard{n}",
+                DISCORD_GUILD_IDS=both,
+                DISCORD_SHARD_COUNT="2",
+                DISCORD_SHARD_IDS=str(n),
             )
             for n in (0, 1)
         ]
         try:
+            _, refused = await asyncio.wait_for(unsharded.communicate(), 60)
             await api.wait_until(lambda: len(api.live) == 2 and api.ready, timeout=60)
             asked = [alice.slash("balance"), bob.slash("balance")]
             for interaction in asked:
@@ -163,7 +167,14 @@ async def test_two_processes_run_a_shard_each_and_one_says_sharding_is_needed(tm
                 if process.returncode is None:
                     process.send_signal(signal.SIGTERM)
             logs = [(await asyncio.wait_for(p.communicate(), 60))[1].decode() for p in processes]
+        assert unsharded.returncode == 2
+        assert "Discord requires sharding for this many servers" in refused.decode()
+        assert "DISCORD_SHARD_COUNT" in refused.decode()
         assert [p.returncode for p in processes] == [0, 0], logs
         assert "is up (1 servers, shards 0 of 2)" in logs[0]
         assert "is up (1 servers, shards 1 of 2)" in logs[1]
         assert [i.original.content for i in asked] == ["Your balance: 0 credits (¥0.00)."] * 2
+        syncs = [s.guild_id for s in api.command_syncs if s.guild_id is not None]
+        assert sorted(syncs) == sorted((first.id, second.id))  # once each, by shard 0's replica
+        wallets = await pg_database.fetch("SELECT user_id FROM wallets ORDER BY user_id")
+        assert [w["user_id"] for w in wallets] == sorted((alice.id, bob.id))  # one set of wallets
