@@ -273,7 +273,7 @@ def _discord_shards(settings: Settings) -> Finding | None:
     others = ",".join(str(shard) for shard in range(count) if shard not in shards)
     syncs = "it syncs the commands" if 0 in shards else "the replica with shard 0 syncs them"
     detail = f"shards {mine} of {count} here ({syncs}); shards {others} must run in other replicas"
-    if getattr(settings, "database_url", None) is None:
+    if not settings.postgres:
         return Finding(
             "warn",
             "discord shards",

@@ -120,7 +120,9 @@ async def test_a_discord_moderator_role_counts_only_with_listed_servers(tmp_path
     assert not [line for line in lines if line.startswith("[!] discord moderators")]
 
 
-async def test_the_doctor_explains_the_discord_shard_settings(tmp_path, monkeypatch):
+async def test_the_doctor_explains_the_discord_shard_settings(
+    tmp_path, monkeypatch, pg_database, pg_url
+):
     monkeypatch.setenv("KLINGBOT_DB", str(tmp_path / "klingbot.db"))
     monkeypatch.setenv("DISCORD_SHARD_IDS", "1,2")
     lines: list[str] = []
@@ -151,3 +153,13 @@ async def test_the_doctor_explains_the_discord_shard_settings(tmp_path, monkeypa
         " keep its own wallets → set KLINGBOT_DATABASE_URL (PostgreSQL) in every replica, or run"
         " all shards here"
     ) in lines
+
+    monkeypatch.setenv("KLINGBOT_DATABASE_URL", pg_url)
+    async with DiscordStandIn(DISCORD_TOKEN) as discord:
+        monkeypatch.setenv("DISCORD_API_BASE", discord.api_base)
+        lines.clear()
+        await run_doctor(out=lines.append)
+    assert (
+        "[i] discord shards: shards 1 of 2 here (the replica with shard 0 syncs them); shards 0"
+        " must run in other replicas, each shard in exactly one, all with DISCORD_SHARD_COUNT=2"
+    ) in lines, lines
