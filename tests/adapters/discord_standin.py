@@ -67,7 +67,7 @@ Test-facing API, in brief
 * ``DiscordStandIn(token, *, now=None, ack_deadline_s=3, token_lifetime_s=900,
   privileged_intents=0)``: ``async with``; ``api_base``, ``gateway_url``;
   ``now()``, ``advance(seconds)``.
-* World: ``add_guild(name, *, premium_tier, locale, bot_permissions, channels)``
+* World: ``add_guild(name, *, premium_tier, locale, bot_permissions, channels, shard)``
   → ``Guild``; ``guild.add_channel(name, *, postable, upload_limit)``,
   ``guild.add_thread(parent, name)``, ``guild.add_role(name, permissions)``,
   ``guild.add_member(name, *, roles, owner, locale, user_id)`` → ``Member``
