@@ -12,7 +12,10 @@ and drops it afterwards. Without a server it says why and exits 0: nothing to me
   server's ``synchronous_commit`` and ``fsync`` printed: durable commits), and the same
   through ``SqliteLedger`` on a fresh SQLite file (WAL, ``synchronous=FULL``), the
   baseline. The audit must come out clean and every wallet at zero on both. Target:
-  at least 1,000 pairs a second on PostgreSQL at 100 members.
+  at least 1,000 pairs a second on PostgreSQL at 100 members. PostgreSQL runs with the
+  pool a replica has (``PgDatabase``'s default) and, at 100 members, with 40
+  connections too: each commit waits for its WAL flush, and the server flushes the
+  commits that wait together, so more connections in flight share more flushes.
 - **price**: real ``klingbot run`` processes in Telegram webhook mode behind the test
   balancer (``tests/replicas``), posted to by the Bot API stand-in in this process. A
   round pushes N ``/price`` updates from N members and times until the stand-in has all
@@ -159,12 +162,13 @@ async def sqlite_ledger(folder: Path, users: int, pairs: int) -> float:
     return rate
 
 
-async def pg_ledger(url: str, users: int, pairs: int) -> float:
+async def pg_ledger(url: str, users: int, pairs: int, pool: int | None) -> float:
     from storage.postgres.audit import audit
     from storage.postgres.database import PgDatabase
     from storage.postgres.ledger import PgLedger
 
-    async with scratch_database(url) as scratch, PgDatabase(scratch) as database:
+    sizes = {} if pool is None else {"max_size": pool}
+    async with scratch_database(url) as scratch, PgDatabase(scratch, **sizes) as database:
         rate = await ledger_pairs(PgLedger(database), users, pairs)
         problems = await audit(database)
     if problems:
@@ -172,25 +176,38 @@ async def pg_ledger(url: str, users: int, pairs: int) -> float:
     return rate
 
 
+def default_pool() -> int:
+    import inspect
+
+    from storage.postgres.database import PgDatabase
+
+    return inspect.signature(PgDatabase).parameters["max_size"].default
+
+
 async def part_ledger(url: str, quick: bool) -> None:
     print(f"\nledger: hold+capture pairs per second; {await durability(url)};")
     print("SQLite baseline: WAL, synchronous=FULL, the writer thread's group commit")
-    print(f"{'members':>7} {'pairs':>7} {'PostgreSQL /s':>14} {'SQLite /s':>10} {'ratio':>6}")
-    for users, total in ((1, 2_500), (100, 10_000)):
+    header = f"{'members':>7} {'pairs':>7} {'pool':>5} {'PostgreSQL /s':>14}"
+    print(header + f" {'SQLite /s':>10} {'ratio':>6}")
+    standard = default_pool()
+    for users, total, pool in ((1, 2_500, None), (100, 10_000, None), (100, 10_000, 40)):
         total = total // 10 if quick else total
         pairs = max(1, total // users)
         folder = Path(tempfile.mkdtemp(prefix="klingbot-bench-"))
         try:
-            ours = await pg_ledger(url, users, pairs)
+            ours = await pg_ledger(url, users, pairs, pool)
             baseline = await sqlite_ledger(folder, users, pairs)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         print(
-            f"{users:>7} {users * pairs:>7,} {ours:>14,.0f} {baseline:>10,.0f}"
-            f" {ours / baseline:>6.2f}",
+            f"{users:>7} {users * pairs:>7,} {pool or standard:>5} {ours:>14,.0f}"
+            f" {baseline:>10,.0f} {ours / baseline:>6.2f}",
             flush=True,
         )
-    print("(target: >= 1,000 pairs/s on PostgreSQL at 100 members)")
+    print(
+        f"(target: >= 1,000 pairs/s on PostgreSQL at 100 members; pool {standard} is"
+        " PgDatabase's default, what a replica runs with)"
+    )
 
 
 # --- part 2: /price through the webhook ------------------------------------------------
@@ -223,23 +240,51 @@ async def price_round(api, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux's /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class PriceSide:
+    rate: float
+    """Updates per second (median of the rounds)."""
+    cpu_ms: float
+    """CPU milliseconds the replicas spent per update, all of them together."""
+    busy: float
+    """The replicas' CPU time over the rounds' wall time, in cores (1.0: one core busy)."""
+
+
 async def price_side(
     folder: Path, names: tuple[str, ...], settings: dict[str, str], count: int, rounds: int
-) -> float:
+) -> PriceSide:
     from tests.adapters.conftest import TOKEN
     from tests.adapters.standin import BotApiStandIn
     from tests.replicas.harness import Replicas
 
-    async with BotApiStandIn(TOKEN) as api, Replicas(folder, api, names, **settings):
+    async with BotApiStandIn(TOKEN) as api, Replicas(folder, api, names, **settings) as r:
         await price_round(api, min(count, 100))  # warm-up: imports, pools, caches
+
+        def cpu() -> float:
+            return sum(cpu_seconds(r[name].process.pid) for name in names)  # type: ignore[union-attr]
+
+        used, started = cpu(), time.perf_counter()
         rates = [await price_round(api, count) for _ in range(rounds)]
-    return statistics.median(rates)
+        used, wall = cpu() - used, time.perf_counter() - started
+    return PriceSide(statistics.median(rates), used * 1000 / (count * rounds), used / wall)
 
 
 async def part_price(url: str, quick: bool) -> None:
     count, rounds = (200, 1) if quick else (1000, 3)
     print(f"\n/price through the webhook: {count:,} updates a round, median of {rounds}")
-    print(f"{'replicas':<22} {'updates/s':>10} {'vs one on SQLite':>17}")
+    print(
+        f"{'replicas':<18} {'updates/s':>10} {'vs one on SQLite':>17}"
+        f" {'replica CPU ms/update':>22} {'replica cores busy':>19}"
+    )
     quiet = {"KLINGBOT_QUOTES_PER_MINUTE": "1000"}
     results = {}
     with tempfile.TemporaryDirectory(prefix="klingbot-bench-") as root:
@@ -252,9 +297,13 @@ async def part_price(url: str, quick: bool) -> None:
             results["two, PostgreSQL"] = await price_side(
                 Path(root) / "p2", ("a", "b"), pg, count, rounds
             )
-    baseline = results["one, SQLite"]
-    for name, rate in results.items():
-        print(f"{name:<22} {rate:>10,.0f} {rate / baseline:>17.2f}", flush=True)
+    baseline = results["one, SQLite"].rate
+    for name, side in results.items():
+        print(
+            f"{name:<18} {side.rate:>10,.0f} {side.rate / baseline:>17.2f}"
+            f" {side.cpu_ms:>22.2f} {side.busy:>19.2f}",
+            flush=True,
+        )
 
 
 # --- part 3: failover --------------------------------------------------------------------
@@ -366,11 +415,20 @@ async def _main(url: str, quick: bool, only: str | None) -> int:
     if problem is not None:
         print(f"scale-out benchmark skipped: {problem}")
         return 0
-    print(f"scale-out benchmark: {os.cpu_count()} CPUs, PostgreSQL at {redacted(url)}")
+    print(
+        f"scale-out benchmark: {os.cpu_count()} CPUs, PostgreSQL at {redacted(url)},"
+        f" load average {load()}"
+    )
     for name, part in PARTS.items():
         if only in (None, name):
             await part(url, quick)
+    print(f"\nload average at the end: {load()} (other work on the machine moves every figure)")
     return 0
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the cores were besides this run."""
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
