@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from app.backend import runner_lease_for
 from app.bootstrap import open_core
 from storage.audit import audit
 from tests.e2e.conftest import GenConsole, fast_settings
@@ -76,9 +77,15 @@ async def charges(deps, job_id: str) -> list[str]:
     return [row["kind"] for row in rows]
 
 
+def replica(settings):
+    """A core as ``klingbot run`` opens it, with its runner lease: what a stopped one left (its
+    delivery claims on SQLite, its jobs' leases on PostgreSQL) is the next one's to take."""
+    return open_core(settings, runner_lease=runner_lease_for(settings))
+
+
 async def made_but_not_delivered(settings, line: str) -> str:
     """On the first replica: order a clip, let it be made, refuse its upload, stop."""
-    async with open_core(settings) as deps:
+    async with replica(settings) as deps:
         gen = GenConsole(settings, deps)
         refusing = RefusingUploads(gen.router)
         deps.generation.outboxes.register("console", refusing)
@@ -104,11 +111,15 @@ async def test_a_local_clip_is_rendered_again_from_the_members_image_by_the_next
 ):
     image = solid_png(tmp_path / "red.png", RED)
     tiers = {"standard": {"resolution": 360}}  # a quick render
-    first = fast_settings(tmp_path, data_dir=tmp_path / "a", tiers=tiers, **database)
-    second = fast_settings(tmp_path, data_dir=tmp_path / "b", tiers=tiers, **database)
+    first = fast_settings(
+        tmp_path, data_dir=tmp_path / "a", replica_id="a", tiers=tiers, **database
+    )
+    second = fast_settings(
+        tmp_path, data_dir=tmp_path / "b", replica_id="b", tiers=tiers, **database
+    )
     job_id = await made_but_not_delivered(first, f"/gen {image} a red square")
 
-    async with open_core(second) as deps:
+    async with replica(second) as deps:
         gen = GenConsole(second, deps)
         chat = gen.chat()
         await deps.generation.runner.start()
@@ -132,7 +143,7 @@ async def test_a_kling_clip_is_downloaded_again_by_the_next_owner(tmp_path, stan
     job_id = await made_but_not_delivered(first, "/gen sample a robot waves")
     assert standin.downloads == 1
 
-    async with open_core(second) as deps:
+    async with replica(second) as deps:
         gen = GenConsole(second, deps)
         gen.chat()
         await deps.generation.runner.start()
@@ -153,7 +164,7 @@ async def test_a_kling_clip_that_can_no_longer_be_had_is_undeliverable_and_said_
     job_id = await made_but_not_delivered(first, "/gen sample a robot waves")
     standin.tasks.clear()  # Kling forgot the task: no fresh link, nothing to download
 
-    async with open_core(second) as deps:
+    async with replica(second) as deps:
         gen = GenConsole(second, deps)
         chat = gen.chat()
         await deps.generation.runner.start()
