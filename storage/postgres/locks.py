@@ -9,7 +9,8 @@ host or network goes away (the server's TCP keepalives, set on the
 connection from the lease, notice within about two thirds of it), or an
 operator runs ``pg_terminate_backend``. The holder notices too: the
 connection reports its end at once (a termination listener), and a check
-every sixth of the lease catches a connection that hangs without ending.
+every sixth of the lease (each allowed a third of it) catches a connection
+that hangs without ending.
 It then stops acting in the role before the server can give the lock to
 another replica.
 
@@ -131,8 +132,14 @@ class SessionLock:
 
     @property
     def check_timeout(self) -> float:
-        """How long one check may take before the connection counts as gone."""
-        return max(self.lease_s / 6, 1.0)
+        """How long one check may take before the connection counts as gone.
+
+        A third of the lease (at least 2 s, so a loaded machine's slow answer
+        is not taken for a dead connection): a check every sixth of it, so a
+        hung connection is noticed within half the lease, before the server's
+        keepalives (about two thirds of it) can give the lock to another.
+        """
+        return max(self.lease_s / 3, 2.0)
 
     async def alive(self) -> bool:
         """Whether the lock is still held: its connection answers within :attr:`check_timeout`."""
