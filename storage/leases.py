@@ -168,14 +168,14 @@ class SqliteJobLeases(JobLeases):
 
         return await self.db.write(write)
 
-    async def free_slot(self, job_id: str) -> bool:
+    async def free_slot(self, job_id: str, owner: str) -> bool:
         """Clear the slot of a job that left the provider."""
         return await self.db.write(
             lambda c: (
                 c.execute(
-                    "UPDATE jobs SET slot = 0 WHERE job_id = ? AND slot = 1"
+                    "UPDATE jobs SET slot = 0 WHERE job_id = ? AND owner = ? AND slot = 1"
                     f" AND state NOT IN {_AT_PROVIDER}",
-                    (job_id,),
+                    (job_id, owner),
                 ).rowcount
                 == 1
             )

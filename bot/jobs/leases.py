@@ -132,10 +132,12 @@ class JobLeases(ABC):
         """
 
     @abstractmethod
-    async def free_slot(self, job_id: str) -> bool:
-        """Give the job's slot back once it left the provider; False if it held none.
+    async def free_slot(self, job_id: str, owner: str) -> bool:
+        """Give ``owner``'s job's slot back once it left the provider; False if it held none.
 
-        Only a job no longer ``held``, ``submitted`` or ``running`` gives it back.
+        Only a job no longer ``held``, ``submitted`` or ``running`` gives it
+        back, and only its owner (a replica that lost the job leaves its
+        adopter's slot alone).
         """
 
     @abstractmethod

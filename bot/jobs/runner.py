@@ -644,7 +644,7 @@ class JobRunner:
     async def _free_slot(self, job_id: str) -> None:
         assert self.leases is not None
         try:
-            await self.leases.free_slot(job_id)
+            await self.leases.free_slot(job_id, self.replica_id)
         except Exception as error:
             log.warning("the slot of job %s stays taken: %s", job_id, error)
         self._tick()

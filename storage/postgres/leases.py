@@ -161,13 +161,14 @@ class PgJobLeases(JobLeases):
         assert taken is not None
         return job_from_row(taken)
 
-    async def free_slot(self, job_id: str) -> bool:
+    async def free_slot(self, job_id: str, owner: str) -> bool:
         """Clear the slot of a job that left the provider."""
         status = await self.db.execute(
-            "UPDATE jobs SET slot = 0 WHERE job_id = $1 AND slot = 1"
+            "UPDATE jobs SET slot = 0 WHERE job_id = $1 AND owner = $3 AND slot = 1"
             " AND NOT state = ANY($2::text[])",
             job_id,
             ["held", "submitted", "running"],
+            owner,
         )
         return status == "UPDATE 1"
 

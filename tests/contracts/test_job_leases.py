@@ -156,9 +156,9 @@ async def test_slots_hold_the_provider_limit_across_replicas(storage, leases):
     assert await take(ids[2], "a", per_provider=2, per_user=5, now=T) == "provider"
     assert await take(ids[2], "b", per_provider=9, per_user=5, now=T) == "gone"  # a's job
     # A job still at the provider keeps its slot; one that left gives it back.
-    assert not await leases.free_slot(ids[0])
+    assert not await leases.free_slot(ids[0], "a")
     await storage.jobs.transition(ids[0], ("held",), "submitted", now=NOW, task_id="t")
-    assert not await leases.free_slot(ids[0])
+    assert not await leases.free_slot(ids[0], "a")
     await storage.jobs.transition(ids[0], ("submitted",), "failed", now=NOW)
     assert not isinstance(await take(ids[2], "a", per_provider=2, per_user=5, now=T), str)
     assert await take(bobs[0], "b", per_provider=2, per_user=5, now=T) == "provider"
@@ -167,8 +167,9 @@ async def test_slots_hold_the_provider_limit_across_replicas(storage, leases):
     await storage.jobs.transition(ids[1], ("running",), "succeeded", now=NOW)
     # Made, its clip not yet sent: the slot stays until the runner gives it back.
     assert await take(bobs[0], "b", per_provider=2, per_user=5, now=T) == "provider"
-    assert await leases.free_slot(ids[1])
-    assert not await leases.free_slot(ids[1])
+    assert not await leases.free_slot(ids[1], "a")  # b's job: a leaves its slot alone
+    assert await leases.free_slot(ids[1], "b")
+    assert not await leases.free_slot(ids[1], "b")
     assert not isinstance(await take(bobs[0], "b", per_provider=2, per_user=5, now=T), str)
 
 

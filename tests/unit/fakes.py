@@ -647,9 +647,10 @@ class InMemoryJobLeases(JobLeases):
         lease.slot = True
         return job
 
-    async def free_slot(self, job_id: str) -> bool:
+    async def free_slot(self, job_id: str, owner: str) -> bool:
         job = self.store.jobs.get(job_id)
-        if job is None or job.state in ACTIVE or not self._lease(job_id).slot:
+        lease = self._lease(job_id)
+        if job is None or job.state in ACTIVE or not lease.slot or lease.owner != owner:
             return False
         self._lease(job_id).slot = False
         return True
