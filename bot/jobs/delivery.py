@@ -124,31 +124,35 @@ class Delivery:
             return
         self._sending.add(job.job_id)
         retry_in = None
+        claimed: bool | None = None  # None while the claim is on its way: then it may be ours
+        keeping = None
         try:
             now = self.clock.now()
             stale = now - self.settings.delivery_claim_s
-            if not await self.store.claim_delivery(
+            claimed = await self.store.claim_delivery(
                 job.job_id, self.claimant, now=now, stale_before=stale
-            ):
+            )
+            if not claimed:
                 log.info(
                     "job %s is not sent here: delivered, or claimed by another runner", job.job_id
                 )
                 return
-            keeping = None
             if self.claim_refresh_s is not None:
                 keeping = asyncio.create_task(self._keep_claim(job.job_id, self.claim_refresh_s))
-            try:
-                current = await self.store.get_job(job.job_id)
-                if current is not None and current.state == "succeeded":
-                    retry_in = await self._deliver(current)
-            finally:  # also when stopped mid-send: the next runner need not wait for the claim
-                if keeping is not None:
-                    keeping.cancel()
+            current = await self.store.get_job(job.job_id)
+            if current is not None and current.state == "succeeded":
+                retry_in = await self._deliver(current)
+        finally:
+            # Also when stopped mid-send, or while the claim was being written: the next
+            # runner need not wait for the claim to go stale. (Giving back a claim that
+            # is not ours changes nothing: it is a compare-and-set on the claimant.)
+            if keeping is not None:
+                keeping.cancel()
+            if claimed is not False:
                 try:
                     await self.store.release_delivery(job.job_id, self.claimant)
                 except Exception as error:
                     log.warning("the delivery claim of job %s stays: %s", job.job_id, error)
-        finally:
             self._sending.discard(job.job_id)
         if retry_in is not None:  # once this send is over, so the next try is not skipped
             self.retries.put(job.job_id, self._monotonic() + retry_in)

@@ -13,6 +13,7 @@ told, never a send of a path that is not there.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 from pathlib import Path
@@ -182,3 +183,32 @@ async def test_a_kling_clip_that_can_no_longer_be_had_is_undeliverable_and_said_
         assert await gen.push(chat, "/balance") == "Your balance: 100 credits (¥10.00)."
         assert await audit(deps.ledger.db) == []
     assert len(standin.creates) == 1
+
+
+async def test_a_runner_stopped_while_its_delivery_claim_is_written_leaves_no_claim(tmp_path):
+    """The claim reached the database, its answer had not come back: the next owner may send."""
+    settings = fast_settings(tmp_path, tiers={"standard": {"resolution": 360}})
+    async with open_core(settings) as deps:
+        gen = GenConsole(settings, deps)
+        store = deps.generation.store
+        claim = store.claim_delivery
+        written = asyncio.Event()
+
+        async def claim_then_hang(*args, **kwargs):
+            assert await claim(*args, **kwargs)
+            written.set()
+            await asyncio.Event().wait()  # the answer never comes back before the stop
+
+        store.claim_delivery = claim_then_hang  # type: ignore[method-assign]
+        await deps.generation.runner.start()
+        chat = gen.chat()
+        await gen.push(chat, "/topup me 100")
+        await gen.push(chat, "/gen sample a robot waves")
+        await gen.push(chat, gen.button("Standard ·"))
+        await wait(written.wait())
+        await deps.generation.runner.stop()
+        [job] = await store.jobs_of(None, 1)
+        assert job.state == "succeeded"
+        # Another runner may claim it at once, not after the claim went stale (10 min).
+        now = deps.clock.now()
+        assert await claim(job.job_id, "the-next-runner", now=now, stale_before=now - 600)
