@@ -102,7 +102,7 @@ async def test_wallet_and_db_commands_work_on_postgresql(tmp_path, pg_url, pg_da
 
 
 async def test_doctor_checks_the_postgresql_database_and_never_shows_its_password(
-    tmp_path, pg_url, pg_database
+    tmp_path, pg_url, pg_database, pg_empty_url
 ):
     result = run_cli("doctor", cwd=tmp_path, env={"KLINGBOT_DATABASE_URL": with_password(pg_url)})
     lines = shown(result).splitlines()
@@ -113,6 +113,16 @@ async def test_doctor_checks_the_postgresql_database_and_never_shows_its_passwor
     assert "[✓] ledger: balances match their entries (0 wallets)" in lines
     assert any(line.startswith("[✓] schema: version ") for line in lines)
     assert not any(line.startswith(("[✓] journal", "[✓] integrity")) for line in lines)
+
+    empty = run_cli("doctor", cwd=tmp_path, env={"KLINGBOT_DATABASE_URL": pg_empty_url})
+    assert empty.returncode == 0, empty.stdout
+    assert (
+        "[!] schema: an empty database (no klingbot tables yet) → klingbot run creates them at"
+        " start, or run klingbot db migrate; klingbot db copy --to moves an existing SQLite"
+        " database here" in empty.stdout.splitlines()
+    )
+    assert "[✓] writable: a write transaction commits (rolled back)" in empty.stdout
+    assert not any(line.startswith("[✓] ledger") for line in empty.stdout.splitlines())
 
     unreachable = with_password("postgresql://postgres@127.0.0.1:9/klingbot")
     result = run_cli("doctor", cwd=tmp_path, env={"KLINGBOT_DATABASE_URL": unreachable})
