@@ -9,6 +9,8 @@ files, made by the bot's own storage code, into ``pg_empty_url``.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -16,8 +18,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pytest
 
 from app.backend import open_storage
+from app.cli import main
 from app.lease import Lease
 from bot.commands import ChatRef, UserRef
 from bot.inputs import FileInputStore
@@ -48,6 +52,37 @@ def masked(url: str) -> str:
     return with_password(url).replace(PASSWORD, "***")
 
 
+@pytest.fixture
+def klingbot(tmp_path, monkeypatch, capsys):
+    """``klingbot ARGS`` in this process (the CLI's ``main()``, in a thread), in ``tmp_path``.
+
+    Cheaper than a process for the many short commands here; each test still
+    runs at least one command as a real process (:func:`run_cli`).
+    """
+    monkeypatch.chdir(tmp_path)
+
+    async def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        for name in ("KLINGBOT_DATABASE_URL", "KLINGBOT_REPLICA_ID"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        try:
+            status = await asyncio.to_thread(main, list(args))
+        finally:  # main() set up logging into this test's capture: undo that
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            for handler in handlers:
+                root.addHandler(handler)
+            root.setLevel(level)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, status, out, err)
+
+    return run
+
+
 def shown(result) -> str:
     """Everything a command printed; the password must never be in it."""
     text = result.stdout + result.stderr
@@ -58,31 +93,33 @@ def shown(result) -> str:
 # --- the operator's commands on PostgreSQL -----------------------------------------------
 
 
-async def test_wallet_and_db_commands_work_on_postgresql(tmp_path, pg_url, pg_database):
+async def test_wallet_and_db_commands_work_on_postgresql(tmp_path, pg_url, pg_database, klingbot):
     env = {"KLINGBOT_DATABASE_URL": with_password(pg_url)}
 
-    def cli(*args: str):
-        result = run_cli(*args, cwd=tmp_path, env=env)
+    async def cli(*args: str):
+        result = await klingbot(*args, env=env)
         shown(result)
         return result
 
-    migrated = cli("db", "migrate")
-    assert (migrated.returncode, migrated.stdout) == (0, f"database {masked(pg_url)} is up to date\n")
+    migrated = run_cli("db", "migrate", cwd=tmp_path, env=env)  # a real process, from scratch
+    assert (migrated.returncode, shown(migrated)) == (
+        0, f"database {masked(pg_url)} is up to date\n"
+    )  # fmt: skip
 
-    topped = cli("wallet", "topup", "telegram:42", "300", "launch", "gift")
+    topped = await cli("wallet", "topup", "telegram:42", "300", "launch", "gift")
     assert topped.returncode == 0, topped.stderr
     assert topped.stdout.splitlines()[0] == "Added 300 credits (¥30.00) to telegram:42."
-    assert cli("wallet", "topup", "me", "50").returncode == 0
-    assert cli("wallet", "balance", "telegram:42").stdout == (
+    assert (await cli("wallet", "topup", "me", "50")).returncode == 0
+    assert (await cli("wallet", "balance", "telegram:42")).stdout == (
         "Balance of telegram:42: 300 credits (¥30.00).\n"
     )
-    history = cli("wallet", "history", "telegram:42").stdout.splitlines()
+    history = (await cli("wallet", "history", "telegram:42")).stdout.splitlines()
     assert history[0].startswith("seq\ttime_utc\tkind")
     assert history[1].split("\t")[2:4] == ["topup", "+300"]
     assert history[1].endswith("\tconsole:local\tlaunch gift")
-    export = cli("wallet", "export").stdout.splitlines()
+    export = (await cli("wallet", "export")).stdout.splitlines()
     assert len(export) == 3 and export[1].split(",")[2:6] == ["telegram:42", "", "topup", "300"]
-    assert cli("db", "check").stdout == "ledger OK\n"
+    assert (await cli("db", "check")).stdout == "ledger OK\n"
 
     # What the commands wrote is in PostgreSQL: no SQLite file was made.
     rows = await pg_database.fetch("SELECT platform, user_id, balance FROM wallets ORDER BY 1")
@@ -91,20 +128,20 @@ async def test_wallet_and_db_commands_work_on_postgresql(tmp_path, pg_url, pg_da
 
     # A broken wallet (changed behind the ledger's back) is reported by db check and doctor.
     await pg_database.execute("UPDATE wallets SET balance = balance + 7 WHERE user_id = '42'")
-    check = cli("db", "check")
+    check = await cli("db", "check")
     assert check.returncode == 1
     assert check.stdout.splitlines()[0] == (
         "wallet telegram:42 holds 307/0 but its entries sum to 300/0"
     )
-    doctor = cli("doctor")
+    doctor = await cli("doctor")
     assert doctor.returncode == 1
     assert "[✗] ledger: 2 invariant violation(s): wallet telegram:42 holds 307/0" in doctor.stdout
 
 
 async def test_doctor_checks_the_postgresql_database_and_never_shows_its_password(
-    tmp_path, pg_url, pg_database, pg_empty_url
+    tmp_path, pg_url, pg_database, pg_empty_url, klingbot
 ):
-    result = run_cli("doctor", cwd=tmp_path, env={"KLINGBOT_DATABASE_URL": with_password(pg_url)})
+    result = await klingbot("doctor", env={"KLINGBOT_DATABASE_URL": with_password(pg_url)})
     lines = shown(result).splitlines()
     assert result.returncode == 0, result.stdout
     database = next(line for line in lines if line.startswith("[✓] database: "))
@@ -114,7 +151,7 @@ async def test_doctor_checks_the_postgresql_database_and_never_shows_its_passwor
     assert any(line.startswith("[✓] schema: version ") for line in lines)
     assert not any(line.startswith(("[✓] journal", "[✓] integrity")) for line in lines)
 
-    empty = run_cli("doctor", cwd=tmp_path, env={"KLINGBOT_DATABASE_URL": pg_empty_url})
+    empty = await klingbot("doctor", env={"KLINGBOT_DATABASE_URL": pg_empty_url})
     assert empty.returncode == 0, empty.stdout
     assert (
         "[!] schema: an empty database (no klingbot tables yet) → klingbot run creates them at"
@@ -125,16 +162,16 @@ async def test_doctor_checks_the_postgresql_database_and_never_shows_its_passwor
     assert not any(line.startswith("[✓] ledger") for line in empty.stdout.splitlines())
 
     unreachable = with_password("postgresql://postgres@127.0.0.1:9/klingbot")
-    result = run_cli("doctor", cwd=tmp_path, env={"KLINGBOT_DATABASE_URL": unreachable})
+    result = await klingbot("doctor", env={"KLINGBOT_DATABASE_URL": unreachable})
     assert result.returncode == 1
     failed = [line for line in shown(result).splitlines() if line.startswith("[✗] database")]
     assert failed and "does not answer" in failed[0]
 
 
-def test_sqlite_file_operations_point_at_pg_dump(tmp_path, pg_url):
+async def test_sqlite_file_operations_point_at_pg_dump(tmp_path, pg_url, klingbot):
     env = {"KLINGBOT_DATABASE_URL": with_password(pg_url)}
     for action in (("backup",), ("restore", "some.db")):
-        result = run_cli("db", *action, cwd=tmp_path, env=env)
+        result = await klingbot("db", *action, env=env)
         assert (result.returncode, result.stdout) == (2, "")
         assert shown(result).startswith(f"klingbot: db {action[0]} works on the SQLite file")
         assert "the data is in PostgreSQL: use pg_" in result.stderr
@@ -142,10 +179,12 @@ def test_sqlite_file_operations_point_at_pg_dump(tmp_path, pg_url):
     assert list(tmp_path.iterdir()) == []
 
 
-async def test_health_asks_whether_this_replica_holds_its_lease(tmp_path, pg_url, pg_database):
+async def test_health_asks_whether_this_replica_holds_its_lease(
+    tmp_path, pg_url, pg_database, klingbot
+):
     env = {"KLINGBOT_DATABASE_URL": with_password(pg_url), "KLINGBOT_REPLICA_ID": "r1"}
     where = f"on {masked(pg_url)}"
-    never = run_cli("health", cwd=tmp_path, env=env)
+    never = await klingbot("health", env=env)
     assert (never.returncode, shown(never)) == (
         1, f"unhealthy: no klingbot replica r1 ever ran {where}\n"
     )  # fmt: skip
@@ -162,20 +201,24 @@ async def test_health_asks_whether_this_replica_holds_its_lease(tmp_path, pg_url
         console.stdin.write("/balance\n")
         console.stdin.flush()
         assert console.stdout.readline() == "Your balance: 0 credits (¥0.00).\n"  # it runs
-        running = run_cli("health", cwd=tmp_path, env=env)
+        running = await klingbot("health", env=env)
     finally:
         console.communicate("")
     assert running.returncode == 0, shown(running)
     assert shown(running).startswith(f"healthy: replica r1 holds its lease {where} (pid ")
-    stopped = run_cli("health", cwd=tmp_path, env=env)
+    stopped = await klingbot("health", env=env)
     assert stopped.returncode == 1
     assert shown(stopped).startswith(f"unhealthy: replica r1 {where} does not hold its lease")
 
 
-def test_a_server_that_does_not_answer_is_one_line_without_the_password(tmp_path):
+async def test_a_server_that_does_not_answer_is_one_line_without_the_password(tmp_path, klingbot):
     env = {"KLINGBOT_DATABASE_URL": with_password("postgresql://postgres@127.0.0.1:9/klingbot")}
     for command in (("db", "migrate"), ("wallet", "balance", "me"), ("-v", "db", "check")):
-        result = run_cli(*command, cwd=tmp_path, env=env)
+        result = (
+            run_cli(*command, cwd=tmp_path, env=env)  # the first as a real process
+            if command[0] == "db"
+            else await klingbot(*command, env=env)
+        )
         assert (result.returncode, result.stdout) == (2, "")
         said = shown(result).splitlines()[-1]  # after -v's debug lines
         assert said.startswith("klingbot: PostgreSQL database postgresql://postgres@127.0.0.1:9/")
@@ -234,7 +277,7 @@ LEDGER = "SELECT seq, idem_key, platform, user_id, kind, amount, held_delta FROM
 
 
 async def test_db_copy_moves_everything_keeps_seq_and_then_the_bot_runs_on_postgresql(
-    tmp_path, pg_empty_url
+    tmp_path, pg_empty_url, klingbot
 ):
     db = tmp_path / "klingbot.db"
     await make_sqlite(db)
@@ -277,13 +320,13 @@ async def test_db_copy_moves_everything_keeps_seq_and_then_the_bot_runs_on_postg
 
     # The bot on PostgreSQL carries on where SQLite stopped: the next entry follows the last.
     env = {"KLINGBOT_DATABASE_URL": target}
-    topped = run_cli("wallet", "topup", "telegram:1", "10", cwd=tmp_path, env=env)
+    topped = await klingbot("wallet", "topup", "telegram:1", "10", env=env)
     assert topped.returncode == 0, shown(topped)
-    history = run_cli("wallet", "history", "telegram:1", "-n", "1", cwd=tmp_path, env=env)
+    history = await klingbot("wallet", "history", "telegram:1", "-n", "1", env=env)
     assert history.stdout.splitlines()[1].split("\t")[0] == "10"
-    assert run_cli("db", "check", cwd=tmp_path, env=env).stdout == "ledger OK\n"
+    assert (await klingbot("db", "check", env=env)).stdout == "ledger OK\n"
 
-    again = run_cli("db", "copy", cwd=tmp_path, env=env)  # --to from KLINGBOT_DATABASE_URL
+    again = await klingbot("db", "copy", env=env)  # --to from KLINGBOT_DATABASE_URL
     assert (again.returncode, again.stdout) == (2, "")
     assert shown(again) == (
         f"klingbot: not copied: {masked(pg_empty_url)} is not empty (1 row in app_state, 1 row"
@@ -318,7 +361,9 @@ async def test_db_copy_refuses_an_inconsistent_source_and_leaves_the_target_alon
         await target.close()
 
 
-async def test_db_copy_refuses_a_source_in_use_and_names_a_missing_one(tmp_path, pg_empty_url):
+async def test_db_copy_refuses_a_source_in_use_and_names_a_missing_one(
+    tmp_path, pg_empty_url, klingbot
+):
     target = with_password(pg_empty_url)
     missing = run_cli("db", "copy", "--to", target, cwd=tmp_path)
     assert (missing.returncode, shown(missing)) == (
@@ -331,12 +376,12 @@ async def test_db_copy_refuses_a_source_in_use_and_names_a_missing_one(tmp_path,
     running = Lease(db)
     running.share()  # as klingbot run does
     try:
-        busy = run_cli("db", "copy", "--to", target, cwd=tmp_path)
+        busy = await klingbot("db", "copy", "--to", target, env={})
     finally:
         running.release()
     assert busy.returncode == 2
     assert shown(busy).startswith(f"klingbot: a klingbot process is using {db} (klingbot run")
-    wrong = run_cli("db", "copy", "--to", "mysql://root:x@db/k", cwd=tmp_path)
+    wrong = await klingbot("db", "copy", "--to", "mysql://root:x@db/k", env={})
     assert (wrong.returncode, wrong.stderr) == (
         2,
         "klingbot: --to must start with postgresql:// or postgres:// (not mysql://), e.g."
