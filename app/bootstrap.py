@@ -108,6 +108,7 @@ async def open_wallets(settings: Settings, *, clock: Clock | None = None) -> Asy
             moderators=frozenset(settings.moderators),
             max_topup=settings.max_topup,
             welcome_credits=settings.welcome_credits,
+            stars_packs=settings.telegram_stars_packs,
             state=storage.state,
         )
 
@@ -215,6 +216,7 @@ async def _core(
                 moderators=frozenset(settings.moderators),
                 max_topup=settings.max_topup,
                 welcome_credits=settings.welcome_credits,
+                stars_packs=settings.telegram_stars_packs,
                 generation=Generation(
                     store=store,
                     runner=runner,

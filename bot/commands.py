@@ -208,6 +208,42 @@ class Refund:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class RefundPurchase:
+    """``/refund <charge id> [reason] [force]``: a moderator gives a member's payment back.
+
+    The platform returns the money and the ledger takes the pack's credits
+    back; ``force`` takes what is left when they were spent.
+    """
+
+    charge_id: str
+    reason: str = ""
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Buy:
+    """``/buy``: the credit packs on sale, one button each."""
+
+
+@dataclass(frozen=True, slots=True)
+class BuyPack:
+    """A pack's button under ``/buy``: send its invoice."""
+
+    credits: int
+    price: int
+
+
+@dataclass(frozen=True, slots=True)
+class Paid:
+    """The platform says the member paid an invoice (Telegram: ``successful_payment``)."""
+
+    charge_id: str
+    payload: str
+    currency: str
+    amount: int
+
+
 Command = (
     Price
     | Balance
@@ -224,4 +260,8 @@ Command = (
     | Resend
     | Jobs
     | Refund
+    | RefundPurchase
+    | Buy
+    | BuyPack
+    | Paid
 )

@@ -17,7 +17,8 @@ from bot.jobs.store import JobStore
 from bot.jobs.waits import ExpectedWaits
 from bot.metrics import Metrics, NullMetrics
 from bot.pacing import ChatPace
-from bot.ports import AppState, Ledger
+from bot.packs import Pack
+from bot.ports import AppState, Ledger, PaymentRefunds
 from bot.replies import Money
 from bot.roles import Roles, SoleRoles
 
@@ -66,6 +67,11 @@ class Deps:
     the only one sending, and the adapters' own pacing is all there is."""
     roles: Roles = field(default_factory=SoleRoles)
     """What one replica at a time does (:mod:`bot.roles`); all held by the one SQLite runner."""
+    stars_packs: tuple[Pack, ...] = ()
+    """The credit packs on sale for Telegram Stars (``TELEGRAM_STARS_PACKS``); none: no sales."""
+    refunds: dict[str, PaymentRefunds] = field(default_factory=dict)
+    """Who gives payments back, by ledger source (``telegram``): each adapter that takes
+    payments registers itself here when it starts."""
 
     def money(self, credits: int) -> Money:
         """Credits with their yuan value, ready for a message."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from bot.catalog import DURATIONS
 from bot.commands import (
     Balance,
+    Buy,
+    BuyPack,
     CancelJob,
     CancelQuote,
     Choose,
@@ -26,6 +28,7 @@ from bot.commands import (
     OtherTier,
     Price,
     Refund,
+    RefundPurchase,
     Reroll,
     Resend,
     Start,
@@ -71,6 +74,8 @@ def parse_action(action: str) -> Command:
     name, _, argument = action.partition(":")
     if name == "price":
         return Price(_duration(argument))
+    if name == "buy" and (pack := _PACK_ACTION.fullmatch(argument)):
+        return BuyPack(int(pack.group(1)), int(pack.group(2)))
     if name == "tier" and argument.count(":") == 1:
         quote_id, tier = argument.split(":")
         return Choose(quote_id, tier)
@@ -87,6 +92,9 @@ def parse_action(action: str) -> Command:
 
 
 _ID = re.compile(r"[0-9a-f]{4,32}")
+_PACK_ACTION = re.compile(r"([0-9]{1,13}):([0-9]{1,6})")
+CHARGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
+"""A payment's charge id (Telegram's ``telegram_payment_charge_id``: ``stx...``)."""
 
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」", "『": "』"}
 """Opening quote -> closing quote, for arguments with spaces (``"my sun.jpg"``)."""
@@ -270,13 +278,28 @@ def _jobs(rest: str) -> Command:
 
 
 def _refund(rest: str) -> Command:
+    """``/refund <job> [reason]``, or ``/refund <charge id> [reason] [force]``.
+
+    A job id is 4 to 32 hex digits; anything else that reads as a charge id
+    (Telegram's start with ``stx``) names a payment.
+    """
     parts = rest.split(maxsplit=1)
-    if not parts or not _ID.fullmatch(parts[0].lower()):
+    if not parts:
         raise UserError("error.refund_usage")
     reason = parts[1] if len(parts) > 1 else ""
+    if _ID.fullmatch(parts[0].lower()):
+        if len(reason) > MAX_REASON:
+            raise UserError("error.reason_too_long", limit=MAX_REASON)
+        return Refund(parts[0].lower(), reason)
+    if not CHARGE_ID.fullmatch(parts[0]):
+        raise UserError("error.refund_usage")
+    words = reason.split()
+    force = bool(words) and words[-1].lower() == "force"
+    if force:
+        reason = reason[: reason.lower().rfind("force")].strip()
     if len(reason) > MAX_REASON:
         raise UserError("error.reason_too_long", limit=MAX_REASON)
-    return Refund(parts[0].lower(), reason)
+    return RefundPurchase(parts[0], reason, force)
 
 
 def _topup(rest: str) -> Command:
@@ -305,6 +328,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "gen": parse_gen,
     "jobs": _jobs,
     "refund": _refund,
+    "buy": lambda _: Buy(),
     "help": lambda _: Help(),
     "start": lambda _: Start(),
 }

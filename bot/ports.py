@@ -226,6 +226,27 @@ class Ledger(ABC):
         return Purchase(source, charge_id, bought, refund)
 
 
+class RefundRefused(Exception):
+    """The platform would not give the payment back; ``reason`` is its own words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PaymentRefunds(ABC):
+    """A platform's side of a purchase refund: the money goes back to the member."""
+
+    @abstractmethod
+    async def refund(self, user: UserRef, charge_id: str) -> None:
+        """Give the payment ``charge_id`` by ``user`` back.
+
+        A payment the platform already gave back counts as done (so a refund
+        cut short can simply be run again). Raises :class:`RefundRefused`
+        when the platform refuses; network trouble raises what it raises.
+        """
+
+
 class AppState(ABC):
     """Small facts an adapter keeps between runs, by key (e.g. the hash of synced commands)."""
 

@@ -27,6 +27,8 @@ KEYS = frozenset(
         "reason.failed",
         "reason.cancelled",
         "reason.refund",
+        "reason.purchase",
+        "reason.purchase_refund",
     }
 )
 """The reasons the bot writes; anything else stored is shown verbatim."""

@@ -78,13 +78,30 @@ class Button:
 
 
 @dataclass(frozen=True, slots=True)
+class Invoice:
+    """A bill the member pays in the platform's own payments (Telegram: Stars).
+
+    ``amount`` is in the currency's smallest unit (one Star); ``payload``
+    is what the platform hands back at checkout and with the payment.
+    """
+
+    title: Text
+    description: Text
+    label: Text
+    payload: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """One message from the bot.
 
     ``lines`` are joined with newlines. ``edit`` asks the adapter to replace
     the message whose button was pressed instead of sending a new one;
     ``private`` asks it to show the reply to the caller only, where the
-    platform can; ``video`` is a clip to send with the lines as its caption.
+    platform can; ``video`` is a clip to send with the lines as its caption;
+    ``invoice`` a bill to send (after the lines, if there are any).
     """
 
     lines: tuple[Text, ...]
@@ -92,6 +109,7 @@ class Reply:
     edit: bool = False
     private: bool = False
     video: Path | None = None
+    invoice: Invoice | None = None
 
 
 def say(key: str, **params: Any) -> Reply:

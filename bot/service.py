@@ -15,11 +15,13 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from bot import generation
+from bot import generation, purchases
 from bot.access import describe, is_moderator, resolve_user, unseen_user
 from bot.catalog import BASE_DURATION, Catalog
 from bot.commands import (
     Balance,
+    Buy,
+    BuyPack,
     Caller,
     CancelJob,
     CancelQuote,
@@ -30,8 +32,10 @@ from bot.commands import (
     History,
     Jobs,
     OtherTier,
+    Paid,
     Price,
     Refund,
+    RefundPurchase,
     Reroll,
     Resend,
     Start,
@@ -335,6 +339,10 @@ _HANDLERS: dict[type, Handler] = {
     Resend: generation.resend,
     Jobs: generation.jobs,
     Refund: generation.refund,
+    RefundPurchase: purchases.refund_purchase,
+    Buy: purchases.buy,
+    BuyPack: purchases.buy_pack,
+    Paid: purchases.paid,
     Price: price,
     Balance: balance,
     History: history,

@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from bot.catalog import DEFAULT_TIERS, Catalog, Tier
 from bot.commands import UserRef
+from bot.packs import Pack, parse_packs
 
 MAX_CREDITS = 10**12
 """No single amount or balance may exceed this (far below SQLite's int64 range)."""
@@ -398,6 +399,12 @@ class Settings(BaseSettings):
     )
     """Group chats whose administrators are moderators wherever they talk to the bot
     (comma-separated chat ids); the admins of any other group never are."""
+    telegram_stars_packs: Annotated[tuple[Pack, ...], NoDecode] = Field(
+        default=(),
+        validation_alias=AliasChoices("TELEGRAM_STARS_PACKS", "telegram_stars_packs"),
+    )
+    """Credit packs members buy with Telegram Stars in ``/buy``, as ``credits:stars``
+    comma-separated (e.g. ``100:50,500:230``); unset: no purchases (``/buy`` says so)."""
 
     # --- the video provider (docs/PROVIDERS.md) ---------------------------------------
     provider: Literal["local", "kling"] = "local"
@@ -525,6 +532,15 @@ class Settings(BaseSettings):
     def _parse_chat_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("telegram_stars_packs", mode="before")
+    @classmethod
+    def _parse_packs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+            return parse_packs(value, max_credits=MAX_CREDITS)
         return value
 
     @field_validator("telegram_base_url", "telegram_base_file_url", "telegram_webhook_url")

@@ -32,6 +32,7 @@ from adapters.telegram.errors import install_redaction, make_error_handler
 from adapters.telegram.flood import FloodControl
 from adapters.telegram.handlers import Handlers
 from adapters.telegram.outbox import TelegramOutbox
+from adapters.telegram.payments import TelegramRefunds
 from adapters.telegram.render import translator
 from adapters.telegram.webhook import WebhookServer, derived_secret
 from bot.deps import Deps
@@ -53,6 +54,7 @@ COMMANDS = {
     "history": "telegram.command_history",
     "gen": "telegram.command_gen",
     "jobs": "telegram.command_jobs",
+    "buy": "telegram.command_buy",
     "topup": "telegram.command_topup",
     "refund": "telegram.command_refund",
 }
@@ -61,7 +63,7 @@ COMMANDS = {
 MENU_LANGUAGES = {"en": None, "zh-CN": "zh"}
 """Catalog -> the ``language_code`` its menu is published for (None: everyone else)."""
 
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY, Update.PRE_CHECKOUT_QUERY]
 
 CONCURRENT_UPDATES = 16
 """Updates handled at once: one member's image download never holds up another's /price.
@@ -182,6 +184,7 @@ def build_application(
     )
     outbox = TelegramOutbox(bot, upload_limit=upload_limit, local_mode=settings.telegram_local_mode)
     handlers = Handlers(deps, admins)
+    deps.refunds[PLATFORM] = TelegramRefunds(bot)
     handlers.register(application)
     application.add_error_handler(make_error_handler(token))
     application.bot_data[ADAPTER_KEY] = TelegramAdapter(

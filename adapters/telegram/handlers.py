@@ -31,6 +31,7 @@ from telegram.ext import (
     ContextTypes,
     ExtBot,
     MessageHandler,
+    PreCheckoutQueryHandler,
     filters,
 )
 
@@ -44,13 +45,15 @@ from adapters.telegram.chats import (
     parse_chat,
 )
 from adapters.telegram.images import find_image, image_input
-from adapters.telegram.render import edit_text, fits_alert, render, send_text
-from bot.commands import Caller, ChatRef, Command, Gen, Price
+from adapters.telegram.payments import send_invoice
+from adapters.telegram.render import edit_text, fits_alert, render, send_text, translator
+from bot.commands import Buy, Caller, ChatRef, Command, Gen, Paid, Price
 from bot.deps import Deps
 from bot.errors import UserError
 from bot.i18n import RenderedReply
 from bot.parsing import parse_command
-from bot.replies import Reply, say
+from bot.purchases import pre_checkout
+from bot.replies import Reply, say, text
 from bot.service import handle, respond, respond_to_action
 
 log = logging.getLogger(__name__)
@@ -102,6 +105,21 @@ def with_reply_target(body: str, message: Message) -> str:
     return body
 
 
+async def send_rendered(
+    bot: ExtBot,
+    chat_id: int,
+    topic_id: int | None,
+    rendered: RenderedReply,
+    *,
+    reply_to: int | None = None,
+) -> None:
+    """A reply's text (if it has any, or no invoice) and then its invoice."""
+    if rendered.text or rendered.invoice is None:
+        await send_text(bot, chat_id, topic_id, rendered, reply_to=reply_to)
+    if rendered.invoice is not None:
+        await send_invoice(bot, chat_id, topic_id, rendered.invoice, reply_to=reply_to)
+
+
 class Handlers:
     """The adapter's update handlers, with what they need passed in."""
 
@@ -113,6 +131,8 @@ class Handlers:
 
     def register(self, application: Application) -> None:
         """Add the message and button handlers to ``application``."""
+        application.add_handler(PreCheckoutQueryHandler(self.on_pre_checkout))
+        application.add_handler(MessageHandler(filters.SUCCESSFUL_PAYMENT, self.on_paid))
         application.add_handler(MessageHandler(MESSAGES, self.on_message))
         application.add_handler(CallbackQueryHandler(self.on_button))
 
@@ -153,7 +173,7 @@ class Handlers:
         caller = await self._caller(
             message.from_user,
             chat,
-            moderation=command is not None and not isinstance(command, Price),
+            moderation=command is not None and not isinstance(command, Price | Buy),
         )
         request_id = f"telegram:{message.chat.id}:{message.message_id}"
         if failure is not None:
@@ -165,6 +185,51 @@ class Handlers:
             replies = await handle(command, caller, self.deps, request_id=request_id)
         await self._in_background(
             context, update, self._show(bot, message, chat, caller.locale, replies)
+        )
+
+    # --- payments --------------------------------------------------------------------------
+
+    async def on_pre_checkout(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Telegram asks whether to take a payment: answer now (it waits 10 s at most).
+
+        The check reads no database (:func:`bot.purchases.pre_checkout`); if it
+        fails anyway, the answer is no rather than none.
+        """
+        query = update.pre_checkout_query
+        if query is None:
+            return
+        caller = caller_for(query.from_user, chat_ref(query.from_user.id), is_admin=False)
+        try:
+            refusal = pre_checkout(
+                self.deps, caller.user, query.invoice_payload, query.currency, query.total_amount
+            )
+        except Exception:
+            log.exception("pre-checkout %s could not be checked: refused", query.id)
+            refusal = text("telegram.error")
+        if refusal is None:
+            await query.answer(ok=True)
+        else:
+            log.info("pre-checkout %s by %s refused: %s", query.id, caller.user, refusal.key)
+            await query.answer(ok=False, error_message=translator(caller.locale)(refusal))
+
+    async def on_paid(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A ``successful_payment``: the core credits it once per charge id and says so."""
+        message = update.message
+        if message is None or message.from_user is None or message.successful_payment is None:
+            return
+        payment = message.successful_payment
+        chat = message_chat(message)
+        caller = caller_for(message.from_user, chat, is_admin=False)
+        command = Paid(
+            charge_id=payment.telegram_payment_charge_id,
+            payload=payment.invoice_payload,
+            currency=payment.currency,
+            amount=payment.total_amount,
+        )
+        request_id = f"telegram:{message.chat.id}:{message.message_id}"
+        replies = await handle(command, caller, self.deps, request_id=request_id)
+        await self._in_background(
+            context, update, self._show(context.bot, message, chat, caller.locale, replies)
         )
 
     async def _gen(
@@ -196,7 +261,7 @@ class Handlers:
         chat_id, topic_id = parse_chat(chat)
         reply_to = None if is_private(message.chat) else message.message_id
         for reply in replies:
-            await send_text(bot, chat_id, topic_id, render(reply, locale), reply_to=reply_to)
+            await send_rendered(bot, chat_id, topic_id, render(reply, locale), reply_to=reply_to)
 
     async def _in_background(
         self, context: ContextTypes.DEFAULT_TYPE, update: Update, sending: Coroutine[Any, Any, None]
@@ -239,7 +304,7 @@ class Handlers:
                 await edit_text(bot, message.chat.id, message.message_id, item)
             else:
                 quoted = message.message_id if message and not is_private(message.chat) else None
-                await send_text(bot, chat_id, topic_id, item, reply_to=quoted)
+                await send_rendered(bot, chat_id, topic_id, item, reply_to=quoted)
 
     # --- buttons --------------------------------------------------------------------------
 
@@ -255,7 +320,7 @@ class Handlers:
             chat = message_chat(message) if message is not None else chat_ref(query.from_user.id)
             action = query.data or ""
             caller = await self._caller(
-                query.from_user, chat, moderation=not action.startswith("price:")
+                query.from_user, chat, moderation=not action.startswith(("price:", "buy:"))
             )
             replies = await respond_to_action(
                 action, caller, self.deps, request_id=f"telegram:button:{query.id}"

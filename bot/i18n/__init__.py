@@ -25,7 +25,7 @@ from typing import Any
 from babel import Locale
 from babel.numbers import format_decimal
 
-from bot.replies import Money, Reply, Text, TextList, TierName, Timestamp, Wait
+from bot.replies import Invoice, Money, Reply, Text, TextList, TierName, Timestamp, Wait
 
 LOCALES: tuple[str, ...] = ("en", "zh-CN")
 DEFAULT_LOCALE = "en"
@@ -107,6 +107,19 @@ class RenderedReply:
     edit: bool
     private: bool
     video: Path | None = None
+    invoice: RenderedInvoice | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedInvoice:
+    """An invoice in the reader's language: its title, description and price label."""
+
+    title: str
+    description: str
+    label: str
+    payload: str
+    amount: int
+    currency: str
 
 
 MEMO_SIZE = 1024
@@ -205,6 +218,17 @@ class Translator:
             edit=reply.edit,
             private=reply.private,
             video=reply.video,
+            invoice=self._invoice(reply.invoice) if reply.invoice is not None else None,
+        )
+
+    def _invoice(self, invoice: Invoice) -> RenderedInvoice:
+        return RenderedInvoice(
+            title=self(invoice.title),
+            description=self(invoice.description),
+            label=self(invoice.label),
+            payload=invoice.payload,
+            amount=invoice.amount,
+            currency=invoice.currency,
         )
 
     def _format(self, value: Any) -> Any:

@@ -94,6 +94,11 @@ POLL_CONFLICT = (
     "make sure that only one bot instance is running"
 )
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+PRE_CHECKOUT_S = 10.0
+"""Seconds a bot has to answer a pre-checkout query before Telegram fails the payment."""
+STARS = "XTR"
+MAX_STARS = 10_000
+"""The most Stars one invoice may ask."""
 WEBHOOK_CONNECTIONS = 40
 """Telegram's default ``max_connections`` for a webhook."""
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
@@ -112,7 +117,23 @@ BAD_GATEWAY = "<html><head><title>502 Bad Gateway</title></head><body>502 Bad Ga
 """What nginx in front of the Bot API answers when the server behind it fails."""
 
 _STRING_PARAMS = frozenset(
-    {"text", "caption", "callback_query_id", "url", "secret_token", "file_id", "language_code"}
+    {
+        "text",
+        "caption",
+        "callback_query_id",
+        "url",
+        "secret_token",
+        "file_id",
+        "language_code",
+        "title",
+        "description",
+        "payload",
+        "currency",
+        "provider_token",
+        "pre_checkout_query_id",
+        "error_message",
+        "telegram_payment_charge_id",
+    }
 )
 """Parameters PTB sends as plain strings; everything else is JSON."""
 
@@ -141,6 +162,34 @@ class Delivery:
     @property
     def ok(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass
+class Charge:
+    """A Stars payment Telegram took: who paid, how much, and whether it went back."""
+
+    charge_id: str
+    user_id: int
+    amount: int
+    payload: str
+    refunded: bool = False
+
+
+@dataclass
+class Payment:
+    """How a member's attempt to pay ended.
+
+    ``ok``: the bot said yes in time and Telegram took the Stars (``charge_id``,
+    and ``message`` the ``successful_payment`` message pushed to the bot);
+    otherwise ``error`` says why not: the bot's own ``error_message``, or
+    that it did not answer within :data:`PRE_CHECKOUT_S`.
+    """
+
+    ok: bool
+    query_id: str
+    charge_id: str | None = None
+    error: str | None = None
+    message: dict[str, Any] | None = None
 
 
 @dataclass
@@ -197,6 +246,16 @@ class BotApiStandIn:
         self.blocked: set[int] = set()
         """Members who blocked the bot: sends to their private chat are 403."""
         self._queries: dict[str, float] = {}  # callback query id -> when it was pressed
+        self.pre_checkout_s = PRE_CHECKOUT_S
+        """How long the bot has to answer a pre-checkout query (Telegram: 10 s)."""
+        self._checkouts: dict[str, float] = {}  # pre-checkout query id -> when it was sent
+        self.checkout_answers: dict[str, dict[str, Any]] = {}
+        """Each pre-checkout query's answer, as the bot gave it in time."""
+        self.invoices: dict[tuple[int, int], dict[str, Any]] = {}
+        """Every invoice the bot sent, by (chat id, message id): its parameters."""
+        self.charges: dict[str, Charge] = {}
+        """Every payment Telegram took, by charge id."""
+        self._charge_ids = itertools.count(1)
         self.calls: list[ApiCall] = []
         self.downloads: list[str] = []
         self.members: dict[tuple[int, int], str] = {}
@@ -667,6 +726,129 @@ class BotApiStandIn:
             raise _ApiError(400, QUERY_TOO_OLD)
         return True
 
+    def _sendInvoice(self, params, files):
+        """An invoice, as strict as Telegram is for one in Stars."""
+        currency = params.get("currency") or ""
+        prices = params.get("prices") or []
+        payload = params.get("payload") or ""
+        title, description = params.get("title") or "", params.get("description") or ""
+        if not 1 <= len(title) <= 32:
+            raise _ApiError(400, "Bad Request: invoice title length must be 1-32 characters")
+        if not 1 <= len(description) <= 255:
+            raise _ApiError(400, "Bad Request: invoice description length must be 1-255 characters")
+        if not 1 <= len(payload.encode()) <= 128:
+            raise _ApiError(400, "Bad Request: invoice payload length must be 1-128 bytes")
+        if currency != STARS or params.get("provider_token"):
+            # Without a payments provider only Stars can be sold; Stars take no provider.
+            raise _ApiError(400, "Bad Request: PAYMENT_PROVIDER_INVALID")
+        if not isinstance(prices, list) or len(prices) != 1:
+            raise _ApiError(400, "Bad Request: STARS_INVOICE_INVALID")
+        amount = prices[0].get("amount")
+        if not isinstance(amount, int) or not 1 <= amount <= MAX_STARS:
+            raise _ApiError(400, "Bad Request: CURRENCY_TOTAL_AMOUNT_INVALID")
+        if not str(prices[0].get("label") or ""):
+            raise _ApiError(400, "Bad Request: LABEL_INVALID")
+        invoice = {
+            "title": title,
+            "description": description,
+            "start_parameter": "",
+            "currency": currency,
+            "total_amount": amount,
+        }
+        message = self._new_message(params, invoice=invoice)
+        self.invoices[(int(params["chat_id"]), message["message_id"])] = dict(params)
+        return message
+
+    def _answerPreCheckoutQuery(self, params, files):
+        query_id = params.get("pre_checkout_query_id") or ""
+        sent = self._checkouts.pop(query_id, None)
+        if sent is None or self.now() - sent > self.pre_checkout_s:
+            raise _ApiError(400, QUERY_TOO_OLD)
+        ok = bool(params.get("ok"))
+        if not ok and not (params.get("error_message") or "").strip():
+            raise _ApiError(400, "Bad Request: ERROR_MESSAGE_EMPTY")
+        self.checkout_answers[query_id] = params
+        return True
+
+    def _refundStarPayment(self, params, files):
+        charge = self.charges.get(params.get("telegram_payment_charge_id") or "")
+        if charge is None or charge.user_id != int(params.get("user_id") or 0):
+            raise _ApiError(400, "Bad Request: CHARGE_NOT_FOUND")
+        if charge.refunded:
+            raise _ApiError(400, "Bad Request: CHARGE_ALREADY_REFUNDED")
+        charge.refunded = True
+        return True
+
+    async def checkout(
+        self,
+        user: dict[str, Any],
+        *,
+        payload: str,
+        currency: str,
+        total_amount: int,
+        timeout: float | None = None,
+    ) -> Payment:
+        """Telegram's side of a member pressing Pay: ask the bot, then take the Stars.
+
+        A ``pre_checkout_query`` goes to the bot; it must answer within
+        ``pre_checkout_s`` on the stand-in's clock (``timeout``, real seconds,
+        bounds the wait: no answer by then fails the payment, as a late one
+        does). A yes takes the Stars and pushes the ``successful_payment``
+        message with a new charge id.
+        """
+        query_id = f"pcq-{next(self._charge_ids)}"
+        self._checkouts[query_id] = self.now()
+        since = len(self.calls)
+        self.push(
+            {
+                "pre_checkout_query": {
+                    "id": query_id,
+                    "from": user,
+                    "currency": currency,
+                    "total_amount": total_amount,
+                    "invoice_payload": payload,
+                }
+            }
+        )
+        try:
+            answered = await self.wait_for(
+                "answerPreCheckoutQuery",
+                since=since,
+                pre_checkout_query_id=query_id,
+                timeout=self.pre_checkout_s if timeout is None else timeout,
+            )
+        except AssertionError:
+            answered = None
+        if answered is None or answered.status != 200:
+            self._checkouts.pop(query_id, None)
+            return Payment(False, query_id, error="the bot did not answer in time")
+        answer = self.checkout_answers[query_id]
+        if not answer.get("ok"):
+            return Payment(False, query_id, error=answer.get("error_message"))
+        charge_id = f"stxT{next(self._charge_ids):06d}{query_id[-3:].replace('-', 'x')}"
+        self.charges[charge_id] = Charge(charge_id, int(user["id"]), total_amount, payload)
+        message = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": chat(int(user["id"])),
+            "from": user,
+            "successful_payment": {
+                "currency": currency,
+                "total_amount": total_amount,
+                "invoice_payload": payload,
+                "telegram_payment_charge_id": charge_id,
+                "provider_payment_charge_id": "",
+            },
+        }
+        self.push({"message": message})
+        return Payment(True, query_id, charge_id=charge_id, message=message)
+
+    async def pending_checkout(self, timeout: float = 30.0) -> str:
+        """The id of a pre-checkout query still waiting for the bot's answer (waits for one)."""
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: bool(self._checkouts)), timeout)
+        return next(iter(self._checkouts))
+
     def _getChatMember(self, params, files):
         chat_id, user_id = int(params["chat_id"]), int(params["user_id"])
         self._writable(chat_id)
@@ -940,6 +1122,36 @@ class Member:
         if reply_to is not None:
             message["reply_to_message"] = reply_to
         return message
+
+    async def pay(
+        self,
+        invoice: dict[str, Any] | ApiCall | None = None,
+        *,
+        payload: str | None = None,
+        currency: str | None = None,
+        total_amount: int | None = None,
+        timeout: float | None = None,
+    ) -> Payment:
+        """Press Pay under ``invoice`` (a sent invoice message, or its sendInvoice call).
+
+        ``payload``, ``currency`` and ``total_amount`` replace the invoice's
+        own, as a forged or outdated invoice would carry them.
+        """
+        if invoice is not None:
+            message = invoice.result if isinstance(invoice, ApiCall) else invoice
+            sent = self.api.invoices[(message["chat"]["id"], message["message_id"])]
+            payload = sent["payload"] if payload is None else payload
+            currency = message["invoice"]["currency"] if currency is None else currency
+            if total_amount is None:
+                total_amount = message["invoice"]["total_amount"]
+        assert payload is not None and total_amount is not None
+        return await self.api.checkout(
+            self.user(),
+            payload=payload,
+            currency=currency or STARS,
+            total_amount=total_amount,
+            timeout=timeout,
+        )
 
     def press(self, message: dict[str, Any], label: str) -> str:
         """Press the button of ``message`` whose label starts with ``label``; returns its action."""

@@ -62,7 +62,7 @@ async def test_price_in_english_and_chinese(telegram):
     menus = api.of("setMyCommands")
     assert [menu.params.get("language_code") for menu in menus] == [None, "zh"]
     assert [c["command"] for c in menus[0].params["commands"]] == [
-        "start", "help", "price", "balance", "history", "gen", "jobs", "topup", "refund"
+        "start", "help", "price", "balance", "history", "gen", "jobs", "buy", "topup", "refund"
     ]  # fmt: skip
     assert menus[0].params["commands"][5]["description"] == (
         "Send a photo with /gen and a prompt as its caption"
@@ -418,7 +418,7 @@ async def test_webhook_mode_checks_the_secret(tmp_path, api):
         assert webhook.params == {
             "url": url,
             "secret_token": DERIVED_SECRET,
-            "allowed_updates": ["message", "callback_query"],
+            "allowed_updates": ["message", "callback_query", "pre_checkout_query"],
         }
         assert re.fullmatch(r"[0-9a-f]{64}", DERIVED_SECRET)  # within Telegram's alphabet
         assert not api.of("getUpdates")
