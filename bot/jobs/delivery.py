@@ -85,7 +85,7 @@ class Delivery:
         on_settled: Callable[[str], None],
         links: ClipLinks | None = None,
         claim_refresh_s: float | None = None,
-        clip_here: Callable[[Job], Awaitable[Job]] | None = None,
+        clip_here: Callable[[Job], Awaitable[Job | None]] | None = None,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -179,8 +179,7 @@ class Delivery:
     async def _deliver(self, job: Job) -> float | None:
         """One send; the seconds until the next try when it failed and may be retried."""
         try:
-            if self._clip_here is not None:
-                job = await self._clip_here(job)
+            here = job if self._clip_here is None else await self._clip_here(job)
         except RetryableError as error:
             return await self._failed(job, error)
         except ProviderError as error:
@@ -193,6 +192,9 @@ class Delivery:
             await self._delivered(job, "undeliverable")
             await self.board.show(job, status.clip_lost(job), force=True)
             return None
+        if here is None:  # delivered meanwhile
+            return None
+        job = here
         try:
             how = await self._send(job)
         except Undeliverable as error:

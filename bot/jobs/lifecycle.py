@@ -487,7 +487,7 @@ class JobLifecycle:
             job, state, "failure.internal", kind="input", detail=str(gone)
         )
 
-    async def clip_here(self, job: Job) -> Job:
+    async def clip_here(self, job: Job) -> Job | None:
         """The job with its clip on this machine, fetched or made again when it is elsewhere.
 
         A clip is a file on the replica that collected it. When another
@@ -497,8 +497,9 @@ class JobLifecycle:
         provider that keeps nothing past a restart (the local renderer,
         ``Provider.remakes_clips``), renders it again from the job's inputs,
         without the wait the member already had. The row then names the new
-        file. Raises RetryableError when a later try may work, ProviderError
-        when the clip can no longer be had (the delivery gives up on it).
+        file (None: the job is no longer ``succeeded``, nothing to send).
+        Raises RetryableError when a later try may work, ProviderError when
+        the clip can no longer be had (the delivery gives up on it).
         """
         if job.result_path and await asyncio.to_thread(Path(job.result_path).is_file):
             return job
@@ -523,7 +524,7 @@ class JobLifecycle:
                 await self._make_again(job, destination)
         path = str(destination)
         if not await self.store.update(job.job_id, "succeeded", result_path=path):
-            raise _Stop  # delivered meanwhile
+            return None  # delivered meanwhile
         return replace(job, result_path=path)
 
     async def _make_again(self, job: Job, destination: Path) -> None:
