@@ -361,7 +361,7 @@ async def test_db_copy_refuses_an_inconsistent_source_and_leaves_the_target_alon
         await target.close()
 
 
-async def test_db_copy_refuses_a_source_in_use_and_names_a_missing_one(
+async def test_db_copy_refuses_a_missing_busy_or_damaged_source_and_a_wrong_url(
     tmp_path, pg_empty_url, klingbot
 ):
     target = with_password(pg_empty_url)
@@ -387,7 +387,13 @@ async def test_db_copy_refuses_a_source_in_use_and_names_a_missing_one(
         "klingbot: --to must start with postgresql:// or postgres:// (not mysql://), e.g."
         " postgresql://klingbot:PASSWORD@127.0.0.1:5432/klingbot\n",
     )
-
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"this is not an SQLite database" * 200)
+    corrupt = await klingbot("db", "copy", "--to", target, env={"KLINGBOT_DB": str(damaged)})
+    assert (corrupt.returncode, shown(corrupt)) == (
+        2,
+        f"klingbot: {damaged} is not a usable SQLite database (file is not a database)\n",
+    )
 
 
 async def test_the_console_runs_on_postgresql_and_its_debug_log_holds_no_password(
