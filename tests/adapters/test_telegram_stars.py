@@ -13,18 +13,21 @@ database and audited after each scenario.
 from __future__ import annotations
 
 import asyncio
-import io
+import csv
 
 import aiohttp
 import pytest
 
 from adapters.console.chat import sample_image
-from app.backup import export_csv, ledger_entries
+from app.operator import export_command
 from bot.commands import UserRef
 from bot.i18n import Translator
 from storage.audit import audit
+from storage.postgres.audit import audit as pg_audit
+from storage.postgres.database import PgDatabase
 from tests.adapters.conftest import MODERATOR_ID, TelegramBot, telegram_bot
 from tests.adapters.standin import QUERY_TOO_OLD, BotApiStandIn, Member, buttons
+from tests.e2e.conftest import fast_settings
 from tests.e2e.scripted_provider import Script, ScriptedProvider, render_tiny_clip
 from tests.replicas.balancer import Balancer
 
@@ -43,7 +46,10 @@ BUY_ZH = """用 Telegram 星购买灵感值（按 5 秒视频计）：
 
 
 def stars_bot(tmp_path, api, **overrides):
-    """The bot selling PACKS; its clips come from a scripted service (a tiny clip, at once)."""
+    """The bot selling PACKS; its clips come from a scripted service (a tiny clip, at once).
+
+    ``database_url=`` runs it on PostgreSQL (``pg_url``, emptied by ``pg_database``).
+    """
     provider = ScriptedProvider(render_tiny_clip(tmp_path / "tiny.mp4"), Script())
     return telegram_bot(tmp_path, api, provider=provider, telegram_stars_packs=PACKS, **overrides)
 
@@ -74,6 +80,23 @@ async def bought(telegram: TelegramBot, member: Member, label: str):
     assert payment.ok, payment.error
     thanks = await telegram.api.wait_for("sendMessage", since=since, chat_id=member.id)
     return payment, thanks.params["text"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request) -> dict[str, object]:
+    """The bot's settings for each database: SQLite in tmp_path, or this run's PostgreSQL."""
+    if request.param == "sqlite":
+        return {}
+    request.getfixturevalue("pg_database")  # every table emptied first
+    return {"database_url": request.getfixturevalue("pg_url")}
+
+
+async def audited(telegram: TelegramBot) -> list[str]:
+    """The ledger audit on whichever database the bot runs on."""
+    database = telegram.deps.ledger.db
+    if isinstance(database, PgDatabase):
+        return await pg_audit(database)
+    return await audit(database)
 
 
 async def kinds(telegram: TelegramBot, user_id: int) -> list[tuple[str, int]]:
@@ -133,7 +156,7 @@ async def test_a_member_with_no_credits_buys_a_pack_and_generates_at_once(tmp_pa
         history = await said(telegram, alice, "/history 3")
         assert history.endswith("· purchase +100 · balance 100 · 100 credits bought for 50 Stars")
         assert not [c for c in api.calls if c.params.get("chat_id") == MODERATOR_ID]
-        assert await audit(telegram.deps.ledger.db) == []
+        assert await audited(telegram) == []
 
 
 async def test_chinese_members_buy_and_are_refused_in_chinese(tmp_path, api):
@@ -178,11 +201,11 @@ async def test_chinese_members_buy_and_are_refused_in_chinese(tmp_path, api):
         )
         history = await said(telegram, ming, "/history 1")
         assert history.endswith("· 购买 +500 · 余额 500 · 用 230 星购买 500 灵感值")
-        assert await audit(telegram.deps.ledger.db) == []
+        assert await audited(telegram) == []
 
 
-async def test_a_replayed_payment_credits_nothing_more(tmp_path, api):
-    async with stars_bot(tmp_path, api) as telegram:
+async def test_a_replayed_payment_credits_nothing_more(tmp_path, api, backend):
+    async with stars_bot(tmp_path, api, **backend) as telegram:
         alice = telegram.member(ALICE, "Alice", "alice")
         payment, _ = await bought(telegram, alice, "100 credits")
 
@@ -198,11 +221,11 @@ async def test_a_replayed_payment_credits_nothing_more(tmp_path, api):
         assert second.charge_id != payment.charge_id
         assert await telegram.balance(ALICE) == 200
         assert await kinds(telegram, ALICE) == [("purchase", 100), ("purchase", 100)]
-        assert await audit(telegram.deps.ledger.db) == []
+        assert await audited(telegram) == []
 
 
-async def test_refunds_by_a_moderator_and_not_by_a_stranger(tmp_path, api):
-    async with stars_bot(tmp_path, api) as telegram:
+async def test_refunds_by_a_moderator_and_not_by_a_stranger(tmp_path, api, backend):
+    async with stars_bot(tmp_path, api, **backend) as telegram:
         alice = telegram.member(ALICE, "Alice", "alice")
         moderator = telegram.member(MODERATOR_ID, "Mod", "mod")
         stranger = telegram.member(STRANGER, "Mallory", "mallory")
@@ -275,20 +298,21 @@ async def test_refunds_by_a_moderator_and_not_by_a_stranger(tmp_path, api):
         ]
         history = await said(telegram, alice, "/history 1")
         assert history.endswith("· purchase refunded -65 · balance 0 · changed my mind")
-        assert await audit(telegram.deps.ledger.db) == []
+        assert await audited(telegram) == []
 
-        out = io.StringIO()
-        await export_csv(
-            ledger_entries(telegram.deps.ledger.db), telegram.deps.catalog, Translator("en"), out
-        )
-        rows = [line.split(",") for line in out.getvalue().splitlines()]
-        exported = [(row[4], row[5], row[12]) for row in rows[1:] if "purchase" in row[4]]
-        assert exported == [
-            ("purchase", "100", f"purchase:telegram:{first.charge_id}"),
-            ("purchase", "100", f"purchase:telegram:{spent.charge_id}"),
-            ("purchase_refund", "-100", f"purchase_refund:telegram:{first.charge_id}"),
-            ("purchase_refund", "-65", f"purchase_refund:telegram:{spent.charge_id}"),
-        ]
+    # klingbot wallet export (the operator's command, on the same database).
+    exported_csv = tmp_path / "ledger.csv"
+    settings = fast_settings(tmp_path, **backend)
+    assert await export_command(settings, Translator("en"), str(exported_csv)) == 0
+    with exported_csv.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.reader(file))
+    exported = [(row[4], row[5], row[12]) for row in rows[1:] if "purchase" in row[4]]
+    assert exported == [
+        ("purchase", "100", f"purchase:telegram:{first.charge_id}"),
+        ("purchase", "100", f"purchase:telegram:{spent.charge_id}"),
+        ("purchase_refund", "-100", f"purchase_refund:telegram:{first.charge_id}"),
+        ("purchase_refund", "-65", f"purchase_refund:telegram:{spent.charge_id}"),
+    ]
 
 
 async def test_purchases_off_say_so(tmp_path, api):
@@ -343,7 +367,7 @@ async def test_a_refund_telegram_could_not_make_is_finished_by_running_it_again(
         assert reply.startswith(f"Alice (telegram:1001) 的付款 {payment.charge_id} 之前已经退款")
         assert api.charges[payment.charge_id].refunded
         assert await kinds(telegram, ALICE) == [("purchase_refund", -100), ("purchase", 100)]
-        assert await audit(telegram.deps.ledger.db) == []
+        assert await audited(telegram) == []
 
 
 # --- the stand-in itself: as strict as Telegram -------------------------------------------

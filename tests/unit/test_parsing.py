@@ -2,7 +2,18 @@
 
 import pytest
 
-from bot.commands import Balance, Help, History, Price, Start, TopUp
+from bot.commands import (
+    Balance,
+    Buy,
+    BuyPack,
+    Help,
+    History,
+    Price,
+    Refund,
+    RefundPurchase,
+    Start,
+    TopUp,
+)
 from bot.errors import UserError
 from bot.i18n import Translator
 from bot.parsing import MAX_LINE, parse_action, parse_command
@@ -26,6 +37,14 @@ from bot.replies import Text
         ("/topup me 100 bad\x00\x07char\x1b[31m", TopUp("me", 100, "badchar[31m")),
         ("/help", Help()),
         ("/start", Start()),
+        ("/buy", Buy()),
+        ("/refund 3F2A9C1D", Refund("3f2a9c1d", "")),
+        ("/refund 3f2a9c1d force", Refund("3f2a9c1d", "force")),  # jobs take no force
+        ("/refund stxAbC-12_x", RefundPurchase("stxAbC-12_x", "", False)),
+        ("/refund stxAbC asked nicely", RefundPurchase("stxAbC", "asked nicely", False)),
+        ("/refund stxAbC asked nicely FORCE", RefundPurchase("stxAbC", "asked nicely", True)),
+        ("/refund stxAbC force", RefundPurchase("stxAbC", "", True)),
+        ("/refund stxAbC forced out", RefundPurchase("stxAbC", "forced out", False)),
     ],
 )
 def test_commands(line, command):
@@ -59,6 +78,9 @@ def test_commands(line, command):
         ("/topup me 99999999999999999999999", "error.amount_too_large"),
         ("/topup me " + "9" * 4000, "error.amount_too_large"),
         ("/topup me 5 " + "x" * 201, "error.reason_too_long"),
+        ("/refund", "error.refund_usage"),
+        ("/refund stx/../x", "error.refund_usage"),
+        ("/refund stxAbC " + "x" * 201 + " force", "error.reason_too_long"),
         ("/" + "x" * (MAX_LINE + 1), "error.too_long"),
     ],
 )
@@ -79,6 +101,7 @@ def test_unknown_command_names_are_cut_short():
 
 def test_button_actions():
     assert parse_action("price:10") == Price(10)
-    for action in ("price:7", "price:", "bogus", ""):
+    assert parse_action("buy:500:230") == BuyPack(500, 230)
+    for action in ("price:7", "price:", "bogus", "", "buy:", "buy:5", "buy:a:b", "buy:1:2:3"):
         with pytest.raises(UserError):
             parse_action(action)

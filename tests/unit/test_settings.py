@@ -3,6 +3,7 @@
 import pytest
 
 from bot.commands import UserRef
+from bot.packs import Pack
 from bot.settings import ConfigError, load_settings
 
 
@@ -67,6 +68,12 @@ def test_environment_beats_the_file(tmp_path, monkeypatch):
         ("moderators = ['bob']\n", "moderators"),
         ("no_such_setting = 1\n", "no_such_setting"),
         ("[tiers.turbo]\nname_en = 'Turbo'\n", "tiers.turbo"),
+        ("telegram_stars_packs = '100'\n", "telegram_stars_packs"),
+        ("telegram_stars_packs = '100:0'\n", "telegram_stars_packs"),
+        ("telegram_stars_packs = '100:10001'\n", "telegram_stars_packs"),
+        ("telegram_stars_packs = '0:5'\n", "telegram_stars_packs"),
+        ("telegram_stars_packs = '100:5,100:6'\n", "telegram_stars_packs"),
+        ("telegram_stars_packs = '-100:5'\n", "telegram_stars_packs"),
     ],
 )
 def test_bad_config_names_the_field(tmp_path, monkeypatch, toml, field):
@@ -83,6 +90,16 @@ def test_unreadable_or_broken_config_files(tmp_path):
         load_settings({"KLINGBOT_CONFIG": str(tmp_path / "missing.toml")})
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(write(tmp_path, "max_topup = = 3"))
+
+
+def test_stars_packs_from_the_environment_or_the_file(tmp_path, monkeypatch):
+    assert load_settings({}).telegram_stars_packs == ()  # unset: no sales
+    monkeypatch.setenv("TELEGRAM_STARS_PACKS", " 100:50, 500 : 230 ,")
+    assert load_settings().telegram_stars_packs == (Pack(100, 50), Pack(500, 230))
+    monkeypatch.delenv("TELEGRAM_STARS_PACKS")
+    env = write(tmp_path, "telegram_stars_packs = ['1000:400']\n")
+    monkeypatch.setenv("KLINGBOT_CONFIG", env["KLINGBOT_CONFIG"])
+    assert load_settings().telegram_stars_packs == (Pack(1000, 400),)
 
 
 def test_moderators_from_the_environment(monkeypatch):
