@@ -86,8 +86,11 @@ def _password(url: str) -> str | None:
     return unquote(password) if password else None
 
 
-def explain(error: BaseException, url: str) -> StorageUnavailable:
-    """Turn a driver or network error into one line an operator can act on, without secrets."""
+def explain(error: BaseException, url: str, *, migrating: bool = False) -> StorageUnavailable:
+    """Turn a driver or network error into one line an operator can act on, without secrets.
+
+    ``migrating``: the error came while applying migrations (say who may apply them).
+    """
     where = f"PostgreSQL database {describe(url)}"
     if isinstance(error, asyncpg.InvalidPasswordError):
         text = f"{where}: the server refused the login (wrong user name or password)"
@@ -114,10 +117,22 @@ def explain(error: BaseException, url: str) -> StorageUnavailable:
         text = f"{where}: the server cannot be reached ({error.strerror or error})"
     elif isinstance(error, _CONNECTION_LOST):
         text = f"{where}: the connection was lost ({_first_line(error)})"
+    elif (
+        isinstance(error, asyncpg.InsufficientPrivilegeError | asyncpg.InvalidSchemaNameError)
+        and migrating
+    ):
+        text = (
+            f"{where}: permission denied while creating klingbot's tables"
+            f" ({_first_line(error)}); the user in KLINGBOT_DATABASE_URL must own the database"
+            " (or be granted CREATE on its schema)"
+        )
     elif isinstance(error, asyncpg.InsufficientPrivilegeError):
         text = f"{where}: permission denied ({_first_line(error)})"
     elif isinstance(error, asyncpg.ReadOnlySQLTransactionError):
-        text = f"{where} is read-only here ({_first_line(error)})"
+        text = (
+            f"{where} is read-only ({_first_line(error)}): is this a standby?"
+            " Point KLINGBOT_DATABASE_URL at the primary"
+        )
     elif isinstance(error, ValueError | asyncpg.ClientConfigurationError):
         text = f"{where}: KLINGBOT_DATABASE_URL cannot be used ({_first_line(error)})"
     else:
@@ -200,6 +215,13 @@ class PgDatabase:
                     self.migrated = await migrate(connection, where=self.where)
                 elif problem := await schema_problem(connection, where=self.where):
                     raise StorageUnavailable(problem)
+        except (
+            asyncpg.InsufficientPrivilegeError,
+            asyncpg.InvalidSchemaNameError,
+            asyncpg.ReadOnlySQLTransactionError,
+        ) as e:
+            await self.close()
+            raise explain(e, self.url, migrating=self.migrate) from None
         except BaseException:
             await self.close()
             raise

@@ -8,6 +8,7 @@ newer klingbot wrote. The URL's password never shows in the message.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 
 import asyncpg
@@ -180,3 +181,23 @@ async def test_a_connection_the_server_drops_mid_statement_is_one_line_and_the_p
         assert message.startswith(f"PostgreSQL database {describe(pg_url)}: the connection was lost")
         assert "\n" not in message and lost.value.__cause__ is None
         assert await database.fetchval("SELECT 1") == 1  # a new connection, no restart
+
+
+async def test_a_user_who_may_not_create_tables_is_told_who_may(pg_empty_url):
+    role = f"kbt_no_create_{os.getpid()}"  # roles are the server's: made and dropped here
+    admin = await asyncpg.connect(pg_empty_url)
+    try:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN")
+        url = pg_empty_url.replace("://postgres@", f"://{role}:s3cret@", 1)
+        assert url != pg_empty_url
+
+        message = await refusal(url)
+
+        assert message == (
+            f"PostgreSQL database {describe(url)}: permission denied while creating klingbot's"
+            " tables (permission denied for schema public); the user in KLINGBOT_DATABASE_URL"
+            " must own the database (or be granted CREATE on its schema)"
+        )
+    finally:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()

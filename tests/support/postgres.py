@@ -216,6 +216,11 @@ async def reset_schema(url: str) -> None:
     """Leave the database at ``url`` with nothing in it: no tables, functions or version."""
     connection = await asyncpg.connect(url, timeout=5)
     try:
-        await connection.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+        # As a new database has it: owned by the database's owner, usable by everyone.
+        await connection.execute(
+            "DROP SCHEMA IF EXISTS public CASCADE;"
+            " CREATE SCHEMA public AUTHORIZATION pg_database_owner;"
+            " GRANT USAGE ON SCHEMA public TO PUBLIC"
+        )
     finally:
         await connection.close()
