@@ -20,6 +20,7 @@ is ordered byte by byte (``COLLATE "C"``), as SQLite does.
 
 from __future__ import annotations
 
+import string
 from typing import Any
 
 import asyncpg
@@ -64,6 +65,9 @@ def _assignments(fields: dict[str, Any], first: int) -> tuple[str, list[Any]]:
         raise ValueError(f"not settable on a job: {sorted(unknown)}")
     columns = ", ".join(f"{name} = ${first + n}" for n, name in enumerate(fields))
     return columns, [int(v) if isinstance(v, bool) else v for v in fields.values()]
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def _count(status: str) -> int:
@@ -239,18 +243,21 @@ class PgJobStore(JobStore):
         return job_from_row(row)
 
     async def get_job(self, job_id: str) -> Job | None:
-        """A job by its full id, or by a prefix that names exactly one job (ASCII case aside)."""
-        prefix = job_id.replace("%", "").replace("_", "")  # as SQLite's LIKE pattern is made
+        """A job by its full id, or by a prefix that names exactly one job (ASCII case aside).
+
+        The full id first, by the primary key: the runner asks that way all the time.
+        """
+        row = await self.db.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1", job_id)
+        if row is not None:
+            return job_from_row(row)
+        if len(job_id) < 4:
+            return None
+        # As SQLite's LIKE pattern is made: no wildcards, ASCII letters in any case.
+        prefix = job_id.replace("%", "").replace("_", "").translate(_ASCII_LOWER)
         rows = await self.db.fetch(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1"
-            " OR (length($1) >= 4 AND starts_with(ascii_lower(job_id), ascii_lower($2)))"
-            " ORDER BY job_id = $1 DESC LIMIT 2",  # the exact id first, however many share it
-            job_id,
-            prefix,
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE ascii_lower(job_id) LIKE $1 LIMIT 2",
+            prefix.replace("\\", "\\\\") + "%",  # PostgreSQL's LIKE escapes with a backslash
         )
-        exact = [row for row in rows if row["job_id"] == job_id]
-        if exact:
-            return job_from_row(exact[0])
         return job_from_row(rows[0]) if len(rows) == 1 else None
 
     async def transition(

@@ -167,6 +167,8 @@ CREATE TABLE jobs (
 );
 
 CREATE INDEX jobs_by_user ON jobs (platform, user_id, created_at);
+-- /jobs and the CLI name a job by a prefix of its id, in any ASCII case.
+CREATE INDEX jobs_by_id_prefix ON jobs (ascii_lower(job_id) text_pattern_ops);
 CREATE INDEX jobs_active ON jobs (state) WHERE state IN ('held', 'submitted', 'running', 'succeeded');
 CREATE INDEX jobs_finished_by_tier ON jobs (tier, finished_at) WHERE started_at IS NOT NULL;
 
