@@ -109,6 +109,7 @@ async def open_wallets(settings: Settings, *, clock: Clock | None = None) -> Asy
             max_topup=settings.max_topup,
             welcome_credits=settings.welcome_credits,
             stars_packs=settings.telegram_stars_packs,
+            sku_packs=settings.discord_sku_credits,
             state=storage.state,
         )
 
@@ -217,6 +218,7 @@ async def _core(
                 max_topup=settings.max_topup,
                 welcome_credits=settings.welcome_credits,
                 stars_packs=settings.telegram_stars_packs,
+                sku_packs=settings.discord_sku_credits,
                 generation=Generation(
                     store=store,
                     runner=runner,

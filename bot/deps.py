@@ -21,6 +21,7 @@ from bot.packs import Pack
 from bot.ports import AppState, Ledger, PaymentRefunds
 from bot.replies import Money
 from bot.roles import Roles, SoleRoles
+from bot.skus import SkuPack
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,9 @@ class Deps:
     refunds: dict[str, PaymentRefunds] = field(default_factory=dict)
     """Who gives payments back, by ledger source (``telegram``): each adapter that takes
     payments registers itself here when it starts."""
+    sku_packs: tuple[SkuPack, ...] = ()
+    """Discord's consumable SKUs and the credits each buys (``DISCORD_SKU_CREDITS``);
+    none: no purchases on Discord."""
 
     def money(self, credits: int) -> Money:
         """Credits with their yuan value, ready for a message."""

@@ -1,4 +1,4 @@
-"""Members buy credits with Telegram Stars; moderators give payments back.
+"""Members buy credits with Telegram Stars (or Discord SKUs); moderators give payments back.
 
 ``/buy`` lists the packs of ``TELEGRAM_STARS_PACKS`` with what each buys in
 clips of every tier, one button per pack; a button becomes an invoice (the
@@ -9,6 +9,11 @@ price, for the member the invoice was made for; it reads nothing from the
 database, so it always answers within Telegram's 10 seconds. The payment
 (:class:`~bot.commands.Paid`) is credited once per charge id: the ledger
 keys the purchase by it, so a replayed update credits nothing more.
+
+On Discord ``/buy`` lists the SKUs of ``DISCORD_SKU_CREDITS`` instead, each
+with Discord's premium button (action ``sku:<id>``); Discord takes the
+payment itself and the entitlement it grants is credited by
+:mod:`bot.skus`.
 
 A moderator's ``/refund <charge id> [reason] [force]`` writes the refund in
 the ledger first and then asks the platform to give the money back
@@ -34,6 +39,8 @@ from bot.packs import CURRENCY, SOURCE, Pack, read_payload
 from bot.ports import Purchase, RefundRefused, UserProfile
 from bot.reasons import reason as bot_reason
 from bot.replies import Button, Invoice, Reply, Text, TextList, TierName, say, text
+from bot.skus import BUTTON_ACTION
+from bot.skus import SOURCE as DISCORD
 from bot.text import clean_text
 
 log = logging.getLogger(__name__)
@@ -59,6 +66,8 @@ def _clips(deps: Deps, credits: int) -> TextList:
 
 async def buy(command: Buy, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:
     """The packs on sale, with what each buys; one button per pack."""
+    if caller.user.platform == DISCORD:
+        return _sku_offer(deps)
     packs = _offered(deps, caller)
     if not packs:
         return [say("buy.off")]
@@ -78,6 +87,23 @@ async def buy(command: Buy, caller: Caller, deps: Deps, _request_id: str | None)
             f"buy:{pack.credits}:{pack.stars}",
         )
         for pack in packs
+    )
+    return [Reply(tuple(lines), buttons=buttons)]
+
+
+def _sku_offer(deps: Deps) -> list[Reply]:
+    """``/buy`` on Discord: each SKU's credits, what they buy, and its premium button."""
+    if not deps.sku_packs:
+        return [say("buy.off")]
+    lines = [text("sku.header", duration=CLIP_SECONDS)]
+    lines += [
+        text("sku.row", money=deps.money(pack.credits), clips=_clips(deps, pack.credits))
+        for pack in deps.sku_packs
+    ]
+    lines.append(text("sku.how"))
+    buttons = tuple(
+        Button(text("sku.button", credits=pack.credits), BUTTON_ACTION + pack.sku_id)
+        for pack in deps.sku_packs
     )
     return [Reply(tuple(lines), buttons=buttons)]
 

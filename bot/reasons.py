@@ -29,6 +29,7 @@ KEYS = frozenset(
         "reason.refund",
         "reason.purchase",
         "reason.purchase_refund",
+        "reason.purchase_sku",
     }
 )
 """The reasons the bot writes; anything else stored is shown verbatim."""

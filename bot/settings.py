@@ -31,6 +31,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from bot.catalog import DEFAULT_TIERS, Catalog, Tier
 from bot.commands import UserRef
 from bot.packs import Pack, parse_packs
+from bot.skus import SkuPack, parse_sku_credits
 
 MAX_CREDITS = 10**12
 """No single amount or balance may exceed this (far below SQLite's int64 range)."""
@@ -298,6 +299,13 @@ class Settings(BaseSettings):
     """The shards this replica connects, comma-separated (``0,1``), each below
     ``DISCORD_SHARD_COUNT``; unset: all of them. Run each shard in exactly one replica;
     the replica holding shard 0 syncs the commands."""
+    discord_sku_credits: Annotated[tuple[SkuPack, ...], NoDecode] = Field(
+        default=(),
+        validation_alias=AliasChoices("DISCORD_SKU_CREDITS", "discord_sku_credits"),
+    )
+    """Credit packs members buy in Discord's store with ``/buy``: the app's consumable
+    SKUs and the credits each one buys, as ``sku_id:credits`` comma-separated (e.g.
+    ``1234567890123456789:100``); unset: no purchases on Discord (``/buy`` says so)."""
 
     @field_validator("telegram_token", "discord_token", mode="before")
     @classmethod
@@ -312,6 +320,15 @@ class Settings(BaseSettings):
     def _parse_guild_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("discord_sku_credits", mode="before")
+    @classmethod
+    def _parse_sku_credits(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+            return parse_sku_credits(value, max_credits=MAX_CREDITS)
         return value
 
     @field_validator("discord_shard_ids", mode="before")

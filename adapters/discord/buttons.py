@@ -3,7 +3,10 @@
 A button's ``custom_id`` is ``kb:`` followed by the core's action string
 (``tier:<quote>:<tier>``, ``qcancel:<quote>``, ``cancel:<job>``,
 ``reroll:<job>``, ``again:<job>``, ``price:10``), well under Discord's 100
-characters; the quote or job itself stays in the database. The client
+characters; the quote or job itself stays in the database. An action
+``sku:<id>`` (``/buy``'s packs) becomes Discord's premium button for that
+SKU instead: Discord draws its name and price and runs the checkout itself,
+so it has no ``custom_id`` and its press never reaches the bot. The client
 registers :class:`ActionButton` with ``add_dynamic_items``, so a press on a
 message sent before a restart is still understood: discord.py matches the
 ``custom_id`` against the template and rebuilds the button from it.
@@ -68,8 +71,19 @@ class ActionButton(discord.ui.DynamicItem[discord.ui.Button], template=TEMPLATE)
         await handlers.on_button(interaction, self.action)
 
 
+SKU_ACTION = re.compile(r"sku:(?P<sku>[0-9]{1,20})")
+"""A premium button for a SKU (see :data:`bot.skus.BUTTON_ACTION`)."""
+
+
+def premium_button(sku_id: str, *, row: int | None = None) -> discord.ui.Button:
+    """Discord's button to buy ``sku_id``: no label or ``custom_id`` (Discord draws it)."""
+    return discord.ui.Button(style=discord.ButtonStyle.premium, sku_id=int(sku_id), row=row)
+
+
 def fits(action: str) -> bool:
-    """The action fits in a ``custom_id`` and matches the template."""
+    """The action fits in a ``custom_id`` and matches the template (or names a SKU)."""
+    if SKU_ACTION.fullmatch(action):
+        return True
     custom_id = PREFIX + action
     return len(custom_id) <= MAX_CUSTOM_ID and TEMPLATE.fullmatch(custom_id) is not None
 
@@ -137,5 +151,10 @@ def _build_view(buttons: tuple[tuple[str, str], ...]) -> StaticView | None:
     one_per_row = not short and len(usable) <= ROWS
     view = StaticView()
     for index, (label, action) in enumerate(usable[: ROW_WIDTH * ROWS]):
-        view.add_item(ActionButton(label, action, row=index if one_per_row else None))
+        row = index if one_per_row else None
+        sku = SKU_ACTION.fullmatch(action)
+        if sku is not None:
+            view.add_item(premium_button(sku["sku"], row=row))
+        else:
+            view.add_item(ActionButton(label, action, row=row))
     return view

@@ -45,6 +45,7 @@ from adapters.discord.errors import install_redaction, report, secrets_of
 from adapters.discord.handlers import ACK_BUDGET_S, Handlers
 from adapters.discord.outbox import ChannelFacts, DiscordOutbox
 from adapters.discord.pace import ChannelPace
+from adapters.discord.purchases import Purchases
 from bot.deps import Deps
 from bot.pacing import ChatTurns
 from bot.roles import DISCORD_GATEWAY, Role, serve_role
@@ -68,6 +69,7 @@ class DiscordAdapter:
     outbox: DiscordOutbox
     facts: ChannelFacts
     secrets: tuple[str, ...]
+    purchases: Purchases
     connection: asyncio.Future[None] | None = None
     """Ends only if Discord gives up on the gateway connection (set by ``running``)."""
     gateway_role: Role | None = None
@@ -101,6 +103,11 @@ class _Kling:
     async def setup_hook(self) -> None:
         """Understand every button sent by any run of the bot (called by ``login``)."""
         self.add_dynamic_items(ActionButton)  # type: ignore[attr-defined]
+
+    async def on_entitlement_create(self, entitlement: discord.Entitlement) -> None:
+        """A member paid for a SKU: credit it once, then consume it (``purchases``)."""
+        if self.adapter is not None:
+            self.adapter.purchases.entitlement_created(entitlement)
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Discord takes one IDENTIFY per 5 s (``max_concurrency`` 1): the next shard waits."""
@@ -229,6 +236,7 @@ def build_client(
         )
     facts = ChannelFacts()
     secrets = secrets_of(token)
+    purchases = Purchases(client, deps)
     handlers = Handlers(
         deps,
         facts,
@@ -237,6 +245,7 @@ def build_client(
         ),
         secrets=secrets,
         ack_budget_s=ack_budget_s,
+        purchases=purchases,
     )
     for command in build_commands(handlers):
         client.tree.add_command(command)
@@ -250,7 +259,13 @@ def build_client(
     if turns is None and deps.pace is not None:
         turns = ChatTurns(deps.pace)
     client.adapter = DiscordAdapter(
-        settings, deps, handlers, DiscordOutbox(client, facts, pace, turns), facts, secrets
+        settings,
+        deps,
+        handlers,
+        DiscordOutbox(client, facts, pace, turns),
+        facts,
+        secrets,
+        purchases,
     )
     client.klingbot_handlers = handlers
     return client
@@ -291,6 +306,8 @@ async def _connected(
             duty = await _connect_while_held(gateway, adapter)
         if adapter.deps.generation is not None:
             adapter.deps.generation.outboxes.register(PLATFORM, adapter.outbox)
+        adapter.purchases.scan_soon()  # what was bought while the bot was down
+        gateway.connected_once = True
         shards = getattr(client, "shard_ids", None)
         log.info(
             "Discord bot %s is up (%s%s)",
@@ -307,6 +324,7 @@ async def _connected(
             with suppress(asyncio.CancelledError):
                 await duty
         await adapter.handlers.drain()
+        await adapter.purchases.close()
         await adapter.outbox.drain()
         await gateway.stop()
         await client.close()
@@ -347,6 +365,8 @@ class _Gateway:
         self.task: asyncio.Task[None] | None = None
         self.gave_up: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         adapter.connection = self.gave_up
+        self.connected_once = False
+        """Set once the bot is up: a later start is a takeover, which scans entitlements."""
 
     async def start(self) -> None:
         """Connect and wait for READY; raises what stopped it, or TimeoutError."""
@@ -368,6 +388,8 @@ class _Gateway:
         self.task = connection
         connection.add_done_callback(self._ended)
         adapter.gateway_up.set()
+        if self.connected_once:  # events sent while no replica held the gateway are lost
+            adapter.purchases.scan_soon()
 
     async def stop(self) -> None:
         """Leave the gateway (another replica takes it); REST stays usable."""

@@ -158,11 +158,15 @@ def build_commands(handlers: Handlers) -> list[app_commands.Command[Any, Any, No
     async def refund(interaction: discord.Interaction, job: str, reason: str | None = None) -> None:
         await handlers.command(interaction, f"/refund {job.strip()} {reason or ''}".rstrip())
 
+    @app_commands.command(name=label("name_buy"), description=label("buy"))
+    async def buy(interaction: discord.Interaction) -> None:
+        await handlers.buy(interaction)
+
     @app_commands.command(name=label("name_help"), description=label("help"))
     async def help_(interaction: discord.Interaction) -> None:
         await handlers.command(interaction, "/help")
 
-    return [gen, price, balance, history, jobs, topup, refund, help_]
+    return [gen, price, balance, history, jobs, topup, refund, buy, help_]
 
 
 def _digest(payload: list[dict[str, Any]]) -> str:

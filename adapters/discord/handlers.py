@@ -35,10 +35,11 @@ from adapters.discord.chats import CommunityServers, caller_for, reader_for
 from adapters.discord.errors import report
 from adapters.discord.images import check_attachment, image_input
 from adapters.discord.outbox import ChannelFacts
+from adapters.discord.purchases import Purchases
 from adapters.discord.render import MAX_CONTENT, render
 from adapters.messages import split_text
 from bot.catalog import BASE_DURATION
-from bot.commands import Caller, Command, Gen, Price
+from bot.commands import Buy, Caller, Command, Gen, Price
 from bot.deps import Deps
 from bot.errors import UserError
 from bot.i18n import RenderedReply
@@ -167,8 +168,10 @@ class Handlers:
         community: CommunityServers,
         secrets: tuple[str, ...],
         ack_budget_s: float = ACK_BUDGET_S,
+        purchases: Purchases | None = None,
     ) -> None:
         self.deps = deps
+        self.purchases = purchases
         self.facts = facts
         self.community = community
         self.secrets = secrets
@@ -229,6 +232,21 @@ class Handlers:
             caller = reader_for(interaction)
             request_id = f"discord:{interaction.id}"
             replies = await handle(Price(duration), caller, self.deps, request_id=request_id)
+            await Responder(interaction, public=False).show(self.rendered(replies, caller))
+
+    async def buy(self, interaction: discord.Interaction) -> None:
+        """``/buy``: the packs of ``DISCORD_SKU_CREDITS``, each with its premium button.
+
+        Answered privately. The press opens Discord's checkout, not an
+        interaction; the purchase arrives as an entitlement
+        (:mod:`adapters.discord.purchases`), whose news comes back here as a
+        follow-up to this ``/buy``.
+        """
+        with self._tracked():
+            caller = reader_for(interaction)
+            if self.purchases is not None and self.deps.sku_packs:
+                self.purchases.saw_buy(interaction)
+            replies = await handle(Buy(), caller, self.deps, request_id=f"discord:{interaction.id}")
             await Responder(interaction, public=False).show(self.rendered(replies, caller))
 
     async def gen(

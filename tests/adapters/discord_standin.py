@@ -100,6 +100,21 @@ Test-facing API, in brief
   ``delete_message(message)``, ``await drop_connection()``,
   ``request_reconnect()``.
 
+* Monetization: ``add_sku(name, *, kind=SKU_CONSUMABLE)`` → SKU id (listed by
+  ``GET /applications/{app}/skus``); ``member.buy(sku_id)`` (or ``buy(member,
+  sku_id, dispatch=)``) makes a PURCHASE ``Entitlement`` and, with
+  ``dispatch`` (the default), sends ENTITLEMENT_CREATE to the session of shard 0
+  (a user's entitlement names no guild), as Discord does after a payment; a
+  bot not connected then never gets that event. ``redeliver(entitlement)``
+  sends it again (a replay). ``entitlements`` holds them by id (``consumed``,
+  ``consumes``: every consume call that succeeded). List
+  (``GET /applications/{app}/entitlements`` with ``user_id``, ``sku_ids``,
+  ``before`` / ``after``, ``limit`` 1 to 100, ``guild_id``, ``exclude_ended``,
+  ``exclude_deleted``; ascending ids), fetch one, create a test entitlement
+  (``POST``, ``sku_id`` + ``owner_id`` + ``owner_type``) and consume
+  (``POST .../{id}/consume``: 204; an unknown entitlement 404 10029, one
+  already consumed or of a SKU that is not consumable 400 40074).
+
 What it enforces, as Discord answers it (``{"code": N, "message": ...}``):
 a callback later than the deadline or for an unknown interaction 404 10062;
 a second acknowledgement 400 40060; a webhook call before the
@@ -113,7 +128,9 @@ token 401 code 0; a deleted (or, on the channel routes, ephemeral) message
 50001; a DM to a member who closed their DMs 403 50007; an edit of a
 member's own message (``member.say``) 403 50005; over 200 command creations a day in one scope 400 30034; privileged
 intents not enabled: gateway close 4014; a bad token on IDENTIFY: close 4004;
-a ``shard`` that is not ``[id, count]`` with ``0 <= id < count``: close 4010
+an application id in a path that is not the bot's 404 10002; a premium
+button (style 6) without a known ``sku_id``, or with a ``custom_id``,
+``label``, ``url`` or ``emoji``, 400 50035; a ``shard`` that is not ``[id, count]`` with ``0 <= id < count``: close 4010
 Invalid shard; more than ``max_guilds_per_shard`` (2,500) guilds on one
 session: close 4011 Sharding required (``closes`` lists every close).
 
@@ -214,6 +231,15 @@ INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_MESSAGE_CONTENT = 1 << 15
 PRIVILEGED_INTENTS = INTENT_GUILD_MEMBERS | INTENT_GUILD_PRESENCES | INTENT_MESSAGE_CONTENT
 
+# SKU types and flags, entitlement types (Discord's monetization)
+SKU_DURABLE = 2
+SKU_CONSUMABLE = 3
+SKU_SUBSCRIPTION = 5
+SKU_AVAILABLE = 1 << 2
+ENTITLEMENT_PURCHASE = 1
+ENTITLEMENT_TEST_MODE_PURCHASE = 4
+MAX_ENTITLEMENTS_PAGE = 100
+
 # channel types
 GUILD_TEXT = 0
 DM = 1
@@ -230,7 +256,7 @@ UPDATE_MESSAGE = 7
 
 _DISCORD_EPOCH_MS = 1_420_070_400_000
 _STATUS_OF_CODE = {
-    0: 400, 10003: 404, 10008: 404, 10015: 404, 10062: 404, 30034: 400, 40005: 413,
+    0: 400, 10002: 404, 10003: 404, 10008: 404, 10027: 404, 10029: 404, 40074: 400, 10015: 404, 10062: 404, 30034: 400, 40005: 413,
     40060: 400, 50001: 403, 50005: 403, 50006: 400, 50007: 403, 50013: 403, 50027: 401,
     50035: 400,
 }  # fmt: skip
@@ -244,6 +270,10 @@ _REASONS = {
     503: "Service Unavailable",
 }
 _MESSAGE_OF_CODE = {
+    10002: "Unknown Application",
+    10027: "Unknown SKU",
+    10029: "Unknown Entitlement",
+    40074: "This entitlement has already been consumed.",
     10003: "Unknown Channel",
     10008: "Unknown Message",
     10015: "Unknown Webhook",
@@ -757,6 +787,48 @@ class Guild:
         return role.payload() | {"tags": {"bot_id": self.api.bot_id}}
 
 
+@dataclass
+class Entitlement:
+    """A member's right to a SKU: what Discord grants after a payment (or a test grant)."""
+
+    id: str
+    sku_id: str
+    application_id: str
+    user_id: str | None
+    type: int = ENTITLEMENT_PURCHASE
+    guild_id: str | None = None
+    consumed: bool = False
+    deleted: bool = False
+    ends_at: float | None = None
+    """When it ended (wall-clock seconds; a refunded one-time purchase ends); None: never."""
+    consumes: int = 0
+    """Consume calls that succeeded (Discord takes one)."""
+    event: dict[str, Any] | None = None
+    """ENTITLEMENT_CREATE's data as first sent (a replay sends it unchanged)."""
+
+    def ended(self, now: float) -> bool:
+        return self.ends_at is not None and self.ends_at <= now
+
+    def payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.id,
+            "sku_id": self.sku_id,
+            "application_id": self.application_id,
+            "user_id": self.user_id,
+            "promotion_id": None,
+            "type": self.type,
+            "deleted": self.deleted,
+            "gift_code_flags": 0,
+            "consumed": self.consumed,
+        }
+        if self.type != ENTITLEMENT_TEST_MODE_PURCHASE:
+            data["starts_at"] = _iso(((int(self.id) >> 22) + _DISCORD_EPOCH_MS) / 1000)
+            data["ends_at"] = None if self.ends_at is None else _iso(self.ends_at)
+        if self.guild_id is not None:
+            data["guild_id"] = self.guild_id
+        return data
+
+
 @dataclass(eq=False)
 class Member:
     """A Discord user: a guild member when ``guild`` is set, else someone who talks in DMs."""
@@ -842,6 +914,10 @@ class Member:
             values[option] = value if isinstance(value, StoredFile) else self.api.attachment(value)
         channel = channel or self._default_channel()
         return self.api._push_command(self, channel, name, values, locale, attachment_size_limit)
+
+    def buy(self, sku_id: str, *, dispatch: bool = True) -> Entitlement:
+        """Pay for ``sku_id`` (what a premium button leads to): see ``DiscordStandIn.buy``."""
+        return self.api.buy(self, sku_id, dispatch=dispatch)
 
     def say(self, content: str, *, channel: Channel | None = None) -> Message:
         """Post a plain message of this member's own (``channel``: as for ``slash``)."""
@@ -1032,6 +1108,10 @@ class DiscordStandIn:
         self.command_syncs: list[CommandSync] = []
         self.command_creations: dict[tuple[str | None, int], int] = {}
         """Commands created per (guild id or None, day number)."""
+        self.skus: dict[str, dict[str, Any]] = {}
+        """The application's SKUs by id, as ``GET /applications/{app}/skus`` lists them."""
+        self.entitlements: dict[str, Entitlement] = {}
+        """Every entitlement by id, in the order granted."""
         self.sessions: list[GatewaySession] = []
         self.live: dict[tuple[int, int], GatewaySession] = {}
         """The session that gets each shard's events: the last one IDENTIFYed for it."""
@@ -1153,6 +1233,48 @@ class DiscordStandIn:
             guild.add_channel(channel)
         self.guilds[guild.id] = guild
         return guild
+
+    def add_sku(self, name: str, *, kind: int = SKU_CONSUMABLE, sku_id: str | None = None) -> str:
+        """A SKU of the application (consumable unless ``kind`` says otherwise); its id."""
+        sku_id = sku_id or self.snowflake()
+        self.skus[sku_id] = {
+            "id": sku_id,
+            "type": kind,
+            "dependent_sku_id": None,
+            "application_id": self.application_id,
+            "manifest_labels": None,
+            "access_type": 1,
+            "name": name,
+            "features": [],
+            "release_date": None,
+            "premium": False,
+            "slug": re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"),
+            "flags": SKU_AVAILABLE,
+            "show_age_gate": False,
+        }
+        return sku_id
+
+    def buy(self, member: Member, sku_id: str, *, dispatch: bool = True) -> Entitlement:
+        """``member`` pays for ``sku_id``: a PURCHASE entitlement, announced with ENTITLEMENT_CREATE.
+
+        The event goes to shard 0's session (the entitlement names no guild),
+        if one is connected; without ``dispatch`` nothing is sent (a payment
+        whose event the bot missed).
+        """
+        if sku_id not in self.skus:
+            raise AssertionError(f"no SKU {sku_id}")
+        entitlement = Entitlement(self.snowflake(), sku_id, self.application_id, member.id)
+        self.entitlements[entitlement.id] = entitlement
+        if dispatch:
+            self.redeliver(entitlement)
+        return entitlement
+
+    def redeliver(self, entitlement: Entitlement) -> None:
+        """Send ENTITLEMENT_CREATE for ``entitlement``; again: the same event replayed."""
+        if entitlement.event is None:
+            entitlement.event = entitlement.payload()
+        self._dispatch_event("ENTITLEMENT_CREATE", entitlement.event)
+        self._notify_soon()
 
     def add_user(self, name: str, *, locale: str = "en-US", user_id: str | None = None) -> Member:
         """Someone who talks to the bot in DMs only (``user_id``: a guild member, in their DMs)."""
@@ -1701,6 +1823,11 @@ class DiscordStandIn:
             ("PUT", "/applications/{application_id}/guilds/{guild_id}/commands", True, self._put_commands),
             ("POST", "/applications/{application_id}/guilds/{guild_id}/commands", True, self._post_command),
             ("DELETE", "/applications/{application_id}/guilds/{guild_id}/commands/{command_id}", True, self._delete_command),
+            ("GET", "/applications/{application_id}/skus", True, self._get_skus),
+            ("GET", "/applications/{application_id}/entitlements", True, self._list_entitlements),
+            ("POST", "/applications/{application_id}/entitlements", True, self._create_entitlement),
+            ("GET", "/applications/{application_id}/entitlements/{entitlement_id}", True, self._get_entitlement),
+            ("POST", "/applications/{application_id}/entitlements/{entitlement_id}/consume", True, self._consume_entitlement),
             ("POST", "/interactions/{interaction_id}/{token}/callback", False, self._callback),
             ("POST", "/webhooks/{application_id}/{token}", False, self._followup),
             ("GET", "/webhooks/{application_id}/{token}/messages/@original", False, self._get_webhook_message),
@@ -1932,6 +2059,108 @@ class DiscordStandIn:
 
     # --- interaction callbacks and webhooks ------------------------------------------------
 
+    # --- monetization: SKUs and entitlements ----------------------------------------------
+
+    def _application(self, request: _Request) -> None:
+        if request.call.params["application_id"] != self.application_id:
+            raise DiscordError(10002)
+
+    async def _get_skus(self, request: _Request) -> Any:
+        self._application(request)
+        return list(self.skus.values())
+
+    def _entitlement(self, request: _Request) -> Entitlement:
+        self._application(request)
+        entitlement = self.entitlements.get(request.call.params["entitlement_id"])
+        if entitlement is None:
+            raise DiscordError(10029)
+        return entitlement
+
+    async def _list_entitlements(self, request: _Request) -> Any:
+        self._application(request)
+        query = request.call.query
+        snowflakes = {
+            name: _query_snowflake(query, name)
+            for name in ("user_id", "before", "after", "guild_id")
+        }
+        sku_ids = None
+        if "sku_ids" in query:
+            sku_ids = set(query["sku_ids"].split(","))
+            if not all(item.isdigit() for item in sku_ids):
+                raise _invalid(["sku_ids"], "NUMBER_TYPE_COERCE", "Value is not snowflake.")
+        limit = query.get("limit", str(MAX_ENTITLEMENTS_PAGE))
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_ENTITLEMENTS_PAGE:
+            raise _invalid(
+                ["limit"],
+                "NUMBER_TYPE_MAX" if limit.isdigit() else "NUMBER_TYPE_COERCE",
+                f"int value should be between 1 and {MAX_ENTITLEMENTS_PAGE}.",
+            )
+        exclude_ended = _query_bool(query, "exclude_ended", False)
+        exclude_deleted = _query_bool(query, "exclude_deleted", True)
+        now = time.time()
+        chosen = [
+            e
+            for e in sorted(self.entitlements.values(), key=lambda e: int(e.id))
+            if (snowflakes["user_id"] is None or e.user_id == snowflakes["user_id"])
+            and (snowflakes["guild_id"] is None or e.guild_id == snowflakes["guild_id"])
+            and (sku_ids is None or e.sku_id in sku_ids)
+            and not (exclude_ended and e.ended(now))
+            and not (exclude_deleted and e.deleted)
+        ]
+        if snowflakes["before"] is not None:
+            chosen = [e for e in chosen if int(e.id) < int(snowflakes["before"])][-int(limit) :]
+        else:
+            after = int(snowflakes["after"] or 0)
+            chosen = [e for e in chosen if int(e.id) > after][: int(limit)]
+        return [e.payload() for e in chosen]
+
+    async def _get_entitlement(self, request: _Request) -> Any:
+        return self._entitlement(request).payload()
+
+    async def _create_entitlement(self, request: _Request) -> Any:
+        self._application(request)
+        body = request.call.json
+        if not isinstance(body, dict):
+            raise _invalid([], "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
+        for name in ("sku_id", "owner_id", "owner_type"):
+            if name not in body:
+                raise _invalid([name], "BASE_TYPE_REQUIRED", "This field is required")
+        sku_id, owner_id = str(body["sku_id"]), str(body["owner_id"])
+        if sku_id not in self.skus:
+            raise DiscordError(10027)
+        if body["owner_type"] == 1:
+            if owner_id not in self.guilds:
+                raise DiscordError(10004, "Unknown Guild", status=404)
+            entitlement = Entitlement(
+                self.snowflake(), sku_id, self.application_id, None,
+                ENTITLEMENT_TEST_MODE_PURCHASE, guild_id=owner_id,
+            )  # fmt: skip
+        elif body["owner_type"] == 2:
+            if owner_id not in self.users:
+                raise DiscordError(10013, "Unknown User", status=404)
+            entitlement = Entitlement(
+                self.snowflake(), sku_id, self.application_id, owner_id,
+                ENTITLEMENT_TEST_MODE_PURCHASE,
+            )  # fmt: skip
+        else:
+            raise _invalid(["owner_type"], "BASE_TYPE_CHOICES", "Value must be one of {1, 2}.")
+        self.entitlements[entitlement.id] = entitlement
+        self.redeliver(entitlement)
+        return entitlement.payload()
+
+    async def _consume_entitlement(self, request: _Request) -> Any:
+        entitlement = self._entitlement(request)
+        if request.call.json not in (None, {}):
+            raise _invalid([], "BASE_TYPE_BAD", "This endpoint takes no body")
+        sku = self.skus.get(entitlement.sku_id)
+        if entitlement.consumed or sku is None or sku["type"] != SKU_CONSUMABLE:
+            raise DiscordError(40074)
+        entitlement.consumed = True
+        entitlement.consumes += 1
+        return None
+
+    # --- interactions ------------------------------------------------------------------------
+
     async def _callback(self, request: _Request) -> Any:
         params = request.call.params
         interaction = self.interactions.get(params["interaction_id"])
@@ -1962,6 +2191,7 @@ class DiscordStandIn:
                 interaction.attachment_size_limit,
                 ["data"],
                 creating=kind == CHANNEL_MESSAGE,
+                skus=self.skus,
             )
         interaction.ack_type, interaction.acked_at, interaction.callback = kind, self.now(), body
         message: Message | None = None
@@ -2017,7 +2247,14 @@ class DiscordStandIn:
     async def _followup(self, request: _Request) -> Any:
         interaction = self._webhook_interaction(request)
         data = request.call.json or {}
-        _check_content(data, request.files, interaction.attachment_size_limit, [], creating=True)
+        _check_content(
+            data,
+            request.files,
+            interaction.attachment_size_limit,
+            [],
+            creating=True,
+            skus=self.skus,
+        )
         original = interaction.original
         if original is not None and original.loading and not original.deleted:
             # The first follow-up after a deferred reply resolves its "thinking" message, which
@@ -2041,7 +2278,14 @@ class DiscordStandIn:
         interaction = self._webhook_interaction(request)
         message = self._webhook_message(request, interaction)
         data = request.call.json or {}
-        _check_content(data, request.files, interaction.attachment_size_limit, [], creating=False)
+        _check_content(
+            data,
+            request.files,
+            interaction.attachment_size_limit,
+            [],
+            creating=False,
+            skus=self.skus,
+        )
         self._apply_edit(message, data, request.files, "interaction", interaction)
         return message.payload(self)
 
@@ -2089,7 +2333,7 @@ class DiscordStandIn:
         if not allowed & (SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES):
             raise DiscordError(50013)
         data = request.call.json or {}
-        _check_content(data, request.files, channel.upload_limit, [], creating=True)
+        _check_content(data, request.files, channel.upload_limit, [], creating=True, skus=self.skus)
         if request.files and not allowed & ATTACH_FILES:
             raise DiscordError(50013)
         data = {**data, "flags": int(data.get("flags") or 0) & ~(EPHEMERAL | LOADING)}
@@ -2105,7 +2349,9 @@ class DiscordStandIn:
         if message.author is not None:
             raise DiscordError(50005)
         data = request.call.json or {}
-        _check_content(data, request.files, channel.upload_limit, [], creating=False)
+        _check_content(
+            data, request.files, channel.upload_limit, [], creating=False, skus=self.skus
+        )
         self._apply_edit(message, data, request.files, "channel", None)
         return message.payload(self)
 
@@ -2231,6 +2477,7 @@ def _check_content(
     path: list[str | int],
     *,
     creating: bool,
+    skus: Mapping[str, Any],
 ) -> None:
     """What Discord refuses in a message body: size, content length, components, emptiness."""
     if sum(len(blob) for _, _, blob in files) > upload_limit:
@@ -2246,7 +2493,7 @@ def _check_content(
     components = data.get("components")
     if components:
         v2 = bool(int(data.get("flags") or 0) & COMPONENTS_V2)
-        _check_components(components, [*path, "components"], top=not v2)
+        _check_components(components, [*path, "components"], top=not v2, skus=skus)
     if creating and not (
         content or embeds or files or components or data.get("poll") or data.get("sticker_ids")
     ):
@@ -2254,7 +2501,11 @@ def _check_content(
 
 
 def _check_components(
-    components: list[dict[str, Any]], path: list[str | int], *, top: bool
+    components: list[dict[str, Any]],
+    path: list[str | int],
+    *,
+    top: bool,
+    skus: Mapping[str, Any],
 ) -> None:
     if top and len(components) > MAX_ROWS:
         raise _invalid(path, "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_ROWS} or fewer in length.")
@@ -2290,10 +2541,48 @@ def _check_components(
                     "BASE_TYPE_MAX_LENGTH",
                     f"Must be {MAX_BUTTON_LABEL} or fewer in length.",
                 )
+            if component.get("style") == 6:
+                _check_premium(component, where, skus)
             if component.get("style") != 5 and component.get("style") != 6 and not custom_id:
                 raise _invalid(
                     [*where, "custom_id"], "BASE_TYPE_REQUIRED", "This field is required"
                 )
+
+
+def _check_premium(
+    component: dict[str, Any], where: list[str | int], skus: Mapping[str, Any]
+) -> None:
+    """A premium button: one of the application's SKUs, and nothing Discord draws itself."""
+    sku_id = str(component.get("sku_id") or "")
+    if not sku_id.isdigit():
+        raise _invalid([*where, "sku_id"], "BASE_TYPE_REQUIRED", "This field is required")
+    if sku_id not in skus:
+        raise _invalid([*where, "sku_id"], "COMPONENT_INVALID_SKU", "Unknown SKU.")
+    for name in ("custom_id", "label", "url", "emoji"):
+        if component.get(name) is not None:
+            raise _invalid(
+                [*where, name],
+                "BUTTON_COMPONENT_PREMIUM_INVALID_FIELD",
+                f"A premium button cannot have a {name}.",
+            )
+
+
+def _query_snowflake(query: Mapping[str, str], name: str) -> str | None:
+    value = query.get(name)
+    if value is not None and not value.isdigit():
+        raise _invalid([name], "NUMBER_TYPE_COERCE", f'Value "{value}" is not snowflake.')
+    return value
+
+
+def _query_bool(query: Mapping[str, str], name: str, default: bool) -> bool:
+    value = query.get(name)
+    if value is None:
+        return default
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise _invalid([name], "BOOLEAN_TYPE_COERCE", f'Value "{value}" is not a boolean.')
 
 
 def _check_command(definition: dict[str, Any], path: list[str | int]) -> None:

@@ -15,6 +15,7 @@ import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import aiohttp
 import discord
 import pytest
 from discord import app_commands
@@ -28,6 +29,7 @@ from tests.adapters.discord_standin import (
     INTENT_GUILD_MEMBERS,
     MANAGE_GUILD,
     PRIVILEGED_INTENTS,
+    SKU_DURABLE,
     TOKEN_LIFETIME_S,
     DiscordStandIn,
     Guild,
@@ -620,3 +622,120 @@ async def test_command_options_carry_resolved_members_and_attachments(api: Disco
     permissions = int(interaction.payload["member"]["permissions"])
     assert permissions & ADMINISTRATOR and permissions & MANAGE_GUILD
     assert interaction.payload["member"]["roles"] == [admins.id]
+
+
+# --- monetization: SKUs, entitlements, premium buttons ----------------------------------------
+
+
+async def test_skus_and_entitlements_are_listed_created_and_consumed_as_discord_does(
+    api: DiscordStandIn, guild: Guild, bot: BareBot
+) -> None:
+    pack = api.add_sku("100 credits")
+    badge = api.add_sku("Badge", kind=SKU_DURABLE)
+    alice = guild.add_member("alice")
+    events: asyncio.Queue[discord.Entitlement] = asyncio.Queue()
+    bot.on_entitlement_create = events.put  # type: ignore[attr-defined]
+    app = bot.application_id
+    assert app is not None
+
+    skus = await bot.fetch_skus()
+    assert [(s.id, s.type, s.name) for s in skus] == [
+        (int(pack), discord.SKUType.consumable, "100 credits"),
+        (int(badge), discord.SKUType.durable, "Badge"),
+    ]
+
+    bought = alice.buy(pack)  # a payment: ENTITLEMENT_CREATE reaches the bot
+    event = await asyncio.wait_for(events.get(), 10)
+    assert (event.id, event.sku_id, event.user_id) == (int(bought.id), int(pack), int(alice.id))
+    assert not event.consumed and event.type == discord.EntitlementType.purchase
+    missed = [alice.buy(pack, dispatch=False) for _ in range(3)]  # nobody told
+    durable = alice.buy(badge, dispatch=False)
+
+    everything = [e.id async for e in bot.entitlements(limit=None)]
+    assert everything == [int(e.id) for e in (bought, *missed, durable)]
+    page = await bot.http.get_entitlements(app, after=int(bought.id), limit=2, sku_ids=[pack])
+    assert [e["id"] for e in page] == [missed[0].id, missed[1].id]
+    earlier = await bot.http.get_entitlements(app, before=int(missed[2].id), limit=2)
+    assert [e["id"] for e in earlier] == [missed[0].id, missed[1].id]
+    mine = await bot.http.get_entitlements(app, user_id=int(alice.id), sku_ids=[badge])
+    assert [e["id"] for e in mine] == [durable.id]
+
+    await event.consume()
+    assert bought.consumed and bought.consumes == 1
+    assert (await bot.fetch_entitlement(int(bought.id))).consumed
+    with pytest.raises(discord.HTTPException) as again:
+        await event.consume()
+    assert (again.value.status, again.value.code) == (400, 40074)
+    with pytest.raises(discord.HTTPException) as not_consumable:
+        await bot.http.consume_entitlement(app, int(durable.id))
+    assert not_consumable.value.code == 40074 and not durable.consumed
+    with pytest.raises(discord.NotFound) as unknown:
+        await bot.http.consume_entitlement(app, 12345)
+    assert unknown.value.code == 10029
+    with pytest.raises(discord.NotFound) as other_app:
+        await bot.http.get_entitlements(int(app) + 1)
+    assert other_app.value.code == 10002
+    with pytest.raises(discord.HTTPException) as too_many:
+        await bot.http.get_entitlements(app, limit=101)
+    assert too_many.value.code == 50035 and "limit" in str(too_many.value)
+
+    # Ended and deleted ones are listed only when asked for.
+    missed[0].ends_at, missed[1].deleted = 1.0, True
+    default = {e["id"] for e in await bot.http.get_entitlements(app)}
+    assert missed[0].id in default and missed[1].id not in default
+    current = {
+        e["id"]
+        for e in await bot.http.get_entitlements(app, exclude_ended=True, exclude_deleted=False)
+    }
+    assert missed[0].id not in current and missed[1].id in current
+
+    # A test entitlement for a member is announced as a purchase is.
+    await bot.create_entitlement(
+        discord.Object(int(pack)), discord.Object(int(alice.id)), discord.EntitlementOwnerType.user
+    )
+    test_grant = await asyncio.wait_for(events.get(), 10)
+    assert test_grant.type == discord.EntitlementType.test_mode_purchase
+    assert test_grant.user_id == int(alice.id)
+
+
+async def test_rest_calls_without_the_bot_token_are_unauthorized(
+    api: DiscordStandIn, guild: Guild, bot: BareBot
+) -> None:
+    url = f"{api.api_base}/v10/applications/{api.application_id}/entitlements"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as answer:
+            assert answer.status == 401
+        async with session.post(
+            f"{url}/1/consume", headers={"Authorization": "Bot nope"}
+        ) as answer:
+            assert answer.status == 401
+
+
+async def test_premium_buttons_name_a_sku_and_nothing_else(
+    api: DiscordStandIn, guild: Guild, bot: BareBot
+) -> None:
+    pack = api.add_sku("100 credits")
+    channel_id = int(guild.text_channels[0].id)
+
+    async def post(button: dict) -> None:
+        components = [{"type": 1, "components": [{"type": 2, "style": 6, **button}]}]
+        params = discord.http.MultipartParameters(
+            {"content": "Buy", "components": components}, [], []
+        )
+        await bot.http.send_message(channel_id, params=params)
+
+    view = discord.ui.View()
+    view.add_item(discord.ui.Button(sku_id=int(pack)))
+    sent = await bot.get_channel(channel_id).send("Buy", view=view)  # type: ignore[union-attr]
+    [message] = [m for m in api.messages.values() if m.id == str(sent.id)]
+    assert message.buttons() == [{"type": 2, "style": 6, "sku_id": pack, "disabled": False}]
+    for wrong, field_name in [
+        ({"sku_id": pack, "label": "Buy"}, "label"),
+        ({"sku_id": pack, "custom_id": "buy"}, "custom_id"),
+        ({"sku_id": "999"}, "sku_id"),
+        ({}, "sku_id"),
+    ]:
+        with pytest.raises(discord.HTTPException) as refused:
+            await post(wrong)
+        assert refused.value.code == 50035 and field_name in str(refused.value)
+        api.advance(5.0)  # past the channel's rate-limit window

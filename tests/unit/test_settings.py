@@ -131,3 +131,25 @@ def test_tokens_never_show_in_the_settings_repr(monkeypatch):
     settings = load_settings()
     assert settings.telegram_token.get_secret_value() == "123456:SECRET-telegram"
     assert "SECRET" not in repr(settings) and "SECRET" not in str(settings)
+
+
+def test_discord_sku_credits_from_the_environment_and_the_file(tmp_path, monkeypatch):
+    assert load_settings().discord_sku_credits == ()  # unset: no purchases on Discord
+    monkeypatch.setenv("DISCORD_SKU_CREDITS", "1234567890123456789:100, 222:500,")
+    assert [str(pack) for pack in load_settings().discord_sku_credits] == [
+        "1234567890123456789:100",
+        "222:500",
+    ]
+    for wrong, says in [
+        ("1234", "expected sku_id:credits"),
+        ("abc:100", "expected sku_id:credits"),
+        ("12:0", "credits must be 1 to"),
+        ("12:100,12:200", "each SKU may be mapped to credits once"),
+    ]:
+        monkeypatch.setenv("DISCORD_SKU_CREDITS", wrong)
+        with pytest.raises(ConfigError, match="DISCORD_SKU_CREDITS") as error:
+            load_settings()
+        assert says in str(error.value)
+    monkeypatch.delenv("DISCORD_SKU_CREDITS")
+    env = write(tmp_path, "discord_sku_credits = ['333:50']\n")
+    assert [str(pack) for pack in load_settings(env).discord_sku_credits] == ["333:50"]
