@@ -32,7 +32,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -108,7 +108,9 @@ async def _drop_stale(connection: asyncpg.Connection) -> None:
     for row in rows:
         pid = row["datname"].removeprefix(PREFIX).split("_", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
-            await connection.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
+            # Another worker starting now, or a run's dropper, may be dropping it too.
+            with suppress(asyncpg.PostgresError):
+                await connection.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}" WITH (FORCE)')
 
 
 def _alive(pid: int) -> bool:
