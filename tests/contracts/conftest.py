@@ -6,7 +6,8 @@ classes on this run's PostgreSQL database, emptied before each test; see
 ``tests/support/postgres.py``) and ``memory`` (the fakes in
 ``tests/unit/fakes.py`` that the unit tests trust). A test in this package
 states what the port promises; if the fake and SQLite ever differ, one of
-the two parametrizations fails. A new database is one more entry in
+the two parametrizations fails. After every test on a database the
+ledger audit must find nothing wrong. A new database is one more entry in
 ``BACKENDS``.
 """
 
@@ -20,10 +21,12 @@ import pytest
 from bot.jobs.store import JobStore
 from bot.ports import AppState, Ledger
 from storage.app_state import SqliteAppState
+from storage.audit import audit
 from storage.database import Database
 from storage.jobs import SqliteJobStore
 from storage.ledger import SqliteLedger
 from storage.postgres.app_state import PgAppState
+from storage.postgres.audit import audit as postgres_audit
 from storage.postgres.jobs import PgJobStore
 from storage.postgres.ledger import PgLedger
 from tests.support.postgres import emptied_database
@@ -53,11 +56,14 @@ async def storage(request, tmp_path) -> AsyncIterator[Storage]:
             yield Storage(
                 "postgres", PgLedger(database), PgJobStore(database), PgAppState(database)
             )
+            # Whatever a test did through the ports, the ledger still adds up.
+            assert await postgres_audit(database) == []
         return
     async with Database(tmp_path / "contract.db") as database:
         yield Storage(
             "sqlite", SqliteLedger(database), SqliteJobStore(database), SqliteAppState(database)
         )
+        assert await audit(database) == []
 
 
 @pytest.fixture
