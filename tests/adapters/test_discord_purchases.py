@@ -237,3 +237,48 @@ def test_a_grant_from_the_event_and_from_the_list_agree():
     payload = {"id": "5", "sku_id": "7", "user_id": "9", "consumed": False, "deleted": False}
     assert Grant.from_payload(payload) == Grant("5", "7", "9")
     assert Grant.from_payload({**payload, "user_id": None}).user_id is None
+
+
+async def test_two_shard_replicas_on_postgresql_credit_each_purchase_once(
+    tmp_path, pg_database, pg_url
+):
+    """Shard 0's replica hears ENTITLEMENT_CREATE (a member's entitlement names no server),
+    whichever server the buyer uses; both replicas scan at start, on one set of wallets."""
+    async with DiscordStandIn(TOKEN) as api:
+        first = api.add_guild("Zero", shard=(0, 2))
+        second = api.add_guild("One", shard=(1, 2))
+        packs = api.add_sku("100 credits"), api.add_sku("500 credits"), api.add_sku("Badge")
+        alice, bob = first.add_member("alice"), second.add_member("bob")
+        while_down = bob.buy(packs[1], dispatch=False)
+        settings = dict(
+            discord_shard_count=2,
+            discord_guild_ids=(int(first.id), int(second.id)),
+            discord_sku_credits=mapping(packs),
+            database_url=pg_url,
+        )
+        async with (
+            discord_bot(
+                tmp_path / "one", api, discord_shard_ids=(1,), replica_id="one", **settings
+            ) as one,
+            discord_bot(
+                tmp_path / "zero", api, discord_shard_ids=(0,), replica_id="zero", **settings
+            ) as zero,
+        ):
+            await one.adapter.purchases.scanned()
+            await zero.adapter.purchases.scanned()
+            assert while_down.consumed and while_down.consumes == 1
+            assert await one.balance(bob) == await zero.balance(bob) == 500
+
+            offer = await one.answered(bob.slash("buy"))  # bob's server is shard 1's
+            assert len(offer.buttons()) == 2
+            for member in (alice, bob):
+                await wait_consumed(api, member.buy(packs[0]))
+            assert await one.balance(bob) == 600 and await one.balance(alice) == 100
+            # Shard 1's replica got no event and tells nothing: bob hears by DM from shard 0's.
+            await api.wait_until(lambda: len(api.messages_in(bob.dm_channel)) == 2)
+        entries = await pg_database.fetch(
+            "SELECT idem_key FROM ledger WHERE kind = 'purchase' ORDER BY idem_key"
+        )
+        assert [e["idem_key"] for e in entries] == sorted(
+            f"purchase:discord:{e.id}" for e in api.entitlements.values()
+        )  # one purchase per entitlement, whoever heard of it
