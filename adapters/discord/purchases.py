@@ -116,7 +116,7 @@ class Purchases:
 
     def entitlement_created(self, entitlement: discord.Entitlement) -> None:
         """``ENTITLEMENT_CREATE``: handle it in the background (tracked for shutdown)."""
-        self._spawn(self.handle(Grant.of(entitlement)), f"entitlement {entitlement.id}")
+        self._spawn(self._handle_logged(Grant.of(entitlement)), f"entitlement {entitlement.id}")
 
     def scan_soon(self) -> None:
         """List and handle the unconsumed entitlements, unless a scan is running already."""
@@ -142,6 +142,14 @@ class Purchases:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _handle_logged(self, grant: Grant) -> None:
+        try:
+            await self.handle(grant)
+        except Exception:  # the database unreachable, say: the entitlement stays unconsumed
+            log.exception(
+                "Discord entitlement %s not handled; the next start-up scan handles it", grant.id
+            )
 
     async def _scan_logged(self) -> None:
         try:
