@@ -511,20 +511,31 @@ class JobRunner:
             self._step(job, self._life.begin(job), starting=True)
             return
         self._replica.starting[job.job_id] = _queued(job)
-        self._step(job, self._begin_in_slot(job), starting=True)
+        self._step(job, self._begin_in_slot(job))  # "starts" is logged once it has its slot
 
     async def _begin_in_slot(self, job: Job) -> Watch | None:
         """Take the job's slot in the database (limits of all replicas), then begin it."""
         assert self.leases is not None
-        taken = await self.leases.take_slot(
-            job.job_id,
-            self.replica_id,
-            per_provider=self.settings.per_provider,
-            per_user=self.settings.per_user,
-            now=self._wall(),
-        )
+        user = str(job.user)
+        async with self._replica.taking:  # one at a time, in queue order: the oldest asks first
+            if self._replica.provider_full or user in self._replica.users_full:
+                taken: Job | Refusal = "provider"  # an older job was just refused: wait with it
+            else:
+                taken = await self.leases.take_slot(
+                    job.job_id,
+                    self.replica_id,
+                    per_provider=self.settings.per_provider,
+                    per_user=self.settings.per_user,
+                    now=self._wall(),
+                )
+                if taken == "user":
+                    self._replica.users_full.add(user)
+                elif taken in ("provider", "older"):
+                    self._replica.provider_full = True
         if isinstance(taken, str):
+            log.debug("job %s gets no slot yet (%s)", job.job_id, taken)
             raise _NoSlot(taken)
+        log.info("job %s starts in state %s", taken.short_id, taken.state)
         self._replica.starting.pop(job.job_id, None)
         self._positions.pop(job.job_id, None)
         return await self._life.begin(taken)
@@ -633,11 +644,7 @@ class JobRunner:
             # Finished, cancelled, or another replica's now: nothing more to do here.
             self._replica.keys.pop(job_id, None)
             self._positions.pop(job_id, None)
-        else:
-            if no.reason == "user":
-                self._replica.users_full.add(entry[1])
-            else:  # the provider is full, or an older job elsewhere goes first: wait for a tick
-                self._replica.provider_full = True
+        else:  # back to its place until the next tick (the refusal marked what is full)
             self._insert(entry)
         self._schedule()
 
@@ -763,6 +770,8 @@ class _ReplicaQueue:
     """This replica's queued jobs -> their place among every replica's, as last counted."""
     counting: asyncio.Task[None] | None = None
     count_again: bool = False
+    taking: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a slot is asked for: a replica's jobs ask in the order they were launched."""
 
 
 def _queued(job: Job) -> tuple[str, str, JobRecord]:

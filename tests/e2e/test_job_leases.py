@@ -203,15 +203,20 @@ async def test_two_replicas_taking_one_queue_at_once_start_each_job_once_within_
             await seed.ledger.top_up(
                 member, 100, key=f"fund:{member}", actor="t", reason="", now=now
             )
-        # Made a while ago (two each): orphans any replica may adopt at once.
-        jobs = [await c.create(seed, members[n % 4], now - 5) for n in range(8)]
+        # Made a while ago: orphans any replica may adopt at once.
+        backlog = [await c.create(seed, member, now - 5) for member in members]
 
         a, b = await asyncio.gather(c.replica("a", start=False), c.replica("b", start=False))
         await asyncio.gather(a.runner.start(), b.runner.start())
         # Each job was taken by exactly one of them.
-        assert sum(n for _, n in a.adopted) + sum(n for _, n in b.adopted) == 8
+        assert sum(n for _, n in a.adopted) + sum(n for _, n in b.adopted) == 4
+        # Meanwhile every member presses again at each replica.
+        pressed = await asyncio.gather(
+            *(c.order(replica, member.id) for member in members for replica in (a, b))
+        )
+        jobs = [*backlog, *pressed]
 
-        while len(service.tasks) < 8 or any(not t.done for t in service.tasks.values()):
+        while len(service.tasks) < len(jobs) or any(not t.done for t in service.tasks.values()):
             await service.changed.until(
                 lambda: any(not t.done and t.parked.is_set() for t in service.tasks.values())
             )
@@ -222,6 +227,43 @@ async def test_two_replicas_taking_one_queue_at_once_start_each_job_once_within_
 
         assert submits_per_job(service) == {job.job_id: 1 for job in jobs}
         assert service.most_at_once <= 2
+        member_of = {job.job_id: job.user for job in jobs}
+        for rendering in service.at_submits:  # never two of one member's jobs at once
+            members = [member_of[job_id] for job_id in rendering]
+            assert len(members) == len(set(members)), rendering
+        assert c.clips_sent() == {job.job_id: 1 for job in jobs}
+        await charged_once(backend, a, jobs)
+
+
+async def test_the_provider_and_member_limits_hold_for_both_replicas_together(
+    backend, service, tmp_path
+):
+    async with cluster(
+        backend, service, tmp_path / "clips", lease_s=LEASE, per_provider=3, per_user=1
+    ) as c:
+        a = await c.replica("a")
+        b = await c.replica("b")
+        ann_first, bob = await c.order(a, "ann"), await c.order(a, "bob")
+        await service.changed.until(lambda: service.rendering() == 2)
+        ann_again = await c.order(b, "ann")  # Ann renders at a: this waits, though b is idle
+        cy = await c.order(b, "cy")  # the provider's third slot
+        dee = await c.order(b, "dee")  # no fourth
+        await service.changed.until(lambda: service.rendering() == 3)
+        looked = b.renewed
+        await b.renewals.until(lambda: b.renewed >= looked + 2)  # b tried again, several ticks
+
+        assert service.rendering_now() == {ann_first.job_id, bob.job_id, cy.job_id}
+        service.finish(ann_first.job_id)  # Ann's slot frees: her next job starts, at b
+        await service.changed.until(lambda: ann_again.job_id in service.tasks)
+        assert service.rendering_now() == {bob.job_id, cy.job_id, ann_again.job_id}
+        service.finish_all()
+        await service.changed.until(lambda: dee.job_id in service.tasks)
+        service.finish_all()
+        jobs = [ann_first, bob, ann_again, cy, dee]
+        await settled_anywhere([a, b], jobs)
+
+        assert service.most_at_once == 3
+        assert submits_per_job(service) == {job.job_id: 1 for job in jobs}
         assert c.clips_sent() == {job.job_id: 1 for job in jobs}
         await charged_once(backend, a, jobs)
 

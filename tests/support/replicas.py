@@ -63,15 +63,21 @@ class Service(RemoteService):
         super().__init__(clip, running_polls=0)
         self.changed = Pulse()
         self.most_at_once = 0
+        self.at_submits: list[set[str]] = []
+        """The tasks rendering right after each submit."""
         self.polled_at: dict[str, list[float]] = {}
         """Task id -> when (monotonic) each poll of it came."""
 
     def rendering(self) -> int:
-        return sum(1 for task in self.tasks.values() if not task.done and not task.cancelled)
+        return len(self.rendering_now())
+
+    def rendering_now(self) -> set[str]:
+        return {i for i, task in self.tasks.items() if not task.done and not task.cancelled}
 
     async def submit(self, request: GenerationRequest) -> str:
         task_id = await super().submit(request)
         self.most_at_once = max(self.most_at_once, self.rendering())
+        self.at_submits.append(self.rendering_now())
         self.changed()
         return task_id
 
@@ -296,11 +302,12 @@ class Cluster:
     async def order(self, replica: Replica, user: str | None = None) -> Job:
         """A member pays for a Standard clip at ``replica``: the hold, the job, its admission."""
         self._users += 1
-        member = UserRef("telegram", user or f"member-{self._users}")
+        n = self._users
+        member = UserRef("telegram", user or f"member-{n}")
         now = int(time.time())
         await replica.ledger.open_wallet(UserProfile(member, member.id), welcome_credits=0, now=now)
         await replica.ledger.top_up(
-            member, 100, key=f"fund:{member}:{self._users}", actor="t", reason="", now=now
+            member, 100, key=f"fund:{member}:{n}", actor="t", reason="", now=now
         )
         job = await self.create(replica, member, now)
         await replica.runner.admit(job)
@@ -309,7 +316,8 @@ class Cluster:
     async def create(self, replica: Replica, member: UserRef, now: int) -> Job:
         """The hold and the job, not yet admitted by any runner (a press mid-way)."""
         self._users += 1
-        quote_id = f"q-{self._users}-{member.id}"
+        n = self._users  # the counter moves on while this press awaits
+        quote_id = f"q-{n}-{member.id}"
         tier = self.catalog.tier("standard")
         chat = ChatRef(member.platform, member.id)
         await replica.store.save_quote(
@@ -329,7 +337,7 @@ class Cluster:
             )
         )
         job = Job(
-            job_id=f"job-{self._users:04d}-{member.id}",
+            job_id=f"job-{n:04d}-{member.id}",
             quote_id=quote_id,
             user=member,
             chat=chat,
