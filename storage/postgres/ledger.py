@@ -172,6 +172,9 @@ _ENDING = (
 # $1 platform, $2 user_id, $3 display_name, $4 username, $5 locale, $6 now,
 # $7 welcome credits, $8 welcome reason, $9 refresh the profile.
 # Usernames move between accounts: only the newest holder keeps one.
+# Every command but /price comes here: a known member whose profile did not
+# change writes and locks nothing (no new row version, no commit to flush), so
+# no upsert here (ON CONFLICT DO UPDATE locks the row even when its WHERE is false).
 _OPEN_WALLET = f"""
 WITH moved AS (
     UPDATE users SET username = NULL
@@ -179,12 +182,13 @@ WITH moved AS (
       AND ascii_lower(username) = ascii_lower($4) AND user_id <> $2
 ), member AS (
     INSERT INTO users (platform, user_id, display_name, username, locale, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6)
-    ON CONFLICT (platform, user_id) DO UPDATE SET
-        display_name = excluded.display_name,
-        username = excluded.username,
-        locale = excluded.locale
-    WHERE $9
+    SELECT $1, $2, $3, $4, $5, $6
+    WHERE NOT EXISTS (SELECT FROM users WHERE platform = $1 AND user_id = $2)
+    ON CONFLICT (platform, user_id) DO NOTHING
+), refreshed AS (
+    UPDATE users SET display_name = $3, username = $4, locale = $5
+    WHERE $9 AND platform = $1 AND user_id = $2
+      AND (display_name, username, locale) IS DISTINCT FROM ($3, $4::text, $5)
 ), created AS (
     INSERT INTO wallets (platform, user_id, balance, created_at)
     VALUES ($1, $2, greatest($7, 0), $6)

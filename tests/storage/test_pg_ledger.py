@@ -233,3 +233,26 @@ async def test_a_refund_raced_by_replicas_and_holds_takes_the_credits_once(repli
     assert taken + 10 * len(holds) == 100  # what the holds left, the refund took: no more
     assert await replicas[1].wallet(ALICE) == Wallet(ALICE, 0, 10 * len(holds), len(holds))
     assert await audit(pg_database) == []
+
+
+async def test_a_known_member_with_the_same_profile_writes_nothing(pg_database):
+    """Every command but /price opens the wallet: for a known member that must cost no write."""
+    ledger = PgLedger(pg_database)
+    profile = UserProfile(ALICE, "Alice", "alice", "zh-CN")
+    await ledger.open_wallet(profile, welcome_credits=30, now=NOW)
+    versions = (  # the row versions, and who last locked each row
+        "SELECT (SELECT xmin::text FROM users), (SELECT xmin::text FROM wallets),"
+        " (SELECT xmax::text FROM users), (SELECT xmax::text FROM wallets)"
+    )
+    before = await pg_database.fetchrow(versions)
+
+    again = await ledger.open_wallet(profile, welcome_credits=30, now=NOW + 60)
+
+    assert again == Wallet(ALICE, 30, 0, 0)
+    assert await pg_database.fetchrow(versions) == before  # no new row version, no lock
+    renamed = await ledger.open_wallet(
+        UserProfile(ALICE, "Alice B", "alice", "zh-CN"), welcome_credits=30, now=NOW + 61
+    )
+    assert renamed == again
+    assert (await pg_database.fetchrow(versions))[0] != before[0]
+    assert (await ledger.find_user("telegram", "alice")).display_name == "Alice B"
