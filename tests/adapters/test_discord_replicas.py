@@ -57,6 +57,7 @@ async def test_one_replica_holds_the_gateway_and_a_standby_takes_it_over(tmp_pat
     async with DiscordStandIn(TOKEN) as api, AsyncExitStack() as stack:
         guild = api.add_guild("Creators", channels=("general",), premium_tier=2)  # 50 MB uploads
         alice = guild.add_member("alice")
+        pack = api.add_sku("100 credits")
         replicas = {}
         for name, role_set in roles.items():
             stack.push_async_callback(role_set.close)
@@ -66,6 +67,7 @@ async def test_one_replica_holds_the_gateway_and_a_standby_takes_it_over(tmp_pat
                     api,
                     guild,
                     rewire=lambda deps, r=role_set: dataclasses.replace(deps, roles=r),
+                    discord_sku_credits=f"{pack}:100",
                 )
             )
         a, b = replicas["a"], replicas["b"]
@@ -95,6 +97,11 @@ async def test_one_replica_holds_the_gateway_and_a_standby_takes_it_over(tmp_pat
         assert a.adapter.outbox.fits(chat, 20 * 1024 * 1024)
         assert not b.adapter.outbox.fits(chat, 60 * 1024 * 1024)
 
+        # A payment whose ENTITLEMENT_CREATE nobody hears (sent while no replica listens).
+        await a.adapter.purchases.scanned()
+        await b.adapter.purchases.scanned()
+        unheard = alice.buy(pack, dispatch=False)
+
         # Replica a's session ends: it leaves the gateway, b connects within the lease.
         lost = time.monotonic()
         await kill_sessions(pg_url, f"replica-a: role:{DISCORD_GATEWAY}")
@@ -109,3 +116,5 @@ async def test_one_replica_holds_the_gateway_and_a_standby_takes_it_over(tmp_pat
         assert len(api.connections) == 2  # a's session, then b's: never two at once
         assert not a.adapter.gateway_up.is_set()
         assert not a.adapter.connection.done()  # leaving the role is not Discord giving up
+        await b.adapter.purchases.scanned()  # taking the gateway over, b lists what it missed
+        assert unheard.consumed and await b.balance(alice) == 100
