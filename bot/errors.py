@@ -49,6 +49,10 @@ class UnknownPurchase(Exception):
     """No purchase in the ledger has that payment (source and charge id)."""
 
 
+class NotLinked(Exception):
+    """The identity shares its wallet with no other identity."""
+
+
 class NoWallet(Exception):
     """The user has no wallet yet (they never used the bot)."""
 

@@ -14,7 +14,17 @@ from typing import Literal
 from bot.commands import ChatRef, UserRef
 from bot.replies import Reply
 
-EntryKind = Literal["topup", "hold", "capture", "release", "adjust", "purchase", "purchase_refund"]
+EntryKind = Literal[
+    "topup",
+    "hold",
+    "capture",
+    "release",
+    "adjust",
+    "purchase",
+    "purchase_refund",
+    "link_in",
+    "link_out",
+]
 HoldState = Literal["open", "captured", "released"]
 
 
@@ -217,6 +227,49 @@ class Ledger(ABC):
         payment.
         """
 
+    # --- one wallet on several platforms (see docs/ARCHITECTURE.md, "Linked wallets") ---
+
+    @abstractmethod
+    async def issue_link_code(
+        self, user: UserRef, code_hash: str, *, now: int, ttl_s: int, per_hour: int
+    ) -> bool:
+        """Store a new link code of ``user`` (its hash), valid ``ttl_s``; False if rate-limited.
+
+        At most ``per_hour`` codes per member in any hour; a refused request
+        stores nothing. The member must have a wallet (NoWallet).
+        """
+
+    @abstractmethod
+    async def redeem_link_code(
+        self, user: UserRef, code_hash: str, *, now: int, failures_per_hour: int
+    ) -> LinkResult:
+        """Link ``user`` to the wallet of the code's issuer, in one transaction.
+
+        ``user``'s balance and held credits move to the issuer's wallet
+        (``link_out`` on ``user``'s, ``link_in`` on the issuer's) and its open
+        holds with them; from then on every operation naming either identity
+        uses the issuer's wallet. Only two identities on different platforms
+        that share no wallet yet can be linked (no chains). Anything but
+        ``linked`` changes nothing but, for a wrong code, the member's count
+        of failures (past ``failures_per_hour`` nothing is even looked up).
+        """
+
+    @abstractmethod
+    async def unlink(
+        self, user: UserRef, *, credits: int, actor: str, reason: str, now: int
+    ) -> Unlinked:
+        """Separate ``user`` (either identity of a pair) from its partner.
+
+        The identity that issued the code keeps the shared wallet and its open
+        holds; the one that redeemed it leaves with ``credits`` (0 or more)
+        taken from the shared balance, recorded as ``link_out``/``link_in``.
+        Raises NotLinked, NoWallet, InsufficientCredits.
+        """
+
+    @abstractmethod
+    async def linked_identities(self, user: UserRef) -> list[UserRef]:
+        """Every identity sharing ``user``'s wallet, the wallet's owner first ([] without one)."""
+
     async def find_purchase(self, source: str, charge_id: str) -> Purchase | None:
         """The purchase paid by ``charge_id`` on ``source``, with its refund; None if unknown."""
         bought = await self.entry(purchase_key(source, charge_id))
@@ -224,6 +277,44 @@ class Ledger(ABC):
             return None
         refund = await self.entry(purchase_refund_key(source, charge_id))
         return Purchase(source, charge_id, bought, refund)
+
+
+LinkStatus = Literal[
+    "linked", "unknown", "expired", "used", "own", "same_platform", "already_linked", "too_many"
+]
+"""How a ``/link <code>`` ended: ``linked``, or why nothing changed.
+
+``unknown``: no such code; ``expired``: older than its ten minutes; ``used``:
+redeemed before; ``own``: the issuer's own account; ``same_platform``: another
+account on the issuer's platform; ``already_linked``: either identity already
+shares a wallet (with each other or someone else); ``too_many``: the member
+entered too many wrong codes in the last hour.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkResult:
+    """What redeeming a link code did: ``status``, the other identity, the credits moved."""
+
+    status: LinkStatus
+    partner: UserRef | None = None
+    moved: int = 0
+    moved_held: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Unlinked:
+    """A pair separated: ``kept`` keeps the shared wallet, ``left`` starts with ``credits``."""
+
+    kept: UserRef
+    left: UserRef
+    credits: int
+    kept_balance: int
+
+
+def link_id(code_hash: str) -> str:
+    """The short id of a link made with the code whose SHA-256 is ``code_hash``."""
+    return code_hash[:24]
 
 
 class RefundRefused(Exception):

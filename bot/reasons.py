@@ -30,6 +30,8 @@ KEYS = frozenset(
         "reason.purchase",
         "reason.purchase_refund",
         "reason.purchase_sku",
+        "reason.link",
+        "reason.unlink",
     }
 )
 """The reasons the bot writes; anything else stored is shown verbatim."""

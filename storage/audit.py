@@ -62,6 +62,21 @@ SELECT
     AS captured
 """
 
+_LINK_MOVES = """
+SELECT CAST(coalesce(sum(amount), 0) AS BIGINT) AS amount,
+       CAST(coalesce(sum(held_delta), 0) AS BIGINT) AS held
+FROM ledger WHERE kind IN ('link_in', 'link_out')
+"""
+
+_LINKED_WALLETS = """
+SELECT w.platform, w.user_id, w.balance, w.held, o.platform AS owner,
+       o.linked_platform AS owner_linked
+FROM wallets w LEFT JOIN wallets o
+  ON o.platform = w.linked_platform AND o.user_id = w.linked_user_id
+WHERE w.linked_platform IS NOT NULL
+  AND (w.balance <> 0 OR w.held <> 0 OR o.platform IS NULL OR o.linked_platform IS NOT NULL)
+"""
+
 
 async def audit(database: Database) -> list[str]:
     """Check the ledger invariants on SQLite; one line per violation (empty: all good)."""
@@ -74,6 +89,8 @@ async def check(read: Read) -> list[str]:
     - every wallet's balance and held credits equal the sums of its entries;
     - every wallet's held credits equal its open holds, and every hold its hold entry;
     - every hold that ended has exactly one capture or release, every open hold none;
+    - link moves (``link_in`` + ``link_out``) add up to nothing; a linked identity's own
+      wallet is empty and points at a wallet that is not linked itself;
     - top-ups + adjustments (purchases and their refunds included) = balances + open holds
       + captures.
     """
@@ -95,6 +112,15 @@ async def check(read: Read) -> list[str]:
     for r in await read(_HOLD_ENDINGS):
         if (r["endings"], r["ending"]) != expected[r["state"]]:
             problems.append(f"hold {r['hold_id']} is {r['state']} with {r['endings']} endings")
+    [moves] = await read(_LINK_MOVES)
+    if moves["amount"] != 0 or moves["held"] != 0:
+        problems.append(f"links moved {moves['amount']}/{moves['held']} in total instead of 0/0")
+    problems += [
+        f"linked wallet {r['platform']}:{r['user_id']} holds {r['balance']}/{r['held']}"
+        + (" and points at no wallet" if r["owner"] is None else "")
+        + (" and its wallet is linked itself" if r["owner_linked"] is not None else "")
+        for r in await read(_LINKED_WALLETS)
+    ]
     [totals] = await read(_TOTALS)
     if totals["paid_in"] != totals["balances"] + totals["open_holds"] + totals["captured"]:
         problems.append(

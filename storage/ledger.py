@@ -17,18 +17,37 @@ from bot.ports import (
     Hold,
     Ledger,
     LedgerEntry,
+    LinkResult,
     Outcome,
+    Unlinked,
     UserProfile,
     Wallet,
     purchase_key,
     purchase_refund_key,
 )
+from storage import links
 from storage.database import Database
 
 _ENTRY_COLUMNS = (
     "seq, idem_key, platform, user_id, kind, amount, held_delta, balance_after, held_after,"
     " hold_id, actor, reason, created_at"
 )
+
+
+LEDGER_COLUMNS = ", ".join("l." + column.strip() for column in _ENTRY_COLUMNS.split(","))
+"""The entry columns of table alias ``l``."""
+
+SHARING_WALLET = """
+WITH owner AS (
+    SELECT coalesce(linked_platform, platform) AS platform,
+           coalesce(linked_user_id, user_id) AS user_id
+    FROM wallets WHERE platform = ? AND user_id = ?
+), members AS (
+    SELECT w.platform, w.user_id, w.linked_platform IS NULL AS is_owner FROM wallets w, owner o
+    WHERE (w.platform = o.platform AND w.user_id = o.user_id)
+       OR (w.linked_platform = o.platform AND w.linked_user_id = o.user_id)
+)"""
+"""The identities sharing one identity's wallet (``members``), owner included; two parameters."""
 
 
 def entry_from_row(row: sqlite3.Row) -> LedgerEntry:
@@ -95,6 +114,17 @@ def _append(
     return Outcome(entry_from_row(row), applied=True)
 
 
+def resolve(connection: sqlite3.Connection, user: UserRef) -> UserRef:
+    """The identity whose wallet ``user`` spends from: itself, or the one it is linked to."""
+    row = connection.execute(
+        "SELECT coalesce(linked_platform, platform) AS platform,"
+        " coalesce(linked_user_id, user_id) AS user_id"
+        " FROM wallets WHERE platform = ? AND user_id = ?",
+        (user.platform, user.id),
+    ).fetchone()
+    return UserRef(row["platform"], row["user_id"]) if row else user
+
+
 def _balance(connection: sqlite3.Connection, user: UserRef) -> int:
     row = connection.execute(
         "SELECT balance FROM wallets WHERE platform = ? AND user_id = ?", (user.platform, user.id)
@@ -118,6 +148,7 @@ def change_balance(
     """Add ``credits`` (may be negative for ``adjust``) to the spendable balance."""
     if prior := _prior(connection, key):
         return prior
+    user = resolve(connection, user)
     wallet = connection.execute(
         """
         UPDATE wallets SET balance = balance + :credits
@@ -208,6 +239,7 @@ def hold_credits(
     key = f"hold:{hold_id}"
     if prior := _prior(connection, key):
         return prior
+    user = resolve(connection, user)
     wallet = connection.execute(
         """
         UPDATE wallets SET balance = balance - :credits, held = held + :credits
@@ -262,7 +294,7 @@ def refund_purchase(
     ).fetchone()
     if bought is None:
         raise UnknownPurchase(f"{source}:{charge_id}")
-    user = UserRef(bought["platform"], bought["user_id"])
+    user = resolve(connection, UserRef(bought["platform"], bought["user_id"]))
     credits = bought["amount"]
     take = min(credits, _balance(connection, user)) if force else credits
     wallet = connection.execute(
@@ -366,10 +398,13 @@ class SqliteLedger(Ledger):
         """The user's wallet with the number of open holds (a point read, on the loop's thread)."""
         row = await self.db.read_point(
             """
-            SELECT balance, held,
+            SELECT w.balance, w.held,
                    (SELECT count(*) FROM holds h WHERE h.platform = w.platform
                       AND h.user_id = w.user_id AND h.state = 'open') AS open_holds
-            FROM wallets w WHERE platform = ? AND user_id = ?
+            FROM wallets me JOIN wallets w
+              ON w.platform = coalesce(me.linked_platform, me.platform)
+             AND w.user_id = coalesce(me.linked_user_id, me.user_id)
+            WHERE me.platform = ? AND me.user_id = ?
             """,
             (user.platform, user.id),
         )
@@ -557,8 +592,41 @@ class SqliteLedger(Ledger):
     async def history(self, user: UserRef, limit: int) -> list[LedgerEntry]:
         """The user's newest entries first."""
         rows = await self.db.read(
-            f"SELECT {_ENTRY_COLUMNS} FROM ledger WHERE platform = ? AND user_id = ?"
-            " ORDER BY seq DESC LIMIT ?",
+            f"{SHARING_WALLET} SELECT {LEDGER_COLUMNS} FROM ledger l JOIN members m"
+            " ON l.platform = m.platform AND l.user_id = m.user_id ORDER BY l.seq DESC LIMIT ?",
             (user.platform, user.id, limit),
         )
         return [entry_from_row(row) for row in rows]
+
+    async def issue_link_code(
+        self, user: UserRef, code_hash: str, *, now: int, ttl_s: int, per_hour: int
+    ) -> bool:
+        """Store a link code's hash for ``user``, unless they asked for too many this hour."""
+        return await self.db.write(
+            lambda c: links.issue_code(c, user, code_hash, now=now, ttl_s=ttl_s, per_hour=per_hour)
+        )
+
+    async def redeem_link_code(
+        self, user: UserRef, code_hash: str, *, now: int, failures_per_hour: int
+    ) -> LinkResult:
+        """Link ``user`` to the code issuer's wallet, or say why not (one transaction)."""
+        return await self.db.write(
+            lambda c: links.redeem(c, user, code_hash, now=now, failures_per_hour=failures_per_hour)
+        )
+
+    async def unlink(
+        self, user: UserRef, *, credits: int, actor: str, reason: str, now: int
+    ) -> Unlinked:
+        """Separate ``user``'s pair; the redeemer leaves with ``credits``."""
+        return await self.db.write(
+            lambda c: links.unlink(c, user, credits=credits, actor=actor, reason=reason, now=now)
+        )
+
+    async def linked_identities(self, user: UserRef) -> list[UserRef]:
+        """The identities sharing ``user``'s wallet, its owner first."""
+        rows = await self.db.read(
+            f"{SHARING_WALLET} SELECT platform, user_id FROM members"
+            " ORDER BY is_owner DESC, platform, user_id",
+            (user.platform, user.id),
+        )
+        return [UserRef(row["platform"], row["user_id"]) for row in rows]

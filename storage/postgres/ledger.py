@@ -39,16 +39,24 @@ from bot.ports import (
     Hold,
     Ledger,
     LedgerEntry,
+    LinkResult,
     Outcome,
+    Unlinked,
     UserProfile,
     Wallet,
     purchase_key,
     purchase_refund_key,
 )
+from storage.ledger import LEDGER_COLUMNS as _LEDGER_COLUMNS
+from storage.ledger import SHARING_WALLET as _SHARING
 from storage.ledger import entry_from_row
+from storage.postgres import links
 from storage.postgres.database import PgDatabase
 
 T = TypeVar("T")
+
+SHARING_WALLET = _SHARING.replace("platform = ? AND user_id = ?", "platform = $1 AND user_id = $2")
+"""storage.ledger's ``members`` of one identity's wallet, with PostgreSQL's placeholders."""
 
 ENTRY_COLUMNS = (
     "seq, idem_key, platform, user_id, kind, amount, held_delta, balance_after, held_after,"
@@ -59,18 +67,30 @@ _INSERT_ENTRY = (
     " balance_after, held_after, hold_id, actor, reason, created_at)"
 )
 
-# $1 key, $2 platform, $3 user_id, $4 credits (signed), $5 kind, $6 actor, $7 reason, $8 now
+# The wallet an identity spends from: its own, or the one it is linked to ($2, $3).
+_OWNER = """owner AS (
+    SELECT coalesce(linked_platform, platform) AS platform,
+           coalesce(linked_user_id, user_id) AS user_id
+    FROM wallets WHERE platform = $2 AND user_id = $3
+)"""
+
+# $1 key, $2 platform, $3 user_id, $4 credits (signed), $5 kind, $6 actor, $7 reason, $8 now.
+# The identity is resolved to its wallet in the statement; ``linked_platform IS NULL`` is
+# checked again on the row the UPDATE locks, so a wallet linked away while this waited
+# for its lock is not written (the caller runs the statement again: see _refusal).
 _CHANGE_BALANCE = f"""
 WITH prior AS (
     SELECT {ENTRY_COLUMNS} FROM ledger WHERE idem_key = $1
-), wallet AS (
-    UPDATE wallets SET balance = balance + $4
-    WHERE platform = $2 AND user_id = $3 AND balance + $4 >= 0
+), {_OWNER}, wallet AS (
+    UPDATE wallets w SET balance = w.balance + $4
+    FROM owner
+    WHERE w.platform = owner.platform AND w.user_id = owner.user_id
+      AND w.linked_platform IS NULL AND w.balance + $4 >= 0
       AND NOT EXISTS (SELECT FROM prior)
-    RETURNING balance, held
+    RETURNING w.platform, w.user_id, w.balance, w.held
 ), entry AS (
     {_INSERT_ENTRY}
-    SELECT $1, $2, $3, $5, $4, 0, balance, held, NULL, $6, $7, $8 FROM wallet
+    SELECT $1, platform, user_id, $5, $4, 0, balance, held, NULL, $6, $7, $8 FROM wallet
     RETURNING {ENTRY_COLUMNS}
 )
 SELECT true AS applied, * FROM entry
@@ -78,23 +98,26 @@ UNION ALL
 SELECT false AS applied, * FROM prior
 """
 
-# $1 hold_id, $2 platform, $3 user_id, $4 credits, $5 actor, $6 reason, $7 now
+# $1 hold_id, $2 platform, $3 user_id, $4 credits, $5 actor, $6 reason, $7 now.
+# The hold belongs to the wallet the identity resolves to.
 _HOLD = f"""
 WITH prior AS (
     SELECT {ENTRY_COLUMNS} FROM ledger WHERE idem_key = 'hold:' || $1
-), wallet AS (
-    UPDATE wallets SET balance = balance - $4, held = held + $4
-    WHERE platform = $2 AND user_id = $3 AND balance >= $4
+), {_OWNER}, wallet AS (
+    UPDATE wallets w SET balance = w.balance - $4, held = w.held + $4
+    FROM owner
+    WHERE w.platform = owner.platform AND w.user_id = owner.user_id
+      AND w.linked_platform IS NULL AND w.balance >= $4
       AND NOT EXISTS (SELECT FROM prior)
-    RETURNING balance, held
+    RETURNING w.platform, w.user_id, w.balance, w.held
 ), hold AS (
     INSERT INTO holds (hold_id, platform, user_id, amount, created_at)
-    SELECT $1, $2, $3, $4, $7 FROM wallet
+    SELECT $1, platform, user_id, $4, $7 FROM wallet
     RETURNING hold_id
 ), entry AS (
     {_INSERT_ENTRY}
-    SELECT 'hold:' || $1, $2, $3, 'hold', -$4, $4, wallet.balance, wallet.held, hold.hold_id,
-           $5, $6, $7
+    SELECT 'hold:' || $1, wallet.platform, wallet.user_id, 'hold', -$4, $4, wallet.balance,
+           wallet.held, hold.hold_id, $5, $6, $7
     FROM wallet, hold
     RETURNING {ENTRY_COLUMNS}
 )
@@ -141,8 +164,10 @@ _REFUND_PURCHASE = f"""
 WITH prior AS (
     SELECT {ENTRY_COLUMNS} FROM ledger WHERE idem_key = $1
 ), bought AS (
-    SELECT platform, user_id, amount FROM ledger
-    WHERE idem_key = $2 AND NOT EXISTS (SELECT FROM prior)
+    SELECT coalesce(w.linked_platform, w.platform) AS platform,
+           coalesce(w.linked_user_id, w.user_id) AS user_id, l.amount
+    FROM ledger l JOIN wallets w ON w.platform = l.platform AND w.user_id = l.user_id
+    WHERE l.idem_key = $2 AND NOT EXISTS (SELECT FROM prior)
 ), before AS (
     SELECT w.platform, w.user_id,
            CASE WHEN $3 THEN least(w.balance, b.amount) ELSE b.amount END AS take
@@ -152,7 +177,7 @@ WITH prior AS (
     UPDATE wallets SET balance = wallets.balance - before.take
     FROM before
     WHERE wallets.platform = before.platform AND wallets.user_id = before.user_id
-      AND wallets.balance >= before.take
+      AND wallets.balance >= before.take AND wallets.linked_platform IS NULL
     RETURNING wallets.platform, wallets.user_id, wallets.balance, wallets.held, before.take
 ), entry AS (
     {_INSERT_ENTRY}
@@ -202,17 +227,24 @@ WITH moved AS (
 )
 SELECT balance, held, 0::bigint AS open_holds FROM created
 UNION ALL
-SELECT balance, held,
-       (SELECT count(*) FROM holds h WHERE h.platform = $1 AND h.user_id = $2
+SELECT w.balance, w.held,
+       (SELECT count(*) FROM holds h WHERE h.platform = w.platform AND h.user_id = w.user_id
           AND h.state = 'open') AS open_holds
-FROM wallets WHERE platform = $1 AND user_id = $2 AND NOT EXISTS (SELECT FROM created)
+FROM wallets me JOIN wallets w
+  ON w.platform = coalesce(me.linked_platform, me.platform)
+ AND w.user_id = coalesce(me.linked_user_id, me.user_id)
+WHERE me.platform = $1 AND me.user_id = $2 AND NOT EXISTS (SELECT FROM created)
 """
 
+# The wallet ``$1:$2`` spends from (its own, or the one it is linked to).
 _WALLET = """
-SELECT balance, held,
+SELECT w.balance, w.held,
        (SELECT count(*) FROM holds h WHERE h.platform = w.platform
           AND h.user_id = w.user_id AND h.state = 'open') AS open_holds
-FROM wallets w WHERE platform = $1 AND user_id = $2
+FROM wallets me JOIN wallets w
+  ON w.platform = coalesce(me.linked_platform, me.platform)
+ AND w.user_id = coalesce(me.linked_user_id, me.user_id)
+WHERE me.platform = $1 AND me.user_id = $2
 """
 
 
@@ -222,12 +254,14 @@ def _outcome(row: asyncpg.Record) -> Outcome:
 
 async def _refusal(
     connection: asyncpg.Connection, user: UserRef, needed: int, key: str
-) -> Outcome | Exception:
+) -> Outcome | Exception | None:
     """Why a guarded write changed nothing: its key was taken after all, or the wallet.
 
     The statement looked for its key in a snapshot taken before it waited for
     the wallet's row lock; if the writer it waited for wrote that very key
     (a retry racing its original), the answer is that entry, not a refusal.
+    None means the wallet it resolved was linked to another meanwhile and the
+    wallet it resolves to now can pay: the caller runs the statement again.
     """
     prior = await connection.fetchrow(
         f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE idem_key = $1", key
@@ -235,11 +269,22 @@ async def _refusal(
     if prior is not None:
         return Outcome(entry_from_row(prior), applied=False)
     balance = await connection.fetchval(
-        "SELECT balance FROM wallets WHERE platform = $1 AND user_id = $2", user.platform, user.id
+        "SELECT w.balance FROM wallets me JOIN wallets w"
+        " ON w.platform = coalesce(me.linked_platform, me.platform)"
+        " AND w.user_id = coalesce(me.linked_user_id, me.user_id)"
+        " WHERE me.platform = $1 AND me.user_id = $2",
+        user.platform,
+        user.id,
     )
     if balance is None:
         return NoWallet(str(user))
+    if balance >= needed:
+        return None
     return InsufficientCredits(balance, needed)
+
+
+RACE_RETRIES = 3
+"""Times a guarded write runs again after losing a race with a link of its wallet."""
 
 
 def _raise_or_return(answer: Outcome | Exception) -> Outcome:
@@ -260,12 +305,16 @@ async def change_balance(
     now: int,
 ) -> Outcome:
     """Add ``credits`` (may be negative for ``adjust``) to the spendable balance."""
-    row = await connection.fetchrow(
-        _CHANGE_BALANCE, key, user.platform, user.id, credits, kind, actor, reason, now
-    )
-    if row is None:
-        return _raise_or_return(await _refusal(connection, user, -credits, key))
-    return _outcome(row)
+    for _ in range(RACE_RETRIES):
+        row = await connection.fetchrow(
+            _CHANGE_BALANCE, key, user.platform, user.id, credits, kind, actor, reason, now
+        )
+        if row is not None:
+            return _outcome(row)
+        answer = await _refusal(connection, user, -credits, key)
+        if answer is not None:
+            return _raise_or_return(answer)
+    raise InsufficientCredits(0, -credits)
 
 
 async def hold_credits(
@@ -279,12 +328,16 @@ async def hold_credits(
     now: int,
 ) -> Outcome:
     """Move ``credits`` from the balance to held under ``hold_id``, if the balance allows."""
-    row = await connection.fetchrow(
-        _HOLD, hold_id, user.platform, user.id, credits, actor, reason, now
-    )
-    if row is None:
-        return _raise_or_return(await _refusal(connection, user, credits, f"hold:{hold_id}"))
-    return _outcome(row)
+    for _ in range(RACE_RETRIES):
+        row = await connection.fetchrow(
+            _HOLD, hold_id, user.platform, user.id, credits, actor, reason, now
+        )
+        if row is not None:
+            return _outcome(row)
+        answer = await _refusal(connection, user, credits, f"hold:{hold_id}")
+        if answer is not None:
+            return _raise_or_return(answer)
+    raise InsufficientCredits(0, credits)
 
 
 async def end_hold(
@@ -358,8 +411,10 @@ async def refund_purchase(
     if prior is not None:  # written by a concurrent refund after this statement's snapshot
         return Outcome(entry_from_row(prior), applied=False)
     bought = await connection.fetchrow(
-        "SELECT l.amount, w.balance FROM ledger l JOIN wallets w"
-        " ON w.platform = l.platform AND w.user_id = l.user_id WHERE l.idem_key = $1",
+        "SELECT l.amount, o.balance FROM ledger l JOIN wallets w"
+        " ON w.platform = l.platform AND w.user_id = l.user_id JOIN wallets o"
+        " ON o.platform = coalesce(w.linked_platform, w.platform)"
+        " AND o.user_id = coalesce(w.linked_user_id, w.user_id) WHERE l.idem_key = $1",
         purchase_key(source, charge_id),
     )
     if bought is None:
@@ -590,10 +645,49 @@ class PgLedger(Ledger):
     async def history(self, user: UserRef, limit: int) -> list[LedgerEntry]:
         """The user's newest entries first."""
         rows = await self.db.fetch(
-            f"SELECT {ENTRY_COLUMNS} FROM ledger WHERE platform = $1 AND user_id = $2"
-            " ORDER BY seq DESC LIMIT $3",
+            f"{SHARING_WALLET} SELECT {_LEDGER_COLUMNS} FROM ledger l JOIN members m"
+            " ON l.platform = m.platform AND l.user_id = m.user_id ORDER BY l.seq DESC LIMIT $3",
             user.platform,
             user.id,
             limit,
         )
         return [entry_from_row(row) for row in rows]
+
+    async def issue_link_code(
+        self, user: UserRef, code_hash: str, *, now: int, ttl_s: int, per_hour: int
+    ) -> bool:
+        """Store a link code's hash for ``user``, unless they asked for too many this hour."""
+        return await links.in_transaction(
+            self.db,
+            lambda c: links.issue_code(c, user, code_hash, now=now, ttl_s=ttl_s, per_hour=per_hour),
+        )
+
+    async def redeem_link_code(
+        self, user: UserRef, code_hash: str, *, now: int, failures_per_hour: int
+    ) -> LinkResult:
+        """Link ``user`` to the code issuer's wallet, or say why not (one transaction)."""
+        return await links.in_transaction(
+            self.db,
+            lambda c: links.redeem(
+                c, user, code_hash, now=now, failures_per_hour=failures_per_hour
+            ),
+        )
+
+    async def unlink(
+        self, user: UserRef, *, credits: int, actor: str, reason: str, now: int
+    ) -> Unlinked:
+        """Separate ``user``'s pair; the redeemer leaves with ``credits``."""
+        return await links.in_transaction(
+            self.db,
+            lambda c: links.unlink(c, user, credits=credits, actor=actor, reason=reason, now=now),
+        )
+
+    async def linked_identities(self, user: UserRef) -> list[UserRef]:
+        """The identities sharing ``user``'s wallet, its owner first."""
+        rows = await self.db.fetch(
+            f"{SHARING_WALLET} SELECT platform, user_id FROM members"
+            " ORDER BY is_owner DESC, platform, user_id",
+            user.platform,
+            user.id,
+        )
+        return [UserRef(row["platform"], row["user_id"]) for row in rows]

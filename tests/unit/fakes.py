@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.commands import UserRef
-from bot.errors import InsufficientCredits, NoWallet, PurchaseSpent, UnknownPurchase
+from bot.errors import InsufficientCredits, NotLinked, NoWallet, PurchaseSpent, UnknownPurchase
 from bot.inputs import InputCache, InputGone, InputStore, InputUsage
 from bot.jobs.leases import Adopted, JobLeases, Refusal
 from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
@@ -22,9 +22,12 @@ from bot.ports import (
     Hold,
     Ledger,
     LedgerEntry,
+    LinkResult,
     Outcome,
+    Unlinked,
     UserProfile,
     Wallet,
+    link_id,
     purchase_key,
     purchase_refund_key,
 )
@@ -63,6 +66,17 @@ class InMemoryLedger(Ledger):
         self.holds: dict[str, Hold] = {}
         self.entries: list[LedgerEntry] = []
         self.fail_with: Exception | None = None
+        self.links: dict[UserRef, tuple[UserRef, str]] = {}
+        """A linked identity -> (the identity whose wallet it uses, the link's id)."""
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.failures: list[tuple[UserRef, int]] = []
+
+    def _owner(self, user: UserRef) -> UserRef:
+        """storage.ledger.resolve: the identity whose wallet ``user`` spends from."""
+        return self.links[user][0] if user in self.links else user
+
+    def _members(self, owner: UserRef) -> list[UserRef]:
+        return [member for member, (wallet, _) in self.links.items() if wallet == owner]
 
     def _check(self) -> None:
         if self.fail_with is not None:
@@ -147,8 +161,9 @@ class InMemoryLedger(Ledger):
         self._check()
         if user not in self.balances:
             return None
-        open_holds = sum(1 for h in self.holds.values() if h.user == user and h.state == "open")
-        return Wallet(user, self.balances[user], self.held[user], open_holds)
+        owner = self._owner(user)
+        open_holds = sum(1 for h in self.holds.values() if h.user == owner and h.state == "open")
+        return Wallet(user, self.balances[owner], self.held[owner], open_holds)
 
     async def find_user(self, platform: str, query: str) -> UserProfile | None:
         self._check()
@@ -192,6 +207,7 @@ class InMemoryLedger(Ledger):
             return prior
         if user not in self.balances:
             raise NoWallet(str(user))
+        user = self._owner(user)
         if self.balances[user] + credits < 0:
             raise InsufficientCredits(self.balances[user], -credits)
         return self._append(user, kind, credits, 0, key, None, actor, reason, now)
@@ -204,6 +220,7 @@ class InMemoryLedger(Ledger):
             return prior
         if user not in self.balances:
             raise NoWallet(str(user))
+        user = self._owner(user)
         if self.balances[user] < credits:
             raise InsufficientCredits(self.balances[user], credits)
         self.holds[hold_id] = Hold(hold_id, user, credits, "open")
@@ -237,7 +254,11 @@ class InMemoryLedger(Ledger):
 
     async def history(self, user: UserRef, limit: int) -> list[LedgerEntry]:
         self._check()
-        return [e for e in reversed(self.entries) if e.user == user][:limit]
+        if user not in self.balances:
+            return []
+        owner = self._owner(user)
+        group = {owner, *self._members(owner)}
+        return [e for e in reversed(self.entries) if e.user in group][:limit]
 
     async def entry(self, key: str) -> LedgerEntry | None:
         self._check()
@@ -275,12 +296,125 @@ class InMemoryLedger(Ledger):
         bought = self._prior(purchase_key(source, charge_id))
         if bought is None:
             raise UnknownPurchase(f"{source}:{charge_id}")
-        user, credits = bought.entry.user, bought.entry.amount
+        user, credits = self._owner(bought.entry.user), bought.entry.amount
         balance = self.balances[user]
         if balance < credits and not force:
             raise PurchaseSpent(balance, credits)
         take = min(balance, credits)
         return self._append(user, "purchase_refund", -take, 0, key, None, actor, reason, now)
+
+    async def issue_link_code(self, user, code_hash, *, now, ttl_s, per_hour) -> bool:
+        self._check()
+        if user not in self.balances:
+            raise NoWallet(str(user))
+        recent = [c for c in self.codes.values() if c["user"] == user and c["at"] > now - 3600]
+        if len(recent) >= per_hour:
+            return False
+        self.codes[code_hash] = {"user": user, "at": now, "expires": now + ttl_s, "used": None}
+        return True
+
+    def _fail(self, user: UserRef, status: str, now: int) -> LinkResult:
+        self.failures.append((user, now))
+        return LinkResult(status)  # type: ignore[arg-type]
+
+    async def redeem_link_code(self, user, code_hash, *, now, failures_per_hour) -> LinkResult:
+        self._check()
+        if sum(1 for u, at in self.failures if u == user and at > now - 3600) >= failures_per_hour:
+            return LinkResult("too_many")
+        code = self.codes.get(code_hash)
+        if code is None:
+            return self._fail(user, "unknown", now)
+        issuer: UserRef = code["user"]
+        if code["used"] is not None:
+            return self._fail(user, "used", now)
+        if code["expires"] <= now:
+            return self._fail(user, "expired", now)
+        if issuer == user:
+            return LinkResult("own", issuer)
+        if issuer.platform == user.platform:
+            return LinkResult("same_platform", issuer)
+        for side in (user, issuer):
+            if side not in self.balances:
+                raise NoWallet(str(side))
+            if side in self.links or self._members(side):
+                return LinkResult("already_linked", issuer)
+        code["used"] = now
+        ident = link_id(code_hash)
+        moved, moved_held = self.balances[user], self.held[user]
+        for hold_id, hold in list(self.holds.items()):
+            if hold.user == user and hold.state == "open":
+                self.holds[hold_id] = replace(hold, user=issuer)
+        self._append(
+            user,
+            "link_out",
+            -moved,
+            -moved_held,
+            f"link:{ident}:out",
+            None,
+            str(user),
+            reason("reason.link", other=str(issuer)),
+            now,
+        )
+        self._append(
+            issuer,
+            "link_in",
+            moved,
+            moved_held,
+            f"link:{ident}:in",
+            None,
+            str(user),
+            reason("reason.link", other=str(user)),
+            now,
+        )
+        self.links[user] = (issuer, ident)
+        return LinkResult("linked", issuer, moved, moved_held)
+
+    async def unlink(self, user, *, credits, actor, reason, now) -> Unlinked:
+        self._check()
+        if credits < 0:
+            raise ValueError("an unlink gives the leaving identity 0 credits or more")
+        if user not in self.balances:
+            raise NoWallet(str(user))
+        if user in self.links:
+            left, (kept, ident) = user, self.links[user]
+        elif members := self._members(user):
+            kept, left = user, members[0]
+            ident = self.links[left][1]
+        else:
+            raise NotLinked(str(user))
+        if self.balances[kept] < credits:
+            raise InsufficientCredits(self.balances[kept], credits)
+        del self.links[left]
+        out = self._append(
+            kept,
+            "link_out",
+            -credits,
+            0,
+            f"unlink:{ident}:out",
+            None,
+            actor,
+            reason or _reason("reason.unlink", other=str(left)),
+            now,
+        )
+        self._append(
+            left,
+            "link_in",
+            credits,
+            0,
+            f"unlink:{ident}:in",
+            None,
+            actor,
+            reason or _reason("reason.unlink", other=str(kept)),
+            now,
+        )
+        return Unlinked(kept, left, credits, out.entry.balance_after)
+
+    async def linked_identities(self, user: UserRef) -> list[UserRef]:
+        self._check()
+        if user not in self.balances:
+            return []
+        owner = self._owner(user)
+        return [owner, *sorted(self._members(owner))]
 
 
 class InMemoryAppState(AppState):
