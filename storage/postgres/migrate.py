@@ -114,6 +114,6 @@ def _newer(applied: set[int], scripts: list[tuple[int, str, str]], where: str) -
         return None
     return (
         f"{where} is at schema version {max(applied)}, newer than this klingbot knows"
-        f" ({max(known, default=0)}): the database is newer than this klingbot; run the"
-        " klingbot that migrated it, or restore a backup made by this one"
+        f" ({max(known, default=0)}): it was written by a newer klingbot; run that version,"
+        " or restore a backup made by this one"
     )
