@@ -175,16 +175,29 @@ async def paid(command: Paid, caller: Caller, deps: Deps, _request_id: str | Non
         )
         return [say("buy.unmatched", charge=command.charge_id)]
     pack = named[0]
-    outcome = await deps.ledger.purchase(
-        caller.user,
-        pack.credits,
-        source=SOURCE,
-        charge_id=command.charge_id,
-        actor=str(caller.user),
-        reason=bot_reason("reason.purchase", credits=pack.credits, stars=pack.stars),
-        now=deps.clock.now(),
-        welcome_credits=deps.welcome_credits,
-    )
+    try:
+        outcome = await deps.ledger.purchase(
+            caller.user,
+            pack.credits,
+            source=SOURCE,
+            charge_id=command.charge_id,
+            actor=str(caller.user),
+            reason=bot_reason("reason.purchase", credits=pack.credits, stars=pack.stars),
+            now=deps.clock.now(),
+            welcome_credits=deps.welcome_credits,
+        )
+    except Exception as error:
+        # Telegram sends a payment once: say exactly what to hand a moderator.
+        log.error(
+            "payment %s by %s NOT credited (%d credits for %d Stars): %s: %s",
+            command.charge_id,
+            caller.user,
+            pack.credits,
+            pack.stars,
+            type(error).__name__,
+            error,
+        )
+        return [say("buy.not_credited", charge=command.charge_id, money=deps.money(pack.credits))]
     log.info(
         "purchase %s by %s: %d credits for %d Stars (%s)",
         command.charge_id,

@@ -103,8 +103,9 @@ async def _dispatch(
     deps.metrics.command(caller.user.platform, _COMMAND_NAMES[type(command)])
     if isinstance(command, Choose):
         deps.metrics.press(command.tier)
-    if not isinstance(command, Price):
-        # /price stays read-only so it answers at once; everything else opens the wallet.
+    if not isinstance(command, Price | Paid):
+        # /price stays read-only so it answers at once; a payment opens the wallet in the
+        # purchase's own transaction (and says so if it cannot); the rest open it here.
         await _open_wallet(caller, deps)
     return await handler(command, caller, deps, request_id)
 

@@ -4,8 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from bot.commands import Balance, Caller, Help, History, Price, Start, TopUp, UserRef
+from bot.commands import Balance, Caller, Help, History, Paid, Price, Start, TopUp, UserRef
 from bot.errors import StorageUnavailable
+from bot.packs import Pack
 from bot.ports import UserProfile
 from bot.service import handle, respond_to_action, respond_to_text
 from tests.unit.chat import shown
@@ -259,3 +260,41 @@ async def test_unexpected_errors_never_reach_the_chat(deps, member, ledger, capl
     assert text == "Something went wrong on my side. Nothing was charged; please try again."
     assert "SECRET" not in text and "Traceback" not in text
     assert "SECRET" in caplog.text  # the operator's log keeps the details
+
+
+# --- payments -------------------------------------------------------------------
+
+
+async def test_a_payment_the_wallet_cannot_take_is_named_to_the_member_and_the_log(
+    deps, member, ledger, caplog
+):
+    deps = replace(deps, stars_packs=(Pack(100, 50),))
+    ledger.fail_with = StorageUnavailable("database is locked")
+    paid = Paid("stxCHARGE1", "stars:100:50:2", "XTR", 50)
+
+    text = shown(await handle(paid, member, deps))
+
+    assert text == (
+        "⚠️ Your payment stxCHARGE1 went through, but I could not add the 100 credits (¥10.00)"
+        " to your wallet just now. Send this payment id to a moderator: they can add the"
+        " credits or refund it."
+    )
+    assert "payment stxCHARGE1 by telegram:2 NOT credited (100 credits for 50 Stars)" in caplog.text
+    ledger.fail_with = None
+    assert await ledger.wallet(member.user) is None
+
+
+async def test_buy_is_off_outside_telegram_and_without_packs(deps, member):
+    console = Caller(UserRef("console", "local"), "Me")
+    selling = replace(deps, stars_packs=(Pack(100, 50),))
+    assert await say("/buy", member, deps) == (
+        "Buying credits is not available here. Ask a moderator for credits."
+    )
+    assert await say("/buy", console, selling) == (
+        "Buying credits is not available here. Ask a moderator for credits."
+    )
+    [reply] = await respond_to_action("buy:100:50", console, selling)
+    assert shown([reply]) == (
+        "That pack is no longer on sale. Send /buy to see the packs on sale now."
+    )
+    assert reply.invoice is None
