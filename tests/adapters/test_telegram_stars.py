@@ -220,7 +220,37 @@ async def test_a_replayed_payment_credits_nothing_more(tmp_path, api, backend):
         second, _ = await bought(telegram, alice, "100 credits")  # a new payment is new
         assert second.charge_id != payment.charge_id
         assert await telegram.balance(ALICE) == 200
-        assert await kinds(telegram, ALICE) == [("purchase", 100), ("purchase", 100)]
+
+        # A payment delivered twice at once: both copies are handled side by side.
+        invoice = await invoice_for(telegram, alice, "500 credits")
+        since = len(api.calls)
+        third = await alice.pay(invoice)
+        for _ in range(3):
+            api.push({"message": dict(third.message)})
+        answers = [
+            call.params["text"]
+            for call in [
+                await api.wait_for("sendMessage", since=since, chat_id=ALICE, count=n)
+                for n in (1, 2, 3, 4)
+            ]
+        ]
+        thanks = (
+            f"✅ Thank you! 500 credits (¥50.00) added to your wallet (payment {third.charge_id})."
+        )
+        already = (
+            f"Payment {third.charge_id} was already credited (500 credits (¥50.00));"
+            " nothing more was added."
+        )
+        assert sorted(answer.splitlines()[0] for answer in answers) == sorted(
+            [thanks, already, already, already]
+        )
+        assert all(answer.endswith("New balance: 700 credits (¥70.00).") for answer in answers)
+        assert await telegram.balance(ALICE) == 700
+        assert await kinds(telegram, ALICE) == [
+            ("purchase", 500),
+            ("purchase", 100),
+            ("purchase", 100),
+        ]
         assert await audited(telegram) == []
 
 
@@ -330,12 +360,15 @@ async def test_purchases_off_say_so(tmp_path, api):
 
 
 async def test_buying_in_webhook_mode(tmp_path, api: BotApiStandIn):
-    async with Balancer() as balancer, stars_bot(
-        tmp_path,
-        api,
-        telegram_webhook_url=balancer.url("/hook"),
-        telegram_webhook_listen="127.0.0.1:0",
-    ) as telegram:
+    async with (
+        Balancer() as balancer,
+        stars_bot(
+            tmp_path,
+            api,
+            telegram_webhook_url=balancer.url("/hook"),
+            telegram_webhook_listen="127.0.0.1:0",
+        ) as telegram,
+    ):
         balancer.backends = [f"127.0.0.1:{telegram.adapter.webhook.port}"]
         [webhook] = api.of("setWebhook")
         assert "pre_checkout_query" in webhook.params["allowed_updates"]
