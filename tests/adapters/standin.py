@@ -40,6 +40,21 @@ What it refuses, as the Bot API answers it (``{"ok": false, "error_code": N,
   getUpdates request; make sure that only one bot instance is running", and
   is recorded with that status.
 
+Payments in Telegram Stars, as strict as Telegram: ``sendInvoice`` only in
+``XTR`` with no provider token (else 400 "Bad Request:
+PAYMENT_PROVIDER_INVALID"), exactly one price (400 "Bad Request:
+STARS_INVOICE_INVALID") of 1 to 10,000 Stars (400 "Bad Request:
+CURRENCY_TOTAL_AMOUNT_INVALID"), a payload of 1 to 128 bytes, a title of 1
+to 32 and a description of 1 to 255 characters. ``Member.pay`` presses Pay:
+a ``pre_checkout_query`` goes to the bot, which must answer within
+``pre_checkout_s`` (10 s) on the stand-in's clock; a late answer is 400
+"query is too old", and a late or missing one fails the payment, as does a
+no (``ok=False`` needs an ``error_message``). A yes takes the Stars and
+pushes the ``successful_payment`` message with a new charge id (``charges``).
+``refundStarPayment`` refuses an unknown charge, or one paid by someone else
+(400 "Bad Request: CHARGE_NOT_FOUND"), and one refunded before (400 "Bad
+Request: CHARGE_ALREADY_REFUNDED").
+
 Webhook delivery, as Telegram does it: once the bot called ``setWebhook``,
 every pending update (and every one pushed later) is posted as JSON to that
 URL with the ``X-Telegram-Bot-Api-Secret-Token`` header, over at most
