@@ -106,6 +106,8 @@ class Delivery:
         """Renew the claim this often while a send is under way (None: never; replicas do,
         as their claims go stale after one job lease)."""
         self._sending: set[str] = set()
+        self._recording: dict[str, asyncio.Future[None]] = {}
+        """Jobs whose clip went out and whose delivery is being recorded (see :meth:`_record`)."""
         """Jobs whose clip is being sent by this process: never two sends of one clip."""
         self.retries = DeliveryRetries(self._retry, sleep=sleep, monotonic=monotonic)
         """The clips waiting for their next try, and the loop that tries them."""
@@ -148,7 +150,9 @@ class Delivery:
             # is not ours changes nothing: it is a compare-and-set on the claimant.)
             if keeping is not None:
                 keeping.cancel()
-            if claimed is not False:
+            if job.job_id in self._recording:
+                pass  # the clip went out: the claim stays until the job is recorded delivered
+            elif claimed is not False:
                 try:
                     await self.store.release_delivery(job.job_id, self.claimant)
                 except Exception as error:
@@ -204,8 +208,26 @@ class Delivery:
             how = "undeliverable"
         except Exception as error:
             return await self._failed(job, error)
-        await self._delivered(job, how)
+        await self._record(job, how)
         return None
+
+    async def _record(self, job: Job, how: str) -> None:
+        """Record a clip that went out; a stop while it is being written does not undo it.
+
+        The member has the clip: were the record lost, the next owner of the
+        job (a restart, or another replica) would send it again. So the write
+        goes on by itself when this step is cancelled, and :meth:`recorded`
+        lets the runner's stop wait for it.
+        """
+        writing = asyncio.ensure_future(self._delivered(job, how))
+        self._recording[job.job_id] = writing
+        writing.add_done_callback(lambda _: self._recording.pop(job.job_id, None))
+        await asyncio.shield(writing)
+
+    async def recorded(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) for the records of clips that went out to be written."""
+        if self._recording:
+            await asyncio.wait(list(self._recording.values()), timeout=timeout_s)
 
     async def _send(self, job: Job) -> str:
         """Send the clip, or a link, or the notice that it is too large; say which went."""
@@ -280,7 +302,7 @@ class Delivery:
         """Every send failed for the whole window: a link as the last way, else undeliverable."""
         try:
             if await self._send_link(job):
-                await self._delivered(job, "link")
+                await self._record(job, "link")
                 return
         except Exception as last:  # Undeliverable too: nothing reaches the member
             error = last

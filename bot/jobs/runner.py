@@ -52,6 +52,9 @@ from bot.providers.base import (
 
 log = logging.getLogger(__name__)
 
+RECORD_PATIENCE_S = 5.0
+"""How long a stop waits for the deliveries of clips that went out to be recorded."""
+
 CancelResult = Literal["cancelled", "too_late", "finished", "unknown"]
 ResendResult = Literal["sending", "busy", "finished"]
 
@@ -435,6 +438,8 @@ class JobRunner:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # A clip that went out is recorded as delivered before anything is let go.
+        await self._delivery.recorded(RECORD_PATIENCE_S)
         self._tasks.clear()
         self._no_steps.set()
         self._waiting.clear()

@@ -21,6 +21,7 @@ import pytest
 
 from bot.commands import UserRef
 from bot.ports import UserProfile
+from tests.e2e.recovery_support import let_others_run
 from tests.support.postgres import emptied_database
 from tests.support.replicas import (
     Backend,
@@ -121,6 +122,33 @@ async def test_a_replica_that_stalled_past_its_lease_lets_go_of_the_jobs_another
         assert submits_per_job(service) == {job.job_id: 1 for job in jobs}
         assert c.clips_sent() == b.chats.clips == {job.job_id: 1 for job in jobs}
         await charged_once(backend, b, jobs)
+
+
+async def test_a_replica_stopping_as_a_clip_goes_out_records_it_so_nobody_sends_it_again(
+    backend, service, tmp_path
+):
+    async with cluster(backend, service, tmp_path / "clips", lease_s=LEASE) as c:
+        a = await c.replica("a")
+        b = await c.replica("b")
+        job = await c.order(a)
+        await service.changed.until(lambda: job.job_id in service.tasks)
+        a.recording.clear()  # the record of the delivery will be slow
+        service.finish(job.job_id)
+        await a.chats.changed.until(lambda: a.chats.clips[job.job_id] == 1)  # it went out
+        stopping = asyncio.ensure_future(a.runner.stop())  # an operator stops a at that instant
+        while a.runner.alive:
+            await let_others_run(1)
+        await let_others_run(50)  # the stop has cancelled a's steps by now
+        a.recording.set()
+        await asyncio.wait_for(stopping, 10)
+        # b looks (several rounds: a's lease was let go at once) and finds nothing to send.
+        looked = b.renewed
+        await b.renewals.until(lambda: b.renewed >= looked + 3)
+
+        final = await b.store.get_job(job.job_id)
+        assert (final.state, final.delivery) == ("delivered", "uploaded")
+        assert c.clips_sent() == {job.job_id: 1} and b.adopted == []
+        await charged_once(backend, b, [job])
 
 
 async def test_a_replica_keeps_its_jobs_while_its_adapters_connect_before_it_starts(

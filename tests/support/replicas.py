@@ -152,6 +152,8 @@ class Mortal:
                 raise StorageUnavailable(f"replica {self._owner.name} stalls")
             if self._owner.dead:  # the process is gone: nothing it writes arrives
                 raise StorageUnavailable(f"replica {self._owner.name} is dead")
+            if name == "transition" and args[2:3] == ("delivered",):
+                await self._owner.recording.wait()
             result = await value(*args, **kwargs)
             if self._owner.dead:  # it died while the database answered: the answer is lost
                 raise StorageUnavailable(f"replica {self._owner.name} is dead")
@@ -194,6 +196,11 @@ class Replica:
     renewals: Pulse = field(default_factory=Pulse)
     renewed: int = 0
     """How many lease renewals it attempted."""
+    recording: asyncio.Event = field(default_factory=asyncio.Event)
+    """Its writes that record a delivery wait for this (set: they go at once)."""
+
+    def __post_init__(self) -> None:
+        self.recording.set()
 
     async def die(self) -> None:
         """Stop at once, as SIGKILL does: the database hears nothing more from this replica."""
