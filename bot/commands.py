@@ -148,6 +148,16 @@ class Gen:
     image: ImageInput | None = None
     negative: str = ""
     duration_s: int = 5
+    compare: bool = False
+    """``/compare``: quote the tiers to run side by side instead of one to pick."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompareTiers:
+    """A button under a ``/compare`` quote: run these tiers (two or more), one job each."""
+
+    quote_id: str
+    tiers: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +263,7 @@ Command = (
     | Start
     | Gen
     | Choose
+    | CompareTiers
     | CancelQuote
     | CancelJob
     | Reroll

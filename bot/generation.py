@@ -58,7 +58,13 @@ def _private(key: str, **params: object) -> list[Reply]:
 
 
 async def gen(command: Gen, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:
-    """Check the inputs, keep the image, and quote every tier that can take them.
+    """Check the inputs, keep the image, and quote every tier that can take them."""
+    quote = await take_inputs(command, caller, deps)
+    return [await _quote_reply(quote, caller, deps)]
+
+
+async def take_inputs(command: Gen, caller: Caller, deps: Deps) -> Quote:
+    """Check a /gen's (or /compare's) inputs, keep the image, and save the quote.
 
     Cheapest first, so that a flood costs nothing: the image's declared size
     and the prompts (no download yet), then the member's quote rate (counted
@@ -82,7 +88,7 @@ async def gen(command: Gen, caller: Caller, deps: Deps, _request_id: str | None)
         data = await image.fetch()
         info = await asyncio.to_thread(inspect_image, data)
         written = await generation.inputs.save(quote_id, info.extension, data)
-    return await _offer(
+    return await save_quote(
         caller,
         deps,
         quote_id=quote_id,
@@ -90,7 +96,7 @@ async def gen(command: Gen, caller: Caller, deps: Deps, _request_id: str | None)
         prompt=prompt,
         negative=negative,
         duration_s=command.duration_s,
-        tiers=_tiers_for(deps, written),
+        tiers=tiers_for(deps, written),
         written=written,
     )
 
@@ -108,7 +114,7 @@ async def _admit_quote(caller: Caller, deps: Deps) -> None:
         ) from None
 
 
-def _tiers_for(deps: Deps, image_path: str | None) -> tuple[str, ...]:
+def tiers_for(deps: Deps, image_path: str | None) -> tuple[str, ...]:
     """Every tier, less those that need an image when there is none."""
     return tuple(t.key for t in deps.catalog.tiers if image_path or not t.requires_image)
 
@@ -125,7 +131,34 @@ async def _offer(
     tiers: tuple[str, ...],
     written: str | None = None,
 ) -> list[Reply]:
-    """Save a quote for these inputs and show it with a button per tier.
+    """Save a quote for these inputs and show it with a button per tier."""
+    quote = await save_quote(
+        caller,
+        deps,
+        quote_id=quote_id,
+        image_path=image_path,
+        prompt=prompt,
+        negative=negative,
+        duration_s=duration_s,
+        tiers=tiers,
+        written=written,
+    )
+    return [await _quote_reply(quote, caller, deps)]
+
+
+async def save_quote(
+    caller: Caller,
+    deps: Deps,
+    *,
+    quote_id: str,
+    image_path: str | None,
+    prompt: str,
+    negative: str,
+    duration_s: int,
+    tiers: tuple[str, ...],
+    written: str | None = None,
+) -> Quote:
+    """Save a quote for these inputs (for /gen or /compare).
 
     The member's open quotes beyond ``max_open_quotes`` are retired in the
     same write, and the input images only they named are removed at once.
@@ -159,7 +192,7 @@ async def _offer(
         raise
     for reference in freed:
         await remove_input(generation.store, generation.inputs, reference, now=now)
-    return [await _quote_reply(quote, caller, deps)]
+    return quote
 
 
 async def _quote_reply(quote: Quote, caller: Caller, deps: Deps) -> Reply:
@@ -215,19 +248,9 @@ async def choose(
     quote = await generation.store.get_quote(command.quote_id)
     if quote is None or command.tier not in quote.tiers:
         raise UserError("error.stale_button")
-    if quote.user != caller.user:
-        return _private("quote.not_yours")
-    if quote.state == "used":
-        return _private("quote.already_chosen")
-    if quote.retired_at is not None:
-        return [_retired(deps)]
-    if quote.state == "cancelled":
-        return _private("quote.was_cancelled")
-    if deps.clock.now() > quote.expires_at:
-        return [Reply((text("quote.expired"),), edit=True)]
-    if quote.image_path is not None and not await generation.inputs.exists(quote.image_path):
-        # The retention sweep removed it (it only does so once nothing seemed to need it).
-        return [Reply((text("retention.quote_input_gone"),), edit=True)]
+    refusal = await quote_refusal(quote, caller, deps)
+    if refusal is not None:
+        return refusal
     tier = deps.catalog.tier(command.tier)
     job = new_job(quote, tier, deps)
     try:
@@ -260,6 +283,28 @@ async def choose(
             edit=True,
         )
     ]
+
+
+async def quote_refusal(quote: Quote, caller: Caller, deps: Deps) -> list[Reply] | None:
+    """Why a press on ``quote`` cannot make jobs, as the replies saying so; None when it can.
+
+    Not the caller's, used already, closed, expired, or its image gone.
+    """
+    if quote.user != caller.user:
+        return _private("quote.not_yours")
+    if quote.state == "used":
+        return _private("quote.already_chosen")
+    if quote.retired_at is not None:
+        return [_retired(deps)]
+    if quote.state == "cancelled":
+        return _private("quote.was_cancelled")
+    if deps.clock.now() > quote.expires_at:
+        return [Reply((text("quote.expired"),), edit=True)]
+    inputs = _generation(deps).inputs
+    if quote.image_path is not None and not await inputs.exists(quote.image_path):
+        # The retention sweep removed it (it only does so once nothing seemed to need it).
+        return [Reply((text("retention.quote_input_gone"),), edit=True)]
+    return None
 
 
 def new_job(quote: Quote, tier: Tier, deps: Deps) -> Job:
@@ -347,7 +392,7 @@ async def reroll(
     ):
         # Kept for a while after the job (KLINGBOT_INPUT_RETENTION_H), then removed.
         return _private("retention.input_gone", job=job.short_id)
-    all_tiers = _tiers_for(deps, image_path)
+    all_tiers = tiers_for(deps, image_path)
     tiers = (job.tier,) if isinstance(command, Reroll) and job.tier in all_tiers else all_tiers
     if not tiers:
         raise UserError("error.stale_button")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.catalog import DURATIONS
 from bot.commands import (
@@ -20,6 +20,7 @@ from bot.commands import (
     CancelQuote,
     Choose,
     Command,
+    CompareTiers,
     Gen,
     Help,
     History,
@@ -79,6 +80,11 @@ def parse_action(action: str) -> Command:
     if name == "tier" and argument.count(":") == 1:
         quote_id, tier = argument.split(":")
         return Choose(quote_id, tier)
+    if name == "cmp" and argument.count(":") == 1:
+        quote_id, tiers = argument.split(":")
+        keys = tuple(tiers.split("+"))
+        if len(keys) >= 2 and all(keys):
+            return CompareTiers(quote_id, keys)
     by_id = {
         "qcancel": CancelQuote,
         "cancel": CancelJob,
@@ -236,6 +242,11 @@ def parse_gen(rest: str, image: ImageInput | None = None) -> Gen:
     return split_gen(rest).gen(image)
 
 
+def parse_compare(rest: str, image: ImageInput | None = None) -> Gen:
+    """The text after ``/compare``: as ``/gen``'s, quoting the tiers to run side by side."""
+    return replace(parse_gen(rest, image), compare=True)
+
+
 def _gen_duration(text: str) -> int:
     value = text.lower().removesuffix("s").strip()
     if not _DIGITS.fullmatch(value) or int(value) not in DURATIONS:
@@ -326,6 +337,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "history": _history,
     "topup": _topup,
     "gen": parse_gen,
+    "compare": parse_compare,
     "jobs": _jobs,
     "refund": _refund,
     "buy": lambda _: Buy(),

@@ -15,7 +15,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from bot import generation, purchases
+from bot import compare, generation, purchases
 from bot.access import describe, is_moderator, resolve_user, unseen_user
 from bot.catalog import BASE_DURATION, Catalog
 from bot.commands import (
@@ -27,6 +27,7 @@ from bot.commands import (
     CancelQuote,
     Choose,
     Command,
+    CompareTiers,
     Gen,
     Help,
     History,
@@ -100,7 +101,8 @@ async def _dispatch(
     command: Command, caller: Caller, deps: Deps, request_id: str | None
 ) -> list[Reply]:
     handler = _HANDLERS[type(command)]
-    deps.metrics.command(caller.user.platform, _COMMAND_NAMES[type(command)])
+    name = "compare" if isinstance(command, Gen) and command.compare else None
+    deps.metrics.command(caller.user.platform, name or _COMMAND_NAMES[type(command)])
     if isinstance(command, Choose):
         deps.metrics.press(command.tier)
     if not isinstance(command, Price | Paid):
@@ -331,7 +333,8 @@ async def start(command: Start, caller: Caller, deps: Deps, request_id: str | No
 
 
 _HANDLERS: dict[type, Handler] = {
-    Gen: generation.gen,
+    Gen: compare.gen,
+    CompareTiers: compare.compare_tiers,
     Choose: generation.choose,
     CancelQuote: generation.cancel_quote,
     CancelJob: generation.cancel_job,

@@ -7,11 +7,12 @@ from typing import Any
 
 from bot import reasons
 from bot.commands import ChatRef, UserRef
-from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
+from bot.errors import InsufficientCredits
+from bot.jobs.model import ACTIVE, UNFINISHED, Compare, CompareState, Job, JobState, Quote
 from bot.jobs.store import QUOTE_RATE_WINDOW_S, JobStore, QueueFull, QuoteTaken, SlowDown
 from bot.ports import Outcome
 from storage.database import Database
-from storage.ledger import change_balance, end_hold, hold_credits
+from storage.ledger import _balance, change_balance, end_hold, hold_credits
 
 _JOB_FIELDS = tuple(Job.__dataclass_fields__)
 _SETTABLE = set(_JOB_FIELDS) - {"job_id", "quote_id", "user", "chat", "state"}
@@ -81,6 +82,85 @@ def _retire_beyond(connection: sqlite3.Connection, quote: Quote, max_open: int) 
             (path, path),
         ).fetchone()
     )
+
+
+_QUOTE_COPY = (
+    "platform, user_id, chat_id, locale, image_path, prompt,"
+    " negative_prompt, duration_s, created_at, expires_at"
+)
+"""The columns a compare's per-tier quote copies from the compare's quote."""
+
+
+def _use_quote(
+    connection: sqlite3.Connection, quote_id: str, user: UserRef, max_active: int, count: int
+) -> None:
+    """Mark the quote used and check the member may have ``count`` more active jobs."""
+    used = connection.execute(
+        "UPDATE quotes SET state = 'used' WHERE quote_id = ? AND state = 'open'",
+        (quote_id,),
+    ).rowcount
+    if not used:
+        raise QuoteTaken(quote_id)
+    active = connection.execute(
+        f"SELECT count(*) FROM jobs WHERE platform = ? AND user_id = ?"
+        f" AND state IN ({', '.join('?' * len(ACTIVE))})",
+        (user.platform, user.id, *ACTIVE),
+    ).fetchone()[0]
+    if active + count > max_active:
+        raise QueueFull(active)
+
+
+def _insert_held_job(connection: sqlite3.Connection, job: Job, now: int) -> Job:
+    """Hold the job's price and insert it in state ``held``."""
+    hold_credits(
+        connection,
+        job.user,
+        job.price,
+        hold_id=job.job_id,
+        actor=str(job.user),
+        reason=reasons.reason(
+            "reason.hold", job=job.short_id, tier=job.tier, duration=job.duration_s
+        ),
+        now=now,
+    )
+    columns = [name for name in _JOB_FIELDS if name not in ("user", "chat")]
+    values: dict[str, Any] = {name: getattr(job, name) for name in columns}
+    values.update(
+        platform=job.user.platform,
+        user_id=job.user.id,
+        chat_id=job.chat.id,
+        state="held",
+        created_at=now,
+        refunded=int(job.refunded),
+    )
+    connection.execute(
+        f"INSERT INTO jobs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
+        tuple(values.values()),
+    )
+    created = _select_job(connection, job.job_id)
+    assert created is not None
+    return created
+
+
+def compare_from_rows(rows: list[Any]) -> Compare:
+    """A :class:`Compare` from its row joined with each of its jobs (in order)."""
+    first = rows[0]
+    return Compare(
+        compare_id=first["compare_id"],
+        quote_id=first["quote_id"],
+        user=UserRef(first["platform"], first["user_id"]),
+        chat=ChatRef(first["platform"], first["chat_id"]),
+        locale=first["locale"],
+        job_ids=tuple(row["job_id"] for row in rows),
+        state=first["state"],
+        claimed_by=first["claimed_by"],
+        claimed_at=first["claimed_at"],
+        created_at=first["created_at"],
+        finished_at=first["finished_at"],
+    )
+
+
+_compare = compare_from_rows
 
 
 class SqliteJobStore(JobStore):
@@ -162,49 +242,99 @@ class SqliteJobStore(JobStore):
         """Use the quote, hold the price and insert the job, all or nothing."""
 
         def write(connection: sqlite3.Connection) -> Job:
-            used = connection.execute(
-                "UPDATE quotes SET state = 'used' WHERE quote_id = ? AND state = 'open'",
-                (job.quote_id,),
-            ).rowcount
-            if not used:
-                raise QuoteTaken(job.quote_id)
-            active = connection.execute(
-                f"SELECT count(*) FROM jobs WHERE platform = ? AND user_id = ?"
-                f" AND state IN ({', '.join('?' * len(ACTIVE))})",
-                (job.user.platform, job.user.id, *ACTIVE),
-            ).fetchone()[0]
-            if active >= max_active:
-                raise QueueFull(active)
-            hold_credits(
-                connection,
-                job.user,
-                job.price,
-                hold_id=job.job_id,
-                actor=str(job.user),
-                reason=reasons.reason(
-                    "reason.hold", job=job.short_id, tier=job.tier, duration=job.duration_s
-                ),
-                now=now,
-            )
-            columns = [name for name in _JOB_FIELDS if name not in ("user", "chat")]
-            values: dict[str, Any] = {name: getattr(job, name) for name in columns}
-            values.update(
-                platform=job.user.platform,
-                user_id=job.user.id,
-                chat_id=job.chat.id,
-                state="held",
-                created_at=now,
-                refunded=int(job.refunded),
-            )
+            _use_quote(connection, job.quote_id, job.user, max_active, 1)
+            return _insert_held_job(connection, job, now)
+
+        return await self.db.write(write)
+
+    async def create_compare(
+        self, compare: Compare, jobs: list[Job], *, max_active: int, now: int
+    ) -> list[Job]:
+        """Use the quote, hold every price, insert the jobs and the compare, all or nothing."""
+
+        def write(connection: sqlite3.Connection) -> list[Job]:
+            _use_quote(connection, compare.quote_id, compare.user, max_active, len(jobs))
+            balance = _balance(connection, compare.user)
+            created = []
+            try:
+                for job in jobs:
+                    # Each job has a quote of its own (jobs.quote_id is unique): the
+                    # compare's, for its one tier, used at once.
+                    connection.execute(
+                        f"INSERT INTO quotes (quote_id, tiers, state, {_QUOTE_COPY})"
+                        f" SELECT ?, ?, 'used', {_QUOTE_COPY} FROM quotes WHERE quote_id = ?",
+                        (job.quote_id, job.tier, compare.quote_id),
+                    )
+                    created.append(_insert_held_job(connection, job, now))
+            except InsufficientCredits:
+                raise InsufficientCredits(balance, sum(job.price for job in jobs)) from None
             connection.execute(
-                f"INSERT INTO jobs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
-                tuple(values.values()),
+                "INSERT INTO compares (compare_id, quote_id, platform, user_id, chat_id, locale,"
+                " state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?)",
+                (
+                    compare.compare_id,
+                    compare.quote_id,
+                    compare.user.platform,
+                    compare.user.id,
+                    compare.chat.id,
+                    compare.locale,
+                    now,
+                ),
             )
-            created = _select_job(connection, job.job_id)
-            assert created is not None
+            connection.executemany(
+                "INSERT INTO compare_jobs (compare_id, job_id, position) VALUES (?, ?, ?)",
+                [(compare.compare_id, job.job_id, n) for n, job in enumerate(jobs)],
+            )
             return created
 
         return await self.db.write(write)
+
+    async def get_compare(self, compare_id: str) -> Compare | None:
+        """A compare by id, with its jobs in order."""
+        rows = await self.db.read(
+            "SELECT compares.*, compare_jobs.job_id FROM compares"
+            " JOIN compare_jobs USING (compare_id) WHERE compare_id = ? ORDER BY position",
+            (compare_id,),
+        )
+        return _compare(rows) if rows else None
+
+    async def compare_of(self, job_id: str) -> Compare | None:
+        """The compare naming the job."""
+        row = await self.db.read_one(
+            "SELECT compare_id FROM compare_jobs WHERE job_id = ?", (job_id,)
+        )
+        return await self.get_compare(row["compare_id"]) if row else None
+
+    async def claim_compare(
+        self, compare_id: str, claimant: str, *, now: int, stale_before: int
+    ) -> bool:
+        """Compare-and-set open (or a stale or own claim) -> making."""
+        return await self.db.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE compares SET state = 'making', claimed_by = ?, claimed_at = ?"
+                    " WHERE compare_id = ? AND (state = 'open' OR (state = 'making'"
+                    " AND (claimed_by = ? OR claimed_at <= ?)))",
+                    (claimant, now, compare_id, claimant, stale_before),
+                ).rowcount
+                == 1
+            )
+        )
+
+    async def finish_compare(
+        self, compare_id: str, claimant: str, state: CompareState, *, now: int
+    ) -> bool:
+        """From ``making`` (claimed by ``claimant``) to ``state``."""
+        return await self.db.write(
+            lambda c: (
+                c.execute(
+                    "UPDATE compares SET state = ?, finished_at = ?"
+                    " WHERE compare_id = ? AND state = 'making' AND claimed_by = ?",
+                    (state, now, compare_id, claimant),
+                ).rowcount
+                == 1
+            )
+        )
 
     async def get_job(self, job_id: str) -> Job | None:
         """A job by its full id, or by a prefix that names exactly one job."""
@@ -293,10 +423,12 @@ class SqliteJobStore(JobStore):
     async def clear_delivery_claims(self) -> int:
         """Clear the claim columns wherever they are set."""
         return await self.db.write(
-            lambda c: c.execute(
-                "UPDATE jobs SET delivery_claimed_by = NULL, delivery_claimed_at = NULL"
-                " WHERE delivery_claimed_by IS NOT NULL"
-            ).rowcount
+            lambda c: (
+                c.execute(
+                    "UPDATE jobs SET delivery_claimed_by = NULL, delivery_claimed_at = NULL"
+                    " WHERE delivery_claimed_by IS NOT NULL"
+                ).rowcount
+            )
         )
 
     async def update(self, job_id: str, state: JobState, **fields: Any) -> bool:

@@ -50,6 +50,7 @@ SAMPLE = "sample"
 CONSOLE_LINES = {
     "help.user_commands": "console.help_user",
     "quote.needs_image_omitted": "console.needs_image_omitted",
+    "compare.too_few": "console.compare_too_few",
 }
 """Core messages written for Telegram's photos, and their console wording (``sample``, a path)."""
 
@@ -138,17 +139,20 @@ def read_image_argument(word: str) -> ImageInput:
     return ImageInput(fetch, path.name, max(size, len(data)))
 
 
-def parse_console_gen(rest: str) -> Command:
+def parse_console_gen(rest: str, *, compare: bool = False) -> Command:
     """``/gen [sample|path] prompt`` with ``--duration 5|10`` and ``--negative "..."`` anywhere.
 
     Arguments may be quoted (``"my sun.jpg"``); the image is optional (text
-    only offers the tiers that need none).
+    only offers the tiers that need none). ``/compare`` takes the same
+    arguments (``compare``).
     """
     arguments = split_gen(rest)
     words = arguments.words
     if words and is_image_argument(words[0].value):
-        return arguments.gen(read_image_argument(words[0].value), skip=1)
-    return arguments.gen(None)
+        command = arguments.gen(read_image_argument(words[0].value), skip=1)
+    else:
+        command = arguments.gen(None)
+    return replace(command, compare=compare)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +204,13 @@ class ConsoleChat(Outbox):
             return
         self._new_command()
         command, _, rest = stripped.partition(" ")
-        if command.lower() == "/gen":
+        if command.lower() in ("/gen", "/compare"):
+            compare = command.lower() == "/compare"
             replies = await respond(
-                lambda: parse_console_gen(rest), self.caller, self.deps, request_id=request_id
+                lambda: parse_console_gen(rest, compare=compare),
+                self.caller,
+                self.deps,
+                request_id=request_id,
             )
         else:
             replies = await respond_to_text(line, self.caller, self.deps, request_id=request_id)

@@ -22,6 +22,7 @@ _DISCORD_LINES = {
     "help.user_commands": "discord.help_user",
     "help.moderator_commands": "discord.help_moderator",
     "quote.needs_image_omitted": "discord.needs_image_omitted",
+    "compare.too_few": "discord.compare_too_few",
 }
 """Core messages that read differently with slash commands."""
 

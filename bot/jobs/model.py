@@ -139,3 +139,26 @@ def unpack_job(record: JobRecord) -> Job:
     values[_USER] = UserRef(values[_USER], user_id)  # type: ignore[arg-type]
     values[_CHAT] = ChatRef(values[_CHAT], chat_id)  # type: ignore[arg-type]
     return Job(*values)  # type: ignore[arg-type]
+
+
+CompareState = Literal["open", "making", "sent", "too_few", "failed"]
+"""``open`` while its jobs run; ``making`` once a runner claimed the side-by-side clip;
+then ``sent``, ``too_few`` (fewer than two tiers succeeded: nothing to compare) or
+``failed`` (the clip could not be made or sent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """One ``/compare`` press: the jobs of several tiers on the same inputs, in tier order."""
+
+    compare_id: str
+    quote_id: str
+    user: UserRef
+    chat: ChatRef
+    locale: str
+    job_ids: tuple[str, ...]
+    state: CompareState = "open"
+    claimed_by: str | None = None
+    claimed_at: int | None = None
+    created_at: int = 0
+    finished_at: int | None = None

@@ -214,4 +214,3 @@ class Polls:
                 await asyncio.sleep(0)
                 continue
             await self._nap(self._heap[0][0] - now)
-

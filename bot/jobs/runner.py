@@ -34,6 +34,7 @@ from bot.clock import Clock
 from bot.inputs import InputStore
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
+from bot.jobs.compares import CompareFinisher
 from bot.jobs.leases import Adopted, JobLeases, Refusal, default_replica_id
 from bot.jobs.lifecycle import JobLifecycle
 from bot.jobs.limits import RunnerSettings
@@ -168,6 +169,15 @@ class JobRunner:
             inputs=inputs,
         )
         self._delivery = self._life.delivery
+        self.compares = CompareFinisher(
+            store=store,
+            outbox=outbox,
+            catalog=catalog,
+            clock=clock,
+            clips_dir=clips_dir,
+            claimant=self.runner_id,
+        )
+        """Sends a ``/compare``'s side-by-side clip once the last of its jobs is over."""
         self._settled: dict[str, asyncio.Event] = {}
         self._idle = asyncio.Event()
         self._idle.set()
@@ -383,10 +393,15 @@ class JobRunner:
         await event.wait()
 
     async def idle(self) -> None:
-        """Wait until no job is queued or running, and no made clip waits for its next send."""
+        """Wait until nothing is left to do.
+
+        No job queued or running, no made clip waiting for its next send, and
+        no compare's side-by-side clip being made.
+        """
         while True:
             await self._idle.wait()
             await self._delivery.retries.drained()
+            await self.compares.drained()
             if self._idle.is_set():
                 return
 
@@ -434,6 +449,7 @@ class JobRunner:
         self._waiting.clear()  # nothing new may start while the running ones stop
         await self._polls.stop()  # nor any poll
         await self._delivery.retries.stop()  # nor any retried send: the rows keep the schedule
+        await self.compares.stop()
         tasks = [*self._tasks.values(), *self._background]
         for task in tasks:
             task.cancel()
@@ -612,6 +628,8 @@ class JobRunner:
             self._leave(job_id)
 
     def _settle(self, job_id: str) -> None:
+        if not self._stopping:
+            self.compares.settled(job_id)
         event = self._settled.pop(job_id, None)
         if event is not None:
             event.set()

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from bot.commands import UserRef
-from bot.jobs.model import Job, JobState, Quote
+from bot.jobs.model import Compare, CompareState, Job, JobState, Quote
 from bot.ports import Outcome
 
 
@@ -169,3 +169,46 @@ class JobStore(ABC):
     @abstractmethod
     async def refund(self, job_id: str, *, actor: str, reason: str, now: int) -> Outcome:
         """Give a delivered job's price back as an ``adjust`` entry, once."""
+
+    # --- /compare: several tiers' jobs on one press ---------------------------------
+
+    @abstractmethod
+    async def create_compare(
+        self, compare: Compare, jobs: list[Job], *, max_active: int, now: int
+    ) -> list[Job]:
+        """In one transaction: use the quote, hold every job's price, insert them and the compare.
+
+        All or nothing: raises QuoteTaken, QueueFull (the member's active jobs
+        plus these would pass ``max_active``), InsufficientCredits (the
+        balance does not cover the sum; its ``needed`` is the sum) or
+        NoWallet, and then no hold, job or compare exists.
+        ``compare.job_ids`` name ``jobs`` in order.
+        """
+
+    @abstractmethod
+    async def get_compare(self, compare_id: str) -> Compare | None:
+        """The compare called ``compare_id``."""
+
+    @abstractmethod
+    async def compare_of(self, job_id: str) -> Compare | None:
+        """The compare the job is part of (None: a job of its own)."""
+
+    @abstractmethod
+    async def claim_compare(
+        self, compare_id: str, claimant: str, *, now: int, stale_before: int
+    ) -> bool:
+        """Take the right to make and send the side-by-side clip (compare-and-set).
+
+        True when the compare is ``open``, or ``making`` under a claim of
+        ``claimant`` or one made at or before ``stale_before`` (a runner that
+        died meanwhile): it is then ``making`` under ``claimant``'s claim.
+        """
+
+    @abstractmethod
+    async def finish_compare(
+        self, compare_id: str, claimant: str, state: CompareState, *, now: int
+    ) -> bool:
+        """End a compare ``claimant`` claimed with ``state`` (sent, too_few, failed).
+
+        False if the claim is not theirs.
+        """

@@ -27,10 +27,11 @@ import asyncpg
 
 from bot import reasons
 from bot.commands import UserRef
-from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
+from bot.errors import InsufficientCredits
+from bot.jobs.model import ACTIVE, UNFINISHED, Compare, CompareState, Job, JobState, Quote
 from bot.jobs.store import QUOTE_RATE_WINDOW_S, JobStore, QueueFull, QuoteTaken, SlowDown
 from bot.ports import Outcome
-from storage.jobs import _JOB_FIELDS, _SETTABLE
+from storage.jobs import _JOB_FIELDS, _QUOTE_COPY, _SETTABLE, compare_from_rows
 from storage.jobs import _job as job_from_row
 from storage.jobs import _quote as quote_from_row
 from storage.postgres.database import PgDatabase
@@ -73,6 +74,80 @@ _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 def _count(status: str) -> int:
     """The row count of a command status such as ``UPDATE 1``."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+COMPARE_COLUMNS = ", ".join(
+    "compares." + name
+    for name in (
+        "compare_id", "quote_id", "platform", "user_id", "chat_id", "locale", "state",
+        "claimed_by", "claimed_at", "created_at", "finished_at",
+    )
+)  # fmt: skip
+
+
+async def _use_quote(
+    connection: asyncpg.Connection, quote_id: str, user: UserRef, max_active: int, count: int
+) -> None:
+    """Mark the job's quote used, lock the member's wallet, check ``count`` more jobs may run.
+
+    The member's other presses wait at the wallet's lock; the count then sees their jobs.
+    """
+    used = await connection.fetchval(
+        """
+        WITH used AS (
+            UPDATE quotes SET state = 'used' WHERE quote_id = $1 AND state = 'open'
+            RETURNING quote_id
+        )
+        SELECT count(*) FROM used
+        """,
+        quote_id,
+    )
+    if not used:
+        raise QuoteTaken(quote_id)
+    await connection.execute(
+        "SELECT FROM wallets WHERE platform = $1 AND user_id = $2 FOR UPDATE",
+        user.platform,
+        user.id,
+    )
+    active = await connection.fetchval(
+        "SELECT count(*) FROM jobs WHERE platform = $1 AND user_id = $2 AND state = ANY($3)",
+        user.platform,
+        user.id,
+        list(ACTIVE),
+    )
+    if active + count > max_active:
+        raise QueueFull(active)
+
+
+async def _insert_held_job(connection: asyncpg.Connection, job: Job, now: int) -> Job:
+    """Hold the job's price and insert it in state ``held``."""
+    user = job.user
+    await hold_credits(
+        connection,
+        user,
+        job.price,
+        hold_id=job.job_id,
+        actor=str(user),
+        reason=reasons.reason(
+            "reason.hold", job=job.short_id, tier=job.tier, duration=job.duration_s
+        ),
+        now=now,
+    )
+    values: dict[str, Any] = {name: getattr(job, name) for name in _INSERTED_COLUMNS}
+    values.update(
+        platform=user.platform,
+        user_id=user.id,
+        chat_id=job.chat.id,
+        state="held",
+        created_at=now,
+        refunded=int(job.refunded),
+    )
+    placeholders = ", ".join(f"${n}" for n in range(1, len(values) + 1))
+    row = await connection.fetchrow(
+        f"INSERT INTO jobs ({', '.join(values)}) VALUES ({placeholders}) RETURNING {JOB_COLUMNS}",
+        *values.values(),
+    )
+    return job_from_row(row)
 
 
 class PgJobStore(JobStore):
@@ -185,62 +260,98 @@ class PgJobStore(JobStore):
 
     async def create_job(self, job: Job, *, max_active: int, now: int) -> Job:
         """Use the quote, hold the price and insert the job, all or nothing."""
-        user = job.user
         async with self.db.transaction() as connection:
-            used = await connection.fetchval(
-                """
-                WITH used AS (
-                    UPDATE quotes SET state = 'used' WHERE quote_id = $1 AND state = 'open'
-                    RETURNING quote_id
-                )
-                SELECT count(*) FROM used
-                """,
-                job.quote_id,
+            await _use_quote(connection, job.quote_id, job.user, max_active, 1)
+            return await _insert_held_job(connection, job, now)
+
+    async def create_compare(
+        self, compare: Compare, jobs: list[Job], *, max_active: int, now: int
+    ) -> list[Job]:
+        """Use the quote, hold every price, insert the jobs and the compare, all or nothing."""
+        user = compare.user
+        async with self.db.transaction() as connection:
+            await _use_quote(connection, compare.quote_id, user, max_active, len(jobs))
+            balance = await connection.fetchval(
+                "SELECT balance FROM wallets WHERE platform = $1 AND user_id = $2",
+                user.platform,
+                user.id,
             )
-            if not used:
-                raise QuoteTaken(job.quote_id)
-            # The member's other presses wait here; the count below then sees their jobs.
+            created = []
+            try:
+                for job in jobs:
+                    # Each job has a quote of its own (jobs.quote_id is unique): the
+                    # compare's, for its one tier, used at once.
+                    await connection.execute(
+                        f"INSERT INTO quotes (quote_id, tiers, state, {_QUOTE_COPY})"
+                        f" SELECT $1, $2, 'used', {_QUOTE_COPY} FROM quotes WHERE quote_id = $3",
+                        job.quote_id,
+                        job.tier,
+                        compare.quote_id,
+                    )
+                    created.append(await _insert_held_job(connection, job, now))
+            except InsufficientCredits:
+                raise InsufficientCredits(balance, sum(job.price for job in jobs)) from None
             await connection.execute(
-                "SELECT FROM wallets WHERE platform = $1 AND user_id = $2 FOR UPDATE",
+                "INSERT INTO compares (compare_id, quote_id, platform, user_id, chat_id, locale,"
+                " state, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7)",
+                compare.compare_id,
+                compare.quote_id,
                 user.platform,
                 user.id,
+                compare.chat.id,
+                compare.locale,
+                now,
             )
-            active = await connection.fetchval(
-                "SELECT count(*) FROM jobs WHERE platform = $1 AND user_id = $2"
-                " AND state = ANY($3)",
-                user.platform,
-                user.id,
-                list(ACTIVE),
+            await connection.executemany(
+                "INSERT INTO compare_jobs (compare_id, job_id, position) VALUES ($1, $2, $3)",
+                [(compare.compare_id, job.job_id, n) for n, job in enumerate(jobs)],
             )
-            if active >= max_active:
-                raise QueueFull(active)
-            await hold_credits(
-                connection,
-                user,
-                job.price,
-                hold_id=job.job_id,
-                actor=str(user),
-                reason=reasons.reason(
-                    "reason.hold", job=job.short_id, tier=job.tier, duration=job.duration_s
-                ),
-                now=now,
-            )
-            values: dict[str, Any] = {name: getattr(job, name) for name in _INSERTED_COLUMNS}
-            values.update(
-                platform=user.platform,
-                user_id=user.id,
-                chat_id=job.chat.id,
-                state="held",
-                created_at=now,
-                refunded=int(job.refunded),
-            )
-            placeholders = ", ".join(f"${n}" for n in range(1, len(values) + 1))
-            row = await connection.fetchrow(
-                f"INSERT INTO jobs ({', '.join(values)}) VALUES ({placeholders})"
-                f" RETURNING {JOB_COLUMNS}",
-                *values.values(),
-            )
-        return job_from_row(row)
+        return created
+
+    async def get_compare(self, compare_id: str) -> Compare | None:
+        """A compare by id, with its jobs in order."""
+        rows = await self.db.fetch(
+            f"SELECT {COMPARE_COLUMNS}, compare_jobs.job_id FROM compares"
+            " JOIN compare_jobs USING (compare_id) WHERE compare_id = $1 ORDER BY position",
+            compare_id,
+        )
+        return compare_from_rows(rows) if rows else None
+
+    async def compare_of(self, job_id: str) -> Compare | None:
+        """The compare naming the job."""
+        compare_id = await self.db.fetchval(
+            "SELECT compare_id FROM compare_jobs WHERE job_id = $1", job_id
+        )
+        return await self.get_compare(compare_id) if compare_id is not None else None
+
+    async def claim_compare(
+        self, compare_id: str, claimant: str, *, now: int, stale_before: int
+    ) -> bool:
+        """Compare-and-set open (or a stale or own claim) -> making."""
+        status = await self.db.execute(
+            "UPDATE compares SET state = 'making', claimed_by = $2, claimed_at = $3"
+            " WHERE compare_id = $1 AND (state = 'open' OR (state = 'making'"
+            " AND (claimed_by = $2 OR claimed_at <= $4)))",
+            compare_id,
+            claimant,
+            now,
+            stale_before,
+        )
+        return _count(status) == 1
+
+    async def finish_compare(
+        self, compare_id: str, claimant: str, state: CompareState, *, now: int
+    ) -> bool:
+        """From ``making`` (claimed by ``claimant``) to ``state``."""
+        status = await self.db.execute(
+            "UPDATE compares SET state = $3, finished_at = $4"
+            " WHERE compare_id = $1 AND state = 'making' AND claimed_by = $2",
+            compare_id,
+            claimant,
+            state,
+            now,
+        )
+        return _count(status) == 1
 
     async def get_job(self, job_id: str) -> Job | None:
         """A job by its full id, or by a prefix that names exactly one job (ASCII case aside).

@@ -15,7 +15,7 @@ from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NotLinked, NoWallet, PurchaseSpent, UnknownPurchase
 from bot.inputs import InputCache, InputGone, InputStore, InputUsage
 from bot.jobs.leases import Adopted, JobLeases, Refusal
-from bot.jobs.model import ACTIVE, UNFINISHED, Job, JobState, Quote
+from bot.jobs.model import ACTIVE, UNFINISHED, Compare, CompareState, Job, JobState, Quote
 from bot.jobs.store import QUOTE_RATE_WINDOW_S, JobStore, QueueFull, QuoteTaken, SlowDown
 from bot.ports import (
     AppState,
@@ -447,6 +447,7 @@ class InMemoryJobStore(JobStore):
         self.jobs: dict[str, Job] = {}  # in insertion order, like SQLite's rowid
         self.delivery_claims: dict[str, tuple[str, int]] = {}
         """Job id -> (claimant, claimed at): who may send the clip."""
+        self.compares: dict[str, Compare] = {}
 
     async def admit_quote_request(self, user: UserRef, *, per_minute: int, now: int) -> None:
         since = now - QUOTE_RATE_WINDOW_S
@@ -507,6 +508,83 @@ class InMemoryJobStore(JobStore):
         created = replace(job, state="held", created_at=now)
         self.jobs[job.job_id] = created
         return created
+
+    async def create_compare(
+        self, compare: Compare, jobs: list[Job], *, max_active: int, now: int
+    ) -> list[Job]:
+        self.ledger._check()
+        first = jobs[0]
+        quote = self.quotes.get(compare.quote_id)
+        if quote is None or quote.state != "open":
+            raise QuoteTaken(compare.quote_id)
+        active = sum(1 for j in self.jobs.values() if j.user == first.user and j.state in ACTIVE)
+        if active + len(jobs) > max_active:
+            raise QueueFull(active)
+        wallet = await self.ledger.wallet(compare.user)
+        if wallet is None:
+            raise NoWallet(str(compare.user))
+        total = sum(job.price for job in jobs)
+        if wallet.balance < total:  # checked first: then every hold below is made
+            raise InsufficientCredits(wallet.balance, total)
+        created = []
+        for job in jobs:
+            await self.ledger.hold(
+                job.user,
+                job.price,
+                hold_id=job.job_id,
+                actor=str(job.user),
+                reason=reason(
+                    "reason.hold", job=job.short_id, tier=job.tier, duration=job.duration_s
+                ),
+                now=now,
+            )
+            # Each job has a quote of its own: the compare's, for its one tier, used at once.
+            self.quotes[job.quote_id] = replace(
+                quote, quote_id=job.quote_id, tiers=(job.tier,), state="used"
+            )
+            made = replace(job, state="held", created_at=now)
+            self.jobs[job.job_id] = made
+            created.append(made)
+        self.quotes[compare.quote_id] = replace(quote, state="used")
+        self.compares[compare.compare_id] = replace(
+            compare, job_ids=tuple(job.job_id for job in jobs), state="open", created_at=now
+        )
+        return created
+
+    async def get_compare(self, compare_id: str) -> Compare | None:
+        return self.compares.get(compare_id)
+
+    async def compare_of(self, job_id: str) -> Compare | None:
+        for compare in self.compares.values():
+            if job_id in compare.job_ids:
+                return compare
+        return None
+
+    async def claim_compare(
+        self, compare_id: str, claimant: str, *, now: int, stale_before: int
+    ) -> bool:
+        compare = self.compares.get(compare_id)
+        if compare is None:
+            return False
+        making = compare.state == "making"
+        stale = making and (
+            compare.claimed_by == claimant or (compare.claimed_at or 0) <= stale_before
+        )
+        if compare.state != "open" and not stale:
+            return False
+        self.compares[compare_id] = replace(
+            compare, state="making", claimed_by=claimant, claimed_at=now
+        )
+        return True
+
+    async def finish_compare(
+        self, compare_id: str, claimant: str, state: CompareState, *, now: int
+    ) -> bool:
+        compare = self.compares.get(compare_id)
+        if compare is None or compare.state != "making" or compare.claimed_by != claimant:
+            return False
+        self.compares[compare_id] = replace(compare, state=state, finished_at=now)
+        return True
 
     async def get_job(self, job_id: str) -> Job | None:
         if job_id in self.jobs:
