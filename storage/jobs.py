@@ -12,7 +12,7 @@ from bot.jobs.model import ACTIVE, UNFINISHED, Compare, CompareState, Job, JobSt
 from bot.jobs.store import QUOTE_RATE_WINDOW_S, JobStore, QueueFull, QuoteTaken, SlowDown
 from bot.ports import Outcome
 from storage.database import Database
-from storage.ledger import _balance, change_balance, end_hold, hold_credits
+from storage.ledger import _balance, change_balance, end_hold, hold_credits, resolve
 
 _JOB_FIELDS = tuple(Job.__dataclass_fields__)
 _SETTABLE = set(_JOB_FIELDS) - {"job_id", "quote_id", "user", "chat", "state"}
@@ -254,7 +254,7 @@ class SqliteJobStore(JobStore):
 
         def write(connection: sqlite3.Connection) -> list[Job]:
             _use_quote(connection, compare.quote_id, compare.user, max_active, len(jobs))
-            balance = _balance(connection, compare.user)
+            balance = _balance(connection, resolve(connection, compare.user))
             created = []
             try:
                 for job in jobs:

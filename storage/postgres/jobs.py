@@ -271,8 +271,11 @@ class PgJobStore(JobStore):
         user = compare.user
         async with self.db.transaction() as connection:
             await _use_quote(connection, compare.quote_id, user, max_active, len(jobs))
-            balance = await connection.fetchval(
-                "SELECT balance FROM wallets WHERE platform = $1 AND user_id = $2",
+            balance = await connection.fetchval(  # of the wallet it spends from (linked?)
+                "SELECT w.balance FROM wallets me JOIN wallets w"
+                " ON w.platform = coalesce(me.linked_platform, me.platform)"
+                " AND w.user_id = coalesce(me.linked_user_id, me.user_id)"
+                " WHERE me.platform = $1 AND me.user_id = $2",
                 user.platform,
                 user.id,
             )
