@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("user", help=USER_HELP)
     # Checked after parsing: argparse's choices would print all 50 values.
     history.add_argument("-n", default="10", metavar=f"1..{HISTORY_MAX}", help="how many (10)")
+    unlink = wallet_commands.add_parser(
+        "unlink", help="separate linked accounts (one wallet on Telegram and Discord)"
+    )
+    unlink.add_argument("user", help=USER_HELP + "; either account of the pair")
+    unlink.add_argument(
+        "--credits",
+        default="0",
+        help="credits the account that sent the code starts with, from the shared wallet (0)",
+    )
     export = wallet_commands.add_parser("export", help="every ledger entry, for accounting")
     export.add_argument("--csv", action="store_true", help="CSV (the only format, the default)")
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
@@ -443,6 +452,9 @@ async def _wallet(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         if args.wallet_command == "topup":
             line = f"/topup {args.user} {args.credits} {' '.join(args.reason)}"
+            replies = await respond_to_text(line, caller, deps, request_id=None)
+        elif args.wallet_command == "unlink":
+            line = f"/unlink {args.user} {args.credits}"
             replies = await respond_to_text(line, caller, deps, request_id=None)
         else:
             replies = await _read_balance(args.user, caller, deps)

@@ -254,6 +254,25 @@ class Paid:
     amount: int
 
 
+@dataclass(frozen=True, slots=True)
+class Link:
+    """``/link``: a one-time code for the member's other platform; ``/link <code>`` redeems one."""
+
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unlink:
+    """``/unlink <user> [credits]``: a moderator separates linked accounts.
+
+    The account that redeemed the code leaves with ``credits`` (default 0)
+    taken from the shared wallet; the other keeps the wallet.
+    """
+
+    target: str
+    credits: int = 0
+
+
 Command = (
     Price
     | Balance
@@ -275,4 +294,6 @@ Command = (
     | Buy
     | BuyPack
     | Paid
+    | Link
+    | Unlink
 )

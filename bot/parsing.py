@@ -26,6 +26,7 @@ from bot.commands import (
     History,
     ImageInput,
     Jobs,
+    Link,
     OtherTier,
     Price,
     Refund,
@@ -34,6 +35,7 @@ from bot.commands import (
     Resend,
     Start,
     TopUp,
+    Unlink,
 )
 from bot.errors import UserError
 from bot.text import clean_text
@@ -330,6 +332,34 @@ def _topup(rest: str) -> Command:
     return TopUp(target=target, credits=int(amount), reason=reason)
 
 
+_LINK_CODE = re.compile(r"[A-Za-z0-9 -]{1,40}")
+
+
+def _link(rest: str) -> Command:
+    """``/link`` or ``/link <code>`` (any case; spaces and dashes ignored)."""
+    if not rest:
+        return Link()
+    if not _LINK_CODE.fullmatch(rest):
+        raise UserError("link.unknown")
+    return Link(rest.replace(" ", "").replace("-", "").upper())
+
+
+def _unlink(rest: str) -> Command:
+    """``/unlink <user> [credits]``."""
+    parts = rest.split()
+    if not parts or len(parts) > 2:
+        raise UserError("link.unlink_usage")
+    credits = 0
+    if len(parts) == 2:
+        amount = parts[1]
+        if not _DIGITS.fullmatch(amount):
+            raise UserError("error.amount_not_number", value=amount[:24])
+        if len(amount) > MAX_AMOUNT_DIGITS:
+            raise UserError("error.amount_too_large", value=amount[:24])
+        credits = int(amount)
+    return Unlink(parts[0], credits)
+
+
 _PARSERS: dict[str, Callable[[str], Command]] = {
     "price": _price,
     "prices": _price,
@@ -341,6 +371,8 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "jobs": _jobs,
     "refund": _refund,
     "buy": lambda _: Buy(),
+    "link": _link,
+    "unlink": _unlink,
     "help": lambda _: Help(),
     "start": lambda _: Start(),
 }

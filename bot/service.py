@@ -15,7 +15,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from bot import compare, generation, purchases
+from bot import compare, generation, links, purchases
 from bot.access import describe, is_moderator, resolve_user, unseen_user
 from bot.catalog import BASE_DURATION, Catalog
 from bot.commands import (
@@ -32,6 +32,7 @@ from bot.commands import (
     Help,
     History,
     Jobs,
+    Link,
     OtherTier,
     Paid,
     Price,
@@ -41,6 +42,7 @@ from bot.commands import (
     Resend,
     Start,
     TopUp,
+    Unlink,
 )
 from bot.deps import Deps
 from bot.errors import NotModerator, StorageUnavailable, UnknownUser, UserError
@@ -347,6 +349,8 @@ _HANDLERS: dict[type, Handler] = {
     Buy: purchases.buy,
     BuyPack: purchases.buy_pack,
     Paid: purchases.paid,
+    Link: links.link,
+    Unlink: links.unlink,
     Price: price,
     Balance: balance,
     History: history,

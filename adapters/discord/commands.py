@@ -162,11 +162,30 @@ def build_commands(handlers: Handlers) -> list[app_commands.Command[Any, Any, No
     async def buy(interaction: discord.Interaction) -> None:
         await handlers.buy(interaction)
 
+    @app_commands.command(name=label("name_link"), description=label("link"))
+    @app_commands.rename(code=label("name_link_code"))
+    @app_commands.describe(code=label("link_code"))
+    async def link(
+        interaction: discord.Interaction,
+        code: app_commands.Range[str, 1, 40] | None = None,
+    ) -> None:
+        await handlers.command(interaction, f"/link {code.strip()}" if code else "/link")
+
+    @app_commands.command(name=label("name_unlink"), description=label("unlink"))
+    @app_commands.rename(user=label("name_unlink_user"), credits=label("name_unlink_credits"))
+    @app_commands.describe(user=label("unlink_user"), credits=label("unlink_credits"))
+    async def unlink(
+        interaction: discord.Interaction,
+        user: discord.User,
+        credits: app_commands.Range[int, 0, None] | None = None,
+    ) -> None:
+        await handlers.command(interaction, f"/unlink discord:{user.id} {credits or 0}")
+
     @app_commands.command(name=label("name_help"), description=label("help"))
     async def help_(interaction: discord.Interaction) -> None:
         await handlers.command(interaction, "/help")
 
-    return [gen, price, balance, history, jobs, topup, refund, buy, help_]
+    return [gen, price, balance, history, jobs, topup, refund, buy, link, unlink, help_]
 
 
 def _digest(payload: list[dict[str, Any]]) -> str:

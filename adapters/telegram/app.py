@@ -55,8 +55,10 @@ COMMANDS = {
     "gen": "telegram.command_gen",
     "jobs": "telegram.command_jobs",
     "buy": "telegram.command_buy",
+    "link": "telegram.command_link",
     "topup": "telegram.command_topup",
     "refund": "telegram.command_refund",
+    "unlink": "telegram.command_unlink",
 }
 """The command menu, in this order, with the catalog key of each description."""
 

@@ -60,8 +60,9 @@ async def bot(tmp_path, api, guild):
 async def test_price_in_english_and_chinese(bot, api, guild):
     commands = api.commands[guild.id]
     assert sorted(commands) == sorted(
-        ["gen", "price", "balance", "history", "jobs", "topup", "refund", "buy", "help"]
-    )
+        ["gen", "price", "balance", "history", "jobs", "topup", "refund", "buy", "link", "unlink",
+         "help"]
+    )  # fmt: skip
     gen = commands["gen"]
     assert gen["name_localizations"]["zh-CN"] == "生成"
     assert gen["description_localizations"]["zh-CN"] == "根据提示词生成视频，可附一张起始图片"

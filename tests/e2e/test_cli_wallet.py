@@ -364,3 +364,47 @@ def test_a_member_in_chat_cannot_open_a_wallet(tmp_path):
 
     assert result.stdout == "Only moderators can do that.\n"
     assert ledger(tmp_path) == []
+
+
+# --- unlink: one wallet on Telegram and Discord, separated by the operator -------------
+
+
+async def _linked_pair(folder: Path) -> None:
+    """telegram:1 (100 credits) and discord:2 (30), linked with a code as in chat."""
+    import hashlib
+
+    from bot.commands import UserRef
+    from bot.ports import UserProfile
+    from storage.database import Database
+    from storage.ledger import SqliteLedger
+
+    async with Database(folder / "klingbot.db") as database:
+        ledger = SqliteLedger(database)
+        for user, credits in ((UserRef("telegram", "1"), 100), (UserRef("discord", "2"), 30)):
+            await ledger.open_wallet(UserProfile(user, f"user {user.id}"), welcome_credits=0, now=1)
+            await ledger.top_up(user, credits, key=f"fund:{user}", actor="t", reason="", now=1)
+        code = hashlib.sha256(b"ABCD2345").hexdigest()
+        await ledger.issue_link_code(UserRef("telegram", "1"), code, now=1, ttl_s=600, per_hour=5)
+        result = await ledger.redeem_link_code(
+            UserRef("discord", "2"), code, now=2, failures_per_hour=10
+        )
+        assert result.status == "linked"
+
+
+async def test_wallet_unlink_splits_a_linked_pair_as_recorded(tmp_path):
+    await _linked_pair(tmp_path)
+
+    split = run_cli("wallet", "unlink", "discord:2", "--credits", "20", cwd=tmp_path)
+    again = run_cli("wallet", "unlink", "telegram:1", cwd=tmp_path, env=ZH)
+    check = run_cli("db", "check", cwd=tmp_path)
+
+    assert (split.returncode, split.stderr) == (0, "")
+    assert split.stdout == (
+        "Unlinked: telegram:1 keeps the shared wallet (110 credits (¥11.00));"
+        " discord:2 starts with 20 credits (¥2.00).\n"
+    )
+    assert (again.returncode, again.stdout) == (1, "user 1 (telegram:1) 没有与其他账号共用钱包。\n")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert wallets(tmp_path)[-2:] == [("discord", "2", 20), ("telegram", "1", 110)]
+    assert [row[2:4] for row in ledger(tmp_path)[-2:]] == [("link_out", -20), ("link_in", 20)]
+    assert ledger(tmp_path)[-1][4] == operator()
