@@ -78,10 +78,13 @@ class LeaseKeeper:
         due = self._monotonic() + self.renew_s
         while True:
             await self._sleep(max(0.0, min(self.tick_s, due - self._monotonic())))
-            if self._monotonic() >= due:
-                due = self._monotonic() + self.renew_s
-                await self.renew_and_adopt()
-            self._tick()
+            try:
+                if self._monotonic() >= due:
+                    due = self._monotonic() + self.renew_s
+                    await self.renew_and_adopt()
+                self._tick()
+            except Exception:  # a bug here must not stop the renewals: others would adopt
+                log.exception("replica %s: the job lease round failed", self.replica_id)
 
     async def renew_and_adopt(self) -> None:
         """One round: renew this replica's leases, stop the jobs it lost, adopt the lapsed."""
