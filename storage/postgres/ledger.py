@@ -426,12 +426,15 @@ async def _once(database: PgDatabase, write: Callable[[asyncpg.Connection], Awai
     """Run ``write`` on a pooled connection; once more if a concurrent writer took its key.
 
     The second run sees the first writer's committed entry and returns it
-    (``applied=False``), as a retry after the fact would.
+    (``applied=False``), as a retry after the fact would. A deadlock
+    PostgreSQL broke (a hold made and ended in the same instant as a link of
+    its wallet, :mod:`storage.postgres.links`) rolled this statement back:
+    it is run again too.
     """
     async with database.connection(session_state=False) as connection:
         try:
             return await write(connection)
-        except asyncpg.UniqueViolationError:
+        except (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError):
             return await write(connection)
 
 
