@@ -257,6 +257,8 @@ class PriceSide:
     """CPU milliseconds the replicas spent per update, all of them together."""
     busy: float
     """The replicas' CPU time over the rounds' wall time, in cores (1.0: one core busy)."""
+    driver: float
+    """The same for this process: the stand-in posting the updates and the balancer."""
 
 
 async def price_side(
@@ -272,10 +274,13 @@ async def price_side(
         def cpu() -> float:
             return sum(cpu_seconds(r[name].process.pid) for name in names)  # type: ignore[union-attr]
 
-        used, started = cpu(), time.perf_counter()
+        used, own, started = cpu(), time.process_time(), time.perf_counter()
         rates = [await price_round(api, count) for _ in range(rounds)]
         used, wall = cpu() - used, time.perf_counter() - started
-    return PriceSide(statistics.median(rates), used * 1000 / (count * rounds), used / wall)
+        own = time.process_time() - own
+    return PriceSide(
+        statistics.median(rates), used * 1000 / (count * rounds), used / wall, own / wall
+    )
 
 
 async def part_price(url: str, quick: bool) -> None:
@@ -284,6 +289,7 @@ async def part_price(url: str, quick: bool) -> None:
     print(
         f"{'replicas':<18} {'updates/s':>10} {'vs one on SQLite':>17}"
         f" {'replica CPU ms/update':>22} {'replica cores busy':>19}"
+        f" {'stand-in+balancer cores busy':>29}"
     )
     quiet = {"KLINGBOT_QUOTES_PER_MINUTE": "1000"}
     results = {}
@@ -301,7 +307,7 @@ async def part_price(url: str, quick: bool) -> None:
     for name, side in results.items():
         print(
             f"{name:<18} {side.rate:>10,.0f} {side.rate / baseline:>17.2f}"
-            f" {side.cpu_ms:>22.2f} {side.busy:>19.2f}",
+            f" {side.cpu_ms:>22.2f} {side.busy:>19.2f} {side.driver:>29.2f}",
             flush=True,
         )
 
