@@ -36,7 +36,7 @@ from bot.commands import Buy, BuyPack, Caller, Paid, RefundPurchase, UserRef
 from bot.deps import Deps
 from bot.errors import NotModerator, PurchaseSpent, UserError
 from bot.packs import CURRENCY, SOURCE, Pack, read_payload
-from bot.ports import Purchase, RefundRefused, UserProfile
+from bot.ports import LedgerEntry, Purchase, RefundRefused, UserProfile
 from bot.reasons import reason as bot_reason
 from bot.replies import Button, Invoice, Reply, Text, TextList, TierName, say, text
 from bot.skus import BUTTON_ACTION
@@ -228,6 +228,20 @@ async def _find(deps: Deps, charge_id: str) -> tuple[Purchase, str] | None:
     return None
 
 
+def payer(bought: LedgerEntry, source: str) -> UserRef:
+    """Who paid for a purchase: its actor, the member on the platform that took the money.
+
+    The entry itself is in the wallet the member's identity resolved to,
+    which for a linked member may be their account on another platform
+    (``bot/links.py``); the money goes back to the account that paid.
+    """
+    try:
+        actor = UserRef.parse(bought.actor)
+    except ValueError:
+        return bought.user
+    return actor if actor.platform == source else bought.user
+
+
 async def refund_purchase(
     command: RefundPurchase, caller: Caller, deps: Deps, _request_id: str | None
 ) -> list[Reply]:
@@ -238,7 +252,7 @@ async def refund_purchase(
     if found is None:
         raise UserError("refund.unknown_charge", charge=command.charge_id[:64])
     purchase, source = found
-    member = purchase.bought.user
+    member = payer(purchase.bought, source)
     profile = await deps.ledger.find_user(member.platform, member.id) or UserProfile(member)
     bought = purchase.bought.amount
     refund = purchase.refund

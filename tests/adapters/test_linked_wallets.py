@@ -32,6 +32,7 @@ from adapters.telegram import running as telegram_running
 from app.bootstrap import open_core
 from bot.commands import UserRef
 from bot.deps import Deps
+from bot.links import code_hash
 from storage.audit import audit
 from tests.adapters.conftest import GROUP, MODERATOR_ID
 from tests.adapters.conftest import TOKEN as TELEGRAM_TOKEN
@@ -286,3 +287,32 @@ async def test_wrong_account_expired_and_reused_codes_change_nothing_in_chinese(
         )
         assert await world.telegram_says(alice, "/balance") == "你的余额：70 灵感值（¥7.00）。"
         assert await audit(world.deps.ledger.db) == []
+
+
+async def test_stars_paid_by_a_linked_telegram_account_go_back_to_that_account(tmp_path, api):
+    """The Telegram account sent the code, so its purchases land in the Discord-owned wallet;
+    a refund still returns the Stars to the Telegram account that paid."""
+    from tests.adapters.test_telegram_stars import ALICE, bought, said, stars_bot
+
+    async with stars_bot(tmp_path, api) as telegram:
+        ledger = telegram.deps.ledger
+        alice = telegram.member(ALICE, "Alice", "alice")
+        moderator = telegram.member(MODERATOR_ID, "Mod", "mod")
+        tg, dc = UserRef("telegram", str(ALICE)), UserRef("discord", "77")
+        await said(telegram, alice, "/balance")
+        await ledger.top_up(dc, 40, key="dc", actor="t", reason="", now=0, create_wallet=True)
+        digest = code_hash("WXYZ2345")
+        assert await ledger.issue_link_code(dc, digest, now=1, ttl_s=600, per_hour=5)
+        linked = await ledger.redeem_link_code(tg, digest, now=2, failures_per_hour=10)
+        assert linked.status == "linked"
+
+        payment, thanks = await bought(telegram, alice, "100 credits")
+        assert thanks.endswith("New balance: 140 credits (¥14.00).")
+        assert (await ledger.entry(f"purchase:telegram:{payment.charge_id}")).user == dc
+
+        reply = await said(telegram, moderator, f"/refund {payment.charge_id}")
+        assert reply.startswith(f"Payment {payment.charge_id} of Alice (telegram:{ALICE}) refunded")
+        [call] = api.of("refundStarPayment")
+        assert call.params["user_id"] == ALICE
+        assert (await ledger.wallet(dc)).balance == (await ledger.wallet(tg)).balance == 40
+        assert await audit(ledger.db) == []
