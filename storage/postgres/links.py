@@ -263,7 +263,9 @@ async def unlink(
     if credits < 0:
         raise ValueError("an unlink gives the leaving identity 0 credits or more")
     kept, left, _ = await _pair(connection, user)
-    for side in sorted((kept, left)):
+    # The order everything else takes them in: an identity's own row, then the wallet it
+    # resolves to (a job's creation locks the member's row, then holds in the shared one).
+    for side in (left, kept):
         await _lock_wallet(connection, side)
     kept, left, ident = await _pair(connection, user)  # as it is under the locks
     shared = await connection.fetchrow(
