@@ -156,7 +156,7 @@ async def open_storage(
 
         assert settings.database_url is not None
         url = settings.database_url.get_secret_value()
-        async with PgDatabase(url, read_only=read_only) as pg:
+        async with PgDatabase(url, max_size=settings.database_pool, read_only=read_only) as pg:
             yield Storage("postgresql", settings.database_shown, pg)
         return
     from storage.database import Database

@@ -100,6 +100,16 @@ class Settings(BaseSettings):
     file ``KLINGBOT_DB``. A secret: shown only with its password masked.
     ``klingbot db copy --to URL`` moves an existing SQLite database there.
     """
+    database_pool: int = Field(default=10, ge=2, le=500)
+    """Connections each replica keeps open to PostgreSQL (``KLINGBOT_DATABASE_URL``) at most.
+
+    Every ledger write and job step borrows one for a single statement, so 10
+    serves a community comfortably; about 40 lets one replica reach 1,000
+    hold-and-capture pairs a second (docs/PERFORMANCE.md). All replicas
+    together must stay under the server's ``max_connections`` (100 by
+    default), leaving room for a few more per replica: its roles and its
+    replica lease each hold a connection of their own.
+    """
     replica_id: str | None = Field(
         default=None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
     )
