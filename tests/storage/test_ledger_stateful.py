@@ -1,6 +1,7 @@
 """Random sequences of ledger operations against a real SQLite file, checked against a model.
 
-Hypothesis drives top-ups, holds, captures, releases and adjustments, with
+Hypothesis drives top-ups, holds, captures, releases, adjustments, links of
+two identities' wallets and unlinks, with
 keys and hold ids drawn from small pools so that retries, double clicks and
 late callbacks happen all the time. After every step the database must agree
 with a plain Python model, and the ledger invariants of docs/ARCHITECTURE.md must hold,
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from bot.commands import UserRef
-from bot.errors import InsufficientCredits
+from bot.errors import InsufficientCredits, NotLinked
 from bot.ports import LedgerEntry, Outcome, UserProfile
 from storage.audit import audit
 from storage.database import Database
@@ -69,6 +70,12 @@ class LedgerMachine(RuleBasedStateMachine):
         self.holds: dict[str, ModelHold] = {}
         self.hold_entries: dict[str, LedgerEntry] = {}
         self.keyed: dict[str, LedgerEntry] = {}
+        self.owner: dict[UserRef, UserRef] = {}
+        """A linked identity -> the identity whose wallet it uses (absent: its own)."""
+        self.codes = 0
+
+    def wallet_of(self, user: UserRef) -> UserRef:
+        return self.owner.get(user, user)
 
     def teardown(self) -> None:
         self.raw.close()
@@ -83,6 +90,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def expect_change(self, user: UserRef, credits: int, key: str, outcome: Outcome | None) -> None:
         """Check a top-up or adjust outcome (None: it was refused) and update the model."""
+        user = self.wallet_of(user)
         if key in self.keyed:
             event("change: retried key")
             assert outcome is not None and outcome.applied is False
@@ -100,6 +108,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def expect_hold(
         self, user: UserRef, amount: int, hold_id: str, outcome: Outcome | None
     ) -> None:
+        user = self.wallet_of(user)
         if hold_id in self.holds:
             event("hold: retried id")
             assert outcome is not None and outcome.applied is False
@@ -195,6 +204,60 @@ class LedgerMachine(RuleBasedStateMachine):
     def release(self, hold_id: str) -> None:
         self.end_hold(hold_id, "release")
 
+    @rule(issuer=users, redeemer=users)
+    def link(self, issuer: UserRef, redeemer: UserRef) -> None:
+        """``redeemer`` sends ``issuer``'s fresh code: their wallets become one, or nothing changes."""
+        self.codes += 1
+        code = f"code-{self.codes}"
+        assert self.run(self.ledger.issue_link_code(issuer, code, now=NOW, ttl_s=600, per_hour=99))
+        result = self.run(
+            self.ledger.redeem_link_code(redeemer, code, now=NOW, failures_per_hour=99)
+        )
+        paired = set(self.owner) | set(self.owner.values())
+        if issuer == redeemer:
+            expected = "own"
+        elif issuer.platform == redeemer.platform:
+            expected = "same_platform"
+        elif {issuer, redeemer} & paired:
+            expected = "already_linked"
+        else:
+            expected = "linked"
+        event(f"link: {expected}")
+        assert result.status == expected
+        if expected != "linked":
+            return
+        assert (result.moved, result.moved_held) == (self.balance[redeemer], self.held[redeemer])
+        self.balance[issuer] += self.balance[redeemer]
+        self.held[issuer] += self.held[redeemer]
+        self.balance[redeemer] = self.held[redeemer] = 0
+        for model in self.holds.values():
+            if model.user == redeemer and model.state == "open":
+                model.user = issuer
+        self.owner[redeemer] = issuer
+
+    @rule(user=users, credits=st.integers(min_value=0, max_value=300))
+    def unlink(self, user: UserRef, credits: int) -> None:
+        members = [m for m, o in self.owner.items() if user in (m, o)]
+        try:
+            split = self.run(
+                self.ledger.unlink(user, credits=credits, actor="mod", reason="", now=NOW)
+            )
+        except NotLinked:
+            assert not members
+            return
+        except InsufficientCredits:
+            [left] = members
+            assert self.balance[self.owner[left]] < credits
+            event("unlink: refused, shared wallet short")
+            return
+        [left] = members
+        kept = self.owner.pop(left)
+        assert (split.kept, split.left, split.credits) == (kept, left, credits)
+        self.balance[kept] -= credits
+        self.balance[left] += credits
+        assert split.kept_balance == self.balance[kept]
+        event("unlink: split")
+
     # --- invariants ----------------------------------------------------------------------
 
     def sql(self, query: str) -> list[tuple]:
@@ -205,10 +268,13 @@ class LedgerMachine(RuleBasedStateMachine):
         for user in USERS:
             wallet = self.run(self.ledger.wallet(user))
             assert wallet is not None
-            open_holds = sum(1 for h in self.holds.values() if h.user == user and h.state == "open")
+            owner = self.wallet_of(user)
+            open_holds = sum(
+                1 for h in self.holds.values() if h.user == owner and h.state == "open"
+            )
             assert (wallet.balance, wallet.held, wallet.open_holds) == (
-                self.balance[user],
-                self.held[user],
+                self.balance[owner],
+                self.held[owner],
                 open_holds,
             )
         for hold_id, model in self.holds.items():
@@ -256,7 +322,11 @@ class LedgerMachine(RuleBasedStateMachine):
             FROM holds h
             """
         )
-        expected_ending = {"open": (0, None), "captured": (1, "capture"), "released": (1, "release")}
+        expected_ending = {
+            "open": (0, None),
+            "captured": (1, "capture"),
+            "released": (1, "release"),
+        }
         for hold_id, state, _amount, hold_entries, endings, ending in rows:
             assert hold_entries == 1, hold_id
             assert (endings, ending) == expected_ending[state], (hold_id, state, endings)
