@@ -158,10 +158,14 @@ class Retention:
         try:
             await asyncio.wait((sweeping, lost), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            # Only a lost role is worth a warning: when this task itself is
+            # cancelled (the bot stopping), the sweep just stops with it.
+            role_lost = lost.done() and not lost.cancelled()
             lost.cancel()
             if not sweeping.done():
                 sweeping.cancel()
-                log.warning("retention: lost the role mid-sweep; another replica sweeps")
+                if role_lost:
+                    log.warning("retention: lost the role mid-sweep; another replica sweeps")
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeping
         if not sweeping.cancelled():

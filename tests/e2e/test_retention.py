@@ -301,3 +301,42 @@ async def test_with_several_replicas_only_the_holder_of_the_role_sweeps(tmp_path
         for task in tasks.values():
             task.cancel()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+async def test_a_bot_stopping_mid_sweep_does_not_say_it_lost_the_role(tmp_path, caplog):
+    """The holder stops (runner.stop cancels the sweep): the role was never lost, so
+    the log does not claim another replica sweeps; the sweep stops with the bot."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    store = InMemoryJobStore(InMemoryLedger())
+    stuck = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def inputs_to_remove(**kwargs):
+        stuck.set()
+        try:
+            await asyncio.Event().wait()  # the sweep hangs on the database
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    store.inputs_to_remove = inputs_to_remove  # type: ignore[method-assign]
+    role = Role("retention")
+    role._gain()
+    retention = Retention(
+        store,
+        FakeClock(),
+        inputs_dir=inputs,
+        clips_dir=tmp_path / "clips",
+        settings=RetentionSettings(interval_s=3600, clip_keep_s=None),
+        role=role,
+    )
+    task = asyncio.create_task(retention.run())
+    await asyncio.wait_for(stuck.wait(), GUARD_S)
+
+    with caplog.at_level(logging.WARNING):
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert task.cancelled() and cancelled.is_set()
+    assert "lost the role" not in caplog.text
