@@ -157,7 +157,8 @@ class CompareTiers:
     """A button under a ``/compare`` quote: run these tiers (two or more), one job each."""
 
     quote_id: str
-    tiers: tuple[str, ...]
+    picks: tuple[int, ...]
+    """The tiers, as places in the quote's list of tiers (0 for its first)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,8 @@ async def _quote_reply(quote: Quote, caller: Caller, deps: Deps) -> Reply:
             if len(keys) == len(quote.tiers) and len(keys) > 2
             else text("compare.pair_button", tiers=_names(deps, keys), money=price)
         )
-        buttons.append(Button(label, f"cmp:{quote.quote_id}:{'+'.join(keys)}"))
+        picks = ".".join(str(quote.tiers.index(key)) for key in keys)
+        buttons.append(Button(label, f"cmp:{quote.quote_id}:{picks}"))
     buttons.append(Button(text("quote.cancel_button"), f"qcancel:{quote.quote_id}"))
     return Reply(tuple(lines), buttons=tuple(buttons))
 
@@ -91,18 +92,15 @@ async def compare_tiers(
     """Tiers to compare were pressed: hold the sum, a job per tier, then hand them to the runner."""
     gen_side = generation._generation(deps)
     quote = await gen_side.store.get_quote(command.quote_id)
-    keys = command.tiers
-    if (
-        quote is None
-        or len(set(keys)) != len(keys)
-        or len(keys) < 2
-        or not set(keys) <= set(quote.tiers)
-    ):
+    picks = set(command.picks)
+    if quote is None or len(picks) != len(command.picks) or len(picks) < 2:
+        raise UserError("error.stale_button")
+    if max(picks) >= len(quote.tiers):
         raise UserError("error.stale_button")
     refusal = await generation.quote_refusal(quote, caller, deps)
     if refusal is not None:
         return refusal
-    keys = tuple(key for key in quote.tiers if key in keys)  # in the catalog's order
+    keys = tuple(key for n, key in enumerate(quote.tiers) if n in picks)  # the quote's order
     jobs = [
         replace(
             generation.new_job(quote, deps.catalog.tier(key), deps),

@@ -73,7 +73,10 @@ def parse_command(line: str) -> Command:
 
 
 def parse_action(action: str) -> Command:
-    """Parse a button's action string (``price:10``, ``tier:<quote>:<tier>``, ``cancel:<job>``)."""
+    """Parse a button's action string (``price:10``, ``tier:<quote>:<tier>``, ``cancel:<job>``).
+
+    ``cmp:<quote>:0.2`` names the tiers of a /compare quote by their places in it.
+    """
     name, _, argument = action.partition(":")
     if name == "price":
         return Price(_duration(argument))
@@ -82,11 +85,8 @@ def parse_action(action: str) -> Command:
     if name == "tier" and argument.count(":") == 1:
         quote_id, tier = argument.split(":")
         return Choose(quote_id, tier)
-    if name == "cmp" and argument.count(":") == 1:
-        quote_id, tiers = argument.split(":")
-        keys = tuple(tiers.split("+"))
-        if len(keys) >= 2 and all(keys):
-            return CompareTiers(quote_id, keys)
+    if name == "cmp" and (picked := _COMPARE_ACTION.fullmatch(argument)):
+        return CompareTiers(picked.group(1), tuple(int(n) for n in picked.group(2).split(".")))
     by_id = {
         "qcancel": CancelQuote,
         "cancel": CancelJob,
@@ -100,6 +100,8 @@ def parse_action(action: str) -> Command:
 
 
 _ID = re.compile(r"[0-9a-f]{4,32}")
+_COMPARE_ACTION = re.compile(r"([0-9a-f]{4,32}):([0-9]{1,2}(?:\.[0-9]{1,2}){1,15})")
+"""``cmp:<quote>:0.2``: the tiers to compare, as places in the quote's tiers."""
 _PACK_ACTION = re.compile(r"([0-9]{1,13}):([0-9]{1,6})")
 CHARGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
 """A payment's charge id (Telegram's ``telegram_payment_charge_id``: ``stx...``)."""

@@ -100,6 +100,24 @@ def build_commands(handlers: Handlers) -> list[app_commands.Command[Any, Any, No
     ) -> None:
         await handlers.gen(interaction, prompt, image, duration, negative)
 
+    @app_commands.command(name=label("name_compare"), description=label("compare"))
+    @app_commands.rename(
+        prompt=label("name_gen_prompt"),
+        image=label("name_gen_image"),
+        duration=label("name_gen_duration"),
+    )
+    @app_commands.describe(
+        prompt=label("gen_prompt"), image=label("gen_image"), duration=label("gen_duration")
+    )
+    @app_commands.choices(duration=DURATIONS)
+    async def compare(
+        interaction: discord.Interaction,
+        prompt: str,
+        image: discord.Attachment | None = None,
+        duration: int | None = None,
+    ) -> None:
+        await handlers.gen(interaction, prompt, image, duration, None, compare=True)
+
     @app_commands.command(name=label("name_price"), description=label("price"))
     @app_commands.rename(duration=label("name_price_duration"))
     @app_commands.describe(duration=label("price_duration"))
@@ -185,7 +203,7 @@ def build_commands(handlers: Handlers) -> list[app_commands.Command[Any, Any, No
     async def help_(interaction: discord.Interaction) -> None:
         await handlers.command(interaction, "/help")
 
-    return [gen, price, balance, history, jobs, topup, refund, buy, link, unlink, help_]
+    return [gen, compare, price, balance, history, jobs, topup, refund, buy, link, unlink, help_]
 
 
 def _digest(payload: list[dict[str, Any]]) -> str:

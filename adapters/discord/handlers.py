@@ -256,10 +256,15 @@ class Handlers:
         image: discord.Attachment | None,
         duration: int | None,
         negative: str | None,
+        *,
+        compare: bool = False,
     ) -> None:
-        """``/gen``: check the attachment's type; the core quotes, downloading if it may."""
+        """``/gen`` (or ``/compare``): check the attachment's type; the core quotes.
+
+        The core downloads the image only if it may.
+        """
         with self._tracked():
-            await self._gen(interaction, prompt, image, duration, negative)
+            await self._gen(interaction, prompt, image, duration, negative, compare)
 
     async def _gen(
         self,
@@ -268,6 +273,7 @@ class Handlers:
         image: discord.Attachment | None,
         duration: int | None,
         negative: str | None,
+        compare: bool = False,
     ) -> None:
         caller = self.caller(interaction)
         self.facts.saw(interaction)
@@ -280,7 +286,12 @@ class Handlers:
                 refusal = await respond(_raising(error), caller, self.deps)
                 await responder.show(self.rendered(refusal, caller))
                 return
-        command = Gen(prompt=prompt, negative=negative or "", duration_s=duration or BASE_DURATION)
+        command = Gen(
+            prompt=prompt,
+            negative=negative or "",
+            duration_s=duration or BASE_DURATION,
+            compare=compare,
+        )
         if image is not None:
             command = replace(command, image=image_input(image, before_download=responder.defer))
         answer = handle(command, caller, self.deps, request_id=request_id)

@@ -53,6 +53,7 @@ COMMANDS = {
     "balance": "telegram.command_balance",
     "history": "telegram.command_history",
     "gen": "telegram.command_gen",
+    "compare": "telegram.command_compare",
     "jobs": "telegram.command_jobs",
     "buy": "telegram.command_buy",
     "link": "telegram.command_link",

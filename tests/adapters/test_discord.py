@@ -60,8 +60,8 @@ async def bot(tmp_path, api, guild):
 async def test_price_in_english_and_chinese(bot, api, guild):
     commands = api.commands[guild.id]
     assert sorted(commands) == sorted(
-        ["gen", "price", "balance", "history", "jobs", "topup", "refund", "buy", "link", "unlink",
-         "help"]
+        ["gen", "compare", "price", "balance", "history", "jobs", "topup", "refund", "buy",
+         "link", "unlink", "help"]
     )  # fmt: skip
     gen = commands["gen"]
     assert gen["name_localizations"]["zh-CN"] == "生成"

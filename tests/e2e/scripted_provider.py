@@ -242,3 +242,13 @@ class ScriptedProvider(Provider):
     async def close(self) -> None:
         """Nothing to release; remembered so a test can see it was called."""
         self.closed = True
+
+
+class ScriptedByTier(ScriptedProvider):
+    """The scripted service with scripts picked by the job's tier, not its prompt.
+
+    For /compare, whose jobs all share one prompt: ``script("master", ...)``.
+    """
+
+    def _script(self, request: GenerationRequest) -> Script:
+        return self.scripts.get(request.tier, self.default)

@@ -12,7 +12,7 @@ from app.bootstrap import open_core
 from bot.providers.base import ContentRefused
 from storage.audit import audit
 from tests.e2e.conftest import GenConsole, fast_settings
-from tests.e2e.scripted_provider import Script, ScriptedProvider
+from tests.e2e.scripted_provider import Script, ScriptedByTier
 from tests.support.video import probe
 
 PROMPT = "a robot waves at the camera"
@@ -52,7 +52,9 @@ async def test_two_tiers_side_by_side_with_the_local_renderer(gen):
     assert "All 3 tiers: 155 credits (¥15.50)." in quote
     assert "All 3 tiers · 155 credits (¥15.50)" in quote  # a button
     chosen = await gen.push(chat, gen.button("Standard, High Quality · 55 credits (¥5.50)"))
-    assert "✅ Comparing Standard, High Quality: 55 credits (¥5.50) held, one job per tier." in chosen
+    assert (
+        "✅ Comparing Standard, High Quality: 55 credits (¥5.50) held, one job per tier." in chosen
+    )
     await gen.settle()
 
     text = gen.transcript()
@@ -89,17 +91,10 @@ async def test_text_alone_offers_one_tier_only_and_costs_nothing(gen):
     assert await gen.deps.generation.store.jobs_of(None, 10) == []
 
 
-class ByTier(ScriptedProvider):
-    """The scripted service, its script picked by the job's tier (all share one prompt)."""
-
-    def _script(self, request):
-        return self.scripts.get(request.tier, self.default)
-
-
 @asynccontextmanager
 async def scripted(tmp_path: Path, tiny_clip: Path, *failing: str):
     settings = fast_settings(tmp_path)
-    provider = ByTier(tiny_clip)
+    provider = ScriptedByTier(tiny_clip)
     for tier in failing:
         provider.script(tier, Script(fail_with=ContentRefused("refused")))
     async with open_core(settings, provider=provider) as deps:

@@ -6,6 +6,8 @@ from bot.commands import (
     Balance,
     Buy,
     BuyPack,
+    CompareTiers,
+    Gen,
     Help,
     History,
     Price,
@@ -102,6 +104,26 @@ def test_unknown_command_names_are_cut_short():
 def test_button_actions():
     assert parse_action("price:10") == Price(10)
     assert parse_action("buy:500:230") == BuyPack(500, 230)
-    for action in ("price:7", "price:", "bogus", "", "buy:", "buy:5", "buy:a:b", "buy:1:2:3"):
+    assert parse_action("cmp:0a1b2c3d4e5f:0.2") == CompareTiers("0a1b2c3d4e5f", (0, 2))
+    assert parse_action("cmp:0a1b2c3d4e5f:0.1.2") == CompareTiers("0a1b2c3d4e5f", (0, 1, 2))
+    rejected = ("cmp:0a1b2c3d4e5f:0", "cmp:0a1b2c3d4e5f:", "cmp:0a1b:0+1", "cmp:XYZW:0.1")
+    for action in (
+        "price:7",
+        "price:",
+        "bogus",
+        "",
+        "buy:",
+        "buy:5",
+        "buy:a:b",
+        "buy:1:2:3",
+        *rejected,
+    ):
         with pytest.raises(UserError):
             parse_action(action)
+
+
+def test_compare_takes_gen_arguments():
+    assert parse_command("/compare a robot waves --duration 10") == Gen(
+        "a robot waves", duration_s=10, compare=True
+    )
+    assert parse_command("/gen a robot waves") == Gen("a robot waves")
