@@ -214,3 +214,4 @@ class Polls:
                 await asyncio.sleep(0)
                 continue
             await self._nap(self._heap[0][0] - now)
+

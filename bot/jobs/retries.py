@@ -112,3 +112,4 @@ class DeliveryRetries:
         self._tries.discard(task)
         if not self._tries and not self._due:
             self._drained.set()
+

@@ -63,14 +63,7 @@ STATUS_OF = {
     5001: 503,
     5002: 504,
 }
-MODELS = {
-    "kling-v1",
-    "kling-v1-5",
-    "kling-v1-6",
-    "kling-v2-master",
-    "kling-v2-1",
-    "kling-v2-1-master",
-}
+MODELS = {"kling-v1", "kling-v1-5", "kling-v1-6", "kling-v2-master", "kling-v2-1", "kling-v2-1-master"}
 IMAGE_ONLY = {"kling-v2-1"}
 FIELDS = {
     "image2video": {
@@ -217,11 +210,7 @@ class KlingStandin:
                 token,
                 self.secret_key,
                 algorithms=["HS256"],
-                options={
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "require": ["iss", "exp", "nbf"],
-                },
+                options={"verify_exp": False, "verify_nbf": False, "require": ["iss", "exp", "nbf"]},
             )
         except jwt.InvalidTokenError as error:
             return self._answer(1002, f"Authorization is invalid: {error}")
@@ -415,11 +404,7 @@ class KlingStandin:
             data["task_status_msg"] = self.fail_tasks_with
         if state == "succeed":
             url = f"{self.url}/videos/{task.task_id}.mp4"
-            video = {
-                "id": f"v-{task.task_id}",
-                "url": url,
-                "duration": task.body.get("duration", "5"),
-            }
+            video = {"id": f"v-{task.task_id}", "url": url, "duration": task.body.get("duration", "5")}
             data["task_result"] = {"videos": [video]}
         return data
 

@@ -70,11 +70,7 @@ async def test_ten_seconds_with_a_negative_prompt(tmp_path, standin):
         job = await order(gen, chat, line, "High Quality ·")
         final = await finish(gen, job)
         [body] = standin.creates
-        assert (body["duration"], body["negative_prompt"], body["mode"]) == (
-            "10",
-            "blurry, text",
-            "pro",
-        )
+        assert (body["duration"], body["negative_prompt"], body["mode"]) == ("10", "blurry, text", "pro")
         assert final.state == "delivered"
         assert await gen.push(chat, "/balance") == "Your balance: 230 credits (¥23.00)."
         await sound(gen)
@@ -169,13 +165,7 @@ async def test_out_of_balance_refunds_every_job_with_one_operator_line(tmp_path,
         chat = gen.chat()
         with caplog.at_level(logging.INFO):
             jobs = [
-                await order(
-                    gen,
-                    chat,
-                    f"/gen sample {PROMPT} {i}",
-                    "Standard ·",
-                    topup=100 if i == 0 else None,
-                )
+                await order(gen, chat, f"/gen sample {PROMPT} {i}", "Standard ·", topup=100 if i == 0 else None)
                 for i in range(3)
             ]
             for job in jobs:
@@ -186,10 +176,7 @@ async def test_out_of_balance_refunds_every_job_with_one_operator_line(tmp_path,
         assert "no resource packs or balance left" in errors[0]
         assert standin.secret_key not in caplog.text and standin.access_key not in caplog.text
         text = gen.transcript()
-        assert (
-            text.count("The video service is unavailable right now; the operators have been told.")
-            == 3
-        )
+        assert text.count("The video service is unavailable right now; the operators have been told.") == 3
         assert "1102" not in text
         assert await gen.push(chat, "/balance") == "Your balance: 100 credits (¥10.00)."
         # The account is topped up: the next job works, and a new outage is reported again.
@@ -309,9 +296,7 @@ async def test_a_callback_makes_the_runner_poll_at_once_but_is_not_trusted(tmp_p
     )
     standin.speed = 0.0  # Kling's clock moves only by advance(): the clip is not done by itself
     clock = GatedTime()  # the provider's clock for spacing the polls posts cause
-    provider = kling_provider(
-        settings, time_scale=0.1, monotonic=clock.monotonic, sleep=clock.sleep
-    )
+    provider = kling_provider(settings, time_scale=0.1, monotonic=clock.monotonic, sleep=clock.sleep)
     async with kling_session(settings, provider=provider) as gen, httpx.AsyncClient() as http:
         chat = gen.chat()
         job = await order(gen, chat, f"/gen sample {PROMPT}", "Standard ·")
@@ -323,25 +308,16 @@ async def test_a_callback_makes_the_runner_poll_at_once_but_is_not_trusted(tmp_p
         assert (await http.post(url, json={"task_id": "840000000000009999"})).status_code == 200
         assert clock.sleeps == []
         # A flood of forged "succeed" posts right after a poll: one poll when the interval is up.
-        forged = {
-            "task_id": task.task_id,
-            "task_status": "succeed",
-            "task_result": {"videos": [{"url": "http://evil.example/x.mp4"}]},
-        }
+        forged = {"task_id": task.task_id, "task_status": "succeed", "task_result": {"videos": [{"url": "http://evil.example/x.mp4"}]}}
         for _ in range(20):
             assert (await http.post(url, json=forged)).status_code == 200
         assert clock.sleeps == [60.0]  # one poke waits for the task's poll interval to pass
         assert task.polls == 1
         clock.gate.set()  # the interval passes
         await standin.until(lambda: task.polls == 2)
-        assert (await gen.deps.generation.store.get_job(job.job_id)).state in (
-            "submitted",
-            "running",
-        )
+        assert (await gen.deps.generation.store.get_job(job.job_id)).state in ("submitted", "running")
         standin.advance(100)  # Kling finishes the clip and says so
-        assert (
-            await http.post(url, json={"task_id": task.task_id, "task_status": "succeed"})
-        ).status_code == 200
+        assert (await http.post(url, json={"task_id": task.task_id, "task_status": "succeed"})).status_code == 200
         final = await asyncio.wait_for(finish(gen, job), 10)
         assert (final.state, task.polls) == ("delivered", 3)
         assert (await http.post(url, content=b"not json")).status_code == 400

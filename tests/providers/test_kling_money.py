@@ -80,9 +80,7 @@ async def test_a_cancel_while_the_create_is_on_its_way_follows_the_task_kling_ma
         await standin.until(lambda: len(standin.tasks) == 1)
         runner = gen.deps.generation.runner
         cancel = asyncio.create_task(gen.push(chat, gen.button("Cancel", action="cancel:")))
-        await (
-            runner.between_steps()
-        )  # the press stopped the submit; the runner waits for the answer
+        await runner.between_steps()  # the press stopped the submit; the runner waits for the answer
         assert not cancel.done()
         standin.hold_creates.set()
         answer = await asyncio.wait_for(cancel, 10)
@@ -110,9 +108,7 @@ async def test_a_cancel_while_a_create_is_on_its_way_that_kling_never_got_refund
         await standin.until(lambda: standin.stalled == 1)
         runner = gen.deps.generation.runner
         cancel = asyncio.create_task(gen.push(chat, gen.button("Cancel", action="cancel:")))
-        await (
-            runner.between_steps()
-        )  # the press stopped the submit; the runner waits for the answer
+        await runner.between_steps()  # the press stopped the submit; the runner waits for the answer
         assert not cancel.done()
         standin.stall_creates.set()
         assert (await asyncio.wait_for(cancel, 10)).splitlines()[-2:] == [
