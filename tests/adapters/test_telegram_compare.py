@@ -95,7 +95,9 @@ async def test_compare_all_tiers_with_one_failing(tmp_path, api, tiny_clip, lang
 
         since = len(api.calls)
         alice.press(quote.result, case["buttons"][3])
-        chosen = await api.wait_for("editMessageText", since=since)
+        chosen = await api.wait_for(
+            "editMessageText", since=since, message_id=quote.result["message_id"]
+        )
         assert chosen.params["text"] == case["chosen"]
         side = await api.wait_for("sendVideo", since=since, chat_id=1001, count=3, timeout=60)
         await telegram.settle()
