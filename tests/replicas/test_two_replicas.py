@@ -73,6 +73,12 @@ def started(replica, since: int = 0) -> list[str]:
     return [m.group(1) for line in replica.lines[since:] if (m := STARTS.search(line))]
 
 
+def adopted(replica, of: str, since: int = 0) -> int:
+    """How many jobs of replica ``of`` this replica adopted (from line ``since`` of its log)."""
+    pattern = re.compile(rf"replica {replica.name} adopted (\d+) jobs of replica {of}\b")
+    return sum(int(m.group(1)) for line in replica.lines[since:] if (m := pattern.search(line)))
+
+
 async def wait_started(replica, jobs: set[str], since: int, timeout: float) -> float:
     """Wait until ``replica`` started every job of ``jobs``; the monotonic time it did."""
     async with replica.changed:
@@ -220,15 +226,18 @@ async def test_a_killed_replica_started_again_at_once_sends_nothing_twice(tmp_pa
         for name in ("a", "b"):
             assert await replicas[name].stop() == 0, replicas.log()
 
-    assert restarted_in < lease, f"the restart took {restarted_in:.1f} s, longer than the lease"
-    # The restarted replica took its own jobs back at once, whatever their lease; the
-    # survivor, whose look saw them leased, took none.
-    taken_back = rf"replica {victim} adopted {len(orphans)} jobs of replica {victim}"
-    assert replicas[victim].count(taken_back) == 1, replicas.log()
-    assert not re.search(rf"adopted \d+ jobs of replica {victim}", "\n".join(
-        replicas[survivor].lines[mark:]
-    )), replicas.log()  # fmt: skip
-    assert orphans <= set(started(replicas[victim])), replicas.log()
+    # Each orphan was adopted once, by one of the two: the restarted replica takes its own
+    # jobs back at once, whatever their lease; the survivor takes only those whose lease
+    # lapsed first (a loaded machine can restart slower than the lease).
+    taken_back = adopted(replicas[victim], victim)
+    taken_over = adopted(replicas[survivor], victim, since=mark)
+    assert taken_back + taken_over == len(orphans), replicas.log()
+    if restarted_in < lease / 2:  # back long before the lease could lapse (its last renewal
+        # came a round before the kill, or more on a loaded machine)
+        assert (taken_back, taken_over) == (len(orphans), 0), replicas.log()
+    assert orphans <= set(started(replicas[victim])) | set(started(replicas[survivor], mark)), (
+        replicas.log()
+    )
     await check_charged_once(pg_url, len(group))
     assert all(len(api.of("sendVideo", chat_id=m.id)) == 1 for m in group)
 
