@@ -16,6 +16,8 @@ and drops it afterwards. Without a server it says why and exits 0: nothing to me
   pool a replica has (``PgDatabase``'s default) and, at 100 members, with 40
   connections too: each commit waits for its WAL flush, and the server flushes the
   commits that wait together, so more connections in flight share more flushes.
+  Beside it, the server's bare commit rate on the same pool with as many writers
+  (one-row INSERTs): the ceiling any ledger on this server and disk would meet.
 - **price**: real ``klingbot run`` processes in Telegram webhook mode behind the test
   balancer (``tests/replicas``), posted to by the Bot API stand-in in this process. A
   round pushes N ``/price`` updates from N members and times until the stand-in has all
@@ -162,7 +164,8 @@ async def sqlite_ledger(folder: Path, users: int, pairs: int) -> float:
     return rate
 
 
-async def pg_ledger(url: str, users: int, pairs: int, pool: int | None) -> float:
+async def pg_ledger(url: str, users: int, pairs: int, pool: int | None) -> tuple[float, float]:
+    """(ledger pairs per second, the server's bare commits per second at the same concurrency)."""
     from storage.postgres.audit import audit
     from storage.postgres.database import PgDatabase
     from storage.postgres.ledger import PgLedger
@@ -171,9 +174,23 @@ async def pg_ledger(url: str, users: int, pairs: int, pool: int | None) -> float
     async with scratch_database(url) as scratch, PgDatabase(scratch, **sizes) as database:
         rate = await ledger_pairs(PgLedger(database), users, pairs)
         problems = await audit(database)
+        bare = await bare_commits(database, users, min(2 * pairs, 4_000 // users or 1))
     if problems:
         raise SystemExit(f"the PostgreSQL ledger is inconsistent after the run: {problems}")
-    return rate
+    return rate, bare
+
+
+async def bare_commits(database, users: int, each: int) -> float:
+    """The server's ceiling: ``users`` writers, each committing one-row INSERTs on the pool."""
+    await database.execute("CREATE TABLE bench_bare (n integer NOT NULL)")
+
+    async def one() -> None:
+        for n in range(each):
+            await database.execute("INSERT INTO bench_bare (n) VALUES ($1)", n)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(users)))
+    return users * each / (time.perf_counter() - started)
 
 
 def default_pool() -> int:
@@ -188,25 +205,28 @@ async def part_ledger(url: str, quick: bool) -> None:
     print(f"\nledger: hold+capture pairs per second; {await durability(url)};")
     print("SQLite baseline: WAL, synchronous=FULL, the writer thread's group commit")
     header = f"{'members':>7} {'pairs':>7} {'pool':>5} {'PostgreSQL /s':>14}"
-    print(header + f" {'SQLite /s':>10} {'ratio':>6}")
+    print(header + f" {'SQLite /s':>10} {'ratio':>6} {'bare commits/s':>15} {'ops/commit':>11}")
     standard = default_pool()
     for users, total, pool in ((1, 2_500, None), (100, 10_000, None), (100, 10_000, 40)):
         total = total // 10 if quick else total
         pairs = max(1, total // users)
         folder = Path(tempfile.mkdtemp(prefix="klingbot-bench-"))
         try:
-            ours = await pg_ledger(url, users, pairs, pool)
+            ours, bare = await pg_ledger(url, users, pairs, pool)
             baseline = await sqlite_ledger(folder, users, pairs)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         print(
             f"{users:>7} {users * pairs:>7,} {pool or standard:>5} {ours:>14,.0f}"
-            f" {baseline:>10,.0f} {ours / baseline:>6.2f}",
+            f" {baseline:>10,.0f} {ours / baseline:>6.2f} {bare:>15,.0f}"
+            f" {2 * ours / bare:>11.2f}",
             flush=True,
         )
     print(
         f"(target: >= 1,000 pairs/s on PostgreSQL at 100 members; pool {standard} is"
-        " PgDatabase's default, what a replica runs with)"
+        " PgDatabase's default, what a replica runs with; bare commits: one-row INSERTs"
+        " by as many writers on the same pool, the server's ceiling; ops/commit: ledger"
+        " operations (2 a pair) per bare commit)"
     )
 
 
