@@ -163,6 +163,14 @@ def compare_from_rows(rows: list[Any]) -> Compare:
 _compare = compare_from_rows
 
 
+def _grouped(rows: list[Any]) -> list[Compare]:
+    """Compares from their rows joined with their jobs, in the rows' order."""
+    groups: dict[str, list[Any]] = {}
+    for row in rows:
+        groups.setdefault(row["compare_id"], []).append(row)
+    return [compare_from_rows(group) for group in groups.values()]
+
+
 class SqliteJobStore(JobStore):
     """:class:`bot.jobs.store.JobStore` on the shared :class:`storage.database.Database`."""
 
@@ -304,6 +312,18 @@ class SqliteJobStore(JobStore):
             "SELECT compare_id FROM compare_jobs WHERE job_id = ?", (job_id,)
         )
         return await self.get_compare(row["compare_id"]) if row else None
+
+    async def unfinished_compares(self, limit: int) -> list[Compare]:
+        """Open or making, oldest first."""
+        rows = await self.db.read(
+            "SELECT compares.*, compare_jobs.job_id FROM compares"
+            " JOIN compare_jobs USING (compare_id)"
+            " WHERE compare_id IN (SELECT compare_id FROM compares"
+            "   WHERE state IN ('open', 'making') ORDER BY created_at, rowid LIMIT ?)"
+            " ORDER BY compares.created_at, compares.rowid, position",
+            (limit,),
+        )
+        return _grouped(rows)
 
     async def claim_compare(
         self, compare_id: str, claimant: str, *, now: int, stale_before: int

@@ -18,20 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from bot.catalog import Catalog
 from bot.clock import Clock
-from bot.jobs.model import TERMINAL, Compare, Job
+from bot.jobs.model import TERMINAL, Compare, CompareState, Job
 from bot.jobs.store import JobStore
 from bot.ports import Outbox
+from bot.providers.base import Provider, ProviderError
 from bot.replies import Money, Reply, TextList, TierName, text
 
 log = logging.getLogger(__name__)
 
 HEIGHTS = (720, 480, 360, 240, 144)
 """Panel heights tried in turn until the clip fits the chat's upload limit."""
+
+RESUMED_AT_ONCE = 100
+"""Unfinished compares a starting runner looks at (the oldest)."""
 
 CLAIM_STALE_S = 600
 """A compare claimed this long ago (wall clock) by a runner that never finished it may be
@@ -63,6 +67,7 @@ class CompareFinisher:
         clock: Clock,
         clips_dir: Path,
         claimant: str,
+        provider: Provider | None = None,
         render: Render = render_side_by_side,
     ) -> None:
         self.store = store
@@ -71,6 +76,8 @@ class CompareFinisher:
         self.clock = clock
         self.clips_dir = clips_dir
         self.claimant = claimant
+        self.provider = provider
+        """Fetches a tier's clip made on another replica again (None: such a tier is left out)."""
         self.render = render
         self._tasks: set[asyncio.Task[None]] = set()
         self._finishing: set[str] = set()
@@ -80,7 +87,18 @@ class CompareFinisher:
 
     def settled(self, job_id: str) -> None:
         """A job ended here: if it was the last of its compare, finish the compare (a task)."""
-        task = asyncio.create_task(self._guarded(job_id), name=f"compare-{job_id}")
+        self._track(self._guarded(job_id), f"compare-{job_id}")
+
+    def resume(self, *, sole: bool) -> None:
+        """At start: finish the compares whose last job ended while no runner could (a task).
+
+        ``sole``: this runner is the only one on its database, so a compare
+        left ``making`` is one a runner killed mid-clip left behind, taken at once.
+        """
+        self._track(self._resume(sole), "compares-resume")
+
+    def _track(self, work: Coroutine[object, object, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
         self._tasks.add(task)
         self._drained.clear()
         task.add_done_callback(self._done)
@@ -101,6 +119,18 @@ class CompareFinisher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _resume(self, sole: bool) -> None:
+        try:
+            unfinished = await self.store.unfinished_compares(RESUMED_AT_ONCE)
+        except Exception:
+            log.exception("the unfinished compares could not be listed")
+            return
+        for compare in unfinished:
+            try:
+                await self._finish_compare(compare, take_over=sole)
+            except Exception:
+                log.exception("compare %s could not be finished", compare.compare_id)
+
     async def _guarded(self, job_id: str) -> None:
         try:
             await self.finish(job_id)
@@ -110,7 +140,12 @@ class CompareFinisher:
     async def finish(self, job_id: str) -> bool:
         """Finish the job's compare if all its jobs are over and the claim is ours; True if so."""
         compare = await self.store.compare_of(job_id)
-        if compare is None or compare.state not in ("open", "making"):
+        if compare is None:
+            return False
+        return await self._finish_compare(compare)
+
+    async def _finish_compare(self, compare: Compare, *, take_over: bool = False) -> bool:
+        if compare.state not in ("open", "making"):
             return False
         jobs = [await self.store.get_job(member) for member in compare.job_ids]
         if any(job is None or job.state not in TERMINAL for job in jobs):
@@ -119,18 +154,22 @@ class CompareFinisher:
             return False
         self._finishing.add(compare.compare_id)
         try:
-            return await self._finish(compare, [job for job in jobs if job is not None])
+            return await self._finish(
+                compare, [job for job in jobs if job is not None], take_over=take_over
+            )
         finally:
             self._finishing.discard(compare.compare_id)
 
-    async def _finish(self, compare: Compare, jobs: list[Job]) -> bool:
+    async def _finish(self, compare: Compare, jobs: list[Job], *, take_over: bool) -> bool:
         now = self.clock.now()
+        stale_before = now if take_over else now - CLAIM_STALE_S
         if not await self.store.claim_compare(
-            compare.compare_id, self.claimant, now=now, stale_before=now - CLAIM_STALE_S
+            compare.compare_id, self.claimant, now=now, stale_before=stale_before
         ):
             return False
-        made = [job for job in jobs if _has_clip(job)]
-        state = "failed"
+        clips = [(job, await self._clip_of(compare, job)) for job in jobs]
+        made = [(job, path) for job, path in clips if path is not None]
+        state: CompareState = "failed"
         try:
             if len(made) < 2:
                 await self.outbox.send(
@@ -142,6 +181,10 @@ class CompareFinisher:
             else:
                 await self._send(compare, made)
                 state = "sent"
+        except asyncio.CancelledError:
+            # Stopped mid-clip: the compare stays claimed ("making"), and is finished by the
+            # next start (or, with replicas, once the claim is stale).
+            raise
         except Exception:
             log.exception("the side-by-side clip of compare %s was not sent", compare.compare_id)
             try:
@@ -152,22 +195,36 @@ class CompareFinisher:
                 log.warning(
                     "compare %s: nor could the member be told: %s", compare.compare_id, error
                 )
-        finally:
-            await asyncio.shield(
-                self.store.finish_compare(
-                    compare.compare_id,
-                    self.claimant,
-                    state,
-                    now=self.clock.now(),  # type: ignore[arg-type]
-                )
+        await asyncio.shield(
+            self.store.finish_compare(
+                compare.compare_id, self.claimant, state, now=self.clock.now()
             )
+        )
         return True
 
-    async def _send(self, compare: Compare, made: list[Job]) -> None:
-        panels = [
-            (Path(job.result_path or ""), self.catalog.tier(job.tier).name(compare.locale))
-            for job in made
-        ]
+    async def _clip_of(self, compare: Compare, job: Job) -> Path | None:
+        """Where the job's clip is on this machine; None when none was made or it is gone.
+
+        A clip another replica made is fetched again from the provider where it
+        keeps results (Kling); one it cannot give (the local renderer's) is left out.
+        """
+        if job.state != "delivered" or not job.result_path or job.clip_removed_at is not None:
+            return None
+        path = Path(job.result_path)
+        if await asyncio.to_thread(path.is_file):
+            return path
+        if self.provider is not None and job.task_id is not None:
+            destination = self.clips_dir / f"compare-{compare.compare_id}-{job.job_id}.mp4"
+            try:
+                return await self.provider.fetch(job.task_id, destination)
+            except ProviderError as error:
+                log.warning("the clip of job %s could not be fetched again: %s", job.job_id, error)
+        log.warning("job %s: its clip is not on this machine; left out of its compare", job.job_id)
+        return None
+
+    async def _send(self, compare: Compare, made: list[tuple[Job, Path]]) -> None:
+        panels = [(path, self.catalog.tier(job.tier).name(compare.locale)) for job, path in made]
+        made_jobs = [job for job, _ in made]
         out = self.clips_dir / f"compare-{compare.compare_id}.mp4"
         self.clips_dir.mkdir(parents=True, exist_ok=True)
         for height in HEIGHTS:
@@ -178,23 +235,16 @@ class CompareFinisher:
             log.info(
                 "compare %s: %d bytes at %dp do not fit; smaller", compare.compare_id, size, height
             )
-        paid = sum(job.price for job in made)
+        paid = sum(job.price for job in made_jobs)
         caption = text(
             "compare.video",
             tiers=TextList(
-                tuple(text("compare.tier", tier=TierName(self.catalog.tier(j.tier))) for j in made)
+                tuple(
+                    text("compare.tier", tier=TierName(self.catalog.tier(job.tier)))
+                    for job in made_jobs
+                )
             ),
-            duration=made[0].duration_s,
+            duration=made_jobs[0].duration_s,
             money=Money(paid, self.catalog.yuan_amount(paid)),
         )
         await self.outbox.deliver(compare.chat, Reply((caption,), video=out), compare.locale)
-
-
-def _has_clip(job: Job) -> bool:
-    """A clip was made for the job and is still on this machine."""
-    if job.state != "delivered" or not job.result_path or job.clip_removed_at is not None:
-        return False
-    if Path(job.result_path).is_file():
-        return True
-    log.warning("job %s: its clip is not on this machine; left out of its compare", job.job_id)
-    return False

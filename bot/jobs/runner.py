@@ -176,6 +176,7 @@ class JobRunner:
             clock=clock,
             clips_dir=clips_dir,
             claimant=self.runner_id,
+            provider=provider,
         )
         """Sends a ``/compare``'s side-by-side clip once the last of its jobs is over."""
         self._settled: dict[str, asyncio.Event] = {}
@@ -255,6 +256,8 @@ class JobRunner:
             log.info("resuming the delivery of job %s", job_id)
             self._delivery.resume(job_id)
         self._undelivered.clear()
+        if not self._stopping:  # alone on the database (no leases): every claim is a dead one's
+            self.compares.resume(sole=self.leases is None)
         if self.retention is not None and not self._stopping:
             sweeping = asyncio.create_task(self.retention.run(), name="retention")
             self._background.add(sweeping)

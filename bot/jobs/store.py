@@ -194,6 +194,14 @@ class JobStore(ABC):
         """The compare the job is part of (None: a job of its own)."""
 
     @abstractmethod
+    async def unfinished_compares(self, limit: int) -> list[Compare]:
+        """Compares still ``open`` or ``making``, oldest first (at most ``limit``).
+
+        A restarted runner looks at them: one whose last job ended while no
+        runner was there to finish it, or whose finisher died, is finished then.
+        """
+
+    @abstractmethod
     async def claim_compare(
         self, compare_id: str, claimant: str, *, now: int, stale_before: int
     ) -> bool:

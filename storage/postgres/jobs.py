@@ -32,6 +32,7 @@ from bot.jobs.model import ACTIVE, UNFINISHED, Compare, CompareState, Job, JobSt
 from bot.jobs.store import QUOTE_RATE_WINDOW_S, JobStore, QueueFull, QuoteTaken, SlowDown
 from bot.ports import Outcome
 from storage.jobs import _JOB_FIELDS, _QUOTE_COPY, _SETTABLE, compare_from_rows
+from storage.jobs import _grouped as grouped_compares
 from storage.jobs import _job as job_from_row
 from storage.jobs import _quote as quote_from_row
 from storage.postgres.database import PgDatabase
@@ -326,6 +327,18 @@ class PgJobStore(JobStore):
             "SELECT compare_id FROM compare_jobs WHERE job_id = $1", job_id
         )
         return await self.get_compare(compare_id) if compare_id is not None else None
+
+    async def unfinished_compares(self, limit: int) -> list[Compare]:
+        """Open or making, oldest first."""
+        rows = await self.db.fetch(
+            f"SELECT {COMPARE_COLUMNS}, compare_jobs.job_id FROM compares"
+            " JOIN compare_jobs USING (compare_id)"
+            " WHERE compare_id IN (SELECT compare_id FROM compares"
+            "   WHERE state IN ('open', 'making') ORDER BY created_at, compare_id LIMIT $1)"
+            " ORDER BY compares.created_at, compares.compare_id, position",
+            limit,
+        )
+        return grouped_compares(rows)
 
     async def claim_compare(
         self, compare_id: str, claimant: str, *, now: int, stale_before: int

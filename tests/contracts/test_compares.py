@@ -7,15 +7,22 @@ that settles the last job claims the compare once.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
 from bot.commands import ChatRef
 from bot.errors import InsufficientCredits, NoWallet
+from bot.jobs.compares import CompareFinisher
 from bot.jobs.model import Compare
 from bot.jobs.store import QueueFull, QuoteTaken
-from bot.ports import Wallet
+from bot.ports import Outbox, Wallet
+from bot.providers.local.sidebyside import GAP
+from bot.replies import Reply
+from bot.settings import Settings
 from tests.contracts.test_job_store import ALICE, BOB, NOW, job, made, quote, wallet_of
+from tests.support.video import probe
+from tests.unit.fakes import FakeClock
 
 TIERS = (("job-std", "standard", 20), ("job-hq", "high_quality", 35), ("job-mst", "master", 100))
 
@@ -120,3 +127,113 @@ async def test_the_side_by_side_is_claimed_once(storage):
     assert (done.state, done.finished_at) == ("sent", NOW + 102)
     assert not await claim("cmp-1", "late", now=NOW + 10_000, stale_before=NOW + 9_999)
     assert not await claim("cmp-missing", "late", now=NOW, stale_before=NOW)
+
+
+async def test_unfinished_compares_oldest_first(storage):
+    await wallet_of(storage, ALICE, 1000)
+    for n, at in ((1, NOW + 5), (2, NOW), (3, NOW + 9)):
+        await storage.jobs.save_quote(quote(f"q{n}"))
+        jobs = [
+            job(f"{job_id}-{n}", f"q{n}-{i}", tier=tier, price=price)
+            for i, (job_id, tier, price) in enumerate(TIERS[:2])
+        ]
+        compare = Compare(
+            compare_id=f"cmp-{n}",
+            quote_id=f"q{n}",
+            user=ALICE,
+            chat=ChatRef(ALICE.platform, ALICE.id),
+            locale="en",
+            job_ids=tuple(j.job_id for j in jobs),
+        )
+        await storage.jobs.create_compare(compare, jobs, max_active=20, now=at)
+    assert await storage.jobs.claim_compare("cmp-3", "r", now=NOW, stale_before=NOW - 1)
+    assert await storage.jobs.finish_compare("cmp-3", "r", "sent", now=NOW)
+    await storage.jobs.claim_compare("cmp-1", "r", now=NOW, stale_before=NOW - 1)
+
+    found = await storage.jobs.unfinished_compares(10)
+
+    assert [(c.compare_id, c.state) for c in found] == [("cmp-2", "open"), ("cmp-1", "making")]
+    assert found[0].job_ids == ("job-std-2", "job-hq-2")
+    assert [c.compare_id for c in await storage.jobs.unfinished_compares(1)] == ["cmp-2"]
+
+
+# --- the side-by-side clip, finished exactly once -------------------------------------
+
+
+class Recorded(Outbox):
+    """A chat platform that keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[Reply] = []
+
+    async def send(self, chat, reply, locale) -> str:
+        self.sent.append(reply)
+        return str(len(self.sent))
+
+    async def edit(self, chat, message_id, reply, locale) -> None:
+        pass
+
+
+async def ended_compare(storage, tiny_clip, states=("delivered", "delivered")) -> None:
+    """A compare of two tiers whose jobs are over (``delivered`` with a clip, or ``failed``)."""
+    await wallet_of(storage, ALICE, 200)
+    await storage.jobs.save_quote(quote("q1"))
+    jobs = tier_jobs()[:2]
+    compare = replace(a_compare(), job_ids=tuple(j.job_id for j in jobs))
+    await storage.jobs.create_compare(compare, jobs, max_active=7, now=NOW)
+    for ended, state in zip(jobs, states, strict=True):
+        if state == "failed":
+            await storage.jobs.transition(ended.job_id, ("held",), "failed", now=NOW)
+            continue
+        await storage.jobs.transition(
+            ended.job_id, ("held",), "succeeded", now=NOW, result_path=str(tiny_clip)
+        )
+        await storage.jobs.transition(ended.job_id, ("succeeded",), "delivered", now=NOW)
+
+
+def finisher(storage, tmp_path, name: str, outbox: Outbox) -> CompareFinisher:
+    return CompareFinisher(
+        store=storage.jobs,
+        outbox=outbox,
+        catalog=Settings().catalog(),
+        clock=FakeClock(NOW + 60),
+        clips_dir=tmp_path / name,
+        claimant=name,
+    )
+
+
+async def test_two_replicas_ending_the_last_jobs_send_one_side_by_side(
+    storage, tmp_path, tiny_clip
+):
+    await ended_compare(storage, tiny_clip)
+    outboxes = [Recorded(), Recorded()]
+    finishers = [finisher(storage, tmp_path, f"replica-{n}", outboxes[n]) for n in (0, 1)]
+
+    # Each replica ended one of the jobs and looks at once.
+    done = await asyncio.gather(finishers[0].finish("job-std"), finishers[1].finish("job-hq"))
+
+    assert sorted(done) == [False, True]
+    [reply] = [reply for outbox in outboxes for reply in outbox.sent]
+    assert reply.video is not None and reply.lines[0].key == "compare.video"
+    assert probe(reply.video).width == 256 * 2 + GAP
+    assert (await storage.jobs.get_compare("cmp-1")).state == "sent"
+    assert not await finishers[0].finish("job-std")  # done: never again
+
+
+async def test_a_start_finishes_what_no_runner_did(storage, tmp_path, tiny_clip):
+    await ended_compare(storage, tiny_clip, states=("delivered", "failed"))
+    # A runner claimed it, then died before it said anything.
+    assert await storage.jobs.claim_compare("cmp-1", "dead", now=NOW + 59, stale_before=NOW)
+    outbox = Recorded()
+    replica = finisher(storage, tmp_path, "replica", outbox)
+    replica.resume(sole=False)  # with replicas, a fresh claim is left to its holder
+    await replica.drained()
+    assert outbox.sent == [] and (await storage.jobs.get_compare("cmp-1")).state == "making"
+
+    replica.resume(sole=True)  # alone on the database: the claim is a dead runner's
+    await replica.drained()
+
+    [reply] = outbox.sent
+    assert (reply.lines[0].key, reply.video) == ("compare.too_few_made", None)
+    assert (await storage.jobs.get_compare("cmp-1")).state == "too_few"
+    assert await storage.jobs.unfinished_compares(10) == []

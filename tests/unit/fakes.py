@@ -560,6 +560,10 @@ class InMemoryJobStore(JobStore):
                 return compare
         return None
 
+    async def unfinished_compares(self, limit: int) -> list[Compare]:
+        found = [c for c in self.compares.values() if c.state in ("open", "making")]
+        return sorted(found, key=lambda c: c.created_at)[:limit]  # stable: insertion order
+
     async def claim_compare(
         self, compare_id: str, claimant: str, *, now: int, stale_before: int
     ) -> bool:
