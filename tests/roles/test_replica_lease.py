@@ -186,8 +186,12 @@ async def test_doctor_names_the_running_replicas_and_the_roles_each_holds(tmp_pa
     from tests.e2e.conftest import run_cli
 
     first, second = replica_id(), replica_id()
-    leases = [PgRunnerLease(replicas_url, name, lease_s=LEASE_S) for name in (first, second)]
-    roles = AdvisoryRoles(replicas_url, lease_s=LEASE_S, label=f"klingbot {first}")
+    # Nothing here waits for a lease to lapse: a production-length lease, so that a loaded
+    # machine (slow heartbeats, a slow doctor process) cannot expire a row or drop a role
+    # before the doctor looks.
+    lease_s = 30.0
+    leases = [PgRunnerLease(replicas_url, name, lease_s=lease_s) for name in (first, second)]
+    roles = AdvisoryRoles(replicas_url, lease_s=lease_s, label=f"klingbot {first}")
     try:
         for lease in leases:
             assert await lease.acquire()
