@@ -5,6 +5,7 @@ PostgreSQL databases on the test server (tests/support/postgres.py)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,6 +22,33 @@ from tests.support.video import tiny_clip as make_tiny_clip
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     scrub(monkeypatch)
+
+
+LOGGERS_SET_BY_THE_APP = ("httpx", "httpcore", "adapters.telegram.flood", "discord.http")
+"""What ``app.logs.setup_logging`` and the metrics' rate-limit watcher set a level on."""
+
+
+@pytest.fixture(autouse=True)
+def logger_levels_restored() -> Iterator[None]:
+    """Every named logger's level as it was before the test.
+
+    A test that runs the production logging setup (``klingbot`` in-process,
+    the metrics) quiets httpx and others at WARNING; left so, a later test on
+    the same worker that reads their lines through ``caplog`` would see none
+    (which test runs after which depends on how xdist shares them out).
+    """
+    manager = logging.Logger.manager
+    for name in LOGGERS_SET_BY_THE_APP:
+        logging.getLogger(name)
+    levels = {
+        name: logger.level
+        for name, logger in list(manager.loggerDict.items())
+        if isinstance(logger, logging.Logger)
+    }
+    yield
+    for name, logger in list(manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.level != levels.get(name, logger.level):
+            logger.setLevel(levels[name])
 
 
 @pytest.fixture(scope="session")
