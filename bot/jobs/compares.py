@@ -179,7 +179,12 @@ class CompareFinisher:
                 )
                 state = "too_few"
             else:
-                await self._send(compare, made)
+                try:
+                    await self._send(compare, made)
+                finally:  # the copies fetched for it only
+                    for _, path in made:
+                        if path.name.startswith(f"compare-{compare.compare_id}-"):
+                            await asyncio.to_thread(path.unlink, missing_ok=True)
                 state = "sent"
         except asyncio.CancelledError:
             # Stopped mid-clip: the compare stays claimed ("making"), and is finished by the

@@ -175,6 +175,7 @@ class Retention:
         """Remove every input image and clip that is due now; say what went."""
         inputs = await self._sweep_inputs()
         clips = await self._sweep_clips()
+        await self.sweep_compare_clips()
         if inputs or clips:
             log.info("retention: removed %d input images and %d clips", len(inputs), len(clips))
         if unnamed := await self.inputs.remove_unnamed():
@@ -223,6 +224,7 @@ class Retention:
         keep = self.settings.clip_keep_s
         if keep is None:
             return []
+        await self.sweep_compare_clips()
         names = await asyncio.to_thread(_clip_names, self.clips_dir)
         removed: list[str] = []
         for job_id in names:
@@ -241,6 +243,22 @@ class Retention:
         if removed:
             log.info("retention: removed %d clips from this replica's folder", len(removed))
         return removed
+
+    async def sweep_compare_clips(self) -> int:
+        """Remove this folder's side-by-side clips of /compare made ``clip_keep_s`` ago.
+
+        No row names them (``compare-<id>.mp4``, made from the tiers' clips):
+        their age is their file's. How many went.
+        """
+        keep = self.settings.clip_keep_s
+        if keep is None:
+            return 0
+        due = await asyncio.to_thread(_compare_clips, self.clips_dir, self.clock.now() - keep)
+        for path in due:
+            await self._remove(str(path), self.clips_dir)
+        if due:
+            log.info("retention: removed %d side-by-side clips", len(due))
+        return len(due)
 
     async def _remove(self, path: str, folder: Path) -> None:
         """Delete ``path`` if it lies inside ``folder``; a file already gone is fine."""
@@ -262,3 +280,14 @@ def _clip_names(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(path.stem for path in folder.glob("*.mp4") if path.is_file())
+
+
+def _compare_clips(folder: Path, made_before: float) -> list[Path]:
+    """The side-by-side clips in ``folder`` written at or before ``made_before``."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path
+        for path in folder.glob("compare-*.mp4")
+        if path.is_file() and path.stat().st_mtime <= made_before
+    )

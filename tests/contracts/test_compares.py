@@ -237,3 +237,4 @@ async def test_a_start_finishes_what_no_runner_did(storage, tmp_path, tiny_clip)
     assert (reply.lines[0].key, reply.video) == ("compare.too_few_made", None)
     assert (await storage.jobs.get_compare("cmp-1")).state == "too_few"
     assert await storage.jobs.unfinished_compares(10) == []
+

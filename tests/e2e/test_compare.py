@@ -3,6 +3,7 @@ holds it, a job per tier delivered as usual, then one labelled side-by-side clip
 
 from __future__ import annotations
 
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -154,3 +155,28 @@ async def test_one_press_holds_the_sum_or_nothing(gen):
     )
     assert await gen.push(chat, "/balance") == "Your balance: 150 credits (¥15.00)."
     assert await gen.deps.generation.store.jobs_of(None, 10) == []
+
+
+async def test_side_by_side_clips_go_when_the_tiers_clips_do(tmp_path):
+    """The retention sweep removes them by age: no row names them."""
+    from bot.jobs.retention import Retention, RetentionSettings
+    from tests.unit.fakes import FakeClock, InMemoryJobStore, InMemoryLedger
+
+    now = 1_764_000_000
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    ages = {"compare-old.mp4": 7 * 86_400, "compare-new.mp4": 86_400, "a.mp4": 30 * 86_400}
+    for name, age in ages.items():
+        (clips / name).write_bytes(b"mp4")
+        os.utime(clips / name, (now - age, now - age))
+    retention = Retention(
+        InMemoryJobStore(InMemoryLedger()),
+        FakeClock(now),
+        inputs_dir=tmp_path / "inputs",
+        clips_dir=clips,
+        settings=RetentionSettings(clip_keep_s=7 * 86_400),
+    )
+
+    assert await retention.sweep_compare_clips() == 1
+    # A job's clip goes by its row, not here.
+    assert sorted(path.name for path in clips.iterdir()) == ["a.mp4", "compare-new.mp4"]
