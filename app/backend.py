@@ -33,6 +33,7 @@ from bot.jobs.leases import JobLeases
 from bot.jobs.store import JobStore
 from bot.pacing import ChatPace
 from bot.ports import AppState, Ledger
+from bot.preferences import PreferenceStore
 from bot.roles import Roles, SoleRoles
 from bot.settings import Settings
 
@@ -86,6 +87,17 @@ class Storage:
         from storage.app_state import SqliteAppState
 
         return SqliteAppState(self.database)
+
+    @cached_property
+    def preferences(self) -> PreferenceStore:
+        """Members' personal defaults (``/settings``), one row per wallet."""
+        if self.kind == "postgresql":
+            from storage.postgres.preferences import PgPreferences
+
+            return PgPreferences(self.database)
+        from storage.preferences import SqlitePreferences
+
+        return SqlitePreferences(self.database)
 
     @cached_property
     def leases(self) -> JobLeases | None:

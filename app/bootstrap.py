@@ -111,6 +111,7 @@ async def open_wallets(settings: Settings, *, clock: Clock | None = None) -> Asy
             stars_packs=settings.telegram_stars_packs,
             sku_packs=settings.discord_sku_credits,
             state=storage.state,
+            preferences=storage.preferences,
         )
 
 
@@ -232,6 +233,7 @@ async def _core(
                     quotes_per_minute=settings.quotes_per_minute,
                 ),
                 state=state,
+                preferences=storage.preferences,
                 metrics=metrics or NullMetrics(),
                 roles=roles,
                 pace=storage.pace,

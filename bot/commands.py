@@ -61,6 +61,9 @@ class Caller:
     """
     chat: ChatRef | None = None
     """Where replies, status messages and clips go; None means the user's private chat."""
+    platform_locale: str | None = None
+    """The platform's language when the member chose another in /settings (``locale``);
+    None: ``locale`` is the platform's."""
 
     @property
     def reply_chat(self) -> ChatRef:
@@ -147,7 +150,8 @@ class Gen:
     prompt: str
     image: ImageInput | None = None
     negative: str = ""
-    duration_s: int = 5
+    duration_s: int | None = None
+    """5 or 10; None: the member's default (``/settings``), else 5."""
     compare: bool = False
     """``/compare``: quote the tiers to run side by side instead of one to pick."""
 
@@ -163,10 +167,11 @@ class CompareTiers:
 
 @dataclass(frozen=True, slots=True)
 class Choose:
-    """A tier button under a quote was pressed."""
+    """A tier button under a quote was pressed (``confirmed``: its confirm button)."""
 
     quote_id: str
     tier: str
+    confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +277,20 @@ class Unlink:
 
     target: str
     credits: int = 0
+class ShowSettings:
+    """``/settings``: the member's personal defaults, with buttons to change them."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSetting:
+    """A button under ``/settings``: set ``field`` (``tier``, ``dur``, ``lang``, ``ask``).
+
+    ``owner`` is the id of the member whose settings message it is.
+    """
+
+    field: str
+    value: str
+    owner: str
 
 
 Command = (
@@ -297,4 +316,6 @@ Command = (
     | Paid
     | Link
     | Unlink
+    | ShowSettings
+    | ChangeSetting
 )

@@ -19,6 +19,7 @@ from bot.metrics import Metrics, NullMetrics
 from bot.pacing import ChatPace
 from bot.packs import Pack
 from bot.ports import AppState, Ledger, PaymentRefunds
+from bot.preferences import PreferenceStore
 from bot.replies import Money
 from bot.roles import Roles, SoleRoles
 from bot.skus import SkuPack
@@ -73,6 +74,8 @@ class Deps:
     refunds: dict[str, PaymentRefunds] = field(default_factory=dict)
     """Who gives payments back, by ledger source (``telegram``): each adapter that takes
     payments registers itself here when it starts."""
+    preferences: PreferenceStore | None = None
+    """Members' personal defaults (``/settings``); None: nobody has any, /settings is off."""
     sku_packs: tuple[SkuPack, ...] = ()
     """Discord's consumable SKUs and the credits each buys (``DISCORD_SKU_CREDITS``);
     none: no purchases on Discord."""

@@ -30,6 +30,7 @@ from bot.commands import (
     Reroll,
     Resend,
 )
+from bot.defaults import confirm_reply, member_defaults
 from bot.deps import Deps, Generation
 from bot.errors import InsufficientCredits, NotModerator, UserError
 from bot.jobs.model import Job, Quote
@@ -82,6 +83,7 @@ async def take_inputs(command: Gen, caller: Caller, deps: Deps) -> Quote:
         command.negative, required=False, blocked_words=generation.blocked_words, field="negative"
     )
     await _admit_quote(caller, deps)
+    duration_s = command.duration_s or (await member_defaults(deps, caller)).duration_s
     quote_id = deps.new_id()[:12]
     written = None
     if image is not None:
@@ -95,7 +97,7 @@ async def take_inputs(command: Gen, caller: Caller, deps: Deps) -> Quote:
         image_path=written,
         prompt=prompt,
         negative=negative,
-        duration_s=command.duration_s,
+        duration_s=duration_s,
         tiers=tiers_for(deps, written),
         written=written,
     )
@@ -207,7 +209,8 @@ async def _quote_reply(quote: Quote, caller: Caller, deps: Deps) -> Reply:
         if preview
         else text("quote.header_image_only", duration=quote.duration_s)
     ]
-    offered = [deps.catalog.tier(key) for key in quote.tiers]
+    preferred = await member_defaults(deps, caller)
+    offered = [deps.catalog.tier(key) for key in preferred.ordered(quote.tiers)]
     if any(t.requires_image for t in deps.catalog.tiers) and quote.image_path is None:
         lines.append(text("quote.needs_image_omitted"))
     wallet = await deps.ledger.wallet(caller.user)
@@ -215,19 +218,16 @@ async def _quote_reply(quote: Quote, caller: Caller, deps: Deps) -> Reply:
     buttons = []
     for tier in offered:
         price = tier.price(quote.duration_s)
-        label = "quote.button" if price <= balance else "quote.button_short"
-        buttons.append(
-            Button(
-                text(
-                    label,
-                    tier=TierName(tier),
-                    resolution=f"{tier.resolution}p",
-                    money=deps.money(price),
-                    wait=Wait(generation.waits.seconds(tier.key, quote.duration_s)),
-                ),
-                f"tier:{quote.quote_id}:{tier.key}",
-            )
+        label = text(
+            "quote.button" if price <= balance else "quote.button_short",
+            tier=TierName(tier),
+            resolution=f"{tier.resolution}p",
+            money=deps.money(price),
+            wait=Wait(generation.waits.seconds(tier.key, quote.duration_s)),
         )
+        if tier.key == preferred.tier:
+            label = text("quote.preferred", label=label)
+        buttons.append(Button(label, f"tier:{quote.quote_id}:{tier.key}"))
     cheapest = min(t.price(quote.duration_s) for t in offered)
     lines.append(
         text(
@@ -253,6 +253,18 @@ async def choose(
         return refusal
     tier = deps.catalog.tier(command.tier)
     job = new_job(quote, tier, deps)
+    if not command.confirmed:
+        asked = await member_defaults(deps, caller)
+        if asked.confirm_above is not None and asked.asks_before(job.price):
+            # Nothing is held until the member presses the confirm button.
+            return [
+                confirm_reply(
+                    quote.quote_id,
+                    TierName(tier),
+                    deps.money(job.price),
+                    deps.money(asked.confirm_above),
+                )
+            ]
     try:
         job = await generation.store.create_job(
             job, max_active=generation.runner.settings.max_active, now=deps.clock.now()

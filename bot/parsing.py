@@ -18,6 +18,7 @@ from bot.commands import (
     BuyPack,
     CancelJob,
     CancelQuote,
+    ChangeSetting,
     Choose,
     Command,
     CompareTiers,
@@ -33,6 +34,7 @@ from bot.commands import (
     RefundPurchase,
     Reroll,
     Resend,
+    ShowSettings,
     Start,
     TopUp,
     Unlink,
@@ -82,11 +84,13 @@ def parse_action(action: str) -> Command:
         return Price(_duration(argument))
     if name == "buy" and (pack := _PACK_ACTION.fullmatch(argument)):
         return BuyPack(int(pack.group(1)), int(pack.group(2)))
-    if name == "tier" and argument.count(":") == 1:
+    if name in ("tier", "tierok") and argument.count(":") == 1:
         quote_id, tier = argument.split(":")
-        return Choose(quote_id, tier)
+        return Choose(quote_id, tier, confirmed=name == "tierok")
     if name == "cmp" and (picked := _COMPARE_ACTION.fullmatch(argument)):
         return CompareTiers(picked.group(1), tuple(int(n) for n in picked.group(2).split(".")))
+    if name == "set" and (setting := _SETTING_ACTION.fullmatch(argument)):
+        return ChangeSetting(*setting.groups())
     by_id = {
         "qcancel": CancelQuote,
         "cancel": CancelJob,
@@ -102,6 +106,8 @@ def parse_action(action: str) -> Command:
 _ID = re.compile(r"[0-9a-f]{4,32}")
 _COMPARE_ACTION = re.compile(r"([0-9a-f]{4,32}):([0-9]{1,2}(?:\.[0-9]{1,2}){1,15})")
 """``cmp:<quote>:0.2``: the tiers to compare, as places in the quote's tiers."""
+_SETTING_ACTION = re.compile(r"([a-z]{1,8}):([A-Za-z0-9_.-]{1,32}):([A-Za-z0-9_.-]{1,64})")
+"""``set:<setting>:<value>:<owner id>`` (values are checked by the handler)."""
 _PACK_ACTION = re.compile(r"([0-9]{1,13}):([0-9]{1,6})")
 CHARGE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,256}")
 """A payment's charge id (Telegram's ``telegram_payment_charge_id``: ``stx...``)."""
@@ -167,7 +173,7 @@ def split_words(text: str) -> list[Word]:
 class GenArguments:
     """``/gen`` arguments with the options taken out: what is left is image and prompt words."""
 
-    duration_s: int
+    duration_s: int | None
     negative: str
     words: tuple[Word, ...]
 
@@ -226,7 +232,7 @@ def split_gen(rest: str) -> GenArguments:
         if option in found:
             raise UserError("error.option_twice", option=name)
         found[option] = value
-    duration = 5
+    duration = None
     if "duration" in found:
         duration = _gen_duration(found["duration"])
     return GenArguments(duration, found.get("negative", ""), tuple(kept))
@@ -370,6 +376,7 @@ _PARSERS: dict[str, Callable[[str], Command]] = {
     "topup": _topup,
     "gen": parse_gen,
     "compare": parse_compare,
+    "settings": lambda _rest: ShowSettings(),
     "jobs": _jobs,
     "refund": _refund,
     "buy": lambda _: Buy(),

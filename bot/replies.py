@@ -101,7 +101,8 @@ class Reply:
     the message whose button was pressed instead of sending a new one;
     ``private`` asks it to show the reply to the caller only, where the
     platform can; ``video`` is a clip to send with the lines as its caption;
-    ``invoice`` a bill to send (after the lines, if there are any).
+    ``invoice`` a bill to send (after the lines, if there are any); ``locale`` the
+    language to render it in, when the member chose one.
     """
 
     lines: tuple[Text, ...]
@@ -110,6 +111,9 @@ class Reply:
     private: bool = False
     video: Path | None = None
     invoice: Invoice | None = None
+    locale: str | None = None
+    """Render in this language rather than the reader's platform language (the member
+    chose it in /settings); None: the language the adapter would use."""
 
 
 def say(key: str, **params: Any) -> Reply:

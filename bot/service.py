@@ -13,9 +13,10 @@ import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from bot import compare, generation, links, purchases
+from bot import compare, defaults, generation, links, purchases
 from bot.access import describe, is_moderator, resolve_user, unseen_user
 from bot.catalog import BASE_DURATION, Catalog
 from bot.commands import (
@@ -25,6 +26,7 @@ from bot.commands import (
     Caller,
     CancelJob,
     CancelQuote,
+    ChangeSetting,
     Choose,
     Command,
     CompareTiers,
@@ -40,6 +42,7 @@ from bot.commands import (
     RefundPurchase,
     Reroll,
     Resend,
+    ShowSettings,
     Start,
     TopUp,
     Unlink,
@@ -62,41 +65,57 @@ async def respond(
     build: Callable[[], Command], caller: Caller, deps: Deps, *, request_id: str | None = None
 ) -> list[Reply]:
     """Answer the command ``build()`` returns; errors while building are answered too."""
-    return await _guarded(lambda: _dispatch(build(), caller, deps, request_id), caller)
+    return await _guarded(lambda who: _dispatch(build(), who, deps, request_id), caller, deps)
 
 
 async def respond_to_text(
     line: str, caller: Caller, deps: Deps, *, request_id: str | None = None
 ) -> list[Reply]:
     """Answer one chat message."""
-    return await _guarded(lambda: _dispatch(parse_command(line), caller, deps, request_id), caller)
+    return await _guarded(
+        lambda who: _dispatch(parse_command(line), who, deps, request_id), caller, deps
+    )
 
 
 async def respond_to_action(
     action: str, caller: Caller, deps: Deps, *, request_id: str | None = None
 ) -> list[Reply]:
     """Answer a button press; the reply edits the pressed message where that makes sense."""
-    return await _guarded(lambda: _dispatch(parse_action(action), caller, deps, request_id), caller)
+    return await _guarded(
+        lambda who: _dispatch(parse_action(action), who, deps, request_id), caller, deps
+    )
 
 
 async def handle(
     command: Command, caller: Caller, deps: Deps, *, request_id: str | None = None
 ) -> list[Reply]:
     """Answer a command an adapter built itself (slash commands with typed options)."""
-    return await _guarded(lambda: _dispatch(command, caller, deps, request_id), caller)
+    return await _guarded(lambda who: _dispatch(command, who, deps, request_id), caller, deps)
 
 
-async def _guarded(run: Callable[[], Awaitable[list[Reply]]], caller: Caller) -> list[Reply]:
+async def _guarded(
+    run: Callable[[Caller], Awaitable[list[Reply]]], caller: Caller, deps: Deps
+) -> list[Reply]:
+    """Run the command for the caller in the language they chose (/settings), if any.
+
+    Every reply, refusals included, is then marked with that language for
+    the adapter to render it in; the quotes and jobs the command makes keep
+    it too, so status messages speak it.
+    """
+    who = await defaults.localized(caller, deps)
     try:
-        return await run()
+        replies = await run(who)
     except UserError as error:
-        return [Reply((Text(error.key, error.params),), private=True)]
+        replies = [Reply((Text(error.key, error.params),), private=True)]
     except StorageUnavailable as error:
         log.error("storage unavailable while answering %s: %s", caller.user, error)
-        return [say("error.storage")]
+        replies = [say("error.storage")]
     except Exception:
         log.exception("unexpected error while answering %s", caller.user)
-        return [say("error.internal")]
+        replies = [say("error.internal")]
+    if who.locale == caller.locale:
+        return replies
+    return [reply if reply.locale else replace(reply, locale=who.locale) for reply in replies]
 
 
 async def _dispatch(
@@ -351,6 +370,8 @@ _HANDLERS: dict[type, Handler] = {
     Paid: purchases.paid,
     Link: links.link,
     Unlink: links.unlink,
+    ShowSettings: defaults.show_settings,
+    ChangeSetting: defaults.change_setting,
     Price: price,
     Balance: balance,
     History: history,

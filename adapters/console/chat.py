@@ -69,6 +69,11 @@ def for_console(reply: Reply) -> Reply:
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".bmp", ".tif", ".tiff")
 
 
+def _in(reply: Reply, locale: str) -> Reply:
+    """A runner's message in the language of its job (the member's, when they chose one)."""
+    return reply if reply.locale is not None else replace(reply, locale=locale)
+
+
 def console_caller(name: str | None = None, locale: str | None = None) -> Caller:
     """The console user: ``local`` (a moderator) unless ``name`` picks someone else."""
     tag = locale or os.environ.get("LC_ALL") or os.environ.get("LANG")
@@ -179,6 +184,8 @@ class ConsoleChat(Outbox):
         self.caller = caller
         self.write = write
         self.translate = Translator(caller.locale)
+        self._translators: dict[str, Translator] = {}
+        """Languages other than the console's that a member chose (/settings)."""
         self._live: dict[int, _Button] = {}
         self._retired: dict[int, _Button] = {}  # message changed; still answered until freed
         self._highest_shown = 0
@@ -260,17 +267,20 @@ class ConsoleChat(Outbox):
 
     async def send(self, chat: ChatRef, reply: Reply, locale: str) -> str:
         """Print a new message; its number is the id used for later edits."""
-        return self._show(reply)
+        return self._show(_in(reply, locale))
 
     async def edit(self, chat: ChatRef, message_id: str, reply: Reply, locale: str) -> None:
         """Print the new version of message ``message_id``."""
-        self._show(reply, replace=message_id)
+        self._show(_in(reply, locale), replace=message_id)
 
     # --- printing -------------------------------------------------------------------
 
     def _show(self, reply: Reply, *, replace: str | None = None) -> str:
         """Print a message, or a new version of message ``replace``; return its id."""
-        rendered = self.translate.reply(for_console(reply))
+        translate = self.translate
+        if reply.locale is not None and reply.locale != translate.locale:
+            translate = self._translators.setdefault(reply.locale, Translator(reply.locale))
+        rendered = translate.reply(for_console(reply))
         if replace is not None:
             message = replace
             self.write(f"~ message {message} edited:")

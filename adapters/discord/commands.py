@@ -198,12 +198,16 @@ def build_commands(handlers: Handlers) -> list[app_commands.Command[Any, Any, No
         credits: app_commands.Range[int, 0, None] | None = None,
     ) -> None:
         await handlers.command(interaction, f"/unlink discord:{user.id} {credits or 0}")
+    @app_commands.command(name=label("name_settings"), description=label("settings"))
+    async def settings(interaction: discord.Interaction) -> None:
+        await handlers.command(interaction, "/settings")
 
     @app_commands.command(name=label("name_help"), description=label("help"))
     async def help_(interaction: discord.Interaction) -> None:
         await handlers.command(interaction, "/help")
 
-    return [gen, compare, price, balance, history, jobs, topup, refund, buy, link, unlink, help_]
+    return [gen, compare, price, balance, history, jobs, topup, refund, buy, link, unlink, settings,
+            help_]
 
 
 def _digest(payload: list[dict[str, Any]]) -> str:

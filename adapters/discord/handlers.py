@@ -38,7 +38,6 @@ from adapters.discord.outbox import ChannelFacts
 from adapters.discord.purchases import Purchases
 from adapters.discord.render import MAX_CONTENT, render
 from adapters.messages import split_text
-from bot.catalog import BASE_DURATION
 from bot.commands import Buy, Caller, Command, Gen, Price
 from bot.deps import Deps
 from bot.errors import UserError
@@ -287,10 +286,7 @@ class Handlers:
                 await responder.show(self.rendered(refusal, caller))
                 return
         command = Gen(
-            prompt=prompt,
-            negative=negative or "",
-            duration_s=duration or BASE_DURATION,
-            compare=compare,
+            prompt=prompt, negative=negative or "", duration_s=duration, compare=compare
         )
         if image is not None:
             command = replace(command, image=image_input(image, before_download=responder.defer))

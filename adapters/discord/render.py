@@ -39,10 +39,10 @@ def _for_discord(line: Text) -> Text:
 
 
 def render(reply: Reply, locale: str) -> RenderedReply:
-    """A reply in the reader's language, with Discord's wording where it differs."""
+    """A reply in the reader's language (or the member's chosen one), in Discord's wording."""
     if any(line.key in _DISCORD_LINES for line in reply.lines):
         reply = replace(reply, lines=tuple(_for_discord(line) for line in reply.lines))
-    return translator(locale).reply(reply)
+    return translator(reply.locale or locale).reply(reply)
 
 
 def clip(text: str, limit: int = MAX_CONTENT) -> str:

@@ -57,6 +57,7 @@ COMMANDS = {
     "jobs": "telegram.command_jobs",
     "buy": "telegram.command_buy",
     "link": "telegram.command_link",
+    "settings": "telegram.command_settings",
     "topup": "telegram.command_topup",
     "refund": "telegram.command_refund",
     "unlink": "telegram.command_unlink",

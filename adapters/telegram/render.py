@@ -36,8 +36,8 @@ def translator(locale: str) -> Translator:
 
 
 def render(reply: Reply, locale: str) -> RenderedReply:
-    """A reply in the reader's language."""
-    return translator(locale).reply(reply)
+    """A reply in the reader's language (or the one the member chose, when it says so)."""
+    return translator(reply.locale or locale).reply(reply)
 
 
 def keyboard(buttons: tuple[tuple[str, str], ...]) -> InlineKeyboardMarkup | None:

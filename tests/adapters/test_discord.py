@@ -61,7 +61,7 @@ async def test_price_in_english_and_chinese(bot, api, guild):
     commands = api.commands[guild.id]
     assert sorted(commands) == sorted(
         ["gen", "compare", "price", "balance", "history", "jobs", "topup", "refund", "buy",
-         "link", "unlink", "help"]
+         "link", "unlink", "settings", "help"]
     )  # fmt: skip
     gen = commands["gen"]
     assert gen["name_localizations"]["zh-CN"] == "生成"

@@ -63,7 +63,7 @@ async def test_price_in_english_and_chinese(telegram):
     assert [menu.params.get("language_code") for menu in menus] == [None, "zh"]
     assert [c["command"] for c in menus[0].params["commands"]] == [
         "start", "help", "price", "balance", "history", "gen", "compare", "jobs", "buy", "link",
-        "topup", "refund", "unlink",
+        "settings", "topup", "refund", "unlink",
     ]  # fmt: skip
     assert menus[0].params["commands"][5]["description"] == (
         "Send a photo with /gen and a prompt as its caption"

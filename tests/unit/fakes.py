@@ -31,6 +31,8 @@ from bot.ports import (
     purchase_key,
     purchase_refund_key,
 )
+from bot.preferences import Preferences, PreferenceStore
+from bot.preferences import check as check_preference
 from bot.reasons import reason
 from bot.reasons import reason as _reason
 
@@ -925,3 +927,22 @@ class InMemoryInputStore(InputStore):
 
     async def usage(self) -> InputUsage:
         return InputUsage(len(self.images), sum(map(len, self.images.values())))
+
+
+class InMemoryPreferences(PreferenceStore):
+    """Settings by wallet owner, as storage.preferences.SqlitePreferences keeps them."""
+
+    def __init__(self, ledger: InMemoryLedger) -> None:
+        self.ledger = ledger
+        self.rows: dict[UserRef, Preferences] = {}
+
+    async def get(self, user: UserRef) -> Preferences:
+        self.ledger._check()
+        return self.rows.get(self.ledger._owner(user), Preferences())
+
+    async def change(self, user, field, value, *, now) -> Preferences:
+        self.ledger._check()
+        column = check_preference(field, value)
+        owner = self.ledger._owner(user)
+        self.rows[owner] = replace(self.rows.get(owner, Preferences()), **{column: value})
+        return self.rows[owner]
