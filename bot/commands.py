@@ -158,11 +158,15 @@ class Gen:
 
 @dataclass(frozen=True, slots=True)
 class CompareTiers:
-    """A button under a ``/compare`` quote: run these tiers (two or more), one job each."""
+    """A button under a ``/compare`` quote: run these tiers (two or more), one job each.
+
+    ``confirmed``: the confirm button shown when the sum is over the member's threshold.
+    """
 
     quote_id: str
     picks: tuple[int, ...]
     """The tiers, as places in the quote's list of tiers (0 for its first)."""
+    confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +281,8 @@ class Unlink:
 
     target: str
     credits: int = 0
+
+
 class ShowSettings:
     """``/settings``: the member's personal defaults, with buttons to change them."""
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from bot import generation
 from bot.commands import Caller, CompareTiers, Gen
+from bot.defaults import member_defaults
 from bot.deps import Deps
 from bot.errors import InsufficientCredits, UserError
 from bot.jobs.model import Compare, Quote
@@ -53,16 +54,16 @@ async def _quote_reply(quote: Quote, caller: Caller, deps: Deps) -> Reply:
         if preview
         else text("compare.header_image_only", duration=quote.duration_s)
     ]
+    preferred = (await member_defaults(deps, caller)).tier
     for key in quote.tiers:
         tier = deps.catalog.tier(key)
-        lines.append(
-            text(
-                "compare.row",
-                tier=TierName(tier),
-                resolution=f"{tier.resolution}p",
-                money=deps.money(tier.price(quote.duration_s)),
-            )
+        row = text(
+            "compare.row",
+            tier=TierName(tier),
+            resolution=f"{tier.resolution}p",
+            money=deps.money(tier.price(quote.duration_s)),
         )
+        lines.append(text("quote.preferred", label=row) if key == preferred else row)
     total = _sum(deps, quote.tiers, quote.duration_s)
     lines.append(text("compare.total", count=len(quote.tiers), money=deps.money(total)))
     wallet = await deps.ledger.wallet(caller.user)
@@ -117,6 +118,28 @@ async def compare_tiers(
         job_ids=tuple(job.job_id for job in jobs),
     )
     total = sum(job.price for job in jobs)
+    asked = None if command.confirmed else await member_defaults(deps, caller)
+    if asked is not None and asked.confirm_above is not None and asked.asks_before(total):
+        # Over the member's threshold (/settings): nothing is held until they confirm.
+        limit = asked.confirm_above
+        return [
+            Reply(
+                (
+                    text(
+                        "compare.confirm",
+                        tiers=_names(deps, keys),
+                        money=deps.money(total),
+                        limit=deps.money(limit),
+                    ),
+                ),
+                buttons=(
+                    Button(
+                        text("compare.confirm_button", money=deps.money(total)),
+                        f"cmpok:{quote.quote_id}:{'.'.join(str(n) for n in sorted(picks))}",
+                    ),
+                ),
+            )
+        ]
     try:
         created = await gen_side.store.create_compare(
             compare, jobs, max_active=gen_side.runner.settings.max_active, now=deps.clock.now()

@@ -87,8 +87,9 @@ def parse_action(action: str) -> Command:
     if name in ("tier", "tierok") and argument.count(":") == 1:
         quote_id, tier = argument.split(":")
         return Choose(quote_id, tier, confirmed=name == "tierok")
-    if name == "cmp" and (picked := _COMPARE_ACTION.fullmatch(argument)):
-        return CompareTiers(picked.group(1), tuple(int(n) for n in picked.group(2).split(".")))
+    if name in ("cmp", "cmpok") and (picked := _COMPARE_ACTION.fullmatch(argument)):
+        picks = tuple(int(n) for n in picked.group(2).split("."))
+        return CompareTiers(picked.group(1), picks, confirmed=name == "cmpok")
     if name == "set" and (setting := _SETTING_ACTION.fullmatch(argument)):
         return ChangeSetting(*setting.groups())
     by_id = {

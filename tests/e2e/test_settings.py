@@ -146,3 +146,26 @@ async def test_forged_or_stale_settings_buttons_change_nothing(gen, lang, expect
     assert "someone else's settings" in refused or "别人的设置" in refused
     assert await gen.deps.preferences.get(ME) == before
     assert await gen.deps.preferences.get(UserRef("console", "mallory")) == Preferences()
+
+
+async def test_compare_uses_the_defaults_and_asks_before_a_sum_over_the_threshold(gen):
+    chat = gen.chat()
+    await gen.push(chat, "/topup me 300")
+    for field, value in (("duration_s", 10), ("tier", "high_quality"), ("confirm_above", 100)):
+        await gen.deps.preferences.change(ME, field, value, now=0)
+    quote = await gen.push(chat, "/compare sample a robot waves")
+    assert "🆚 Compare tiers for a 10 s clip of “a robot waves”:" in quote
+    assert "★ High Quality · 1080p · 70 credits (¥7.00)" in quote
+    asked = await gen.push(chat, gen.button("Standard, High Quality · 110 credits"))
+    assert asked.startswith(
+        "Comparing Standard, High Quality costs 110 credits (¥11.00), more than the"
+        " 100 credits (¥10.00) you asked to confirm (/settings). Nothing is held yet"
+    )
+    wallet = await gen.deps.ledger.wallet(ME)
+    assert (wallet.balance, wallet.held) == (300, 0)
+    chosen = await gen.push(chat, gen.button("Yes, hold 110 credits (¥11.00) for the comparison"))
+    assert "✅ Comparing Standard, High Quality: 110 credits (¥11.00) held" in chosen
+    wallet = await gen.deps.ledger.wallet(ME)
+    assert (wallet.balance, wallet.held) == (190, 110)
+    await gen.settle()
+    assert await audit(gen.deps.ledger.db) == []
