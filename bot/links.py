@@ -103,7 +103,10 @@ async def link(command: Link, caller: Caller, deps: Deps, _request_id: str | Non
         moved=deps.money(result.moved),
         money=deps.money(balance),
     )
-    return [Reply((line,), private=True)]
+    if deps.preferences is None:
+        return [Reply((line,), private=True)]
+    # Settings are the wallet's: from now on this account uses the issuer's.
+    return [Reply((line, text("settings.after_link", other=str(result.partner))), private=True)]
 
 
 async def unlink(

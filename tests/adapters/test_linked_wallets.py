@@ -177,14 +177,21 @@ async def test_a_member_links_telegram_to_discord_and_has_one_wallet_everywhere(
         await master_clip_on_discord(world, alice_dc)
         assert await world.balance(dc) == (50, 100)
 
+        await world.deps.preferences.change(tg, "duration_s", 10, now=0)  # the issuer's /settings
         code = await link_code(world, alice)
         linked = await world.answered(alice_dc.slash("link", {"code": code.lower()}))
 
         assert linked.ephemeral
         assert linked.content == (
             f"Linked: discord:{alice_dc.id} and telegram:{ALICE_TG} now share one wallet."
-            " 50 credits (¥5.00) moved over from this account. Balance: 350 credits (¥35.00)."
+            " 50 credits (¥5.00) moved over from this account. Balance: 350 credits (¥35.00).\n"
+            f"Your /settings are now those of telegram:{ALICE_TG} on both accounts; this"
+            " account's own come back if the accounts are ever unlinked."
         )
+        shown = (await world.answered(alice_dc.slash("settings"))).content
+        assert "Clip length /gen quotes: 10 s" in shown
+        await world.deps.preferences.change(dc, "duration_s", None, now=0)  # the shared row
+        assert await world.deps.preferences.get(tg) == await world.deps.preferences.get(dc)
         on_telegram = await world.telegram_says(alice, "/balance")
         on_discord = (await world.answered(alice_dc.slash("balance"))).content
         assert (
