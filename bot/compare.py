@@ -28,7 +28,9 @@ async def gen(command: Gen, caller: Caller, deps: Deps, request_id: str | None) 
     """``/gen`` quotes tiers to pick one; ``/compare`` (``command.compare``) to run several."""
     if not command.compare:
         return await generation.gen(command, caller, deps, request_id)
-    if command.image is None and len(generation.tiers_for(deps, None)) < 2:
+    if len(deps.catalog.tiers) < 2 or (
+        command.image is None and len(generation.tiers_for(deps, None)) < 2
+    ):
         # Text alone: only the tiers that need no image, one of them at most. Nothing stored.
         raise UserError("compare.too_few")
     quote = await generation.take_inputs(command, caller, deps)
