@@ -11,11 +11,13 @@ from storage.ledger import resolve
 
 _COLUMNS = "tier, duration_s, locale, confirm_above"
 
-_OWNER = (
-    "SELECT coalesce(w.linked_platform, ?1) AS platform, coalesce(w.linked_user_id, ?2) AS user_id"
-    " FROM (SELECT 1) AS one LEFT JOIN wallets w ON w.platform = ?1 AND w.user_id = ?2"
+_BY_OWNER = (
+    "platform = coalesce((SELECT linked_platform FROM wallets"
+    " WHERE platform = ?1 AND user_id = ?2), ?1)"
+    " AND user_id = coalesce((SELECT linked_user_id FROM wallets"
+    " WHERE platform = ?1 AND user_id = ?2), ?2)"
 )
-"""The identity whose wallet ``(?1, ?2)`` uses: its partner when linked, else itself."""
+"""The row of the wallet ``(?1, ?2)`` uses (its partner's when linked), by primary key."""
 
 
 def _preferences(row: sqlite3.Row | None) -> Preferences:
@@ -32,9 +34,9 @@ class SqlitePreferences(PreferenceStore):
 
     async def get(self, user: UserRef) -> Preferences:
         """The settings of ``user``'s wallet (its partner's, when linked)."""
-        row = await self.database.read_one(
-            f"SELECT {_COLUMNS} FROM member_settings s JOIN ({_OWNER}) o"
-            " ON s.platform = o.platform AND s.user_id = o.user_id",
+        # Read for every command (the member's language): primary-key lookups only.
+        row = await self.database.read_point(
+            f"SELECT {_COLUMNS} FROM member_settings WHERE {_BY_OWNER}",
             (user.platform, user.id),
         )
         return _preferences(row)
