@@ -525,7 +525,9 @@ async def test_a_console_killed_again_and_again_delivers_every_paid_job(tmp_path
             console.stdin.write(f"/gen sample {prompt}\n".encode())
             await console.stdin.drain()
             await press_tier(console, "Standard", seen)
-            await read_until(console, lambda line: "queued, position" in line, seen)
+            # The press is paid once its quote says so ("queued" comes before that line,
+            # and job 1's "generating" edits can come in between).
+            await read_until(console, lambda line: "held for job" in line, seen)
         await read_until(console, lambda line: "· generating" in line, seen)
     finally:
         await kill_console(console)
