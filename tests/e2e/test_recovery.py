@@ -472,6 +472,7 @@ async def test_a_console_killed_mid_generation_delivers_the_clip_when_started_ag
         "KLINGBOT_DB": str(tmp_path / "klingbot.db"),
         "KLINGBOT_TIME_SCALE": "0.05",  # High Quality's ~60 s becomes ~3 s
         "KLINGBOT_STATUS_INTERVAL_S": "0.2",
+        "KLINGBOT_TIERS": '{"high_quality": {"resolution": 360}}',  # a quick render
     }
     first = await start_console(tmp_path, cli_env(overrides), tmp_path / "first.stderr")
     seen: list[str] = []
@@ -496,7 +497,7 @@ async def test_a_console_killed_mid_generation_delivers_the_clip_when_started_ag
     path = Path(clip_lines[0].strip().removeprefix("🎞️ "))
     assert path.name.startswith(short_id) and path.suffix == ".mp4"
     video = probe(path)
-    assert (video.codec, video.height) == ("h264", 1080)
+    assert (video.codec, video.height) == ("h264", 360)  # the tier's resolution
     assert abs(video.duration_s - 5) <= 0.1
 
     check = await asyncio.to_thread(run_cli, "db", "check", cwd=tmp_path, env=overrides)
@@ -515,6 +516,7 @@ async def test_a_console_killed_again_and_again_delivers_every_paid_job(tmp_path
         "KLINGBOT_TIME_SCALE": "0.02",  # Standard's ~45 s becomes ~1 s
         "KLINGBOT_STATUS_INTERVAL_S": "0.2",
         "KLINGBOT_MAX_JOBS_PER_PROVIDER": "1",
+        "KLINGBOT_TIERS": '{"standard": {"resolution": 360}}',  # quick renders
     }
     env = cli_env(overrides)
     seen: list[str] = []
@@ -556,4 +558,4 @@ async def test_a_console_killed_again_and_again_delivers_every_paid_job(tmp_path
     clips = sorted((tmp_path / "klingbot-data" / "clips").glob("*.mp4"))
     assert sorted(path.name[:8] for path in clips) == sorted(paid)
     for path in clips:
-        assert probe(path).height == 720
+        assert probe(path).height == 360  # the tier's resolution
