@@ -49,9 +49,18 @@ def forged_press(member: Member, message: dict, data: str) -> None:
     )
 
 
-async def test_settings_change_language_quote_and_confirm(tmp_path, api):
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request) -> dict[str, object]:
+    """The bot's settings for each database: SQLite in tmp_path, or this run's PostgreSQL."""
+    if request.param == "sqlite":
+        return {}
+    request.getfixturevalue("pg_database")  # every table emptied first
+    return {"database_url": request.getfixturevalue("pg_url")}
+
+
+async def test_settings_change_language_quote_and_confirm(tmp_path, api, backend):
     provider = ScriptedProvider(render_tiny_clip(tmp_path / "tiny.mp4"), Script())
-    async with telegram_bot(tmp_path, api, provider=provider) as telegram:
+    async with telegram_bot(tmp_path, api, provider=provider, **backend) as telegram:
         alice = telegram.member(ALICE, "Alice", "alice", lang="en")
         me = UserRef("telegram", str(ALICE))
         menu = await sent(telegram, alice, "/settings")
