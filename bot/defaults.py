@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from bot.catalog import BASE_DURATION
 from bot.commands import Caller, ChangeSetting, ShowSettings
 from bot.deps import Deps
-from bot.errors import StorageUnavailable, UserError
+from bot.errors import UserError
 from bot.preferences import (
     CONFIRM_CHOICES,
     DURATION_CHOICES,
@@ -110,7 +110,7 @@ async def localized(caller: Caller, deps: Deps) -> Caller:
         return caller
     try:
         chosen = (await deps.preferences.get(caller.user)).locale
-    except (StorageUnavailable, OSError, RuntimeError) as error:
+    except Exception as error:  # never let a language lookup lose the answer itself
         log.warning("the settings of %s could not be read: %s", caller.user, error)
         return caller
     if chosen is None or chosen == caller.locale:
