@@ -181,10 +181,15 @@ async def terminate(url: str, application_name: str) -> None:
     assert killed == 1
 
 
-async def test_doctor_names_the_running_replicas_and_the_roles_each_holds(tmp_path, replicas_url):
+async def test_doctor_names_the_running_replicas_and_the_roles_each_holds(tmp_path, pg_empty_url):
+    """On a database of its own: the run's shared one may have other tests' replicas on it."""
+    from storage.postgres.database import PgDatabase
     from storage.postgres.locks import AdvisoryRoles
     from tests.e2e.conftest import run_cli
 
+    replicas_url = pg_empty_url
+    async with PgDatabase(replicas_url):
+        pass  # migrated: the replicas table exists
     first, second = replica_id(), replica_id()
     # Nothing here waits for a lease to lapse: a production-length lease, so that a loaded
     # machine (slow heartbeats, a slow doctor process) cannot expire a row or drop a role
@@ -200,6 +205,7 @@ async def test_doctor_names_the_running_replicas_and_the_roles_each_holds(tmp_pa
         result = await asyncio.to_thread(
             run_cli, "doctor", cwd=tmp_path, env={"KLINGBOT_DATABASE_URL": replicas_url}
         )
+        sessions = await sessions_on(replicas_url)
     finally:
         await roles.close()
         for lease in leases:
@@ -211,4 +217,16 @@ async def test_doctor_names_the_running_replicas_and_the_roles_each_holds(tmp_pa
         second: f"{second} (pid {os.getpid()} on {host}; no role)",
     }
     expected = ", ".join(described[name] for name in sorted(described))
-    assert line == f"[✓] replicas: 2 running: {expected}", result.stdout
+    assert line == f"[✓] replicas: 2 running: {expected}", (result.stdout, sessions)
+
+
+async def sessions_on(url: str) -> list[str]:
+    """Who is on the database (a failure says so)."""
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(
+            "SELECT application_name, pid FROM pg_stat_activity WHERE datname = current_database()"
+        )
+    finally:
+        await connection.close()
+    return [f"{row['application_name']} ({row['pid']})" for row in rows]
