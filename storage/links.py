@@ -46,6 +46,12 @@ def issue_code(
     """Store a code for ``user`` unless they asked for ``per_hour`` codes in the last hour."""
     if _wallet(connection, user) is None:
         raise NoWallet(str(user))
+    # Codes nobody used that expired over an hour ago count for nothing any more.
+    connection.execute(
+        "DELETE FROM link_codes WHERE platform = ? AND user_id = ? AND used_at IS NULL"
+        " AND expires_at <= ?",
+        (user.platform, user.id, now - HOUR),
+    )
     inserted = connection.execute(
         """
         INSERT INTO link_codes (code_hash, platform, user_id, created_at, expires_at)
@@ -85,6 +91,10 @@ def redeem(
     failures_per_hour: int,
 ) -> LinkResult:
     """Link ``user`` to the wallet of the code's issuer (all or nothing)."""
+    connection.execute(
+        "DELETE FROM link_failures WHERE platform = ? AND user_id = ? AND at <= ?",
+        (user.platform, user.id, now - HOUR),
+    )
     failures = connection.execute(
         "SELECT count(*) FROM link_failures WHERE platform = ? AND user_id = ? AND at > ?",
         (user.platform, user.id, now - HOUR),

@@ -83,6 +83,14 @@ async def issue_code(
     """
     if await _lock_wallet(connection, user) is None:
         raise NoWallet(str(user))
+    # Codes nobody used that expired over an hour ago count for nothing any more.
+    await connection.execute(
+        "DELETE FROM link_codes WHERE platform = $1 AND user_id = $2 AND used_at IS NULL"
+        " AND expires_at <= $3",
+        user.platform,
+        user.id,
+        now - HOUR,
+    )
     status = await connection.execute(
         """
         INSERT INTO link_codes (code_hash, platform, user_id, created_at, expires_at)
@@ -128,6 +136,12 @@ async def redeem(
     )
     if await _lock_wallet(connection, user) is None:
         raise NoWallet(str(user))
+    await connection.execute(
+        "DELETE FROM link_failures WHERE platform = $1 AND user_id = $2 AND at <= $3",
+        user.platform,
+        user.id,
+        now - HOUR,
+    )
     failures = await connection.fetchval(
         "SELECT count(*) FROM link_failures WHERE platform = $1 AND user_id = $2 AND at > $3",
         user.platform,

@@ -186,6 +186,11 @@ async def test_codes_and_wrong_guesses_are_rate_limited(ledger):
     assert statuses == ["unknown"] * 3 and right.status == "too_many"
     assert later.status == "expired"  # counted again an hour on; the code lasted 10 minutes
 
+    # Past an hour after expiring, an unused code is forgotten (so is a wrong guess).
+    assert await ledger.issue_link_code(TG, digest("NEWER"), now=NOW + 7300, ttl_s=TTL, per_hour=5)
+    gone = await ledger.redeem_link_code(DC, digest("CODE4"), now=NOW + 7300, failures_per_hour=3)
+    assert gone.status == "unknown"
+
 
 async def test_unlink_records_the_split_and_separates_the_wallets(ledger):
     await meet(ledger, TG, 100)

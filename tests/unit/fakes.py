@@ -309,6 +309,11 @@ class InMemoryLedger(Ledger):
         self._check()
         if user not in self.balances:
             raise NoWallet(str(user))
+        self.codes = {
+            h: c
+            for h, c in self.codes.items()
+            if not (c["user"] == user and c["used"] is None and c["expires"] <= now - 3600)
+        }
         recent = [c for c in self.codes.values() if c["user"] == user and c["at"] > now - 3600]
         if len(recent) >= per_hour:
             return False
@@ -321,6 +326,7 @@ class InMemoryLedger(Ledger):
 
     async def redeem_link_code(self, user, code_hash, *, now, failures_per_hour) -> LinkResult:
         self._check()
+        self.failures = [(u, at) for u, at in self.failures if u != user or at > now - 3600]
         if sum(1 for u, at in self.failures if u == user and at > now - 3600) >= failures_per_hour:
             return LinkResult("too_many")
         code = self.codes.get(code_hash)
