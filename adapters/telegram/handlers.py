@@ -47,7 +47,7 @@ from adapters.telegram.chats import (
 from adapters.telegram.images import find_image, image_input
 from adapters.telegram.payments import send_invoice
 from adapters.telegram.render import edit_text, fits_alert, render, send_text, translator
-from bot.commands import Buy, Caller, ChatRef, Command, Gen, Paid, Price
+from bot.commands import Buy, Caller, ChatRef, Command, Gen, Link, Paid, Price
 from bot.deps import Deps
 from bot.errors import UserError
 from bot.i18n import RenderedReply
@@ -173,7 +173,7 @@ class Handlers:
         caller = await self._caller(
             message.from_user,
             chat,
-            moderation=command is not None and not isinstance(command, Price | Buy),
+            moderation=command is not None and not isinstance(command, Price | Buy | Link),
         )
         request_id = f"telegram:{message.chat.id}:{message.message_id}"
         if failure is not None:
