@@ -8,13 +8,18 @@ status and an unchanged ledger.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from adapters.console import ConsoleChat, console_caller
+from app.bootstrap import open_core
 from bot.reasons import reason
+from bot.settings import Settings
 from tests.e2e.conftest import run_cli
+from tests.e2e.conftest import run_in_process as klingbot
 
 ZH = {"LANG": "zh_CN.UTF-8"}
 UNKNOWN = "I don't know the user {}. They need to talk to me once (any command) before their wallet exists."
@@ -80,20 +85,26 @@ def users(folder: Path) -> list[tuple]:
 
 
 def chat_as(folder: Path, name: str) -> None:
-    """``name`` talks to the bot once on the console, so the bot knows them."""
-    result = run_cli("console", "--as", name, cwd=folder, stdin="/start\n")
-    assert result.returncode == 0, result.stderr
+    """``name`` talks to the bot once on the console (``klingbot console --as NAME``, in this
+    process: the console chat on the bot's database), so the bot knows them."""
+
+    async def talk() -> None:
+        async with open_core(Settings(db=folder / "klingbot.db")) as deps:
+            chat = ConsoleChat(deps, console_caller(name), lambda _: None)
+            await chat.send_line("/start")
+
+    asyncio.run(talk())
 
 
 # --- the README's example: a top-up for someone the bot has not seen yet ----------
 
 
 def test_the_readme_topup_opens_the_wallet_of_an_unseen_user(tmp_path):
-    topup = run_cli(
+    topup = klingbot(
         "wallet", "topup", "telegram:123", "500", "refund", "for", "ticket", "42", cwd=tmp_path
     )
-    balance = run_cli("wallet", "balance", "telegram:123", cwd=tmp_path)
-    history = run_cli("wallet", "history", "telegram:123", "-n", "20", cwd=tmp_path)
+    balance = klingbot("wallet", "balance", "telegram:123", cwd=tmp_path)
+    history = klingbot("wallet", "history", "telegram:123", "-n", "20", cwd=tmp_path)
 
     assert (topup.returncode, topup.stderr) == (0, "")
     assert topup.stdout == (
@@ -112,7 +123,7 @@ def test_the_readme_topup_opens_the_wallet_of_an_unseen_user(tmp_path):
 
 
 def test_the_unseen_topup_in_chinese_with_welcome_credits(tmp_path):
-    topup = run_cli(
+    topup = klingbot(
         "wallet",
         "topup",
         "telegram:123",
@@ -133,7 +144,7 @@ def test_the_unseen_topup_in_chinese_with_welcome_credits(tmp_path):
     ]
     # The bot's own reasons are shown in the reader's language.
     for env, shown in ((ZH, "新人赠送"), ({}, "welcome credits")):
-        history = run_cli("wallet", "history", "telegram:123", cwd=tmp_path, env=env)
+        history = klingbot("wallet", "history", "telegram:123", cwd=tmp_path, env=env)
         assert history.stdout.splitlines()[2].split("\t")[2:] == [
             "topup",
             "+30",
@@ -161,14 +172,14 @@ def test_an_unknown_user_that_is_not_a_full_platform_id_is_refused(tmp_path, tar
     chat_as(tmp_path, "alice")
     before = ledger(tmp_path)
 
-    result = run_cli("wallet", "topup", target, "5", cwd=tmp_path, env=env)
+    result = klingbot("wallet", "topup", target, "5", cwd=tmp_path, env=env)
 
     assert (result.returncode, result.stdout, result.stderr) == (1, message + "\n", "")
     assert ledger(tmp_path) == before
 
 
 def test_a_topup_without_credits_names_only_the_credits(tmp_path):
-    result = run_cli("wallet", "topup", "telegram:123", cwd=tmp_path)
+    result = klingbot("wallet", "topup", "telegram:123", cwd=tmp_path)
 
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.splitlines()[-1] == (
@@ -184,9 +195,9 @@ def test_a_topup_without_credits_names_only_the_credits(tmp_path):
 def test_a_user_is_found_by_name_or_id_on_any_platform(tmp_path, name):
     chat_as(tmp_path, "alice")
 
-    topup = run_cli("wallet", "topup", name, "40", "support", "ticket", cwd=tmp_path)
-    balance = run_cli("wallet", "balance", name, cwd=tmp_path)
-    history = run_cli("wallet", "history", name, cwd=tmp_path)
+    topup = klingbot("wallet", "topup", name, "40", "support", "ticket", cwd=tmp_path)
+    balance = klingbot("wallet", "balance", name, cwd=tmp_path)
+    history = klingbot("wallet", "history", name, cwd=tmp_path)
 
     assert topup.returncode == 0, topup.stdout + topup.stderr
     assert topup.stdout == (
@@ -207,8 +218,8 @@ def test_me_is_the_local_operator_of_the_console(tmp_path):
     console = run_cli("console", cwd=tmp_path, stdin="/topup me 300\n")
     assert console.returncode == 0, console.stderr
 
-    balance = run_cli("wallet", "balance", "me", cwd=tmp_path)
-    topup = run_cli("wallet", "topup", "me", "7", cwd=tmp_path)
+    balance = klingbot("wallet", "balance", "me", cwd=tmp_path)
+    topup = klingbot("wallet", "topup", "me", "7", cwd=tmp_path)
     again = run_cli("console", cwd=tmp_path, stdin="/balance\n")
 
     assert balance.stdout == "Your balance: 300 credits (¥30.00).\n"
@@ -225,9 +236,9 @@ def test_reading_a_balance_opens_no_wallet(tmp_path):
     chat_as(tmp_path, "alice")
     before = (users(tmp_path), wallets(tmp_path))
 
-    mine = run_cli("wallet", "balance", "me", cwd=tmp_path)
-    hers = run_cli("wallet", "balance", "alice", cwd=tmp_path)
-    history = run_cli("wallet", "history", "me", cwd=tmp_path)
+    mine = klingbot("wallet", "balance", "me", cwd=tmp_path)
+    hers = klingbot("wallet", "balance", "alice", cwd=tmp_path)
+    history = klingbot("wallet", "history", "me", cwd=tmp_path)
 
     assert (mine.returncode, mine.stdout) == (0, "Your balance: 0 credits (¥0.00).\n")
     assert (hers.returncode, hers.stdout) == (
@@ -250,12 +261,12 @@ def test_reading_a_balance_opens_no_wallet(tmp_path):
 )
 def test_a_name_several_users_share_is_refused_listing_them(tmp_path, env, message):
     chat_as(tmp_path, "123")
-    assert run_cli("wallet", "topup", "telegram:123", "1", cwd=tmp_path).returncode == 0
+    assert klingbot("wallet", "topup", "telegram:123", "1", cwd=tmp_path).returncode == 0
     before = ledger(tmp_path)
 
-    topup = run_cli("wallet", "topup", "123", "5", cwd=tmp_path, env=env)
-    balance = run_cli("wallet", "balance", "123", cwd=tmp_path, env=env)
-    history = run_cli("wallet", "history", "123", cwd=tmp_path, env=env)
+    topup = klingbot("wallet", "topup", "123", "5", cwd=tmp_path, env=env)
+    balance = klingbot("wallet", "balance", "123", cwd=tmp_path, env=env)
+    history = klingbot("wallet", "history", "123", cwd=tmp_path, env=env)
 
     console = run_cli("console", cwd=tmp_path, env=env, stdin="/balance 123\n")  # the same person
 
@@ -263,7 +274,7 @@ def test_a_name_several_users_share_is_refused_listing_them(tmp_path, env, messa
         assert (result.returncode, result.stdout, result.stderr) == (1, message, "")
     assert console.stdout == message
     assert ledger(tmp_path) == before
-    exact = run_cli("wallet", "balance", "console:123", cwd=tmp_path)
+    exact = klingbot("wallet", "balance", "console:123", cwd=tmp_path)
     assert exact.stdout == "Balance of 123 (console:123): 0 credits (¥0.00).\n"
 
 
@@ -283,7 +294,7 @@ def test_an_unknown_user_is_one_clear_message(tmp_path, command, env, message):
     before = (ledger(tmp_path), users(tmp_path))
     assert before[1] == [("console", "alice", "alice", "alice")]
 
-    result = run_cli("wallet", *command, cwd=tmp_path, env=env)
+    result = klingbot("wallet", *command, cwd=tmp_path, env=env)
 
     assert (result.returncode, result.stdout, result.stderr) == (1, message + "\n", "")
     assert ledger(tmp_path) == before[0]
@@ -306,7 +317,7 @@ def test_an_unknown_user_is_one_clear_message(tmp_path, command, env, message):
     ],
 )
 def test_a_bad_history_count_is_one_line(tmp_path, value, env, message):
-    result = run_cli("wallet", "history", "me", "-n", value, cwd=tmp_path, env=env)
+    result = klingbot("wallet", "history", "me", "-n", value, cwd=tmp_path, env=env)
 
     assert (result.returncode, result.stdout, result.stderr) == (2, "", message)
     assert list(tmp_path.iterdir()) == []  # refused before opening anything
@@ -314,9 +325,9 @@ def test_a_bad_history_count_is_one_line(tmp_path, value, env, message):
 
 def test_history_count_limits_the_rows(tmp_path):
     for amount in ("1", "2", "3"):
-        run_cli("wallet", "topup", "me", amount, cwd=tmp_path)
+        klingbot("wallet", "topup", "me", amount, cwd=tmp_path)
 
-    result = run_cli("wallet", "history", "me", "-n", "2", cwd=tmp_path)
+    result = klingbot("wallet", "history", "me", "-n", "2", cwd=tmp_path)
 
     assert result.returncode == 0
     assert [row.split("\t")[3] for row in result.stdout.splitlines()[1:]] == ["+3", "+2"]
