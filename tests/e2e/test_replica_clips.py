@@ -98,7 +98,9 @@ async def made_but_not_delivered(settings, line: str) -> str:
         await wait(refusing.upload_started.wait())
         await wait(deps.generation.runner.between_steps())
         [job] = await deps.generation.store.jobs_of(None, 1)
-        assert (job.state, job.delivery_attempts) == ("succeeded", 1)
+        # Made, never delivered: the upload was refused (once, or again already: the
+        # retry's delay is scaled to nothing here, so how many times depends on timing).
+        assert job.state == "succeeded" and job.delivery_attempts >= 1, job
         assert Path(job.result_path).parent == settings.clips_dir
         assert Path(job.result_path).is_file()
     # That machine is gone with its clips (and, on PostgreSQL, with its whole data folder:
