@@ -485,6 +485,8 @@ class JobRunner:
             job_id, user, record = entry
             if self._running_users[user] >= limit.per_user or user in self._replica.users_full:
                 continue
+            if job_id in self._replica.after_older:
+                continue
             self._waiting.remove(entry)
             if self.leases is None:  # with leases, once the database gave it a slot
                 self._positions.pop(job_id, None)
@@ -554,8 +556,12 @@ class JobRunner:
                 )
                 if taken == "user":
                     self._replica.users_full.add(user)
-                elif taken in ("provider", "older"):
+                elif taken == "provider":
                     self._replica.provider_full = True
+                elif taken == "older":
+                    # Its turn comes after another replica's job; the next one here may be
+                    # older than that (each replica's queue is in its own order).
+                    self._replica.after_older.add(job.job_id)
         if isinstance(taken, str):
             log.debug("job %s gets no slot yet (%s)", job.job_id, taken)
             raise _NoSlot(taken)
@@ -686,6 +692,7 @@ class JobRunner:
         """Try the queue again: a slot may have been freed here or by another replica."""
         self._replica.provider_full = False
         self._replica.users_full.clear()
+        self._replica.after_older.clear()
         self._schedule()
 
     def _local_jobs(self) -> set[str]:
@@ -789,7 +796,11 @@ class _ReplicaQueue:
     starting: dict[str, tuple[str, str, JobRecord]] = field(default_factory=dict)
     """Launched jobs asking for their slot: their queue entry, to go back to on a refusal."""
     provider_full: bool = False
-    """The provider's slots are all taken (or an older job elsewhere goes first): wait a tick."""
+    """The provider's slots are all taken: wait a tick."""
+    after_older: set[str] = field(default_factory=set)
+    """Jobs refused because an older job of another replica goes first: they wait a tick,
+    while the jobs behind them here still ask. Stopping at the first of them instead, two
+    replicas could each wait forever on a job the other one queued behind its own."""
     users_full: set[str] = field(default_factory=set)
     """Members whose slots are all taken across replicas: their jobs wait a tick."""
     positions: dict[str, int] = field(default_factory=dict)
