@@ -547,13 +547,17 @@ class JobRunner:
             if self._replica.provider_full or user in self._replica.users_full:
                 taken: Job | Refusal = "provider"  # an older job was just refused: wait with it
             else:
-                taken = await self.leases.take_slot(
-                    job.job_id,
-                    self.replica_id,
-                    per_provider=self.settings.per_provider,
-                    per_user=self.settings.per_user,
-                    now=self._wall(),
-                )
+                try:
+                    taken = await self.leases.take_slot(
+                        job.job_id,
+                        self.replica_id,
+                        per_provider=self.settings.per_provider,
+                        per_user=self.settings.per_user,
+                        now=self._wall(),
+                    )
+                except Exception as error:  # the database is away: the job waits in its place
+                    log.warning("no slot for job %s now: %s", job.job_id, error)
+                    taken = "provider"
                 if taken == "user":
                     self._replica.users_full.add(user)
                 elif taken == "provider":

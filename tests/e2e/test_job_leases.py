@@ -151,6 +151,21 @@ async def test_a_replica_stopping_as_a_clip_goes_out_records_it_so_nobody_sends_
         await charged_once(backend, b, [job])
 
 
+async def test_a_slot_request_the_database_fails_leaves_the_job_queued_not_lost(
+    backend, service, tmp_path
+):
+    async with cluster(backend, service, tmp_path / "clips", lease_s=LEASE) as c:
+        a = await c.replica("a")
+        a.failing_takes = 2
+        job = await c.order(a)
+        await service.changed.until(lambda: job.job_id in service.tasks)  # a later tick
+        service.finish(job.job_id)
+        await all_settled(a, [job])
+
+        assert a.failing_takes == 0
+        assert c.clips_sent() == {job.job_id: 1} and submits_per_job(service) == {job.job_id: 1}
+
+
 async def test_a_replica_keeps_its_jobs_while_its_adapters_connect_before_it_starts(
     backend, service, tmp_path
 ):

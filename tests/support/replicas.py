@@ -152,6 +152,9 @@ class Mortal:
                 raise StorageUnavailable(f"replica {self._owner.name} stalls")
             if self._owner.dead:  # the process is gone: nothing it writes arrives
                 raise StorageUnavailable(f"replica {self._owner.name} is dead")
+            if name == "take_slot" and self._owner.failing_takes > 0:
+                self._owner.failing_takes -= 1
+                raise StorageUnavailable("the database does not answer")
             if name == "transition" and args[2:3] == ("delivered",):
                 await self._owner.recording.wait()
             result = await value(*args, **kwargs)
@@ -196,6 +199,8 @@ class Replica:
     renewals: Pulse = field(default_factory=Pulse)
     renewed: int = 0
     """How many lease renewals it attempted."""
+    failing_takes: int = 0
+    """How many of its next requests for a slot fail (the database away for a moment)."""
     recording: asyncio.Event = field(default_factory=asyncio.Event)
     """Its writes that record a delivery wait for this (set: they go at once)."""
 
