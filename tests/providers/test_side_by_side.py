@@ -36,6 +36,8 @@ def test_three_panels_labelled_same_height_shortest_length(tmp_path):
     # Between the panels, the gaps stay black below the strip.
     assert first[100, 320 : 320 + GAP].max() < 40
     assert not list(tmp_path.glob(".compare-*"))
+    # Readable like the tiers' own clips (a clip-link server or a volume's other user reads it).
+    assert out.stat().st_mode & 0o777 == 0o644
 
 
 def test_the_panels_shrink_together_to_the_width_allowed():

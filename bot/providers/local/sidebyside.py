@@ -167,6 +167,7 @@ def side_by_side(
                 output.mux(stream.encode(None))
             if frames == 0:
                 raise ValueError("the clips have no frames")
+            os.chmod(temporary, 0o644)  # mkstemp makes the file private; a clip is not a secret
             os.replace(temporary, out_path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
