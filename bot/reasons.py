@@ -30,6 +30,7 @@ KEYS = frozenset(
         "reason.purchase",
         "reason.purchase_refund",
         "reason.purchase_sku",
+        "reason.purchase_refund_sku",
         "reason.link",
         "reason.unlink",
     }

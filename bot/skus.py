@@ -9,6 +9,12 @@ event, a second replica's start-up scan or a retry after a crash credits
 nothing more. The adapter consumes the entitlement afterwards; credit first,
 consume second, so a crash in between is finished by the next scan (the
 credit is then a no-op and the consume is retried).
+
+When Discord refunds a purchase (or removes the entitlement) it sends
+``ENTITLEMENT_DELETE``; :func:`refunded` records a ``purchase_refund`` of
+that entitlement's purchase, forced (Discord gave the money back already,
+so the credits left are taken, never below zero), once: a replayed delete
+records nothing more.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.commands import UserRef
-from bot.ports import Outcome
+from bot.errors import UnknownPurchase
+from bot.ports import Outcome, Purchase
 from bot.reasons import reason as bot_reason
 from bot.replies import Reply, text
 
@@ -104,6 +111,52 @@ async def credit(deps: Deps, user_id: str, entitlement_id: str, pack: SkuPack) -
         "credited" if outcome.applied else "already credited",
     )
     return outcome
+
+
+async def refunded(deps: Deps, entitlement_id: str) -> tuple[Purchase, Outcome] | None:
+    """Record that Discord refunded (deleted) ``entitlement_id``: its purchase and the refund.
+
+    None when the ledger has no purchase paid by that entitlement (one the
+    bot never credited: another SKU, or deleted before it was credited).
+    The refund is forced: it takes what is left of the credits, never more
+    than the balance; ``applied`` is False when it was recorded before.
+    """
+    found = await deps.ledger.find_purchase(SOURCE, entitlement_id)
+    if found is None:
+        return None
+    try:
+        outcome = await deps.ledger.refund_purchase(
+            SOURCE,
+            entitlement_id,
+            force=True,
+            actor="discord",
+            reason=bot_reason("reason.purchase_refund_sku"),
+            now=deps.clock.now(),
+        )
+    except UnknownPurchase:
+        return None
+    log.info(
+        "Discord entitlement %s deleted (refunded by Discord): %d credits %s from %s",
+        entitlement_id,
+        -outcome.entry.amount,
+        "taken back" if outcome.applied else "were already taken back",
+        found.bought.user,
+    )
+    return found, outcome
+
+
+def refund_news(deps: Deps, purchase: Purchase, refund: Outcome, balance: int) -> Reply:
+    """What the member is told when Discord refunded their purchase: what was taken back."""
+    return Reply(
+        (
+            text(
+                "sku.refunded",
+                money=deps.money(purchase.bought.amount),
+                taken=deps.money(-refund.entry.amount),
+                balance=deps.money(balance),
+            ),
+        )
+    )
 
 
 BUTTON_ACTION = "sku:"

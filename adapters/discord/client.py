@@ -109,6 +109,11 @@ class _Kling:
         if self.adapter is not None:
             self.adapter.purchases.entitlement_created(entitlement)
 
+    async def on_entitlement_delete(self, entitlement: discord.Entitlement) -> None:
+        """Discord refunded (or removed) an entitlement: record the refund once (``purchases``)."""
+        if self.adapter is not None:
+            self.adapter.purchases.entitlement_deleted(entitlement)
+
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Discord takes one IDENTIFY per 5 s (``max_concurrency`` 1): the next shard waits."""
         if not initial:

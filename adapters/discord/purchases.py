@@ -19,6 +19,14 @@ this process only when it holds the gateway (or shard 0). Each entitlement:
    :data:`FOLLOWUP_FOR_S`, or else in their DMs (a member who closed them
    still sees it with ``/balance``).
 
+When Discord refunds a purchase (or removes the entitlement) it sends
+``ENTITLEMENT_DELETE`` (``deleted: true``), again to shard 0's session: the
+refund is recorded with :func:`bot.skus.refunded` (forced, once per
+entitlement: a replayed delete records nothing more) and the member is told
+by DM what was taken back. An entitlement the ledger never credited is
+logged and ignored. A delete heard while this process still handles the
+same entitlement's ``ENTITLEMENT_CREATE`` waits for it first.
+
 At start-up (and whenever this replica takes the gateway over) the
 unconsumed entitlements of the mapped SKUs are listed from the API
 (``exclude_ended``, ``exclude_deleted``, 100 a page) and go through the
@@ -101,6 +109,8 @@ class Purchases:
         self._buyers: dict[int, tuple[discord.Interaction, float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._scan: asyncio.Task[None] | None = None
+        self._granting: dict[str, asyncio.Task[None]] = {}
+        """The ``ENTITLEMENT_CREATE`` handled now, by entitlement id (a delete waits for it)."""
 
     @property
     def enabled(self) -> bool:
@@ -116,7 +126,19 @@ class Purchases:
 
     def entitlement_created(self, entitlement: discord.Entitlement) -> None:
         """``ENTITLEMENT_CREATE``: handle it in the background (tracked for shutdown)."""
-        self._spawn(self._handle_logged(Grant.of(entitlement)), f"entitlement {entitlement.id}")
+        grant = Grant.of(entitlement)
+        task = self._spawn(self._handle_logged(grant), f"entitlement {grant.id}")
+        self._granting[grant.id] = task
+        task.add_done_callback(lambda done: self._forget(grant.id, done))
+
+    def entitlement_deleted(self, entitlement: discord.Entitlement) -> None:
+        """``ENTITLEMENT_DELETE``: record Discord's refund in the background."""
+        grant = Grant.of(entitlement)
+        self._spawn(self._refund_logged(grant), f"entitlement {grant.id} deleted")
+
+    def _forget(self, entitlement_id: str, task: asyncio.Task[None]) -> None:
+        if self._granting.get(entitlement_id) is task:
+            del self._granting[entitlement_id]
 
     def scan_soon(self) -> None:
         """List and handle the unconsumed entitlements, unless a scan is running already."""
@@ -150,6 +172,37 @@ class Purchases:
             log.exception(
                 "Discord entitlement %s not handled; the next start-up scan handles it", grant.id
             )
+
+    async def _refund_logged(self, grant: Grant) -> None:
+        granting = self._granting.get(grant.id)
+        if granting is not None:
+            await asyncio.wait([granting])
+        try:
+            await self.refunded(grant)
+        except Exception:  # the database unreachable, say: Discord does not send it again
+            log.exception(
+                "Discord refunded entitlement %s, but the refund is NOT recorded "
+                "(ledger key purchase_refund:discord:%s); Discord does not send it again",
+                grant.id,
+                grant.id,
+            )
+
+    async def refunded(self, grant: Grant) -> None:
+        """Discord deleted ``grant`` (a refund): take its credits back once, tell the member."""
+        recorded = await skus.refunded(self.deps, grant.id)
+        if recorded is None:
+            log.info(
+                "Discord entitlement %s (SKU %s) deleted; no purchase of it in the ledger: ignored",
+                grant.id,
+                grant.sku_id,
+            )
+            return
+        purchase, outcome = recorded
+        if outcome.applied and grant.user_id is not None:
+            wallet = await self.deps.ledger.wallet(outcome.entry.user)
+            balance = wallet.balance if wallet is not None else outcome.entry.balance_after
+            news = skus.refund_news(self.deps, purchase, outcome, balance)
+            await self._tell(int(grant.user_id), news, followup=False)
 
     async def _scan_logged(self) -> None:
         try:
@@ -238,9 +291,9 @@ class Purchases:
                 error.text,
             )
 
-    async def _tell(self, user_id: int, reply: Any) -> None:
-        """The member's news: a follow-up to their ``/buy`` here, else a DM."""
-        remembered = self._buyers.get(user_id)
+    async def _tell(self, user_id: int, reply: Any, *, followup: bool = True) -> None:
+        """The member's news: a follow-up to their ``/buy`` here (if ``followup``), else a DM."""
+        remembered = self._buyers.get(user_id) if followup else None
         if remembered is not None and self.clock() - remembered[1] < FOLLOWUP_FOR_S:
             interaction = remembered[0]
             message = render(reply, resolve_locale(str(interaction.locale))).text

@@ -106,7 +106,10 @@ Test-facing API, in brief
   ``dispatch`` (the default), sends ENTITLEMENT_CREATE to the session of shard 0
   (a user's entitlement names no guild), as Discord does after a payment; a
   bot not connected then never gets that event. ``redeliver(entitlement)``
-  sends it again (a replay). ``entitlements`` holds them by id (``consumed``,
+  sends it again (a replay). ``delete_entitlement(entitlement, dispatch=)``
+  is Discord refunding (or removing) it: ``deleted`` set, ENTITLEMENT_DELETE
+  (the entitlement, ``deleted: true``) sent to shard 0's session; called
+  again it replays that event. ``entitlements`` holds them by id (``consumed``,
   ``consumes``: every consume call that succeeded). List
   (``GET /applications/{app}/entitlements`` with ``user_id``, ``sku_ids``,
   ``before`` / ``after``, ``limit`` 1 to 100, ``guild_id``, ``exclude_ended``,
@@ -805,6 +808,8 @@ class Entitlement:
     """Consume calls that succeeded (Discord takes one)."""
     event: dict[str, Any] | None = None
     """ENTITLEMENT_CREATE's data as first sent (a replay sends it unchanged)."""
+    deleted_event: dict[str, Any] | None = None
+    """ENTITLEMENT_DELETE's data as first sent (a replay sends it unchanged)."""
 
     def ended(self, now: float) -> bool:
         return self.ends_at is not None and self.ends_at <= now
@@ -1275,6 +1280,22 @@ class DiscordStandIn:
             entitlement.event = entitlement.payload()
         self._dispatch_event("ENTITLEMENT_CREATE", entitlement.event)
         self._notify_soon()
+
+    def delete_entitlement(self, entitlement: Entitlement, *, dispatch: bool = True) -> None:
+        """Discord refunds (or removes) ``entitlement``: deleted, announced with ENTITLEMENT_DELETE.
+
+        Like ENTITLEMENT_CREATE it goes to the session owning the entitlement's
+        guild (a member's: shard 0), if one is connected; deleting it again
+        replays the same event (a resumed session's redelivery).
+        """
+        if entitlement.id not in self.entitlements:
+            raise AssertionError(f"no entitlement {entitlement.id}")
+        entitlement.deleted = True
+        if entitlement.deleted_event is None:
+            entitlement.deleted_event = entitlement.payload()
+        if dispatch:
+            self._dispatch_event("ENTITLEMENT_DELETE", entitlement.deleted_event)
+            self._notify_soon()
 
     def add_user(self, name: str, *, locale: str = "en-US", user_id: str | None = None) -> Member:
         """Someone who talks to the bot in DMs only (``user_id``: a guild member, in their DMs)."""

@@ -18,6 +18,7 @@ import pytest
 from adapters.discord.purchases import Grant, Purchases
 from bot import skus
 from bot.ports import purchase_key
+from storage.audit import audit
 from tests.adapters.discord_bot import TOKEN, discord_bot
 from tests.adapters.discord_standin import SKU_DURABLE, DiscordStandIn
 from tests.e2e.scripted_provider import Script, ScriptedProvider, render_tiny_clip
@@ -282,3 +283,93 @@ async def test_two_shard_replicas_on_postgresql_credit_each_purchase_once(
         assert [e["idem_key"] for e in entries] == sorted(
             f"purchase:discord:{e.id}" for e in api.entitlements.values()
         )  # one purchase per entitlement, whoever heard of it
+
+
+REFUNDED = {
+    "alice": "Discord refunded your purchase of 500 credits (¥50.00), so 500 credits (¥50.00)"
+    " was taken back from your wallet. Balance: 0 credits (¥0.00).",
+    "ming": "Discord 已退还你购买100 灵感值（¥10.00）的款项，已从你的钱包扣回 30 灵感值（¥3.00）。"
+    "余额：0 灵感值（¥0.00）。",
+}
+
+
+async def test_a_purchase_discord_refunds_is_taken_back_once_and_recorded(
+    tmp_path, api, guild, packs, caplog
+):
+    """ENTITLEMENT_DELETE: the credits go back (what is left of them when spent, never below
+    zero), the refund is in /history, the member is told by DM; a replay records nothing."""
+    alice = guild.add_member("alice")
+    ming = guild.add_member("ming", locale="zh-CN")
+    bob = guild.add_member("bob")
+    caplog.set_level(logging.INFO, logger="adapters.discord.purchases")
+    caplog.set_level(logging.INFO, logger="bot.skus")
+    provider = ScriptedProvider(render_tiny_clip(tmp_path / "tiny.mp4"), Script(progress=()))
+    async with discord_bot(
+        tmp_path, api, guild, provider=provider, discord_sku_credits=mapping(packs)
+    ) as bot:
+        await bot.fund(ming, 30)
+        bought = alice.buy(packs[1])
+        spent = ming.buy(packs[0])
+        for member in (alice, ming):  # the "thank you" of each purchase, by DM
+            await api.wait_until(lambda m=member: len(api.messages_in(m.dm_channel)) == 1)
+        assert bought.consumed and spent.consumed
+        assert await bot.balance(alice) == 500 and await bot.balance(ming) == 130
+        # ming spends 100 of the 130 on a Master clip before Discord refunds the 100.
+        quote = await bot.answered(ming.slash("gen", {"prompt": "a paper boat on a pond"}))
+        await api.wait_acknowledged(ming.press(quote, quote.labels()[0]))
+        await bot.settle()
+        assert await bot.balance(ming) == 30
+
+        api.delete_entitlement(bought)
+        api.delete_entitlement(spent)
+        for member in (alice, ming):
+            await api.wait_until(lambda m=member: len(api.messages_in(m.dm_channel)) == 2)
+        assert api.messages_in(alice.dm_channel)[1].content == REFUNDED["alice"]
+        assert api.messages_in(ming.dm_channel)[1].content == REFUNDED["ming"]
+        assert await bot.balance(alice) == 0 and await bot.balance(ming) == 0
+        for entitlement, taken in ((bought, -500), (spent, -30)):
+            found = await bot.deps.ledger.find_purchase("discord", entitlement.id)
+            assert found is not None and found.refund is not None
+            assert (found.refund.kind, found.refund.amount) == ("purchase_refund", taken)
+            assert found.refund.balance_after == 0
+
+        english = (await bot.answered(alice.slash("history"))).content.splitlines()
+        chinese = (await bot.answered(ming.slash("history"))).content.splitlines()
+        assert english[1].endswith(" · purchase refunded -500 · balance 0 · refunded by Discord")
+        assert chinese[1].endswith(" · 购买退款 -30 · 余额 0 · Discord 已退款")
+
+        # Replayed deletes record nothing more and say nothing more; an entitlement the
+        # ledger never credited (a SKU the bot does not sell) is logged and ignored.
+        badge = bob.buy(packs[2])
+        api.delete_entitlement(bought)
+        api.delete_entitlement(spent)
+        api.delete_entitlement(badge)
+        await bot.answered(bob.slash("balance"))  # after the events before it were dispatched
+        await bot.adapter.purchases.close()  # and their handling is done
+        assert caplog.text.count("were already taken back") == 2
+        assert f"{badge.id} (SKU {packs[2]}) deleted; no purchase" in caplog.text
+        assert await bot.balance(alice) == 0 and await bot.balance(ming) == 0
+        assert len(api.messages_in(alice.dm_channel)) == 2
+        assert len(api.messages_in(ming.dm_channel)) == 2
+        assert api.messages_in(bob.dm_channel) == []
+        assert await audit(bot.deps.ledger.db) == []
+    refunds = [r for r in caplog.records if "deleted (refunded by Discord)" in r.getMessage()]
+    assert len(refunds) == 4
+
+
+async def test_a_purchase_deleted_while_its_credit_is_under_way_is_credited_then_refunded(
+    tmp_path, api, guild, packs
+):
+    """ENTITLEMENT_CREATE and ENTITLEMENT_DELETE back to back: the delete waits for the credit."""
+    alice = guild.add_member("alice")
+    async with discord_bot(tmp_path, api, guild, discord_sku_credits=mapping(packs)) as bot:
+        await bot.adapter.purchases.scanned()
+        entitlement = alice.buy(packs[0])
+        api.delete_entitlement(entitlement)
+        await api.wait_until(lambda: len(api.messages_in(alice.dm_channel)) == 2)
+        await bot.adapter.purchases.close()
+        found = await bot.deps.ledger.find_purchase("discord", entitlement.id)
+        assert found is not None and found.refund is not None
+        assert (found.bought.amount, found.refund.amount) == (100, -100)
+        assert await bot.balance(alice) == 0
+        assert await audit(bot.deps.ledger.db) == []
