@@ -24,10 +24,6 @@ implement it.
 
 from __future__ import annotations
 
-import functools
-import os
-import secrets
-import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
@@ -49,17 +45,6 @@ class Adopted:
 
     job: Job
     previous_owner: str | None
-
-
-@functools.cache
-def default_replica_id() -> str:
-    """The replica id of this process when none is set: ``<host>-<pid>-<random>``, new each start.
-
-    Unique per process, so two replicas never share one by accident (two
-    containers may share a host name and a pid). A restart with it gets a
-    new id: the old one's jobs are adopted once their leases lapse.
-    """
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class JobLeases(ABC):

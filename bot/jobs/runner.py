@@ -35,7 +35,7 @@ from bot.inputs import InputStore
 from bot.jobs import status
 from bot.jobs.board import StatusBoard
 from bot.jobs.compares import CompareFinisher
-from bot.jobs.leases import Adopted, JobLeases, Refusal, default_replica_id
+from bot.jobs.leases import Adopted, JobLeases, Refusal
 from bot.jobs.lifecycle import JobLifecycle
 from bot.jobs.limits import RunnerSettings
 from bot.jobs.links import ClipLinks
@@ -102,7 +102,9 @@ class JobRunner:
         self._sleep = sleep
         self.leases = leases
         """Job ownership shared with other replicas (None: the only runner on its database)."""
-        self.replica_id = replica_id or default_replica_id()
+        self.replica_id = replica_id or uuid.uuid4().hex
+        """This runner's name on the jobs it owns; ``klingbot run`` passes ``KLINGBOT_REPLICA_ID``,
+        a runner built without one (tests) gets a new name of its own."""
         self.lease_s = lease_s
         self._wall = wall
         if leases is not None:
