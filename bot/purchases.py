@@ -38,7 +38,7 @@ from bot.errors import NotModerator, PurchaseSpent, UserError
 from bot.packs import CURRENCY, SOURCE, Pack, read_payload
 from bot.ports import LedgerEntry, Purchase, RefundRefused, UserProfile
 from bot.reasons import reason as bot_reason
-from bot.replies import Button, Invoice, Reply, Text, TextList, TierName, say, text
+from bot.replies import Button, Invoice, Reply, Text, TextList, clips_affordable, say, text
 from bot.skus import BUTTON_ACTION
 from bot.skus import SOURCE as DISCORD
 from bot.text import clean_text
@@ -55,13 +55,7 @@ def _offered(deps: Deps, caller: Caller) -> tuple[Pack, ...]:
 
 
 def _clips(deps: Deps, credits: int) -> TextList:
-    affordable = deps.catalog.clips_affordable(credits, CLIP_SECONDS)
-    return TextList(
-        tuple(
-            text("price.clips", count=affordable[tier.key], tier=TierName(tier))
-            for tier in deps.catalog.tiers
-        )
-    )
+    return clips_affordable(deps.catalog, credits, CLIP_SECONDS)
 
 
 async def buy(command: Buy, caller: Caller, deps: Deps, _request_id: str | None) -> list[Reply]:

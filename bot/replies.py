@@ -15,7 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from bot.catalog import Tier
+from bot.catalog import Catalog, Tier
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -67,6 +67,17 @@ class TextList:
     """Several messages joined with the reader's list separator (``, `` or ``、``)."""
 
     items: tuple[Text, ...]
+
+
+def clips_affordable(catalog: Catalog, credits: int, duration_s: int) -> TextList:
+    """How many clips of ``duration_s`` each tier ``credits`` buys, as one list (/price, /buy)."""
+    affordable = catalog.clips_affordable(credits, duration_s)
+    return TextList(
+        tuple(
+            text("price.clips", count=affordable[tier.key], tier=TierName(tier))
+            for tier in catalog.tiers
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,7 +52,18 @@ from bot.errors import NotModerator, StorageUnavailable, UnknownUser, UserError
 from bot.parsing import parse_action, parse_command
 from bot.ports import UserProfile, Wallet
 from bot.reasons import reason_text
-from bot.replies import Button, Money, Reply, Text, TextList, TierName, Timestamp, Wait, say, text
+from bot.replies import (
+    Button,
+    Money,
+    Reply,
+    Text,
+    TierName,
+    Timestamp,
+    Wait,
+    clips_affordable,
+    say,
+    text,
+)
 from bot.text import clean_text
 
 log = logging.getLogger(__name__)
@@ -209,13 +220,7 @@ def _price_reply(
     table, button = _price_reply_parts(catalog, duration_s, waits)
     lines = list(table)
     if balance is not None:
-        affordable = catalog.clips_affordable(balance, duration_s)
-        clips = TextList(
-            tuple(
-                text("price.clips", count=affordable[tier.key], tier=TierName(tier))
-                for tier in catalog.tiers
-            )
-        )
+        clips = clips_affordable(catalog, balance, duration_s)
         lines.append(text("price.balance", money=_money(catalog, balance), clips=clips))
     return Reply(tuple(lines), buttons=(button,), edit=True)
 
