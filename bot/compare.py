@@ -48,9 +48,7 @@ def _sum(deps: Deps, keys: tuple[str, ...], duration_s: int) -> int:
 async def _quote_reply(quote: Quote, caller: Caller, deps: Deps) -> Reply:
     """Every tier with its price, the sum, and a button per choice of two tiers or more."""
     ttl_s = generation._generation(deps).quote_ttl_s
-    preview = quote.prompt
-    if len(preview) > generation.PROMPT_PREVIEW:
-        preview = preview[: generation.PROMPT_PREVIEW] + "…"
+    preview = generation.prompt_preview(quote.prompt)
     lines: list[Text] = [
         text("compare.header", duration=quote.duration_s, prompt=preview)
         if preview

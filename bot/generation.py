@@ -197,13 +197,14 @@ async def save_quote(
     return quote
 
 
+def prompt_preview(prompt: str) -> str:
+    """A prompt as quotes repeat it: its first ``PROMPT_PREVIEW`` characters, then …."""
+    return prompt if len(prompt) <= PROMPT_PREVIEW else prompt[:PROMPT_PREVIEW] + "…"
+
+
 async def _quote_reply(quote: Quote, caller: Caller, deps: Deps) -> Reply:
     generation = _generation(deps)
-    preview = (
-        quote.prompt
-        if len(quote.prompt) <= PROMPT_PREVIEW
-        else (quote.prompt[:PROMPT_PREVIEW] + "…")
-    )
+    preview = prompt_preview(quote.prompt)
     lines: list[Text] = [
         text("quote.header", duration=quote.duration_s, prompt=preview)
         if preview
