@@ -130,11 +130,9 @@ class RunnerLease(ABC):
     ``klingbot run`` and ``klingbot console`` take it before they load a
     job (:func:`app.bootstrap.open_core` with ``runner_lease``) and keep it
     until they stop, so two processes never drive the same jobs. SQLite
-    uses :class:`FileRunnerLease`; a PostgreSQL backend would implement the
-    same three calls with a lease row (``acquire``: an ``UPDATE ... SET
-    holder = me, expires_at = now() + ttl WHERE holder = me OR expires_at <
-    now()``, renewed by a heartbeat; ``holder``: the row's holder; ``release``:
-    clearing it), the calls being async for that reason.
+    uses :class:`FileRunnerLease`; PostgreSQL uses
+    :class:`app.replica_lease.PgRunnerLease`, one ``replicas`` row and one
+    advisory lock per ``KLINGBOT_REPLICA_ID`` (the calls are async for it).
     """
 
     @abstractmethod
