@@ -1,8 +1,9 @@
 """The storage ports the core depends on, and the values that cross them.
 
-``storage.sqlite`` implements them for SQLite; ``tests/unit/fakes.py``
-implements them in memory. Another database would be one more
-implementation; no handler changes.
+``storage`` implements them for SQLite, ``storage.postgres`` for
+PostgreSQL (``app.backend`` picks one), and ``tests/unit/fakes.py`` in
+memory; the contract suites in ``tests/contracts`` hold all three to the
+same promises.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The job store port: quotes, jobs and their compare-and-set transitions.
 
-``storage.jobs.SqliteJobStore`` implements it on the same SQLite writer as
-the ledger, so a job's state change and its ledger entry commit together.
+``storage.jobs.SqliteJobStore`` (on the same SQLite writer as the ledger)
+and ``storage.postgres.jobs.PgJobStore`` implement it, so a job's state
+change and its ledger entry commit together in one transaction.
 """
 
 from __future__ import annotations
