@@ -8,7 +8,9 @@ a retried request returns the earlier entry instead of paying twice.
 
 from __future__ import annotations
 
+import abc
 import sqlite3
+from typing import Any
 
 from bot import reasons
 from bot.commands import UserRef
@@ -379,7 +381,95 @@ def open_wallet(
     return bool(created)
 
 
-class SqliteLedger(Ledger):
+def profile_from_row(row: Any) -> UserProfile:
+    """A ``users`` row (platform, user_id, display_name, username, locale) as a profile."""
+    return UserProfile(
+        UserRef(row["platform"], row["user_id"]),
+        row["display_name"],
+        row["username"],
+        row["locale"],
+    )
+
+
+class CreditingLedger(Ledger):
+    """The argument checks and keys of a credit, shared by the SQLite and PostgreSQL ledgers.
+
+    Each backend writes the credit itself in :meth:`_credit`.
+    """
+
+    async def top_up(
+        self,
+        user: UserRef,
+        credits: int,
+        *,
+        key: str,
+        actor: str,
+        reason: str,
+        now: int,
+        create_wallet: bool = False,
+        welcome_credits: int = 0,
+    ) -> Outcome:
+        """Add credits to a wallet; ``create_wallet`` opens it first, in the same transaction."""
+        if credits <= 0:
+            raise ValueError("a top-up adds a positive number of credits")
+        return await self._credit(
+            user,
+            credits,
+            key=key,
+            kind="topup",
+            actor=actor,
+            reason=reason,
+            now=now,
+            create_wallet=create_wallet,
+            welcome_credits=welcome_credits,
+        )
+
+    async def purchase(
+        self,
+        user: UserRef,
+        credits: int,
+        *,
+        source: str,
+        charge_id: str,
+        actor: str,
+        reason: str,
+        now: int,
+        create_wallet: bool = True,
+        welcome_credits: int = 0,
+    ) -> Outcome:
+        """Credit a paid pack once per payment; the wallet is opened with it if need be."""
+        if credits <= 0:
+            raise ValueError("a purchase adds a positive number of credits")
+        return await self._credit(
+            user,
+            credits,
+            key=purchase_key(source, charge_id),
+            kind="purchase",
+            actor=actor,
+            reason=reason,
+            now=now,
+            create_wallet=create_wallet,
+            welcome_credits=welcome_credits,
+        )
+
+    @abc.abstractmethod
+    async def _credit(
+        self,
+        user: UserRef,
+        credits: int,
+        *,
+        key: str,
+        kind: str,
+        actor: str,
+        reason: str,
+        now: int,
+        create_wallet: bool,
+        welcome_credits: int,
+    ) -> Outcome:
+        """Add ``credits`` under ``key`` in one transaction, opening the wallet first if asked."""
+
+
+class SqliteLedger(CreditingLedger):
     """:class:`bot.ports.Ledger` on a :class:`storage.database.Database`."""
 
     def __init__(self, database: Database) -> None:
@@ -424,41 +514,7 @@ class SqliteLedger(Ledger):
             """,
             {"platform": platform, "query": query, "name": name},
         )
-        if row is None:
-            return None
-        return UserProfile(
-            UserRef(row["platform"], row["user_id"]),
-            row["display_name"],
-            row["username"],
-            row["locale"],
-        )
-
-    async def top_up(
-        self,
-        user: UserRef,
-        credits: int,
-        *,
-        key: str,
-        actor: str,
-        reason: str,
-        now: int,
-        create_wallet: bool = False,
-        welcome_credits: int = 0,
-    ) -> Outcome:
-        """Add credits to a wallet; ``create_wallet`` opens it first, in the same transaction."""
-        if credits <= 0:
-            raise ValueError("a top-up adds a positive number of credits")
-        return await self._credit(
-            user,
-            credits,
-            key=key,
-            kind="topup",
-            actor=actor,
-            reason=reason,
-            now=now,
-            create_wallet=create_wallet,
-            welcome_credits=welcome_credits,
-        )
+        return None if row is None else profile_from_row(row)
 
     async def _credit(
         self,
@@ -494,34 +550,6 @@ class SqliteLedger(Ledger):
             )
 
         return await self.db.write(write)
-
-    async def purchase(
-        self,
-        user: UserRef,
-        credits: int,
-        *,
-        source: str,
-        charge_id: str,
-        actor: str,
-        reason: str,
-        now: int,
-        create_wallet: bool = True,
-        welcome_credits: int = 0,
-    ) -> Outcome:
-        """Credit a paid pack once per payment; the wallet is opened with it if need be."""
-        if credits <= 0:
-            raise ValueError("a purchase adds a positive number of credits")
-        return await self._credit(
-            user,
-            credits,
-            key=purchase_key(source, charge_id),
-            kind="purchase",
-            actor=actor,
-            reason=reason,
-            now=now,
-            create_wallet=create_wallet,
-            welcome_credits=welcome_credits,
-        )
 
     async def refund_purchase(
         self, source: str, charge_id: str, *, force: bool, actor: str, reason: str, now: int

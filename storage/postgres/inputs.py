@@ -104,4 +104,3 @@ UNNAMED_AFTER_S = 3600
 def _name(reference: str) -> str | None:
     """The row a ``pg:`` reference names; None for a path."""
     return reference.removeprefix(PREFIX) if reference.startswith(PREFIX) else None
-

@@ -37,7 +37,6 @@ from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NoWallet, PurchaseSpent, UnknownPurchase
 from bot.ports import (
     Hold,
-    Ledger,
     LedgerEntry,
     LinkResult,
     Outcome,
@@ -49,7 +48,7 @@ from bot.ports import (
 )
 from storage.ledger import LEDGER_COLUMNS as _LEDGER_COLUMNS
 from storage.ledger import SHARING_WALLET as _SHARING
-from storage.ledger import entry_from_row
+from storage.ledger import CreditingLedger, entry_from_row, profile_from_row
 from storage.postgres import links
 from storage.postgres.database import PgDatabase
 
@@ -438,7 +437,7 @@ async def _once(database: PgDatabase, write: Callable[[asyncpg.Connection], Awai
             return await write(connection)
 
 
-class PgLedger(Ledger):
+class PgLedger(CreditingLedger):
     """:class:`bot.ports.Ledger` on a :class:`~storage.postgres.database.PgDatabase`."""
 
     def __init__(self, database: PgDatabase) -> None:
@@ -471,69 +470,7 @@ class PgLedger(Ledger):
             query,
             query.removeprefix("@"),
         )
-        if row is None:
-            return None
-        return UserProfile(
-            UserRef(row["platform"], row["user_id"]),
-            row["display_name"],
-            row["username"],
-            row["locale"],
-        )
-
-    async def top_up(
-        self,
-        user: UserRef,
-        credits: int,
-        *,
-        key: str,
-        actor: str,
-        reason: str,
-        now: int,
-        create_wallet: bool = False,
-        welcome_credits: int = 0,
-    ) -> Outcome:
-        """Add credits to a wallet; ``create_wallet`` opens it first, in the same transaction."""
-        if credits <= 0:
-            raise ValueError("a top-up adds a positive number of credits")
-        return await self._credit(
-            user,
-            credits,
-            key=key,
-            kind="topup",
-            actor=actor,
-            reason=reason,
-            now=now,
-            create_wallet=create_wallet,
-            welcome_credits=welcome_credits,
-        )
-
-    async def purchase(
-        self,
-        user: UserRef,
-        credits: int,
-        *,
-        source: str,
-        charge_id: str,
-        actor: str,
-        reason: str,
-        now: int,
-        create_wallet: bool = True,
-        welcome_credits: int = 0,
-    ) -> Outcome:
-        """Credit a paid pack once per payment; the wallet is opened with it if need be."""
-        if credits <= 0:
-            raise ValueError("a purchase adds a positive number of credits")
-        return await self._credit(
-            user,
-            credits,
-            key=purchase_key(source, charge_id),
-            kind="purchase",
-            actor=actor,
-            reason=reason,
-            now=now,
-            create_wallet=create_wallet,
-            welcome_credits=welcome_credits,
-        )
+        return None if row is None else profile_from_row(row)
 
     async def refund_purchase(
         self, source: str, charge_id: str, *, force: bool, actor: str, reason: str, now: int
