@@ -42,13 +42,15 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import discord
 
 from adapters.discord.render import render
 from bot import skus
+from bot.commands import UserRef
+from bot.defaults import preferences_of
 from bot.deps import Deps
 from bot.i18n import DEFAULT_LOCALE, resolve_locale
 
@@ -292,7 +294,17 @@ class Purchases:
             )
 
     async def _tell(self, user_id: int, reply: Any, *, followup: bool = True) -> None:
-        """The member's news: a follow-up to their ``/buy`` here (if ``followup``), else a DM."""
+        """The member's news: a follow-up to their ``/buy`` here (if ``followup``), else a DM.
+
+        In the language the member chose (/settings), as every other reply; else Discord's.
+        """
+        try:
+            chosen = (await preferences_of(self.deps, UserRef("discord", str(user_id)))).locale
+        except Exception as error:  # the news goes out all the same, in Discord's language
+            log.warning("the settings of discord:%s could not be read: %s", user_id, error)
+            chosen = None
+        if chosen is not None:
+            reply = replace(reply, locale=chosen)
         remembered = self._buyers.get(user_id) if followup else None
         if remembered is not None and self.clock() - remembered[1] < FOLLOWUP_FOR_S:
             interaction = remembered[0]

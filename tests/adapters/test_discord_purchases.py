@@ -17,6 +17,7 @@ import pytest
 
 from adapters.discord.purchases import Grant, Purchases
 from bot import skus
+from bot.commands import UserRef
 from bot.ports import purchase_key
 from storage.audit import audit
 from tests.adapters.discord_bot import TOKEN, discord_bot
@@ -115,6 +116,24 @@ async def test_buy_while_running_credits_once_consumes_and_the_member_can_gen_at
         assert await bot.balance(member) == 0
         assert entitlement.consumes == 1 and len(asked.followups) == 1
         assert api.messages_in(member.dm_channel) == []
+
+
+async def test_the_purchase_news_speaks_the_language_chosen_in_settings(
+    tmp_path, api, guild, packs
+):
+    alice = guild.add_member("alice", locale="en-US")  # Discord says English; she chose Chinese
+    async with discord_bot(tmp_path, api, guild, discord_sku_credits=mapping(packs)) as bot:
+        await bot.deps.preferences.change(
+            UserRef("discord", alice.id), "locale", "zh-CN", now=bot.deps.clock.now()
+        )
+        asked = alice.slash("buy")
+        offer = await bot.answered(asked)
+        assert offer.content == BUY_ZH
+        entitlement = alice.buy(packs[0])
+        await wait_consumed(api, entitlement)
+        await api.wait_until(lambda: bool(asked.followups))
+        [news] = asked.followups
+        assert news.content == THANKS["zh-CN"] and news.ephemeral
 
 
 async def test_the_purchase_shows_in_history_in_both_languages(tmp_path, api, guild, packs):
