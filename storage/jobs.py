@@ -51,10 +51,59 @@ def _select_job(connection: sqlite3.Connection, job_id: str) -> Job | None:
     return _job(row) if row else None
 
 
-def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:
+def check_settable(fields: dict[str, Any]) -> None:
+    """Refuse a job update naming a field that is not settable."""
     unknown = set(fields) - _SETTABLE
     if unknown:
         raise ValueError(f"not settable on a job: {sorted(unknown)}")
+
+
+def quote_values(quote: Quote) -> tuple[Any, ...]:
+    """A new quote's values for ``INSERT INTO quotes``, in this column order.
+
+    quote_id, platform, user_id, chat_id, locale, image_path, prompt, negative_prompt,
+    duration_s, tiers, state, created_at, expires_at.
+    """
+    return (
+        quote.quote_id,
+        quote.user.platform,
+        quote.user.id,
+        quote.chat.id,
+        quote.locale,
+        quote.image_path,
+        quote.prompt,
+        quote.negative_prompt,
+        quote.duration_s,
+        ",".join(quote.tiers),
+        quote.state,
+        quote.created_at,
+        quote.expires_at,
+    )
+
+
+def hold_reason(job: Job) -> str:
+    """The ledger reason of the hold a new job takes for its price."""
+    return reasons.reason("reason.hold", job=job.short_id, tier=job.tier, duration=job.duration_s)
+
+
+def held_job_values(job: Job, now: int) -> dict[str, Any]:
+    """Column name -> value of a new job inserted in state ``held`` at ``now``."""
+    values: dict[str, Any] = {
+        name: getattr(job, name) for name in _JOB_FIELDS if name not in ("user", "chat")
+    }
+    values.update(
+        platform=job.user.platform,
+        user_id=job.user.id,
+        chat_id=job.chat.id,
+        state="held",
+        created_at=now,
+        refunded=int(job.refunded),
+    )
+    return values
+
+
+def _assignments(fields: dict[str, Any]) -> tuple[str, list[Any]]:
+    check_settable(fields)
     return ", ".join(f"{name} = ?" for name in fields), list(fields.values())
 
 
@@ -118,21 +167,10 @@ def _insert_held_job(connection: sqlite3.Connection, job: Job, now: int) -> Job:
         job.price,
         hold_id=job.job_id,
         actor=str(job.user),
-        reason=reasons.reason(
-            "reason.hold", job=job.short_id, tier=job.tier, duration=job.duration_s
-        ),
+        reason=hold_reason(job),
         now=now,
     )
-    columns = [name for name in _JOB_FIELDS if name not in ("user", "chat")]
-    values: dict[str, Any] = {name: getattr(job, name) for name in columns}
-    values.update(
-        platform=job.user.platform,
-        user_id=job.user.id,
-        chat_id=job.chat.id,
-        state="held",
-        created_at=now,
-        refunded=int(job.refunded),
-    )
+    values = held_job_values(job, now)
     connection.execute(
         f"INSERT INTO jobs ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})",
         tuple(values.values()),
@@ -207,21 +245,7 @@ class SqliteJobStore(JobStore):
                     prompt, negative_prompt, duration_s, tiers, state, created_at, expires_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
-                (
-                    quote.quote_id,
-                    quote.user.platform,
-                    quote.user.id,
-                    quote.chat.id,
-                    quote.locale,
-                    quote.image_path,
-                    quote.prompt,
-                    quote.negative_prompt,
-                    quote.duration_s,
-                    ",".join(quote.tiers),
-                    quote.state,
-                    quote.created_at,
-                    quote.expires_at,
-                ),
+                quote_values(quote),
             )
             if max_open is None:
                 return ()

@@ -31,7 +31,15 @@ from bot.errors import InsufficientCredits
 from bot.jobs.model import ACTIVE, UNFINISHED, Compare, CompareState, Job, JobState, Quote
 from bot.jobs.store import QUOTE_RATE_WINDOW_S, JobStore, QueueFull, QuoteTaken, SlowDown
 from bot.ports import Outcome
-from storage.jobs import _JOB_FIELDS, _QUOTE_COPY, _SETTABLE, compare_from_rows
+from storage.jobs import (
+    _JOB_FIELDS,
+    _QUOTE_COPY,
+    check_settable,
+    compare_from_rows,
+    held_job_values,
+    hold_reason,
+    quote_values,
+)
 from storage.jobs import _grouped as grouped_compares
 from storage.jobs import _job as job_from_row
 from storage.jobs import _quote as quote_from_row
@@ -62,9 +70,7 @@ async def _lock_member(connection: asyncpg.Connection, user: UserRef) -> None:
 
 def _assignments(fields: dict[str, Any], first: int) -> tuple[str, list[Any]]:
     """``name = $n, ...`` for ``fields``, numbering from ``first``; refuses unknown names."""
-    unknown = set(fields) - _SETTABLE
-    if unknown:
-        raise ValueError(f"not settable on a job: {sorted(unknown)}")
+    check_settable(fields)
     columns = ", ".join(f"{name} = ${first + n}" for n, name in enumerate(fields))
     return columns, [int(v) if isinstance(v, bool) else v for v in fields.values()]
 
@@ -129,20 +135,10 @@ async def _insert_held_job(connection: asyncpg.Connection, job: Job, now: int) -
         job.price,
         hold_id=job.job_id,
         actor=str(user),
-        reason=reasons.reason(
-            "reason.hold", job=job.short_id, tier=job.tier, duration=job.duration_s
-        ),
+        reason=hold_reason(job),
         now=now,
     )
-    values: dict[str, Any] = {name: getattr(job, name) for name in _INSERTED_COLUMNS}
-    values.update(
-        platform=user.platform,
-        user_id=user.id,
-        chat_id=job.chat.id,
-        state="held",
-        created_at=now,
-        refunded=int(job.refunded),
-    )
+    values = held_job_values(job, now)
     placeholders = ", ".join(f"${n}" for n in range(1, len(values) + 1))
     row = await connection.fetchrow(
         f"INSERT INTO jobs ({', '.join(values)}) VALUES ({placeholders}) RETURNING {JOB_COLUMNS}",
@@ -197,21 +193,7 @@ class PgJobStore(JobStore):
             " prompt, negative_prompt, duration_s, tiers, state, created_at, expires_at)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         )
-        values = (
-            quote.quote_id,
-            quote.user.platform,
-            quote.user.id,
-            quote.chat.id,
-            quote.locale,
-            quote.image_path,
-            quote.prompt,
-            quote.negative_prompt,
-            quote.duration_s,
-            ",".join(quote.tiers),
-            quote.state,
-            quote.created_at,
-            quote.expires_at,
-        )
+        values = quote_values(quote)
         if max_open is None:
             await self.db.execute(insert, *values)
             return ()
