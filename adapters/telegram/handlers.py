@@ -47,11 +47,11 @@ from adapters.telegram.chats import (
 from adapters.telegram.images import find_image, image_input
 from adapters.telegram.payments import send_invoice
 from adapters.telegram.render import edit_text, fits_alert, render, send_text, translator
-from bot.commands import Buy, Caller, ChatRef, Command, Gen, Link, Paid, Price
+from bot.commands import Buy, BuyPack, Caller, ChatRef, Command, Gen, Link, Paid, Price
 from bot.deps import Deps
 from bot.errors import UserError
 from bot.i18n import RenderedReply
-from bot.parsing import parse_command
+from bot.parsing import parse_action, parse_command
 from bot.purchases import pre_checkout
 from bot.replies import Reply, say, text
 from bot.service import handle, respond, respond_to_action
@@ -75,6 +75,23 @@ def split_command(body: str) -> tuple[str, str] | None:
     head = words[0] if words else ""
     name, _, addressee = head.partition("@")
     return name.lower(), addressee
+
+
+_NO_MODERATION = Price | Buy | BuyPack | Link
+"""Commands and buttons no moderator right changes: no admin lookup for them."""
+
+
+def _may_moderate(command: Command | None) -> bool:
+    """Whether the caller's admin rights are worth looking up for ``command`` (None: unparsed)."""
+    return command is not None and not isinstance(command, _NO_MODERATION)
+
+
+def _action_command(action: str) -> Command | None:
+    """The command a button's action names, or None when it names none (a stale button)."""
+    try:
+        return parse_action(action)
+    except UserError:
+        return None
 
 
 def _raising(error: UserError) -> Callable[[], Command]:
@@ -173,7 +190,7 @@ class Handlers:
         caller = await self._caller(
             message.from_user,
             chat,
-            moderation=command is not None and not isinstance(command, Price | Buy | Link),
+            moderation=_may_moderate(command),
         )
         request_id = f"telegram:{message.chat.id}:{message.message_id}"
         if failure is not None:
@@ -320,7 +337,7 @@ class Handlers:
             chat = message_chat(message) if message is not None else chat_ref(query.from_user.id)
             action = query.data or ""
             caller = await self._caller(
-                query.from_user, chat, moderation=not action.startswith(("price:", "buy:"))
+                query.from_user, chat, moderation=_may_moderate(_action_command(action))
             )
             replies = await respond_to_action(
                 action, caller, self.deps, request_id=f"telegram:button:{query.id}"
