@@ -9,6 +9,8 @@ and their ledger entries; see :meth:`bot.ports.Ledger.redeem_link_code` for the 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
+from typing import Any
 
 from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NotLinked, NoWallet
@@ -22,6 +24,56 @@ _INSERT_ENTRY = (
     " balance_after, held_after, hold_id, actor, reason, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"
 )
+
+
+def move_entries(
+    action: str,
+    ident: str,
+    giver: UserRef,
+    taker: UserRef,
+    credits: int,
+    held: int,
+    given: Mapping[str, Any],
+    taken: Mapping[str, Any],
+    *,
+    actor: str,
+    now: int,
+    reason: str = "",
+) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The ``link_out`` and ``link_in`` ledger rows (values for ``_INSERT_ENTRY``) of a move.
+
+    ``credits`` and ``held`` go from ``giver`` to ``taker`` under the keys
+    ``<action>:<ident>:out`` and ``:in``; ``given``/``taken`` are the two wallets'
+    balance and held after it. Each side's reason is ``reason`` or
+    ``reason.<action>`` naming the other side.
+    """
+    out = (
+        f"{action}:{ident}:out",
+        giver.platform,
+        giver.id,
+        "link_out",
+        -credits,
+        -held,
+        given["balance"],
+        given["held"],
+        actor,
+        reason or _reason(f"reason.{action}", other=str(taker)),
+        now,
+    )
+    into = (
+        f"{action}:{ident}:in",
+        taker.platform,
+        taker.id,
+        "link_in",
+        credits,
+        held,
+        taken["balance"],
+        taken["held"],
+        actor,
+        reason or _reason(f"reason.{action}", other=str(giver)),
+        now,
+    )
+    return out, into
 
 
 def _wallet(connection: sqlite3.Connection, user: UserRef) -> sqlite3.Row | None:
@@ -159,39 +211,10 @@ def redeem(
         " AND user_id = ? RETURNING balance, held",
         (moved, moved_held, issuer.platform, issuer.id),
     ).fetchone()
-    reason = _reason("reason.link", other=str(issuer))
-    connection.execute(
-        _INSERT_ENTRY,
-        (
-            f"link:{ident}:out",
-            user.platform,
-            user.id,
-            "link_out",
-            -moved,
-            -moved_held,
-            left["balance"],
-            left["held"],
-            str(user),
-            reason,
-            now,
-        ),
-    )
-    connection.execute(
-        _INSERT_ENTRY,
-        (
-            f"link:{ident}:in",
-            issuer.platform,
-            issuer.id,
-            "link_in",
-            moved,
-            moved_held,
-            joined["balance"],
-            joined["held"],
-            str(user),
-            _reason("reason.link", other=str(user)),
-            now,
-        ),
-    )
+    for entry in move_entries(
+        "link", ident, user, issuer, moved, moved_held, left, joined, actor=str(user), now=now
+    ):
+        connection.execute(_INSERT_ENTRY, entry)
     return LinkResult("linked", issuer, moved, moved_held)
 
 
@@ -240,37 +263,8 @@ def unlink(
         " RETURNING balance, held",
         (credits, left.platform, left.id),
     ).fetchone()
-    text = reason or _reason("reason.unlink", other=str(left))
-    connection.execute(
-        _INSERT_ENTRY,
-        (
-            f"unlink:{ident}:out",
-            kept.platform,
-            kept.id,
-            "link_out",
-            -credits,
-            0,
-            shared["balance"],
-            shared["held"],
-            actor,
-            text,
-            now,
-        ),
-    )
-    connection.execute(
-        _INSERT_ENTRY,
-        (
-            f"unlink:{ident}:in",
-            left.platform,
-            left.id,
-            "link_in",
-            credits,
-            0,
-            alone["balance"],
-            alone["held"],
-            actor,
-            reason or _reason("reason.unlink", other=str(kept)),
-            now,
-        ),
-    )
+    for entry in move_entries(
+        "unlink", ident, kept, left, credits, 0, shared, alone, actor=actor, now=now, reason=reason
+    ):
+        connection.execute(_INSERT_ENTRY, entry)
     return Unlinked(kept, left, credits, shared["balance"])

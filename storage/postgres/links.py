@@ -21,7 +21,7 @@ import asyncpg
 from bot.commands import UserRef
 from bot.errors import InsufficientCredits, NotLinked, NoWallet
 from bot.ports import LinkResult, Unlinked, link_id
-from bot.reasons import reason as _reason
+from storage.links import move_entries
 from storage.postgres.database import PgDatabase
 
 T = TypeVar("T")
@@ -214,34 +214,10 @@ async def redeem(
         issuer.platform,
         issuer.id,
     )
-    await connection.execute(
-        _INSERT_ENTRY,
-        f"link:{ident}:out",
-        user.platform,
-        user.id,
-        "link_out",
-        -moved,
-        -moved_held,
-        left["balance"],
-        left["held"],
-        str(user),
-        _reason("reason.link", other=str(issuer)),
-        now,
-    )
-    await connection.execute(
-        _INSERT_ENTRY,
-        f"link:{ident}:in",
-        issuer.platform,
-        issuer.id,
-        "link_in",
-        moved,
-        moved_held,
-        joined["balance"],
-        joined["held"],
-        str(user),
-        _reason("reason.link", other=str(user)),
-        now,
-    )
+    for entry in move_entries(
+        "link", ident, user, issuer, moved, moved_held, left, joined, actor=str(user), now=now
+    ):
+        await connection.execute(_INSERT_ENTRY, *entry)
     return LinkResult("linked", issuer, moved, moved_held)
 
 
@@ -304,32 +280,8 @@ async def unlink(
         left.platform,
         left.id,
     )
-    await connection.execute(
-        _INSERT_ENTRY,
-        f"unlink:{ident}:out",
-        kept.platform,
-        kept.id,
-        "link_out",
-        -credits,
-        0,
-        shared["balance"],
-        shared["held"],
-        actor,
-        reason or _reason("reason.unlink", other=str(left)),
-        now,
-    )
-    await connection.execute(
-        _INSERT_ENTRY,
-        f"unlink:{ident}:in",
-        left.platform,
-        left.id,
-        "link_in",
-        credits,
-        0,
-        alone["balance"],
-        alone["held"],
-        actor,
-        reason or _reason("reason.unlink", other=str(kept)),
-        now,
-    )
+    for entry in move_entries(
+        "unlink", ident, kept, left, credits, 0, shared, alone, actor=actor, now=now, reason=reason
+    ):
+        await connection.execute(_INSERT_ENTRY, *entry)
     return Unlinked(kept, left, credits, shared["balance"])
