@@ -252,9 +252,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
 async def _print_prices(settings: Settings, duration: int, lang: str | None) -> int:
     """Print the table without touching the database."""
     catalog = settings.catalog()
-    lines = price_table(
-        catalog, duration, lambda credits: Money(credits, catalog.yuan_amount(credits))
-    )
+    lines = price_table(catalog, duration, lambda credits: Money.of(catalog, credits))
     translate = Translator(_operator(lang).locale)
     print("\n".join(translate(line) for line in lines))
     return 0

@@ -82,4 +82,4 @@ class Deps:
 
     def money(self, credits: int) -> Money:
         """Credits with their yuan value, ready for a message."""
-        return Money(credits, self.catalog.yuan_amount(credits))
+        return Money.of(self.catalog, credits)

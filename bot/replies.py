@@ -40,6 +40,11 @@ class Money:
     credits: int
     yuan: Decimal
 
+    @classmethod
+    def of(cls, catalog: Catalog, credits: int) -> Money:
+        """``credits`` with their yuan value at the catalog's rate."""
+        return cls(credits, catalog.yuan_amount(credits))
+
 
 @dataclass(frozen=True, slots=True)
 class Wait:

@@ -194,13 +194,9 @@ def _price_reply_parts(
     the same Text objects each time also let the translators find them
     rendered already.
     """
-    lines = price_table(catalog, duration_s, lambda credits: _money(catalog, credits), waits)
+    lines = price_table(catalog, duration_s, lambda credits: Money.of(catalog, credits), waits)
     other = 10 if duration_s == BASE_DURATION else BASE_DURATION
     return tuple(lines), Button(text("price.button", duration=other), f"price:{other}")
-
-
-def _money(catalog: Catalog, credits: int) -> Money:
-    return Money(credits, catalog.yuan_amount(credits))
 
 
 PRICE_REPLIES_KEPT = 1024
@@ -221,7 +217,7 @@ def _price_reply(
     lines = list(table)
     if balance is not None:
         clips = clips_affordable(catalog, balance, duration_s)
-        lines.append(text("price.balance", money=_money(catalog, balance), clips=clips))
+        lines.append(text("price.balance", money=Money.of(catalog, balance), clips=clips))
     return Reply(tuple(lines), buttons=(button,), edit=True)
 
 

@@ -250,6 +250,6 @@ class CompareFinisher:
                 )
             ),
             duration=made_jobs[0].duration_s,
-            money=Money(paid, self.catalog.yuan_amount(paid)),
+            money=Money.of(self.catalog, paid),
         )
         await self.outbox.deliver(compare.chat, Reply((caption,), video=out), compare.locale)

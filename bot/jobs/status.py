@@ -32,10 +32,6 @@ def _cancel(job: Job) -> Button:
     return Button(text("status.cancel_button"), f"cancel:{job.job_id}")
 
 
-def _money(catalog: Catalog, credits: int) -> Money:
-    return Money(credits, catalog.yuan_amount(credits))
-
-
 def queued(job: Job, catalog: Catalog, position: int) -> Reply:
     """Waiting for a free slot."""
     tier = TierName(catalog.tier(job.tier))
@@ -48,7 +44,7 @@ def queued(job: Job, catalog: Catalog, position: int) -> Reply:
                 position=position,
                 job=job.short_id,
             ),
-            text("status.held", money=_money(catalog, job.price)),
+            text("status.held", money=Money.of(catalog, job.price)),
         ),
         buttons=(_cancel(job),),
     )
@@ -76,7 +72,7 @@ def done(job: Job, catalog: Catalog, elapsed: float) -> Reply:
                 "status.done",
                 tier=TierName(catalog.tier(job.tier)),
                 elapsed=clock_time(elapsed),
-                money=_money(catalog, job.price),
+                money=Money.of(catalog, job.price),
                 job=job.short_id,
             ),
         )
@@ -89,7 +85,7 @@ def failed(job: Job, catalog: Catalog, reason_key: str, **params: object) -> Rep
         (
             text("status.failed", tier=TierName(catalog.tier(job.tier)), job=job.short_id),
             text(reason_key, **params),
-            text("status.refunded", money=_money(catalog, job.price)),
+            text("status.refunded", money=Money.of(catalog, job.price)),
         )
     )
 
@@ -99,7 +95,7 @@ def cancelled(job: Job, catalog: Catalog) -> Reply:
     return Reply(
         (
             text("status.cancelled", tier=TierName(catalog.tier(job.tier)), job=job.short_id),
-            text("status.refunded", money=_money(catalog, job.price)),
+            text("status.refunded", money=Money.of(catalog, job.price)),
         )
     )
 
@@ -114,7 +110,7 @@ def video(job: Job, catalog: Catalog, path: Path) -> Reply:
                 tier=TierName(tier),
                 resolution=f"{job.resolution}p",
                 duration=job.duration_s,
-                money=_money(catalog, job.price),
+                money=Money.of(catalog, job.price),
                 job=job.short_id,
             ),
         ),
@@ -138,7 +134,7 @@ def not_yet_delivered(job: Job, catalog: Catalog) -> Reply:
             text(
                 "status.not_yet_delivered",
                 tier=TierName(catalog.tier(job.tier)),
-                money=_money(catalog, job.price),
+                money=Money.of(catalog, job.price),
                 job=job.short_id,
             ),
         ),
