@@ -19,6 +19,7 @@ from bot.commands import Caller, CompareTiers, Gen
 from bot.defaults import member_defaults
 from bot.deps import Deps
 from bot.errors import InsufficientCredits, UserError
+from bot.jobs.compares import tier_names
 from bot.jobs.model import Compare, Quote
 from bot.jobs.store import QueueFull, QuoteTaken
 from bot.replies import Button, Reply, Text, TextList, TierName, text
@@ -38,7 +39,7 @@ async def gen(command: Gen, caller: Caller, deps: Deps, request_id: str | None) 
 
 
 def _names(deps: Deps, keys: tuple[str, ...]) -> TextList:
-    return TextList(tuple(text("compare.tier", tier=TierName(deps.catalog.tier(k))) for k in keys))
+    return tier_names(deps.catalog, keys)
 
 
 def _sum(deps: Deps, keys: tuple[str, ...], duration_s: int) -> int:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 
 from bot.catalog import Catalog
@@ -43,6 +43,11 @@ taken over by the next runner that looks at it."""
 
 Render = Callable[[list[tuple[Path, str]], Path, int], tuple[int, int]]
 """(clips with their labels, output path, panel height) -> the clip's (width, height)."""
+
+
+def tier_names(catalog: Catalog, keys: Sequence[str]) -> TextList:
+    """The compared tiers by name, as one list (the quote's buttons, its answers, the clip)."""
+    return TextList(tuple(text("compare.tier", tier=TierName(catalog.tier(k))) for k in keys))
 
 
 def render_side_by_side(
@@ -243,12 +248,7 @@ class CompareFinisher:
         paid = sum(job.price for job in made_jobs)
         caption = text(
             "compare.video",
-            tiers=TextList(
-                tuple(
-                    text("compare.tier", tier=TierName(self.catalog.tier(job.tier)))
-                    for job in made_jobs
-                )
-            ),
+            tiers=tier_names(self.catalog, [job.tier for job in made_jobs]),
             duration=made_jobs[0].duration_s,
             money=Money.of(self.catalog, paid),
         )
