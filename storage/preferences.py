@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 from bot.commands import UserRef
 from bot.preferences import NONE, Field, Preferences, PreferenceStore, check
 from storage.database import Database
 from storage.ledger import resolve
 
-_COLUMNS = "tier, duration_s, locale, confirm_above"
+COLUMNS = "tier, duration_s, locale, confirm_above"
+"""The ``member_settings`` columns a :class:`Preferences` is read from (both backends)."""
 
 _BY_OWNER = (
     "platform = coalesce((SELECT linked_platform FROM wallets"
@@ -20,7 +22,8 @@ _BY_OWNER = (
 """The row of the wallet ``(?1, ?2)`` uses (its partner's when linked), by primary key."""
 
 
-def _preferences(row: sqlite3.Row | None) -> Preferences:
+def preferences_from_row(row: Any) -> Preferences:
+    """A ``member_settings`` row (:data:`COLUMNS`) as preferences; none set without a row."""
     if row is None:
         return NONE
     return Preferences(row["tier"], row["duration_s"], row["locale"], row["confirm_above"])
@@ -36,10 +39,10 @@ class SqlitePreferences(PreferenceStore):
         """The settings of ``user``'s wallet (its partner's, when linked)."""
         # Read for every command (the member's language): primary-key lookups only.
         row = await self.database.read_point(
-            f"SELECT {_COLUMNS} FROM member_settings WHERE {_BY_OWNER}",
+            f"SELECT {COLUMNS} FROM member_settings WHERE {_BY_OWNER}",
             (user.platform, user.id),
         )
-        return _preferences(row)
+        return preferences_from_row(row)
 
     async def change(
         self, user: UserRef, field: Field, value: str | int | None, *, now: int
@@ -54,9 +57,9 @@ class SqlitePreferences(PreferenceStore):
                 " VALUES (?, ?, ?, ?)"
                 f" ON CONFLICT (platform, user_id) DO UPDATE SET {column} = excluded.{column},"
                 " updated_at = excluded.updated_at"
-                f" RETURNING {_COLUMNS}",
+                f" RETURNING {COLUMNS}",
                 (owner.platform, owner.id, value, now),
             ).fetchone()
-            return _preferences(row)
+            return preferences_from_row(row)
 
         return await self.database.write(write)

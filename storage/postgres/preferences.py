@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot.commands import UserRef
-from bot.preferences import NONE, Field, Preferences, PreferenceStore, check
+from bot.preferences import Field, Preferences, PreferenceStore, check
 from storage.postgres.database import PgDatabase
-
-_COLUMNS = "tier, duration_s, locale, confirm_above"
+from storage.preferences import COLUMNS, preferences_from_row
 
 _BY_OWNER = (
     "platform = coalesce((SELECT linked_platform FROM wallets"
@@ -25,12 +22,6 @@ _OWNER = (
 """The identity whose wallet ``($1, $2)`` uses: its partner when linked, else itself."""
 
 
-def _preferences(row: Any) -> Preferences:
-    if row is None:
-        return NONE
-    return Preferences(row["tier"], row["duration_s"], row["locale"], row["confirm_above"])
-
-
 class PgPreferences(PreferenceStore):
     """One row per wallet owner; each call is one statement (a link is resolved inside it)."""
 
@@ -41,11 +32,11 @@ class PgPreferences(PreferenceStore):
         """The settings of ``user``'s wallet (its partner's, when linked)."""
         # Read for every command (the member's language): two primary-key lookups.
         row = await self.database.fetchrow(
-            f"SELECT {_COLUMNS} FROM member_settings WHERE {_BY_OWNER}",
+            f"SELECT {COLUMNS} FROM member_settings WHERE {_BY_OWNER}",
             user.platform,
             user.id,
         )
-        return _preferences(row)
+        return preferences_from_row(row)
 
     async def change(
         self, user: UserRef, field: Field, value: str | int | None, *, now: int
@@ -58,10 +49,10 @@ class PgPreferences(PreferenceStore):
             f" SELECT o.platform, o.user_id, $3::{cast}, $4 FROM ({_OWNER}) o"
             f" ON CONFLICT (platform, user_id) DO UPDATE SET {column} = excluded.{column},"
             " updated_at = excluded.updated_at"
-            f" RETURNING {_COLUMNS}",
+            f" RETURNING {COLUMNS}",
             user.platform,
             user.id,
             value,
             now,
         )
-        return _preferences(row)
+        return preferences_from_row(row)
