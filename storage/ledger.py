@@ -391,6 +391,13 @@ def profile_from_row(row: Any) -> UserProfile:
     )
 
 
+def hold_from_row(row: Any) -> Hold:
+    """A ``holds`` row (hold_id, platform, user_id, amount, state) as a hold."""
+    return Hold(
+        row["hold_id"], UserRef(row["platform"], row["user_id"]), row["amount"], row["state"]
+    )
+
+
 class CreditingLedger(Ledger):
     """The argument checks and keys of a credit, shared by the SQLite and PostgreSQL ledgers.
 
@@ -611,11 +618,7 @@ class SqliteLedger(CreditingLedger):
             "SELECT hold_id, platform, user_id, amount, state FROM holds WHERE hold_id = ?",
             (hold_id,),
         )
-        if row is None:
-            return None
-        return Hold(
-            row["hold_id"], UserRef(row["platform"], row["user_id"]), row["amount"], row["state"]
-        )
+        return None if row is None else hold_from_row(row)
 
     async def history(self, user: UserRef, limit: int) -> list[LedgerEntry]:
         """The user's newest entries first."""

@@ -48,7 +48,7 @@ from bot.ports import (
 )
 from storage.ledger import LEDGER_COLUMNS as _LEDGER_COLUMNS
 from storage.ledger import SHARING_WALLET as _SHARING
-from storage.ledger import CreditingLedger, entry_from_row, profile_from_row
+from storage.ledger import CreditingLedger, entry_from_row, hold_from_row, profile_from_row
 from storage.postgres import links
 from storage.postgres.database import PgDatabase
 
@@ -576,11 +576,7 @@ class PgLedger(CreditingLedger):
             "SELECT hold_id, platform, user_id, amount, state FROM holds WHERE hold_id = $1",
             hold_id,
         )
-        if row is None:
-            return None
-        return Hold(
-            row["hold_id"], UserRef(row["platform"], row["user_id"]), row["amount"], row["state"]
-        )
+        return None if row is None else hold_from_row(row)
 
     async def history(self, user: UserRef, limit: int) -> list[LedgerEntry]:
         """The user's newest entries first."""
