@@ -21,7 +21,12 @@ log = logging.getLogger(__name__)
 
 def migration_scripts() -> list[tuple[int, str, str]]:
     """The bundled migrations as ``(version, name, sql)``, in order."""
-    folder = resources.files("storage").joinpath("migrations")
+    return bundled_scripts("storage")
+
+
+def bundled_scripts(package: str) -> list[tuple[int, str, str]]:
+    """The ``<package>/migrations/NNNN_name.sql`` files as ``(version, name, sql)``, in order."""
+    folder = resources.files(package).joinpath("migrations")
     scripts = []
     for entry in sorted(folder.iterdir(), key=lambda item: item.name):
         if entry.name.endswith(".sql"):

@@ -15,11 +15,11 @@ line), never used by code that does not know its schema.
 from __future__ import annotations
 
 import logging
-from importlib import resources
 
 import asyncpg
 
 from bot.errors import StorageUnavailable
+from storage.migrate import bundled_scripts
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 def migration_scripts() -> list[tuple[int, str, str]]:
     """The bundled migrations as ``(version, name, sql)``, in order."""
-    folder = resources.files("storage.postgres").joinpath("migrations")
-    scripts = []
-    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
-        if entry.name.endswith(".sql"):
-            version = int(entry.name.split("_", 1)[0])
-            scripts.append((version, entry.name, entry.read_text("utf-8")))
-    return scripts
+    return bundled_scripts("storage.postgres")
 
 
 async def applied_versions(connection: asyncpg.Connection) -> set[int]:
